@@ -1,0 +1,1 @@
+//! rkos-agent: the upgrade agent, in-cluster (CRDs, rollout) and on-node.

@@ -1,0 +1,1 @@
+//! rkos-bundle: upgrade bundles: signed manifests, verified streaming download, staging.

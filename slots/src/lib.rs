@@ -1,0 +1,1 @@
+//! rkos-slots: the A/B slot layout, the GRUB environment block and boot counting.

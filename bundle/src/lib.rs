@@ -1,1 +1,23 @@
 //! rkos-bundle: upgrade bundles: signed manifests, verified streaming download, staging.
+//!
+//! A bundle is a directory (local or served over http(s)) holding `manifest.json`
+//! (see [`rkos_slots::Manifest`]), its minisign (ed25519) signature `manifest.json.minisig`,
+//! and the files the manifest lists. The node trusts only keys it holds itself
+//! ([`keys::TrustedKeys`]). [`stage`] writes the inactive slot; [`flip`] puts it on trial.
+//!
+//! The network code is blocking (reqwest's blocking client); async callers (the agent) run
+//! [`stage`] inside `tokio::task::spawn_blocking`.
+
+pub mod error;
+pub mod keys;
+pub mod progress;
+#[cfg(feature = "sign")]
+pub mod sign;
+pub mod source;
+pub mod stage;
+
+pub use error::{BundleError, Result};
+pub use keys::{TrustedKeys, IMAGE_KEYS_DIR};
+pub use progress::{ConsoleProgress, NoProgress, Progress};
+pub use source::Source;
+pub use stage::{flip, node_arch, stage, verify_file, verify_slot, StageOptions, Staged};

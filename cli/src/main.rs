@@ -1,11 +1,59 @@
 //! `rkos`: the node's command (config, install, upgrade, status). Installed also as `os-config`.
 
-use clap::Parser;
+mod bundle_cmd;
+mod install_cmd;
+mod config_apply;
+mod config_cmd;
+mod status_cmd;
+mod upgrade_cmd;
+mod wizard_cmd;
+
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "rkos", version, about = "rkos node command")]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Subcommand)]
+enum Command {
+    /// Show, validate, render and apply the node's config.yaml.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCmd),
+    /// Stage a signed upgrade bundle into the inactive slot and boot it on trial.
+    Upgrade(upgrade_cmd::UpgradeArgs),
+    /// Mark the running slot good (ends its trial); run by rkos-mark-good.service.
+    MarkGood(upgrade_cmd::MarkGoodArgs),
+    /// Show the active and fallback slots, their versions and the last boot outcome.
+    Status(status_cmd::StatusArgs),
+    /// Make and check upgrade bundles (build side).
+    Bundle(bundle_cmd::BundleArgs),
+    /// Install rkos to a disk without questions (or unattended from the kernel command line).
+    Install(install_cmd::InstallArgs),
+    /// The interactive configurator (also installed as `os-config`).
+    OsConfig(wizard_cmd::WizardArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Some(r) = wizard_cmd::run_if_os_config() {
+        return r;
+    }
+    match Cli::parse().command {
+        Command::Config(c) => config_cmd::run(c),
+        Command::Upgrade(a) => upgrade_cmd::run_upgrade(&a),
+        Command::MarkGood(a) => upgrade_cmd::run_mark_good(&a),
+        Command::Status(a) => status_cmd::run_status(&a),
+        Command::Bundle(a) => bundle_cmd::run_bundle(&a),
+        Command::Install(a) => install_cmd::run(a),
+        Command::OsConfig(a) => wizard_cmd::run(a),
+    }
 }

@@ -1,1 +1,32 @@
 //! rkos-config: the config.yaml schema, its sources and merge, validation and render.
+//!
+//! Pipeline: each [`Source`] is parsed into a position-carrying tree ([`node`]), normalised
+//! against the schema ([`schema`]), checked on its own, merged with the others lowest
+//! first ([`merge`]), deserialized into the typed [`Config`] and checked as a whole
+//! ([`load`]). [`render()`] turns a config into files; [`apply`] writes them under a root.
+
+pub mod apply;
+pub mod cmdline;
+pub mod de;
+pub mod diag;
+pub mod emit;
+mod load;
+pub mod merge;
+mod model;
+pub mod node;
+pub mod render;
+pub mod schema;
+pub mod show;
+pub mod source;
+pub mod validate;
+
+pub use diag::{Diagnostic, Severity};
+pub use load::{
+    count, load, parse_source, provenance, validate_text, Loaded, Parsed, Source, SourceKind,
+    USER_DATA_SCRIPT,
+};
+pub use model::{
+    default_hostname, Bond, BootMode, BootModeError, Config, DataDisk, Install, Interface, Network,
+    Proxy, Rkos, Role, Upgrade, Vlan, Wifi, WriteFile,
+};
+pub use render::{render, render_report, RenderContext, Rendered, RenderedFile};

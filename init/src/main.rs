@@ -1,6 +1,384 @@
-//! rkos-init: the stage-1 init the kernel runs as PID 1 from the initramfs.
+//! rkos-init: the stage-1 init the kernel runs as PID 1 from the initramfs. The boot flow,
+//! in order (ARCHITECTURE.md, "Boot flow"): basic mounts, modules, find the image, mount
+//! plan, early config, switch_root. Any failure ends in `fail`: a message on every console,
+//! then the rescue shell; this function never returns.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use rkos_init::cmdline::{self, BootParams, Mode, Slot};
+use rkos_init::devices::{self, BlockDevice};
+use rkos_init::kmod::Loader;
+use rkos_init::log::{self, Timings};
+use rkos_init::modules::ModuleIndex;
+use rkos_init::plan::{self, PlanInput, Stage, Volume, RUN_RKOS, SYSROOT};
+use rkos_init::{early, rescue, system};
+
+const LIVE_LABEL: &str = "RKOS_LIVE";
+const STATE_LABEL: &str = "RKOS_STATE";
+const DATA_LABEL: &str = "RKOS_DATA";
+const CIDATA_LABEL: &str = "CIDATA";
+/// Stages whose time the init does not control: devices appearing, hashing the image.
+const NOT_OWN_WORK: &[&str] = &["wait-devices", "verify-image", "fetch-image"];
+
+/// What the failure message needs, filled in as the boot goes.
+struct Ctx {
+    consoles: Vec<PathBuf>,
+    cmdline: String,
+    looked_for: String,
+}
+
+impl Ctx {
+    fn fail(&self, error: impl std::fmt::Display) -> ! {
+        let devs = devices::scan(Path::new("/sys/class/block"), Path::new("/dev"));
+        let error = error.to_string();
+        log::kmsg(log::ERR, &format!("boot failed: {error}"));
+        let msg = rescue::failure_message(&error, &self.looked_for, &devs, &self.cmdline);
+        log::to_consoles(&self.consoles, &msg);
+        load_rescue_modules();
+        rescue::shell_forever(&self.consoles)
+    }
+}
+
+/// Filesystem drivers the operator is likely to need in the rescue shell.
+fn load_rescue_modules() {
+    if let Some(mut l) = initramfs_loader() {
+        for fs in ["ext4", "vfat", "iso9660", "squashfs", "overlay"] {
+            l.ensure_fs(fs);
+        }
+        let _ = l.load("loop");
+    }
+}
+
+fn kernel_release() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn initramfs_loader() -> Option<Loader> {
+    ModuleIndex::load(&Path::new("/lib/modules").join(kernel_release())).ok().map(Loader::new)
+}
+
+#[derive(Serialize)]
+struct InitReport<'a> {
+    version: String,
+    mode: Mode,
+    slot: Option<Slot>,
+    boot_device: Option<&'a Volume>,
+    data_device: Option<&'a Volume>,
+    cidata_device: Option<PathBuf>,
+    loop_devices: Vec<(PathBuf, PathBuf)>,
+    seeded: &'a [PathBuf],
+    modules_loaded: &'a [String],
+    modules_failed: &'a [String],
+    config_problems: usize,
+    started_after_kernel_ms: f64,
+    stages: &'a [log::StageTime],
+    own_ms: f64,
+    total_ms: f64,
+}
+
+fn uptime_ms() -> f64 {
+    fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .map(|s| s * 1000.0)
+        .unwrap_or(0.0)
+}
+
+/// What the wait loop needs to have found before the boot can go on.
+fn looked_for(mode: Option<Mode>, slot: Option<Slot>, wait: Duration) -> String {
+    let within = format!("within rkos.wait={} s", wait.as_secs_f64());
+    match mode {
+        Some(Mode::Live | Mode::Install) => {
+            format!("a volume labelled {LIVE_LABEL} (the rkos ISO or USB stick) holding /rootfs.squashfs, {within}")
+        }
+        Some(Mode::Disk) => format!(
+            "volumes labelled {STATE_LABEL} (holding /slots/{}/rootfs.squashfs and manifest.json) and {DATA_LABEL}, {within}",
+            slot.map(|s| s.as_str()).unwrap_or("<rkos.slot>")
+        ),
+        Some(Mode::Netboot) => "the image at rkos.image=URL".into(),
+        Some(Mode::Rescue) => String::new(),
+        None => format!(
+            "a volume labelled {STATE_LABEL} (installed disk, with {DATA_LABEL}) or {LIVE_LABEL} (live medium), {within}"
+        ),
+    }
+}
+
+/// The mode and the volumes, once the devices it needs are there.
+fn decide(mode: Option<Mode>, devs: &[BlockDevice]) -> Option<(Mode, Option<Volume>, Option<Volume>)> {
+    let vol = |label: &str| {
+        devices::find_label(devs, label, false)
+            .and_then(|d| d.fstype().map(|fstype| Volume { device: d.path.clone(), fstype }))
+    };
+    match mode {
+        Some(m @ (Mode::Live | Mode::Install)) => vol(LIVE_LABEL).map(|b| (m, Some(b), None)),
+        Some(Mode::Disk) => match (vol(STATE_LABEL), vol(DATA_LABEL)) {
+            (Some(s), Some(d)) => Some((Mode::Disk, Some(s), Some(d))),
+            _ => None,
+        },
+        Some(Mode::Netboot) => Some((Mode::Netboot, None, None)),
+        Some(Mode::Rescue) => None,
+        None => match (vol(STATE_LABEL), vol(DATA_LABEL), vol(LIVE_LABEL)) {
+            (Some(s), Some(d), _) => Some((Mode::Disk, Some(s), Some(d))),
+            // A state volume without its data volume yet: keep waiting for it.
+            (Some(_), None, _) => None,
+            (None, _, Some(l)) => Some((Mode::Live, Some(l), None)),
+            _ => None,
+        },
+    }
+}
 
 fn main() {
-    eprintln!("rkos-init must run as PID 1 from the rkos initramfs");
-    std::process::exit(1);
+    if nix::unistd::getpid().as_raw() != 1 {
+        eprintln!("rkos-init is PID 1 of the rkos initramfs; it does nothing when run otherwise");
+        std::process::exit(2);
+    }
+    let mut t = Timings::new();
+    let mut ctx = Ctx { consoles: log::console_paths(&[]), cmdline: String::new(), looked_for: String::new() };
+
+    let basic = t.stage("mount-basic", system::mount_basic);
+    log::open_kmsg();
+    let started_after_kernel_ms = uptime_ms();
+    if let Err(e) = basic {
+        ctx.fail(format!("cannot mount the API filesystems: {e}"));
+    }
+    ctx.cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    ctx.consoles = log::console_paths(&cmdline::consoles(&ctx.cmdline));
+    let params: BootParams = match cmdline::parse(&ctx.cmdline) {
+        Ok(p) => p,
+        Err(e) => ctx.fail(format!("bad kernel command line: {e}")),
+    };
+    log::init_tracing(params.debug);
+    let version = fs::read_to_string("/etc/rkos/version").map(|v| v.trim().to_string()).unwrap_or_default();
+    tracing::info!("rkos {version} started {started_after_kernel_ms:.0} ms after the kernel");
+    rescue::prepare_busybox(Path::new("/"));
+    // The kernel's own module requests (request_module) go through busybox modprobe.
+    let _ = fs::write("/proc/sys/kernel/modprobe", "/sbin/modprobe\n");
+
+    let kver = kernel_release();
+    let mut loader = match ModuleIndex::load(&Path::new("/lib/modules").join(&kver)) {
+        Ok(idx) => Loader::new(idx),
+        Err(e) => {
+            // Built-in drivers may still be enough; the failure message shows what was found.
+            tracing::warn!("no kernel modules: {e}");
+            Loader::new(ModuleIndex::default())
+        }
+    };
+    t.stage("modules", || {
+        for _ in 0..6 {
+            if loader.coldplug(Path::new("/sys/bus")) == 0 {
+                break;
+            }
+        }
+    });
+
+    if params.mode == Some(Mode::Rescue) {
+        log::to_consoles(&ctx.consoles, "rkos-init: rkos.mode=rescue: starting the rescue shell as asked\n");
+        load_rescue_modules();
+        rescue::shell_forever(&ctx.consoles);
+    }
+
+    ctx.looked_for = looked_for(params.mode, params.slot, params.wait);
+    let wait_start = Instant::now();
+    let mut rounds = 0u32;
+    let (mode, boot, data, devs) = loop {
+        let devs = devices::scan(Path::new("/sys/class/block"), Path::new("/dev"));
+        if let Some((m, b, d)) = decide(params.mode, &devs) {
+            break (m, b, d, devs);
+        }
+        if wait_start.elapsed() >= params.wait {
+            t.record("wait-devices", wait_start.elapsed());
+            ctx.fail(format!("no boot volume found after {:.1} s", wait_start.elapsed().as_secs_f64()));
+        }
+        sleep(Duration::from_millis(20));
+        rounds += 1;
+        // USB and SD devices show up late and bring new modaliases (usb-storage, mmc_block).
+        if rounds % 5 == 0 {
+            loader.coldplug(Path::new("/sys/bus"));
+        }
+    };
+    t.record("wait-devices", wait_start.elapsed());
+    for label in [LIVE_LABEL, STATE_LABEL, DATA_LABEL] {
+        if devices::count_label(&devs, label) > 1 {
+            tracing::warn!("more than one volume labelled {label}; using the first in name order");
+        }
+    }
+    tracing::info!(
+        "mode {mode}, boot volume {}",
+        boot.as_ref().map(|b| b.device.display().to_string()).unwrap_or_else(|| "none".into())
+    );
+
+    let input = PlanInput {
+        mode,
+        slot: params.slot,
+        boot: boot.clone(),
+        data: data.clone(),
+        image_url: params.image_url.clone(),
+        image_sha256: params.image_sha256.clone(),
+    };
+    let steps = match plan::root_plan(&input) {
+        Ok(s) => s,
+        Err(e) => ctx.fail(e),
+    };
+    let mut exec = system::Executor::new(&mut loader);
+    let mut stage: Option<(Stage, Instant)> = None;
+    for (st, step) in &steps {
+        match stage {
+            Some((cur, _)) if cur == *st => {}
+            _ => {
+                if let Some((prev, since)) = stage {
+                    t.record(prev.as_str(), since.elapsed());
+                }
+                stage = Some((*st, Instant::now()));
+            }
+        }
+        if let Err(e) = exec.run(step) {
+            ctx.fail(format!("{step}: {e}"));
+        }
+    }
+    if let Some((prev, since)) = stage {
+        t.record(prev.as_str(), since.elapsed());
+    }
+    let loop_devices = std::mem::take(&mut exec.loops);
+    let mut seeded = std::mem::take(&mut exec.seeded);
+
+    // Put /run into the real root now, so the config sources under /run/rkos are where
+    // `rkos_config::source::collect(SYSROOT)` reads them; a symlink keeps /run/... paths working.
+    let sysroot = Path::new(SYSROOT);
+    let moved = t.stage("move-run", || -> Result<(), String> {
+        system::move_mount(Path::new("/run"), &sysroot.join("run")).map_err(|e| e.to_string())?;
+        fs::remove_dir("/run").map_err(|e| format!("rmdir /run: {e}"))?;
+        std::os::unix::fs::symlink("/sysroot/run", "/run").map_err(|e| format!("symlink /run: {e}"))
+    });
+    if let Err(e) = moved {
+        ctx.fail(e);
+    }
+
+    let run_rkos = Path::new(RUN_RKOS);
+    let mut cidata_device = None;
+    let mut problems: Vec<String> = Vec::new();
+    t.stage("config", || {
+        if mode.is_ephemeral() && mode != Mode::Netboot {
+            if let Err(e) = early::copy_boot_config(Path::new(plan::MEDIUM), run_rkos) {
+                problems.push(format!("error: cannot copy the boot medium's rkos/config.yaml: {e}"));
+            }
+        }
+        let devs = devices::scan(Path::new("/sys/class/block"), Path::new("/dev"));
+        if let Some(seed) = devices::find_label(&devs, CIDATA_LABEL, true) {
+            cidata_device = Some(seed.path.clone());
+            if let Err(e) = copy_cidata(&mut loader, seed, run_rkos) {
+                problems.push(format!("error: NoCloud seed {}: {e}", seed.path.display()));
+            }
+        }
+        let (config, diags) = early::load_config(sysroot, &ctx.cmdline);
+        problems.extend(diags);
+
+        let mac = devices::primary_mac(Path::new("/sys/class/net"));
+        let name = early::hostname(&config, mac.as_deref());
+        if let Err(e) = nix::unistd::sethostname(&name) {
+            problems.push(format!("error: hostname {name:?}: {e}"));
+        }
+        if let Err(e) = early::write_hostname(sysroot, &name) {
+            problems.push(format!("error: /etc/hostname: {e}"));
+        }
+        if !config.rkos.modules.is_empty() {
+            // The real root carries every module; the initramfs only storage and filesystems.
+            let mut full = ModuleIndex::load(&sysroot.join("lib/modules").join(&kver)).ok().map(Loader::new);
+            for m in &config.rkos.modules {
+                let r = match full.as_mut() {
+                    Some(l) => l.load(m).or_else(|_| loader.load(m)),
+                    None => loader.load(m),
+                };
+                if let Err(e) = r {
+                    problems.push(format!("error: module {m}: {e}"));
+                }
+            }
+            if let Some(l) = full {
+                for f in l.failed {
+                    problems.push(format!("error: module {f}"));
+                }
+            }
+        }
+        problems.extend(early::write_sysctls(Path::new("/proc/sys"), &config.rkos.sysctls).into_iter().map(|p| format!("error: {p}")));
+        if mode == Mode::Disk && !config.rkos.persistent_paths.is_empty() {
+            let already: Vec<PathBuf> = plan::DEFAULT_PERSISTENT.iter().map(PathBuf::from).collect();
+            for p in &config.rkos.persistent_paths {
+                let steps = match plan::persistent_binds(std::slice::from_ref(p), &already) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        problems.push(format!("error: {e}"));
+                        continue;
+                    }
+                };
+                let mut exec = system::Executor::new(&mut loader);
+                for step in &steps {
+                    if let Err(e) = exec.run(step) {
+                        problems.push(format!("error: persistent path {p}: {step}: {e}"));
+                        break;
+                    }
+                }
+                seeded.extend(exec.seeded);
+            }
+        }
+        if !problems.is_empty() {
+            let mut text = format!("rkos-init: {} config problem(s); booting anyway:\n", problems.len());
+            for p in &problems {
+                text.push_str(&format!("  {p}\n"));
+            }
+            log::to_consoles(&ctx.consoles, &text);
+        }
+        if let Err(e) = early::write_problems(run_rkos, &problems) {
+            tracing::warn!("cannot write {RUN_RKOS}/config-errors: {e}");
+        }
+        tracing::info!("hostname {name}");
+    });
+
+    let own_ms = t.own_ms(NOT_OWN_WORK);
+    let total_ms = (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+    let report = InitReport {
+        version,
+        mode,
+        slot: params.slot.filter(|_| mode == Mode::Disk),
+        boot_device: boot.as_ref(),
+        data_device: data.as_ref(),
+        cidata_device,
+        loop_devices,
+        seeded: &seeded,
+        modules_loaded: &loader.loaded,
+        modules_failed: &loader.failed,
+        config_problems: problems.len(),
+        started_after_kernel_ms: (started_after_kernel_ms * 10.0).round() / 10.0,
+        stages: &t.stages,
+        own_ms,
+        total_ms,
+    };
+    if let Ok(json) = serde_json::to_string_pretty(&report) {
+        let _ = fs::write(run_rkos.join("init.json"), json + "\n");
+    }
+    log::kmsg(
+        log::INFO,
+        &format!("total {total_ms:.1} ms, own work {own_ms:.1} ms, mode {mode}, {} modules", loader.loaded.len()),
+    );
+    let e = system::switch_root(sysroot, &params.init);
+    ctx.fail(format!("switch_root to {SYSROOT}: {e}"));
+}
+
+/// Mounts the NoCloud seed read-only, copies its files, unmounts it.
+fn copy_cidata(loader: &mut Loader, seed: &BlockDevice, run_rkos: &Path) -> Result<(), String> {
+    let fstype = seed.fstype().ok_or("unknown filesystem")?.mount_type();
+    loader.ensure_fs(fstype);
+    let mnt = run_rkos.join("cidata.mnt");
+    fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+    system::mount_fs(&seed.path.to_string_lossy(), &mnt, fstype, nix::mount::MsFlags::MS_RDONLY, "")
+        .map_err(|e| e.to_string())?;
+    let copied = early::copy_cidata(&mnt, run_rkos);
+    let _ = nix::mount::umount(&mnt);
+    let _ = fs::remove_dir(&mnt);
+    let copied = copied.map_err(|e| e.to_string())?;
+    tracing::info!("NoCloud seed {}: {}", seed.path.display(), copied.join(", "));
+    Ok(())
 }

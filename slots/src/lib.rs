@@ -1,1 +1,23 @@
 //! rkos-slots: the A/B slot layout, the GRUB environment block and boot counting.
+//!
+//! Pure logic ([`grubenv`], [`boot`], [`manifest`], [`status`] formatting) is separate from the
+//! few file operations ([`fsio`], [`state`]), which all take the `RKOS_STATE` root as a path.
+
+pub mod boot;
+pub mod fsio;
+pub mod grubenv;
+pub mod manifest;
+pub mod state;
+pub mod status;
+
+pub use boot::{BootError, BootState, Outcome, Slot, Trial, DEFAULT_TRIES, MAX_TRIES};
+pub use grubenv::GrubEnv;
+pub use manifest::{FileEntry, Manifest};
+pub use state::{StateDir, StateError};
+pub use status::Status;
+
+/// The `grub.cfg` installed on `RKOS_STATE:/grub/grub.cfg`: implements [`boot`]'s model.
+pub const GRUB_CFG: &str = include_str!("../grub/grub.cfg");
+
+/// Where `RKOS_STATE` is mounted on a running node (by rkos-init in disk mode).
+pub const DEFAULT_STATE_MOUNT: &str = "/run/rkos/state";

@@ -1,0 +1,106 @@
+//! `rkos-agent`: the in-cluster upgrade agent (one per node, from a DaemonSet).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rkos_agent::drain::PodRef;
+use rkos_agent::kube_io::{Agent, AgentConfig};
+use rkos_agent::metrics::{self, Metrics};
+use rkos_agent::nodeops::HostNodeOps;
+
+#[derive(Parser)]
+#[command(name = "rkos-agent", version, about = "rkos in-cluster OS upgrade agent")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent for this node (in-cluster config, or KUBECONFIG).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML (the source of manifests/crds.yaml).
+    Crds,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// This node's name (the DaemonSet passes spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// Namespace of the rollout leases (the agent's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "rkos-system")]
+    namespace: String,
+    /// The agent's own pod name, never evicted by a drain.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// Where the host's root filesystem is mounted; `/` runs `rkos` without a chroot.
+    #[arg(long, default_value = "/host")]
+    host_root: PathBuf,
+    /// The `rkos` command, as a path inside the host root.
+    #[arg(long, default_value = "/usr/bin/rkos")]
+    rkos: PathBuf,
+    #[arg(long, default_value = "0.0.0.0:9469")]
+    metrics_addr: SocketAddr,
+    /// Lease duration: a node that crashes mid-upgrade frees its slot after this long.
+    /// Longer than a reboot, so a rebooting node keeps its slot.
+    #[arg(long, default_value_t = 900)]
+    lease_seconds: i32,
+    /// Reconcile at least this often.
+    #[arg(long, default_value_t = 10)]
+    tick_seconds: u64,
+    /// How long a rebooted node may take to become healthy.
+    #[arg(long, default_value_t = 600)]
+    verify_timeout_seconds: u64,
+}
+
+// One thread: the agent mostly waits, and a single-threaded runtime keeps it small.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Crds => {
+            print!("{}", rkos_agent::crd::crds_yaml());
+            Ok(())
+        }
+        Cmd::Run(a) => run(a).await,
+    }
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<()> {
+    let config = kube::Config::infer()
+        .await
+        .context("finding the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let client = rkos_agent::kube_io::client(config).context("building the API client")?;
+    let mut cfg = AgentConfig::new(&a.node_name, &a.namespace);
+    cfg.own_pod = a.pod_name.map(|name| PodRef {
+        namespace: a.namespace.clone(),
+        name,
+    });
+    cfg.lease_seconds = a.lease_seconds;
+    cfg.tick = Duration::from_secs(a.tick_seconds.max(1));
+    cfg.verify_timeout_seconds = a.verify_timeout_seconds;
+    let ops = HostNodeOps {
+        host_root: a.host_root,
+        rkos: a.rkos,
+    };
+    let metrics = Metrics::new(&a.node_name);
+    let agent = Agent::new(client, cfg, ops, metrics.clone());
+    tracing::info!(node = a.node_name, metrics = %a.metrics_addr, "rkos-agent starting");
+    tokio::select! {
+        r = metrics::serve(a.metrics_addr, metrics) => {
+            r.with_context(|| format!("serving metrics on {}", a.metrics_addr))
+        }
+        _ = agent.run() => Ok(()),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}

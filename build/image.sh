@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Assembles the rkos root filesystem image from the base rootfs (build/rootfs.sh), overlay/,
+# the rkos binaries and k3s (build/k3s.sh), then writes
+#   work/image/rootfs.squashfs   (zstd)
+#   work/image/vmlinuz           (the rootfs's own kernel, taken out of the image)
+#   work/image/initrd            (build/initramfs.sh, modules from the same kernel)
+# Usage: build/image.sh RKOS_BIN RKOS_INIT_BIN VERSION   (root; run by `make iso`)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+rkos_bin=$1 init_bin=$2 version=$3
+base="$top/work/rootfs/tree"
+out="$top/work/image"
+root="$out/root"
+[ -d "$base/usr" ] || { echo "image: no base rootfs at $base (run build/rootfs.sh)" >&2; exit 1; }
+[ -x "$rkos_bin" ] || { echo "image: rkos binary $rkos_bin missing" >&2; exit 1; }
+[ -f "$top/work/k3s/k3s" ] || { echo "image: no k3s at work/k3s/k3s (run build/k3s.sh)" >&2; exit 1; }
+k3s_kind=$(cat "$top/work/k3s/kind")
+
+mkdir -p "$out"
+rm -rf "$root"
+cp -a --reflink=auto "$base" "$root"
+
+# overlay/ as root-owned files; git keeps only the x bit, so stricter modes are set here.
+tar -C "$top/overlay" --owner=0 --group=0 --exclude='.gitkeep' -cf - . | tar -C "$root" -xpf -
+chmod 0440 "$root/etc/sudoers.d/rkos"
+chmod 0755 "$root"/usr/lib/rkos/*.sh "$root"/usr/lib/systemd/system-generators/* 2>/dev/null || true
+
+install -m 0755 "$rkos_bin" "$root/usr/bin/rkos"
+ln -sfn rkos "$root/usr/bin/os-config"
+install -d -m 0755 "$root/usr/local/bin"
+install -m 0755 "$top/work/k3s/k3s" "$root/usr/local/bin/k3s"
+for tool in kubectl crictl ctr; do ln -sfn k3s "$root/usr/local/bin/$tool"; done
+
+case "$k3s_kind" in
+    stand-in) k3s_field="stand-in" ;;
+    *) k3s_field="${k3s_kind#release }" ;;
+esac
+cat > "$root/usr/lib/os-release" <<EOS
+PRETTY_NAME="rkos $version"
+NAME="rkos"
+VERSION_ID="$version"
+VERSION="$version"
+ID=rkos
+ID_LIKE=debian
+HOME_URL="https://github.com/rkos"
+RKOS_K3S=$k3s_field
+EOS
+ln -sfn ../usr/lib/os-release "$root/etc/os-release"
+mkdir -p "$root/etc/rkos"
+echo "$version" > "$root/etc/rkos/version"
+
+systemctl --root="$root" enable rkos-config-early.service rkos-config-network.service \
+    k3s.service rkos-ssh-keygen.service rkos-issue.service >/dev/null
+
+# The kernel boots from the medium, not from the image.
+vmlinuz=$(ls "$root"/boot/vmlinuz-* | head -n1)
+install -m 0644 "$vmlinuz" "$out/vmlinuz.new"
+rm -f "$root"/boot/vmlinuz-* "$root"/boot/System.map-* "$root"/boot/config-* "$root"/boot/initrd.img-* \
+    "$root"/vmlinuz* "$root"/initrd.img*
+
+rm -f "$out/rootfs.squashfs.new"
+mksquashfs "$root" "$out/rootfs.squashfs.new" -comp zstd -Xcompression-level 15 -b 1M \
+    -noappend -quiet -no-progress -wildcards -e 'proc/*' 'sys/*' 'dev/*' 'run/*' 'tmp/*'
+mv "$out/rootfs.squashfs.new" "$out/rootfs.squashfs"
+mv "$out/vmlinuz.new" "$out/vmlinuz"
+
+"$top/build/initramfs.sh" "$root" "$init_bin" "$version" "$out/initrd"
+echo "$k3s_kind" > "$out/k3s-kind"
+echo "image: rootfs.squashfs $(du -h "$out/rootfs.squashfs" | cut -f1) (tree $(du -sh "$root" | cut -f1)), k3s: $k3s_kind"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds the BIOS + UEFI hybrid ISO (grub-mkrescue) from work/image/:
+# volume id RKOS_LIVE, /rootfs.squashfs, /boot/vmlinuz, /boot/initrd, /boot/grub/grub.cfg.
+# Usage: build/iso.sh OUT.iso
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+iso=$1
+img="$top/work/image"
+for f in rootfs.squashfs vmlinuz initrd; do
+    [ -f "$img/$f" ] || { echo "iso: $img/$f missing (run build/image.sh)" >&2; exit 1; }
+done
+stage=$(mktemp -d "${TMPDIR:-/tmp}/rkos-iso.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/boot/grub" "$stage/rkos"
+# hard links: the staging tree costs no copy of the 100+ MB squashfs
+ln "$img/rootfs.squashfs" "$stage/rootfs.squashfs" 2>/dev/null || cp "$img/rootfs.squashfs" "$stage/"
+cp "$img/vmlinuz" "$stage/boot/vmlinuz"
+cp "$img/initrd" "$stage/boot/initrd"
+cp "$top/iso/grub.cfg" "$stage/boot/grub/grub.cfg"
+# A boot medium config is optional; a remaster drops one into iso/config.yaml.
+[ ! -f "$top/iso/config.yaml" ] || cp "$top/iso/config.yaml" "$stage/rkos/config.yaml"
+mkdir -p "$(dirname "$iso")"
+grub-mkrescue --compress=xz -o "$iso.tmp" "$stage" -- -volid RKOS_LIVE 2>"$stage.log" || {
+    cat "$stage.log" >&2; rm -f "$stage.log"; exit 1; }
+rm -f "$stage.log"
+mv "$iso.tmp" "$iso"
+echo "iso: $iso ($(du -h "$iso" | cut -f1))"

@@ -1,0 +1,546 @@
+//! Node side of an upgrade: stage a bundle into the inactive slot, then flip the GRUB
+//! environment so the next boot tries it.
+//!
+//! Order matters for crash safety (a power cut at any instant must leave a node that boots a
+//! complete version):
+//! 1. read the boot state and decide the target slot (the one not running, never the
+//!    fallback of a running trial);
+//! 2. fetch and verify the signed manifest (signature, arch) and check free space — nothing
+//!    is written before both pass;
+//! 3. invalidate the target slot (its pending trial, if any, then its manifest, then its
+//!    files); GRUB never boots it from now until step 6;
+//! 4. stream each file into `slots/<X>/.staging/<name>.part`, sha256 on the fly, resume with
+//!    `Range`, retry with backoff; fsync;
+//! 5. rename the parts into the slot, then write the signature and, last, the manifest;
+//!    fsync the directory;
+//! 6. [`flip`]: put the slot on trial in `grubenv` (one atomic rename).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rkos_slots::fsio::{fsync_dir, write_atomic};
+use rkos_slots::manifest::{FileEntry, MANIFEST_NAME, SIGNATURE_NAME};
+use rkos_slots::{BootState, Manifest, Slot, StateDir};
+use sha2::{Digest, Sha256};
+
+use crate::error::{BundleError, IoContext, Result};
+use crate::keys::TrustedKeys;
+use crate::progress::Progress;
+use crate::source::Source;
+
+const CHUNK: usize = 1 << 20;
+/// Room kept for the manifest, signature and directory entries.
+const SPACE_MARGIN: u64 = 1 << 20;
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The arch name bundles use for this machine (Debian's names).
+pub fn node_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    /// The node's arch; a bundle for another is refused.
+    pub arch: String,
+    /// Attempts per file on transient failures (dropped connection, 5xx).
+    pub attempts: u32,
+    /// First retry delay; doubled each time up to 30 s.
+    pub backoff: Duration,
+}
+
+impl Default for StageOptions {
+    fn default() -> Self {
+        StageOptions {
+            arch: node_arch().to_string(),
+            attempts: 6,
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub slot: Slot,
+    pub manifest: Manifest,
+    /// Id of the trusted key that signed the manifest.
+    pub key_id: String,
+    /// Bytes fetched from the source in this run.
+    pub downloaded: u64,
+    /// Bytes reused from partial files of an earlier, interrupted run.
+    pub reused: u64,
+}
+
+/// What [`preflight`] established, before anything is written.
+struct Checked {
+    manifest_bytes: Vec<u8>,
+    sig_bytes: Vec<u8>,
+    manifest: Manifest,
+    key_id: String,
+    target: Slot,
+}
+
+/// Checks what can be checked without writing: boot state, target slot, signed manifest,
+/// arch, version.
+fn preflight(
+    source: &Source,
+    state: &StateDir,
+    booted: Slot,
+    keys: &TrustedKeys,
+    opts: &StageOptions,
+) -> Result<Checked> {
+    let boot = state.boot_state()?;
+    if let Some(t) = boot.trial {
+        if t.slot == booted {
+            return Err(BundleError::Refused(format!(
+                "the running slot {booted} is on trial and not yet marked good; its fallback {} must stay intact",
+                boot.default
+            )));
+        }
+    }
+    if booted != boot.default {
+        return Err(BundleError::Refused(format!(
+            "running slot {booted} but the default slot is {}; reboot into the default first",
+            boot.default
+        )));
+    }
+    let target = booted.other();
+
+    let manifest_bytes = source.read_small(MANIFEST_NAME)?;
+    let sig_bytes = source.read_small(SIGNATURE_NAME)?;
+    let sig_text = std::str::from_utf8(&sig_bytes)
+        .map_err(|_| BundleError::SignatureFormat("not UTF-8".into()))?;
+    let (manifest, key_id) = keys.verify_manifest(&manifest_bytes, sig_text)?;
+    if manifest.arch != opts.arch {
+        return Err(BundleError::WrongArch {
+            bundle: manifest.arch.clone(),
+            node: opts.arch.clone(),
+        });
+    }
+    if let Some(current) = state.read_manifest(booted)? {
+        if current.version == manifest.version {
+            return Err(BundleError::AlreadyRunning(current.version));
+        }
+    }
+    Ok(Checked {
+        manifest_bytes,
+        sig_bytes,
+        manifest,
+        key_id,
+        target,
+    })
+}
+
+/// Downloads and verifies `source` into the inactive slot. The running slot and `grubenv`
+/// are not modified, except that a trial pending for the target slot (staged earlier, never
+/// booted) is cancelled before that slot is rewritten.
+pub fn stage(
+    source: &Source,
+    state: &StateDir,
+    booted: Slot,
+    keys: &TrustedKeys,
+    opts: &StageOptions,
+    progress: &mut dyn Progress,
+) -> Result<Staged> {
+    let Checked {
+        manifest_bytes,
+        sig_bytes,
+        manifest,
+        key_id,
+        target,
+    } = preflight(source, state, booted, keys, opts)?;
+    let slot_dir = state.slot_dir(target);
+    let staging = state.staging_dir(target);
+
+    // Parts of an interrupted run are reused only for the very same manifest.
+    let staging_manifest = staging.join(MANIFEST_NAME);
+    let resumable = fs::read(&staging_manifest).is_ok_and(|b| b == manifest_bytes);
+    let mut reusable = 0u64;
+    if resumable {
+        for f in &manifest.files {
+            if let Ok(m) = fs::metadata(part_path(&staging, &f.name)) {
+                if m.len() <= f.size {
+                    reusable += m.len();
+                }
+            }
+        }
+    }
+    let reclaimable = dir_bytes(&slot_dir, resumable.then_some(staging.as_path()))?;
+    let needed = manifest.total_size() - reusable + SPACE_MARGIN;
+    let available = free_bytes(state.root())? + reclaimable;
+    if needed > available {
+        return Err(BundleError::NoSpace {
+            path: state.root().to_path_buf(),
+            needed,
+            available,
+        });
+    }
+
+    // From here on the target slot is being rewritten: make sure nothing boots it.
+    let boot = state.boot_state()?;
+    if boot.trial.is_some_and(|t| t.slot == target) {
+        state.write_boot_state(&boot.cancel_trial())?;
+    }
+    invalidate_slot(&slot_dir, &staging, resumable)?;
+    fs::create_dir_all(&staging).ctx(|| format!("creating {}", staging.display()))?;
+    if !resumable {
+        write_atomic(&staging_manifest, &manifest_bytes)
+            .ctx(|| format!("writing {}", staging_manifest.display()))?;
+    }
+
+    let mut downloaded = 0;
+    let mut reused = 0;
+    for entry in &manifest.files {
+        match fetch_file(source, &staging, entry, opts, progress) {
+            Ok((d, r)) => {
+                downloaded += d;
+                reused += r;
+            }
+            Err(e) => {
+                // A dropped transfer keeps its part for the next run to resume; anything else
+                // (bad data, server refusal, local error) leaves no partial files behind.
+                if !Source::is_transient(&e) {
+                    let _ = fs::remove_dir_all(&staging);
+                }
+                return Err(e);
+            }
+        }
+    }
+
+    let install = || -> Result<()> {
+        for entry in &manifest.files {
+            let to = slot_dir.join(&entry.name);
+            fs::rename(part_path(&staging, &entry.name), &to)
+                .ctx(|| format!("moving {} into place", to.display()))?;
+        }
+        fsync_dir(&slot_dir).ctx(|| format!("fsync {}", slot_dir.display()))?;
+        write_atomic(&state.signature(target), &sig_bytes)
+            .ctx(|| format!("writing {}", state.signature(target).display()))?;
+        // The manifest last: it is what makes the slot complete.
+        write_atomic(&state.manifest(target), &manifest_bytes)
+            .ctx(|| format!("writing {}", state.manifest(target).display()))?;
+        fs::remove_dir_all(&staging).ctx(|| format!("removing {}", staging.display()))?;
+        fsync_dir(&slot_dir).ctx(|| format!("fsync {}", slot_dir.display()))
+    };
+    if let Err(e) = install() {
+        let _ = fs::remove_file(state.manifest(target));
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    tracing::info!(slot = %target, version = %manifest.version, downloaded, reused, "staged");
+    Ok(Staged {
+        slot: target,
+        manifest,
+        key_id,
+        downloaded,
+        reused,
+    })
+}
+
+/// Puts the staged slot on trial: the next boot runs it, with `tries` boots to be marked good
+/// before GRUB goes back to the current slot by itself. Checks first that the slot on disk is
+/// the one staged (manifest equal, file sizes right).
+pub fn flip(state: &StateDir, staged: &Staged, tries: u8) -> Result<BootState> {
+    let on_disk = state.read_manifest(staged.slot)?;
+    if on_disk.as_ref() != Some(&staged.manifest) {
+        return Err(BundleError::Refused(format!(
+            "slot {} no longer holds the staged version {}",
+            staged.slot, staged.manifest.version
+        )));
+    }
+    for f in &staged.manifest.files {
+        let p = state.slot_dir(staged.slot).join(&f.name);
+        let len = fs::metadata(&p)
+            .ctx(|| format!("stat {}", p.display()))?
+            .len();
+        if len != f.size {
+            return Err(BundleError::Truncated {
+                file: p.display().to_string(),
+                expected: f.size,
+                got: len,
+            });
+        }
+    }
+    Ok(state.update_boot_state(|b| b.put_on_trial(staged.slot, tries))?)
+}
+
+/// Re-reads every file of `slot` and checks it against the slot's manifest.
+pub fn verify_slot(state: &StateDir, slot: Slot) -> Result<Manifest> {
+    let manifest = state.read_manifest(slot)?.ok_or_else(|| {
+        BundleError::Refused(format!("slot {slot} has no manifest (empty or incomplete)"))
+    })?;
+    for f in &manifest.files {
+        verify_file(&state.slot_dir(slot).join(&f.name), f)?;
+    }
+    Ok(manifest)
+}
+
+/// Checks one file's size and sha256 in a single pass.
+pub fn verify_file(path: &Path, entry: &FileEntry) -> Result<()> {
+    let mut f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut len = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .ctx(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        len += n as u64;
+    }
+    if len != entry.size {
+        return Err(BundleError::Truncated {
+            file: path.display().to_string(),
+            expected: entry.size,
+            got: len,
+        });
+    }
+    let actual = hex::encode(h.finalize());
+    if actual != entry.sha256 {
+        return Err(BundleError::Sha256Mismatch {
+            file: path.display().to_string(),
+            expected: entry.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+fn part_path(staging: &Path, name: &str) -> PathBuf {
+    staging.join(format!("{name}.part"))
+}
+
+/// Removes the slot's manifest (first: the slot is incomplete from this instant), then its
+/// signature and files; keeps `.staging` when its parts are reusable.
+fn invalidate_slot(slot_dir: &Path, staging: &Path, keep_staging: bool) -> Result<()> {
+    fs::create_dir_all(slot_dir).ctx(|| format!("creating {}", slot_dir.display()))?;
+    for name in [MANIFEST_NAME, SIGNATURE_NAME] {
+        remove_if_exists(&slot_dir.join(name))?;
+    }
+    fsync_dir(slot_dir).ctx(|| format!("fsync {}", slot_dir.display()))?;
+    for e in fs::read_dir(slot_dir).ctx(|| format!("listing {}", slot_dir.display()))? {
+        let e = e.ctx(|| format!("listing {}", slot_dir.display()))?;
+        let p = e.path();
+        if p == staging {
+            if !keep_staging {
+                fs::remove_dir_all(&p).ctx(|| format!("removing {}", p.display()))?;
+            }
+        } else if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            fs::remove_dir_all(&p).ctx(|| format!("removing {}", p.display()))?;
+        } else {
+            remove_if_exists(&p)?;
+        }
+    }
+    fsync_dir(slot_dir).ctx(|| format!("fsync {}", slot_dir.display()))
+}
+
+fn remove_if_exists(p: &Path) -> Result<()> {
+    match fs::remove_file(p) {
+        Err(e) if e.kind() != ErrorKind::NotFound => {
+            Err(e).ctx(|| format!("removing {}", p.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Bytes in regular files under `dir`, not counting `skip`.
+fn dir_bytes(dir: &Path, skip: Option<&Path>) -> Result<u64> {
+    let mut total = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).ctx(|| format!("listing {}", dir.display())),
+    };
+    for e in entries {
+        let e = e.ctx(|| format!("listing {}", dir.display()))?;
+        let p = e.path();
+        if Some(p.as_path()) == skip {
+            continue;
+        }
+        let m = e.metadata().ctx(|| format!("stat {}", p.display()))?;
+        if m.is_dir() {
+            total += dir_bytes(&p, skip)?;
+        } else if m.is_file() {
+            total += m.len();
+        }
+    }
+    Ok(total)
+}
+
+/// Space an unprivileged writer may still use on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> Result<u64> {
+    let s = rustix::fs::statvfs(path)
+        .map_err(std::io::Error::from)
+        .ctx(|| format!("statvfs {}", path.display()))?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Fetches one file into its `.part`, hashing as it goes; returns (downloaded, reused) bytes.
+fn fetch_file(
+    source: &Source,
+    staging: &Path,
+    entry: &FileEntry,
+    opts: &StageOptions,
+    progress: &mut dyn Progress,
+) -> Result<(u64, u64)> {
+    let path = part_path(staging, &entry.name);
+    let what = source.describe(&entry.name);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .ctx(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut len = file
+        .metadata()
+        .ctx(|| format!("stat {}", path.display()))?
+        .len();
+    if len > entry.size {
+        file.set_len(0)
+            .ctx(|| format!("truncating {}", path.display()))?;
+        len = 0;
+    }
+    // A part left by an earlier run: hash what is there so the digest covers the whole file.
+    let reused = len;
+    if len > 0 {
+        let mut buf = vec![0u8; CHUNK];
+        let mut left = len;
+        while left > 0 {
+            let n = file
+                .read(&mut buf[..CHUNK.min(left as usize)])
+                .ctx(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+    }
+    file.seek(SeekFrom::Start(len))
+        .ctx(|| format!("seeking {}", path.display()))?;
+    progress.file_started(&entry.name, entry.size, len);
+
+    let mut downloaded = 0u64;
+    let mut attempt = 0u32;
+    let mut delay = opts.backoff;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        attempt += 1;
+        let result: Result<bool> = (|| {
+            let opened = source.open(&entry.name, len)?;
+            if opened.start != len {
+                // The server ignored the Range request: start the file over.
+                file.set_len(0)
+                    .ctx(|| format!("truncating {}", path.display()))?;
+                file.seek(SeekFrom::Start(0))
+                    .ctx(|| format!("seeking {}", path.display()))?;
+                hasher = Sha256::new();
+                len = 0;
+            }
+            if let Some(total) = opened.total {
+                if total > entry.size {
+                    return Err(BundleError::TooLong {
+                        file: what.clone(),
+                        expected: entry.size,
+                    });
+                }
+                if total < entry.size {
+                    return Err(BundleError::Truncated {
+                        file: what.clone(),
+                        expected: entry.size,
+                        got: total,
+                    });
+                }
+            }
+            let mut reader = opened.reader;
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(BundleError::Transfer {
+                            what: what.clone(),
+                            attempts: attempt,
+                            last: e.to_string(),
+                        })
+                    }
+                };
+                if len + n as u64 > entry.size {
+                    return Err(BundleError::TooLong {
+                        file: what.clone(),
+                        expected: entry.size,
+                    });
+                }
+                file.write_all(&buf[..n])
+                    .ctx(|| format!("writing {}", path.display()))?;
+                hasher.update(&buf[..n]);
+                len += n as u64;
+                downloaded += n as u64;
+                progress.advanced(n as u64);
+            }
+            Ok(len == entry.size)
+        })();
+        let err = match result {
+            Ok(true) => break,
+            // The stream ended early: for a local file that is the file; over the network
+            // it is a dropped connection, worth resuming.
+            Ok(false) if matches!(source, Source::Dir(_)) => BundleError::Truncated {
+                file: what.clone(),
+                expected: entry.size,
+                got: len,
+            },
+            Ok(false) => BundleError::Transfer {
+                what: what.clone(),
+                attempts: attempt,
+                last: format!("connection closed after {len} of {} bytes", entry.size),
+            },
+            Err(e) => e,
+        };
+        if !Source::is_transient(&err) {
+            drop(file);
+            let _ = fs::remove_file(&path);
+            return Err(err);
+        }
+        if attempt >= opts.attempts {
+            file.sync_all()
+                .ctx(|| format!("fsync {}", path.display()))?;
+            return Err(match err {
+                BundleError::Transfer { what, last, .. } => BundleError::Transfer {
+                    what,
+                    attempts: attempt,
+                    last,
+                },
+                other => other,
+            });
+        }
+        progress.retrying(&entry.name, attempt, delay, &err);
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(MAX_BACKOFF);
+    }
+
+    file.sync_all()
+        .ctx(|| format!("fsync {}", path.display()))?;
+    let actual = hex::encode(hasher.finalize());
+    if actual != entry.sha256 {
+        drop(file);
+        let _ = fs::remove_file(&path);
+        return Err(BundleError::Sha256Mismatch {
+            file: what,
+            expected: entry.sha256.clone(),
+            actual,
+        });
+    }
+    progress.file_done(&entry.name);
+    Ok((downloaded, reused))
+}

@@ -1,0 +1,95 @@
+//! `rkos bundle keygen|create|verify`: the build side of upgrade bundles (also used by
+//! build/mkbundle.sh).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use rkos_bundle::{sign, Source, TrustedKeys};
+use rkos_slots::manifest::{MANIFEST_NAME, SIGNATURE_NAME};
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    #[command(subcommand)]
+    pub cmd: BundleCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCmd {
+    /// Generate a signing key pair: DIR/rkos.pub (bake into images) and DIR/rkos.key (secret).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a signed bundle in --out from FILEs (vmlinuz, initrd, rootfs.squashfs).
+    Create {
+        #[arg(long)]
+        version: String,
+        #[arg(long, default_value = "amd64")]
+        arch: String,
+        /// The secret key (rkos.key).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check a bundle directory: signature with --key, then every file's size and sha256.
+    Verify {
+        dir: PathBuf,
+        /// A public key file (repeatable).
+        #[arg(long, required = true)]
+        key: Vec<PathBuf>,
+    },
+}
+
+pub fn run_bundle(args: &BundleArgs) -> Result<()> {
+    match &args.cmd {
+        BundleCmd::Keygen { out } => {
+            let (p, s) = sign::keygen(out)?;
+            println!("public key: {}\nsecret key: {} (keep it private)", p.display(), s.display());
+        }
+        BundleCmd::Create {
+            version,
+            arch,
+            key,
+            out,
+            files,
+        } => {
+            let m = sign::create(version, arch, key, out, files)?;
+            println!(
+                "bundle {} ({}) in {}: {} files, {} bytes",
+                m.version,
+                m.arch,
+                out.display(),
+                m.files.len(),
+                m.total_size()
+            );
+        }
+        BundleCmd::Verify { dir, key } => {
+            let mut keys = Vec::new();
+            for k in key {
+                let text = std::fs::read_to_string(k)
+                    .with_context(|| format!("reading {}", k.display()))?;
+                keys.push(rkos_bundle::keys::parse_public_key(&text, &k.display().to_string())?);
+            }
+            let keys = TrustedKeys::from_keys(keys, "--key")?;
+            let src = Source::parse(&dir.to_string_lossy())?;
+            let manifest = src.read_small(MANIFEST_NAME)?;
+            let sig = src.read_small(SIGNATURE_NAME)?;
+            let (m, key_id) =
+                keys.verify_manifest(&manifest, &String::from_utf8_lossy(&sig))?;
+            for f in &m.files {
+                rkos_bundle::verify_file(&dir.join(&f.name), f)?;
+            }
+            println!(
+                "bundle {} ({}) OK: signed by key {key_id}, {} files verified",
+                m.version,
+                m.arch,
+                m.files.len()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,588 @@
+//! `rkos config apply`: render onto the system and restart what changed.
+//!
+//! The edge where config meets the running system: collecting (with the last-good
+//! fallback), fetching data sources and remote SSH keys, writing the rendered files,
+//! installing the password, restarting units and running the user's commands. Every step
+//! reports its failure and goes on: a broken config must never cost console access.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use rkos_config::render::{PASSWORD_HASH, USER};
+use rkos_config::{load, source, BootMode, Config, Diagnostic, RenderContext};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+pub enum Stage {
+    /// Before the network: files, hostname, password, init_cmd and boot_cmd.
+    Early,
+    /// After network-online: data sources, remote SSH keys, re-render, run_cmd.
+    Network,
+}
+
+#[derive(Args)]
+pub struct ApplyArgs {
+    #[arg(long, value_enum, default_value = "early")]
+    pub stage: Stage,
+    /// The system root to apply to.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Kernel command line (default: /proc/cmdline when the root is /).
+    #[arg(long)]
+    pub cmdline: Option<String>,
+}
+
+pub const ERRORS_FILE: &str = "run/rkos/config-errors";
+pub const KEY_CACHE_DIR: &str = "var/lib/rkos/cache/keys";
+const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub fn run(a: &ApplyArgs) -> anyhow::Result<()> {
+    let root = a.root.as_path();
+    let live = root == Path::new("/");
+    let cmdline = a
+        .cmdline
+        .clone()
+        .unwrap_or_else(|| crate::config_cmd::system_cmdline(root));
+    let mut problems: Vec<String> = Vec::new();
+
+    if a.stage == Stage::Network {
+        let first = load_all(root, &cmdline, &mut Vec::new());
+        fetch_data_sources(root, &first.config, &mut problems);
+    }
+    let mut diags = Vec::new();
+    let loaded = load_all(root, &cmdline, &mut diags);
+    let mut ctx = context(root, &cmdline);
+    if a.stage == Stage::Network {
+        fetch_keys(root, &loaded.config, &mut problems);
+    }
+    ctx.fetched_keys = cached_keys(root, &loaded.config);
+    let rendered = rkos_config::render_report(&loaded.config, &ctx);
+    problems.extend(rendered.warnings.iter().map(|w| format!("render: {w}")));
+    let changed = rkos_config::apply::write_rendered(root, &rendered.files)
+        .with_context(|| format!("writing the rendered files under {}", root.display()))?;
+    for p in &changed {
+        tracing::info!(path = %p.display(), "updated");
+    }
+
+    if live {
+        if changed.iter().any(|p| p == Path::new(PASSWORD_HASH)) || a.stage == Stage::Early {
+            install_password(root, &mut problems);
+        }
+        if changed.iter().any(|p| p == Path::new("/etc/hostname")) {
+            set_hostname(root, &mut problems);
+        }
+        if Path::new("/run/systemd/system").exists() {
+            for action in plan_actions(&changed) {
+                run_action(&action, &mut problems);
+            }
+        }
+        let cmds: Vec<(&str, &Vec<String>)> = match a.stage {
+            Stage::Early => vec![
+                ("init_cmd", &loaded.config.init_cmd),
+                ("boot_cmd", &loaded.config.boot_cmd),
+            ],
+            Stage::Network => vec![("run_cmd", &loaded.config.run_cmd)],
+        };
+        for (what, list) in cmds {
+            for (i, cmd) in list.iter().enumerate() {
+                run_user_command(what, i, cmd, &mut problems);
+            }
+        }
+    } else {
+        tracing::info!("root is not /: units, password, hostname and commands are left alone");
+    }
+
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(ToString::to_string)
+        .chain(problems.iter().cloned())
+        .collect();
+    for d in &diags {
+        eprintln!("{d}");
+    }
+    for p in &problems {
+        eprintln!("rkos config apply: {p}");
+    }
+    write_errors(root, &errors)?;
+    Ok(())
+}
+
+/// Collects, substitutes last-good copies for broken persistent files, loads, and saves
+/// new last-good copies.
+fn load_all(root: &Path, cmdline: &str, diags: &mut Vec<Diagnostic>) -> rkos_config::Loaded {
+    let (sources, read_diags) = source::collect_report(root, cmdline);
+    diags.extend(read_diags);
+    if let Err(e) = source::save_last_good(root, &sources) {
+        diags.push(Diagnostic::warning(
+            "last-good",
+            "",
+            format!("cannot save the last good config: {e}"),
+        ));
+    }
+    let (sources, lg) = source::with_last_good(root, sources);
+    diags.extend(lg);
+    let loaded = load(&sources);
+    diags.extend(loaded.diagnostics.iter().cloned());
+    loaded
+}
+
+fn write_errors(root: &Path, errors: &[String]) -> anyhow::Result<()> {
+    let mut text = errors.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    let file = rkos_config::RenderedFile {
+        path: Path::new("/").join(ERRORS_FILE),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        content: text.into_bytes(),
+    };
+    rkos_config::apply::write_rendered(root, &[file]).context("writing /run/rkos/config-errors")?;
+    Ok(())
+}
+
+/// Version, boot mode, primary MAC, previous password hash and accounts, read from the root.
+fn context(root: &Path, cmdline: &str) -> RenderContext {
+    let version = std::fs::read_to_string(root.join("etc/rkos/version"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_string());
+    let mode = boot_mode(root, cmdline);
+    let mut ctx = RenderContext::new(version, mode);
+    ctx.primary_mac = primary_mac(root);
+    ctx.previous_password_hash =
+        std::fs::read_to_string(root.join(PASSWORD_HASH.trim_start_matches('/')))
+            .ok()
+            .map(|h| h.trim().to_string());
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut ctx.password_salt);
+    }
+    for (file, map) in [
+        ("etc/passwd", &mut ctx.users),
+        ("etc/group", &mut ctx.groups),
+    ] {
+        if let Ok(text) = std::fs::read_to_string(root.join(file)) {
+            map.extend(parse_ids(&text));
+        }
+    }
+    ctx
+}
+
+/// `name:x:id:...` lines of /etc/passwd or /etc/group.
+pub fn parse_ids(text: &str) -> BTreeMap<String, u32> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let id = f.nth(1)?.parse().ok()?;
+            (!name.is_empty()).then(|| (name.to_string(), id))
+        })
+        .collect()
+}
+
+/// `rkos.mode=` on the command line, else the mode rkos-init recorded, else live.
+pub fn boot_mode(root: &Path, cmdline: &str) -> BootMode {
+    let from_cmdline = cmdline
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("rkos.mode="))
+        .last()
+        .and_then(|m| m.parse().ok());
+    from_cmdline
+        .or_else(|| {
+            let text = std::fs::read_to_string(root.join("run/rkos/init.json")).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            v.get("mode")?.as_str()?.parse().ok()
+        })
+        .unwrap_or(BootMode::Live)
+}
+
+/// The MAC of the first physical network interface (by name), for the default hostname.
+fn primary_mac(root: &Path) -> Option<String> {
+    let dir = root.join("sys/class/net");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter(|p| p.join("device").exists())
+        .filter_map(|p| std::fs::read_to_string(p.join("address")).ok())
+        .map(|a| a.trim().to_string())
+        .find(|a| !a.is_empty() && a != "00:00:00:00:00:00")
+}
+
+fn http_client() -> anyhow::Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .user_agent(concat!("rkos/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")
+}
+
+pub fn fetch_text(client: &reqwest::blocking::Client, url: &str) -> anyhow::Result<String> {
+    let resp = client
+        .get(url)
+        .send()
+        .with_context(|| format!("fetching {url}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        anyhow::bail!("fetching {url}: HTTP {status}");
+    }
+    let body = resp.text().with_context(|| format!("reading {url}"))?;
+    if body.len() as u64 > source::MAX_SOURCE_BYTES {
+        anyhow::bail!("{url}: response too big");
+    }
+    Ok(body)
+}
+
+/// Fetches each `data_sources` URL into `run/rkos/datasources/NN.yaml`. A URL that fails
+/// keeps no file (the boot continues with the other sources).
+fn fetch_data_sources(root: &Path, cfg: &Config, problems: &mut Vec<String>) {
+    if cfg.rkos.data_sources.is_empty() {
+        return;
+    }
+    let client = match http_client() {
+        Ok(c) => c,
+        Err(e) => return problems.push(format!("{e:#}")),
+    };
+    let mut files = Vec::new();
+    for (i, url) in cfg.rkos.data_sources.iter().enumerate() {
+        match fetch_text(&client, url) {
+            Ok(text) => files.push(rkos_config::RenderedFile {
+                path: Path::new("/")
+                    .join(source::DATASOURCES_DIR)
+                    .join(format!("{:02}.yaml", i + 1)),
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+                content: text.into_bytes(),
+            }),
+            Err(e) => problems.push(format!("data_sources[{i}]: {e:#}")),
+        }
+    }
+    if let Err(e) = rkos_config::apply::write_rendered(root, &files) {
+        problems.push(format!("saving data sources: {e}"));
+    }
+}
+
+/// The URL serving the keys of an `ssh_authorized_keys` entry, if it is remote.
+pub fn key_url(entry: &str) -> Option<String> {
+    let e = entry.trim();
+    if let Some(u) = e.strip_prefix("github:") {
+        return Some(format!("https://github.com/{u}.keys"));
+    }
+    if let Some(u) = e.strip_prefix("gitlab:") {
+        return Some(format!("https://gitlab.com/{u}.keys"));
+    }
+    e.starts_with("https://").then(|| e.to_string())
+}
+
+fn cache_file(root: &Path, entry: &str) -> PathBuf {
+    let safe: String = entry
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    root.join(KEY_CACHE_DIR).join(format!("{safe}.keys"))
+}
+
+/// Fetches remote key entries into the cache; a failed fetch keeps the cached keys, so an
+/// offline boot keeps the last ones.
+fn fetch_keys(root: &Path, cfg: &Config, problems: &mut Vec<String>) {
+    let remote: Vec<(&String, String)> = cfg
+        .ssh_authorized_keys
+        .iter()
+        .filter_map(|k| key_url(k).map(|u| (k, u)))
+        .collect();
+    if remote.is_empty() {
+        return;
+    }
+    let client = match http_client() {
+        Ok(c) => c,
+        Err(e) => return problems.push(format!("{e:#}")),
+    };
+    for (entry, url) in remote {
+        match fetch_text(&client, &url) {
+            Ok(text) => {
+                let keys: Vec<&str> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && rkos_config::validate::check_ssh_key(l).is_ok())
+                    .collect();
+                let path = cache_file(root, entry);
+                let rel = Path::new("/").join(path.strip_prefix(root).unwrap_or(&path));
+                let file = rkos_config::RenderedFile {
+                    path: rel,
+                    mode: 0o600,
+                    uid: 0,
+                    gid: 0,
+                    content: (keys.join("\n") + "\n").into_bytes(),
+                };
+                if let Err(e) = rkos_config::apply::write_rendered(root, &[file]) {
+                    problems.push(format!("caching keys of {entry}: {e}"));
+                }
+            }
+            Err(e) => problems.push(format!(
+                "ssh_authorized_keys `{entry}`: {e:#} (using the cached keys, if any)"
+            )),
+        }
+    }
+}
+
+fn cached_keys(root: &Path, cfg: &Config) -> BTreeMap<String, Vec<String>> {
+    cfg.ssh_authorized_keys
+        .iter()
+        .filter(|k| key_url(k).is_some())
+        .filter_map(|k| {
+            let text = std::fs::read_to_string(cache_file(root, k)).ok()?;
+            Some((
+                k.trim().to_string(),
+                text.lines().map(str::to_string).collect(),
+            ))
+        })
+        .collect()
+}
+
+/// Sets the password of the default user from the rendered hash (via stdin, so the hash is
+/// never on a command line).
+fn install_password(root: &Path, problems: &mut Vec<String>) {
+    let Ok(hash) = std::fs::read_to_string(root.join(PASSWORD_HASH.trim_start_matches('/'))) else {
+        return;
+    };
+    let input = format!("{USER}:{}\n", hash.trim());
+    let res = Command::new("chpasswd")
+        .arg("-e")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            if let Some(mut stdin) = c.stdin.take() {
+                stdin.write_all(input.as_bytes())?;
+            }
+            c.wait()
+        });
+    match res {
+        Ok(s) if s.success() => {}
+        Ok(s) => problems.push(format!(
+            "setting the password of {USER}: chpasswd failed ({s})"
+        )),
+        Err(e) => problems.push(format!("setting the password of {USER}: {e}")),
+    }
+}
+
+fn set_hostname(root: &Path, problems: &mut Vec<String>) {
+    let Ok(name) = std::fs::read_to_string(root.join("etc/hostname")) else {
+        return;
+    };
+    match Command::new("hostname").arg(name.trim()).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => problems.push(format!("setting the hostname: hostname failed ({s})")),
+        Err(e) => problems.push(format!("setting the hostname: {e}")),
+    }
+}
+
+/// What to do about the units whose files changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    DaemonReload,
+    /// Restart only if running (`systemctl try-restart`).
+    TryRestart(String),
+    /// Start or restart (`systemctl restart`): services that must run once configured.
+    Restart(String),
+    Start(String),
+}
+
+/// Pure: the systemctl actions for a set of changed paths, in order.
+pub fn plan_actions(changed: &[PathBuf]) -> Vec<Action> {
+    let mut out: Vec<Action> = Vec::new();
+    let mut push = |a: Action| {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    };
+    let under = |p: &Path, d: &str| p.starts_with(d);
+    if changed.iter().any(|p| under(p, "/etc/systemd/system")) {
+        push(Action::DaemonReload);
+    }
+    for p in changed {
+        let p = p.as_path();
+        if under(p, "/etc/systemd/system") && p.extension().is_some_and(|e| e == "mount") {
+            if let Some(n) = p.file_name() {
+                push(Action::Start(n.to_string_lossy().into_owned()));
+            }
+        } else if under(p, "/etc/systemd/network") {
+            push(Action::TryRestart("systemd-networkd.service".into()));
+        } else if under(p, "/etc/systemd/resolved.conf.d") {
+            push(Action::TryRestart("systemd-resolved.service".into()));
+        } else if under(p, "/etc/systemd/timesyncd.conf.d") {
+            push(Action::TryRestart("systemd-timesyncd.service".into()));
+        } else if under(p, "/etc/sysctl.d") {
+            push(Action::Restart("systemd-sysctl.service".into()));
+        } else if under(p, "/etc/modules-load.d") {
+            push(Action::Restart("systemd-modules-load.service".into()));
+        } else if p == Path::new(rkos_config::render::WPA_CONF) {
+            push(Action::Restart("wpa_supplicant@wlan0.service".into()));
+        } else if p == Path::new(rkos_config::render::K3S_CONFIG)
+            || p == Path::new(rkos_config::render::K3S_ENV)
+        {
+            push(Action::TryRestart("k3s.service".into()));
+        }
+    }
+    out
+}
+
+fn run_action(a: &Action, problems: &mut Vec<String>) {
+    let args: Vec<&str> = match a {
+        Action::DaemonReload => vec!["daemon-reload"],
+        Action::TryRestart(u) => vec!["try-restart", u],
+        Action::Restart(u) => vec!["restart", u],
+        Action::Start(u) => vec!["start", "--no-block", u],
+    };
+    match Command::new("systemctl").args(&args).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => problems.push(format!("systemctl {}: {s}", args.join(" "))),
+        Err(e) => problems.push(format!("systemctl {}: {e}", args.join(" "))),
+    }
+}
+
+/// Runs one of the user's commands with `sh -c`; a failure is reported, not fatal. The
+/// command's own output goes to the journal (inherited stdout/stderr).
+fn run_user_command(what: &str, i: usize, cmd: &str, problems: &mut Vec<String>) {
+    tracing::info!("{what}[{i}]: running");
+    match Command::new("sh").arg("-c").arg(cmd).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => problems.push(format!("{what}[{i}] failed ({s})")),
+        Err(e) => problems.push(format!("{what}[{i}] could not start: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_for_changes() {
+        let changed: Vec<PathBuf> = [
+            "/etc/systemd/system/var-lib-rancher.mount",
+            "/etc/systemd/system/local-fs.target.d/50-rkos-mounts.conf",
+            "/etc/systemd/network/10-rkos-eth0.network",
+            "/etc/systemd/network/80-rkos-dhcp.network",
+            "/etc/rancher/k3s/config.yaml",
+            "/etc/default/k3s",
+            "/etc/sysctl.d/90-rkos.conf",
+            "/etc/hostname",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(
+            plan_actions(&changed),
+            vec![
+                Action::DaemonReload,
+                Action::Start("var-lib-rancher.mount".into()),
+                Action::TryRestart("systemd-networkd.service".into()),
+                Action::TryRestart("k3s.service".into()),
+                Action::Restart("systemd-sysctl.service".into()),
+            ]
+        );
+        assert!(plan_actions(&[]).is_empty());
+    }
+
+    #[test]
+    fn ids_and_mode_and_urls() {
+        let ids = parse_ids(
+            "root:x:0:0:root:/root:/bin/sh\nrkos:x:1000:1000::/home/rkos:/bin/bash\nbad\n",
+        );
+        assert_eq!(ids.get("rkos"), Some(&1000));
+        assert_eq!(ids.len(), 2);
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(boot_mode(d.path(), "ro rkos.mode=disk"), BootMode::Disk);
+        std::fs::create_dir_all(d.path().join("run/rkos")).unwrap();
+        std::fs::write(d.path().join("run/rkos/init.json"), r#"{"mode":"netboot"}"#).unwrap();
+        assert_eq!(boot_mode(d.path(), ""), BootMode::Netboot);
+        assert_eq!(
+            key_url("github:octo"),
+            Some("https://github.com/octo.keys".into())
+        );
+        assert_eq!(
+            key_url("gitlab:octo"),
+            Some("https://gitlab.com/octo.keys".into())
+        );
+        assert_eq!(key_url("ssh-ed25519 AAAA"), None);
+    }
+
+    #[test]
+    fn apply_to_a_root_writes_files_and_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("var/lib/rkos")).unwrap();
+        std::fs::write(
+            r.join("var/lib/rkos/config.yaml"),
+            "hostname: node-1\nrkos:\n  server_url: https://s.example\n",
+        )
+        .unwrap();
+        run(&ApplyArgs {
+            stage: Stage::Early,
+            root: r.to_path_buf(),
+            cmdline: Some("rkos.labels[zone]=a".into()),
+        })
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/hostname")).unwrap(),
+            "node-1\n"
+        );
+        let k3s = std::fs::read_to_string(r.join("etc/rancher/k3s/config.yaml")).unwrap();
+        assert!(k3s.contains("zone=a"), "{k3s}");
+        let errors = std::fs::read_to_string(r.join(ERRORS_FILE)).unwrap();
+        assert!(
+            errors.contains("rkos.token: an agent needs a `token`"),
+            "{errors}"
+        );
+        // The good persistent file was saved as last good.
+        assert!(r.join("var/lib/rkos/last-good/config.yaml").exists());
+    }
+
+    #[test]
+    fn data_sources_are_fetched_over_loopback() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf).unwrap();
+            let body = "hostname: from-url\n";
+            write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+        });
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.rkos.data_sources = vec![format!("http://{addr}/cfg")];
+        let mut problems = Vec::new();
+        fetch_data_sources(d.path(), &cfg, &mut problems);
+        server.join().unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let got = std::fs::read_to_string(d.path().join("run/rkos/datasources/01.yaml")).unwrap();
+        assert_eq!(got, "hostname: from-url\n");
+        let loaded = load(&source::collect(d.path(), ""));
+        assert_eq!(loaded.config.hostname.as_deref(), Some("from-url"));
+    }
+}

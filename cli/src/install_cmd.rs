@@ -1,0 +1,195 @@
+//! `rkos install`: install to disk without questions (a config file or URL and a device), or
+//! unattended from the kernel command line (`rkos.mode=install rkos.install.device=...`,
+//! run by rkos-install.service), and `rkos install --grow-data` (rkos-grow-data.service).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use rkos_wizard::{disks, grow, install, net, system, ui};
+
+/// The architecture this binary was built for, as slot manifests name it.
+pub const ARCH: &str = if cfg!(target_arch = "x86_64") {
+    "amd64"
+} else if cfg!(target_arch = "aarch64") {
+    "arm64"
+} else {
+    std::env::consts::ARCH
+};
+
+#[derive(clap::Args, Debug)]
+pub struct InstallArgs {
+    /// Target disk (`/dev/sda`); everything on it is erased.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// The node's config: a file path or http(s) URL, validated before anything is written.
+    #[arg(long, value_name = "PATH|URL")]
+    pub config: Option<String>,
+    /// Where the OS files are (`boot/vmlinuz`, `boot/initrd`, `rootfs.squashfs`).
+    #[arg(long, default_value = "/run/rkos/medium")]
+    pub source: PathBuf,
+    /// Version recorded in slot A's manifest (default: this image's version).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Take device, config URL and power-off from the kernel command line (rkos.install.*).
+    #[arg(long)]
+    pub from_cmdline: bool,
+    /// Grow RKOS_DATA to the end of its disk (first boot of an installed node).
+    #[arg(long, conflicts_with_all = ["device", "config", "from_cmdline"])]
+    pub grow_data: bool,
+    /// Power off when the install is done.
+    #[arg(long)]
+    pub power_off: bool,
+    /// Reboot when the install is done.
+    #[arg(long, conflicts_with = "power_off")]
+    pub reboot: bool,
+    /// System root, for /proc/cmdline, /sys and /run/rkos (tests use a temporary directory).
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
+}
+
+/// The version of the running image (`VERSION_ID` of os-release), else this binary's.
+pub fn image_version() -> String {
+    for p in ["/etc/os-release", "/usr/lib/os-release"] {
+        if let Ok(text) = std::fs::read_to_string(p) {
+            if let Some(v) = text.lines().find_map(|l| l.strip_prefix("RKOS_VERSION=").or_else(|| l.strip_prefix("VERSION_ID="))) {
+                let v = v.trim_matches('"');
+                if !v.is_empty() {
+                    return v.to_string();
+                }
+            }
+        }
+    }
+    env!("CARGO_PKG_VERSION").to_string()
+}
+
+/// The `console=` arguments of this boot, kept for the installed system's GRUB.
+pub fn console_args(root: &Path) -> Option<String> {
+    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
+    let c = system::consoles_from_cmdline(&cmdline);
+    // grub.cfg already passes tty0 and ttyS0; only other consoles need carrying over.
+    let extra: Vec<_> = c
+        .into_iter()
+        .filter(|a| a != "console=tty0" && !a.starts_with("console=ttyS0"))
+        .collect();
+    (!extra.is_empty()).then(|| extra.join(" "))
+}
+
+pub fn run(args: InstallArgs) -> Result<()> {
+    if args.grow_data {
+        return grow_data(&args.root);
+    }
+    let mut device = args.device.clone();
+    let mut config = args.config.clone();
+    let mut power_off = args.power_off;
+    let mut reboot = args.reboot;
+    if args.from_cmdline {
+        let cmdline = std::fs::read_to_string(args.root.join("proc/cmdline")).context("reading /proc/cmdline")?;
+        let u = system::unattended_from_cmdline(&cmdline);
+        device = device.or(u.device);
+        config = config.or(u.config_url);
+        power_off |= u.power_off;
+        reboot |= u.reboot;
+    }
+    let candidates = disks::list(&args.root, &disks::boot_disks(&args.root));
+    let dev = match device {
+        Some(d) => d,
+        None if args.from_cmdline && candidates.len() == 1 => {
+            eprintln!("rkos.install.device not given: installing to the only disk, {}", candidates[0].describe());
+            candidates[0].name.clone()
+        }
+        None => bail!(
+            "say which disk: --device (or rkos.install.device=); candidates: {}",
+            candidates.iter().map(|d| d.describe()).collect::<Vec<_>>().join("; ")
+        ),
+    };
+    let disk = disks::resolve_choice(&args.root, &dev, &candidates).map_err(anyhow::Error::msg)?;
+
+    let config_yaml = match &config {
+        Some(src) => {
+            let text = fetch_with_retry(src, args.from_cmdline)?;
+            let (errors, warnings) = rkos_wizard::validate_config(src, &text);
+            warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+            if !errors.is_empty() {
+                bail!("{src} has errors; nothing was written:\n{}", errors.join("\n"));
+            }
+            text
+        }
+        None => {
+            eprintln!(
+                "warning: no config given: the installed node has only its defaults (no password, no SSH key);\n\
+                 run `sudo os-config` on it from the console, or reinstall with --config"
+            );
+            String::from("# Written by rkos install without a config.\n")
+        }
+    };
+
+    if !args.yes && !args.from_cmdline {
+        let ok = ui::confirm(&format!("Erase ALL data on {} and install rkos?", disk.describe()), false);
+        if !ok {
+            eprintln!("Cancelled: nothing was written.");
+            return Ok(());
+        }
+    }
+    let version = args.version.clone().unwrap_or_else(image_version);
+    let source = install::Source::from_dir(&args.source, &version, ARCH)?;
+    let work = tempfile::Builder::new().prefix("rkos-install").tempdir()?;
+    let req = install::Request {
+        disk: disk.dev_path(),
+        source,
+        config_yaml,
+        extra_cmdline: console_args(&args.root),
+        work_dir: work.path().to_path_buf(),
+    };
+    let done = install::install(&req, &mut ui::BarProgress::new())?;
+    eprintln!(
+        "rkos-install: installed rkos {} on {} (RKOS_STATE {} MiB)",
+        done.manifest.version,
+        req.disk.display(),
+        done.layout.state_mib
+    );
+    if power_off || reboot {
+        let what = if power_off { "poweroff" } else { "reboot" };
+        eprintln!("rkos-install: {what}");
+        std::process::Command::new("systemctl")
+            .arg(what)
+            .status()
+            .with_context(|| format!("systemctl {what}"))?;
+    }
+    Ok(())
+}
+
+/// The network may come up after the install unit starts: retry a URL for a minute.
+fn fetch_with_retry(src: &str, patient: bool) -> Result<String> {
+    let deadline = Instant::now() + if patient { Duration::from_secs(60) } else { Duration::ZERO };
+    loop {
+        match net::fetch_text(src, Duration::from_secs(10)) {
+            Ok(t) => return Ok(t),
+            Err(e) if Instant::now() < deadline && src.contains("://") => {
+                eprintln!("rkos-install: {e}; retrying");
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            Err(e) => bail!("cannot read the config {src}: {e}; nothing was written"),
+        }
+    }
+}
+
+fn grow_data(root: &Path) -> Result<()> {
+    let link = root.join("dev/disk/by-label").join(install::LABEL_DATA);
+    let part = std::fs::canonicalize(&link).with_context(|| format!("no {} volume ({})", install::LABEL_DATA, link.display()))?;
+    let disk = disks::parent_disk(root, &part.to_string_lossy())
+        .with_context(|| format!("cannot find the disk holding {}", part.display()))?;
+    let disk = PathBuf::from("/dev").join(disk);
+    match grow::grow_data(&disk, &part)? {
+        grow::Grown::AlreadyFull => eprintln!("{} already fills {}", part.display(), disk.display()),
+        grow::Grown::Grown { from, to } => eprintln!(
+            "grew {} to the end of {} (last sector {from} -> {to})",
+            part.display(),
+            disk.display()
+        ),
+    }
+    Ok(())
+}

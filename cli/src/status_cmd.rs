@@ -1,0 +1,46 @@
+//! `rkos status`: the running slot, the fallback, the versions in both slots, the trial and
+//! the last boot outcome.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use rkos_slots::{StateDir, Status};
+
+use crate::upgrade_cmd::booted_slot;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Where RKOS_STATE is mounted.
+    #[arg(long, default_value = rkos_slots::DEFAULT_STATE_MOUNT)]
+    pub state_dir: PathBuf,
+    #[arg(long, default_value = "/", hide = true)]
+    pub root: PathBuf,
+}
+
+pub fn run_status(args: &StatusArgs) -> Result<()> {
+    let state = StateDir::new(&args.state_dir);
+    let active = booted_slot(&args.root);
+    if active.is_none() && !state.grubenv().exists() {
+        // Live or netboot: no slots to report.
+        if args.json {
+            println!("{{\"installed\":false}}");
+        } else {
+            println!("not installed: running from the live medium or the network (no A/B slots)");
+        }
+        return Ok(());
+    }
+    let status = Status::read(&state, active)
+        .with_context(|| format!("reading the slots under {}", args.state_dir.display()))?;
+    if args.json {
+        let mut v = serde_json::to_value(&status)?;
+        v["installed"] = serde_json::Value::Bool(true);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{status}");
+    }
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! `os-config` (also `rkos os-config`): the interactive configurator, or the same answers
+//! given as flags / `--answers FILE` with `--yes`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use rkos_wizard::answers::{self, Action, Answers, NetMode, Role};
+use rkos_wizard::{disks, install, net, system, ui};
+
+/// Set while the disk is being written: Ctrl-C then cannot stop half-way.
+static WRITING: AtomicBool = AtomicBool::new(false);
+
+#[derive(clap::Args, Debug, Default)]
+pub struct WizardArgs {
+    /// Answers as YAML (keys as in docs/install.md); flags override them.
+    #[arg(long, value_name = "FILE")]
+    pub answers: Option<PathBuf>,
+    /// Do not ask anything: every required answer must be given; no confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Install to a disk.
+    #[arg(long, conflicts_with = "configure")]
+    pub install: bool,
+    /// Configure this node as it runs (no install).
+    #[arg(long)]
+    pub configure: bool,
+    /// Install target (`sda`, `/dev/sda`, `/dev/disk/by-id/...`).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Use this config file (path or http(s) URL) instead of the questions.
+    #[arg(long)]
+    pub config_url: Option<String>,
+    #[arg(long = "github-user", value_name = "USER")]
+    pub github_users: Vec<String>,
+    #[arg(long = "ssh-key", value_name = "KEY")]
+    pub ssh_keys: Vec<String>,
+    /// Password for `rkos` (clear text, hashed before it is written, or a `$6$` hash).
+    #[arg(long)]
+    pub password: Option<String>,
+    #[arg(long)]
+    pub wifi_ssid: Option<String>,
+    #[arg(long)]
+    pub wifi_passphrase: Option<String>,
+    /// Static address `ADDRESS/PREFIX` (default: DHCP).
+    #[arg(long)]
+    pub address: Option<String>,
+    #[arg(long)]
+    pub interface: Option<String>,
+    #[arg(long)]
+    pub gateway: Option<String>,
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    #[arg(long, value_parser = ["server", "agent"])]
+    pub role: Option<String>,
+    /// First server of an HA cluster (embedded etcd).
+    #[arg(long)]
+    pub cluster_init: bool,
+    #[arg(long)]
+    pub server_url: Option<String>,
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Do not check that the server URL answers.
+    #[arg(long)]
+    pub skip_probe: bool,
+    /// System root (tests use a temporary directory).
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
+    /// Where the OS files to install are (the live medium by default).
+    #[arg(long, default_value = "/run/rkos/medium")]
+    pub source: PathBuf,
+    /// Version recorded in slot A's manifest (default: this image's version).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Write the config but do not run `rkos config apply`.
+    #[arg(long)]
+    pub no_apply: bool,
+    /// GitHub's address (tests point it at a local server).
+    #[arg(long, default_value = net::GITHUB, hide = true)]
+    pub github_url: String,
+}
+
+impl WizardArgs {
+    fn flag_answers(&self) -> Result<Answers> {
+        Ok(Answers {
+            action: if self.install {
+                Some(Action::Install)
+            } else if self.configure {
+                Some(Action::Configure)
+            } else {
+                None
+            },
+            device: self.device.clone(),
+            config_url: self.config_url.clone(),
+            github_users: self.github_users.clone(),
+            ssh_keys: self.ssh_keys.clone(),
+            password: self.password.clone(),
+            wifi_ssid: self.wifi_ssid.clone(),
+            wifi_passphrase: self.wifi_passphrase.clone(),
+            network: if self.address.is_some() { NetMode::Static } else { NetMode::Dhcp },
+            interface: self.interface.clone(),
+            address: self.address.clone(),
+            gateway: self.gateway.clone(),
+            dns: self.dns.clone(),
+            hostname: self.hostname.clone(),
+            role: match self.role.as_deref() {
+                Some("server") => Some(Role::Server),
+                Some("agent") => Some(Role::Agent),
+                _ => None,
+            },
+            cluster_init: self.cluster_init,
+            server_url: self.server_url.clone(),
+            token: self.token.clone(),
+            skip_probe: self.skip_probe,
+        })
+    }
+}
+
+fn primary_mac(root: &Path) -> Option<String> {
+    let mut names: Vec<_> = std::fs::read_dir(root.join("sys/class/net"))
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("en") || n.starts_with("eth") || n.starts_with("wl"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .find_map(|n| std::fs::read_to_string(root.join("sys/class/net").join(n).join("address")).ok())
+        .map(|s| s.trim().to_string())
+}
+
+fn wired_interfaces(root: &Path) -> Vec<String> {
+    let mut v: Vec<_> = std::fs::read_dir(root.join("sys/class/net"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("en") || n.starts_with("eth"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+pub fn run(args: WizardArgs) -> Result<()> {
+    if args.root == Path::new("/") && !is_root() {
+        bail!("os-config changes the system: run it as root (sudo os-config)");
+    }
+    ui::install_ctrlc_handler(&WRITING)
+        .map_err(|e| anyhow::anyhow!("installing the Ctrl-C handler: {e}"))?;
+
+    let mut preset = match &args.answers {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            answers::parse_answers(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => Answers::default(),
+    };
+    preset = preset.overlay(args.flag_answers()?);
+
+    let excluded = disks::boot_disks(&args.root);
+    let candidates = disks::list(&args.root, &excluded);
+    let default_hostname = rkos_config::default_hostname(primary_mac(&args.root).as_deref());
+    let net_timeout = Duration::from_secs(5);
+
+    let interactive = !args.yes && std::io::stdin().is_terminal();
+    let outcome = if interactive {
+        let ctx = ui::Context {
+            root: args.root.clone(),
+            disks: candidates,
+            default_hostname,
+            github_base: args.github_url.clone(),
+            net_timeout,
+            interfaces: wired_interfaces(&args.root),
+            wifi_scan: net::scan_wifi(&args.root),
+        };
+        match ui::run(&ctx, preset, &ui::Term::stderr())? {
+            Some(o) => o,
+            None => return Ok(()),
+        }
+    } else {
+        non_interactive(&args, preset, &candidates, &default_hostname, net_timeout)?
+    };
+    execute(&args, outcome, interactive)
+}
+
+fn non_interactive(
+    args: &WizardArgs,
+    mut a: Answers,
+    candidates: &[disks::Disk],
+    default_hostname: &str,
+    net_timeout: Duration,
+) -> Result<ui::Outcome> {
+    if !args.yes {
+        bail!("no terminal to ask on: give every answer (flags or --answers FILE) and --yes");
+    }
+    let action = a.action.context("say --install or --configure (or `action:` in the answers file)")?;
+    let disk = if action == Action::Install {
+        let dev = a.device.clone().context("--install needs --device")?;
+        Some(disks::resolve_choice(&args.root, &dev, candidates).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let yaml = if let Some(src) = &a.config_url {
+        let text = net::fetch_text(src, net_timeout).map_err(anyhow::Error::msg)?;
+        let (errors, warnings) = rkos_wizard::validate_config(src, &text);
+        warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+        if !errors.is_empty() {
+            bail!("{src} has errors:\n{}", errors.join("\n"));
+        }
+        text
+    } else {
+        if let Some(token) = a.fill_defaults(default_hostname)? {
+            eprintln!("Generated cluster token (shown only this once; agents need it to join):\n  {token}");
+        }
+        let problems = a.problems();
+        if !problems.is_empty() {
+            bail!(
+                "the answers are incomplete or wrong:\n{}",
+                problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+            );
+        }
+        let yaml = a.to_config_yaml()?;
+        let (errors, _) = rkos_wizard::validate_config("os-config answers", &yaml);
+        if !errors.is_empty() {
+            bail!("the answers make a config that does not validate:\n{}", errors.join("\n"));
+        }
+        yaml
+    };
+    for (k, v) in a.summary() {
+        eprintln!("  {k:<26} {v}");
+    }
+    Ok(ui::Outcome { answers: a, config_yaml: yaml, disk })
+}
+
+fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
+    match o.answers.action {
+        Some(Action::Configure) | None => {
+            let path = system::write_config(&args.root, &o.config_yaml)
+                .with_context(|| format!("writing {}", system::config_path(&args.root).display()))?;
+            eprintln!("Wrote {}.", path.display());
+            if args.no_apply || args.root != Path::new("/") {
+                eprintln!("Not applied (--no-apply or --root): run `rkos config apply` to apply it.");
+            } else {
+                let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rkos"));
+                system::apply(&me).map_err(anyhow::Error::msg)?;
+                eprintln!("Applied: k3s restarted with the new configuration.");
+            }
+            Ok(())
+        }
+        Some(Action::Install) => {
+            let disk = o.disk.context("no install target")?;
+            let version = args.version.clone().unwrap_or_else(crate::install_cmd::image_version);
+            let source = install::Source::from_dir(&args.source, &version, crate::install_cmd::ARCH)?;
+            let work = tempfile::Builder::new().prefix("rkos-install").tempdir()?;
+            let req = install::Request {
+                disk: disk.dev_path(),
+                source,
+                config_yaml: o.config_yaml,
+                extra_cmdline: crate::install_cmd::console_args(&args.root),
+                work_dir: work.path().to_path_buf(),
+            };
+            WRITING.store(true, Ordering::SeqCst);
+            let res = install::install(&req, &mut ui::BarProgress::new());
+            WRITING.store(false, Ordering::SeqCst);
+            let done = res?;
+            eprintln!(
+                "Installed rkos {} on {}. Remove the installation medium and reboot.",
+                done.manifest.version,
+                req.disk.display()
+            );
+            if interactive && ui::confirm("Reboot now?", true) {
+                let _ = std::process::Command::new("systemctl").arg("reboot").status();
+            }
+            Ok(())
+        }
+    }
+}
+
+#[derive(clap::Parser)]
+#[command(name = "os-config", version, about = "Configure this rkos node, or install it to a disk")]
+struct OsConfigCli {
+    #[command(flatten)]
+    args: WizardArgs,
+}
+
+/// `os-config` is the `rkos` binary under another name: when invoked so, parse the wizard's
+/// flags directly.
+pub fn run_if_os_config() -> Option<Result<()>> {
+    let argv0 = std::env::args_os().next()?;
+    let name = Path::new(&argv0).file_name()?.to_string_lossy().into_owned();
+    (name == "os-config").then(|| run(<OsConfigCli as clap::Parser>::parse().args))
+}

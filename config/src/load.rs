@@ -1,0 +1,298 @@
+//! Sources, and loading them: parse, normalise, check each source on its own, merge the
+//! good ones in order, deserialize and check the result.
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use crate::cmdline;
+use crate::de::{from_node, DeError};
+use crate::diag::{Diagnostic, Severity};
+use crate::merge::{merge, strip_replace};
+use crate::model::Config;
+use crate::node::{parse_yaml, path_string, Mark, Node, PathSeg, Scalar, Value};
+use crate::schema::Normalizer;
+use crate::validate::{check_fields, check_whole, Finding};
+
+/// Where a source came from; sources are merged in the order given, lowest first, and this
+/// order is the documented one (see `source::collect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SourceKind {
+    ImageDefault,
+    BootMedium,
+    CloudInit,
+    DataSource,
+    Persistent,
+    Cmdline,
+}
+
+/// One config source: its kind, its name (a path, or `kernel command line`) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub name: String,
+    pub text: String,
+}
+
+impl Source {
+    pub fn new(kind: SourceKind, name: impl Into<String>, text: impl Into<String>) -> Self {
+        Source {
+            kind,
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    pub fn cmdline(text: impl Into<String>) -> Self {
+        Source::new(SourceKind::Cmdline, cmdline::CMDLINE_SOURCE, text)
+    }
+}
+
+/// The result of loading: the merged config, every diagnostic, and the merged tree (which
+/// records, for every value, the source, line and column that set it).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub diagnostics: Vec<Diagnostic>,
+    /// The merged, normalised tree: provenance for `rkos config show --explain`.
+    pub tree: Node,
+    /// Names of the sources left out of the merge because they had errors.
+    pub rejected: Vec<String>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+}
+
+/// What a source became after parsing and normalising.
+pub struct Parsed {
+    pub tree: Node,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Parsed {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+const CLOUD_INIT_NOTE: &str = "; rkos reads only hostname, ssh_authorized_keys, write_files, runcmd, bootcmd and rkos/k3os from cloud-init user-data";
+
+/// Path at which a `#!` user-data script is written and run.
+pub const USER_DATA_SCRIPT: &str = "/var/lib/rkos/user-data.sh";
+
+fn empty_map(name: &str) -> Node {
+    let src: Arc<str> = Arc::from(name);
+    Node::new(Value::Map(IndexMap::new()), Mark::new(&src, Some(1), 1))
+}
+
+/// Parses and normalises one source, and runs the per-value checks on it.
+pub fn parse_source(source: &Source) -> Parsed {
+    let mut diags = Vec::new();
+    let raw = match source.kind {
+        SourceKind::Cmdline => {
+            let (n, d) = cmdline::parse(&source.text);
+            diags.extend(d);
+            n
+        }
+        SourceKind::CloudInit => match cloud_init(source) {
+            Ok(n) => n,
+            Err(d) => {
+                return Parsed {
+                    tree: empty_map(&source.name),
+                    diagnostics: vec![d],
+                }
+            }
+        },
+        _ => match parse_yaml(&source.name, &source.text) {
+            Ok(n) => n,
+            Err(d) => {
+                return Parsed {
+                    tree: empty_map(&source.name),
+                    diagnostics: vec![d],
+                }
+            }
+        },
+    };
+    let mut norm = Normalizer::new(source.kind == SourceKind::Cmdline);
+    if source.kind == SourceKind::CloudInit {
+        norm.unknown_root_note = Some(CLOUD_INIT_NOTE);
+    }
+    let tree = norm.root(raw);
+    diags.extend(norm.diagnostics);
+    for d in &mut diags {
+        if d.source.is_empty() {
+            d.source = source.name.clone();
+        }
+    }
+    match from_node::<Config>(&tree) {
+        Ok(cfg) => diags.extend(findings(&tree, &source.name, check_fields(&cfg))),
+        Err(e) => diags.push(de_diag(&e, &source.name)),
+    }
+    Parsed {
+        tree,
+        diagnostics: diags,
+    }
+}
+
+/// cloud-init NoCloud user-data: `#cloud-config` YAML, or a `#!` script that is written to
+/// [`USER_DATA_SCRIPT`] and run like `run_cmd`.
+fn cloud_init(source: &Source) -> Result<Node, Diagnostic> {
+    let text = source.text.trim_start_matches('\u{feff}');
+    let first = text.lines().next().unwrap_or("").trim_end();
+    let src: Arc<str> = Arc::from(source.name.as_str());
+    let mark = Mark::new(&src, Some(1), 1);
+    if first == "#cloud-config" || first.starts_with("#cloud-config ") {
+        return parse_yaml(&source.name, text);
+    }
+    if first.starts_with("#!") {
+        let s = |t: &str| {
+            Node::new(
+                Value::Scalar(Scalar {
+                    text: t.to_string(),
+                    quoted: true,
+                }),
+                mark.clone(),
+            )
+        };
+        let map = |pairs: Vec<(&str, Node)>| {
+            let mut m = IndexMap::new();
+            for (k, v) in pairs {
+                m.insert(
+                    k.to_string(),
+                    crate::node::Entry {
+                        key_mark: mark.clone(),
+                        node: v,
+                    },
+                );
+            }
+            Node::new(Value::Map(m), mark.clone())
+        };
+        let seq = |items: Vec<Node>| Node::new(Value::Seq { items, key: None }, mark.clone());
+        let file = map(vec![
+            ("path", s(USER_DATA_SCRIPT)),
+            ("content", s(text)),
+            ("permissions", s("0700")),
+        ]);
+        return Ok(map(vec![
+            ("write_files", seq(vec![file])),
+            ("run_cmd", seq(vec![s(USER_DATA_SCRIPT)])),
+        ]));
+    }
+    Err(Diagnostic::error(
+        source.name.clone(),
+        "",
+        "cloud-init user-data must start with `#cloud-config` or `#!` (a script); this one does neither and is ignored",
+    )
+    .at(&mark))
+}
+
+fn de_diag(e: &DeError, source: &str) -> Diagnostic {
+    let d = Diagnostic::error(source, path_string(&e.path), e.message.clone());
+    match &e.mark {
+        Some(m) => d.at(m),
+        None => d,
+    }
+}
+
+fn findings(tree: &Node, fallback: &str, fs: Vec<Finding>) -> Vec<Diagnostic> {
+    fs.into_iter()
+        .map(|f| {
+            let d = Diagnostic {
+                severity: f.severity,
+                source: fallback.to_string(),
+                line: None,
+                column: None,
+                path: path_string(&f.path),
+                message: f.message,
+            };
+            match tree.mark_of(&f.path) {
+                Some(m) => d.at(&m),
+                None => d,
+            }
+        })
+        .collect()
+}
+
+/// Merges sources lowest first. A source with errors is left out (its diagnostics are
+/// kept), so one typo never takes the rest of the config, or console access, with it.
+pub fn load(sources: &[Source]) -> Loaded {
+    let mut diagnostics = Vec::new();
+    let mut rejected = Vec::new();
+    let mut tree = empty_map("(defaults)");
+    for s in sources {
+        let p = parse_source(s);
+        let bad = p.has_errors();
+        diagnostics.extend(p.diagnostics);
+        if bad {
+            diagnostics.push(Diagnostic::error(
+                s.name.clone(),
+                "",
+                "this source has errors and was left out; the node uses the other sources",
+            ));
+            rejected.push(s.name.clone());
+        } else {
+            tree = merge(tree, p.tree);
+        }
+    }
+    strip_replace(&mut tree);
+    let config = match from_node::<Config>(&tree) {
+        Ok(c) => c,
+        Err(e) => {
+            // Every merged source deserialized on its own, so this is a merge of
+            // incompatible shapes; report it and fall back to nothing rather than panic.
+            diagnostics.push(de_diag(&e, "merged config"));
+            Config::default()
+        }
+    };
+    let fallback = "merged config";
+    diagnostics.extend(findings(&tree, fallback, check_whole(&config)));
+    Loaded {
+        config,
+        diagnostics,
+        tree,
+        rejected,
+    }
+}
+
+/// Validates one file on its own (for `rkos config validate` and the wizard): parse, key
+/// checks, value checks and the whole-config checks. A text starting with `#cloud-config`
+/// or `#!` is read as cloud-init user-data.
+pub fn validate_text(name: &str, text: &str) -> Vec<Diagnostic> {
+    let first = text
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .next()
+        .unwrap_or("");
+    let kind = if first.starts_with("#cloud-config") || first.starts_with("#!") {
+        SourceKind::CloudInit
+    } else {
+        SourceKind::Persistent
+    };
+    let p = parse_source(&Source::new(kind, name, text));
+    let mut diags = p.diagnostics;
+    if !diags.iter().any(Diagnostic::is_error) {
+        let mut tree = p.tree;
+        strip_replace(&mut tree);
+        if let Ok(cfg) = from_node::<Config>(&tree) {
+            diags.extend(findings(&tree, name, check_whole(&cfg)));
+        }
+    }
+    diags
+}
+
+/// Severity counts, for summaries.
+pub fn count(diags: &[Diagnostic], sev: Severity) -> usize {
+    diags.iter().filter(|d| d.severity == sev).count()
+}
+
+/// The source, line and column that set the value at `path` in the merged tree.
+pub fn provenance(loaded: &Loaded, path: &[PathSeg]) -> Option<Mark> {
+    loaded.tree.lookup(path).map(|n| n.mark.clone())
+}

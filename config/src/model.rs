@@ -1,0 +1,274 @@
+//! The typed config: what the merged tree deserializes into.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole `config.yaml` (k3OS's schema plus rkos's additions).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub hostname: Option<String>,
+    /// Literal keys, `github:USER`, `gitlab:USER`, or an https URL serving keys.
+    pub ssh_authorized_keys: Vec<String>,
+    pub write_files: Vec<WriteFile>,
+    pub init_cmd: Vec<String>,
+    pub boot_cmd: Vec<String>,
+    pub run_cmd: Vec<String>,
+    pub rkos: Rkos,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriteFile {
+    pub path: String,
+    pub content: String,
+    /// `b64`, `gz`, `gz+b64` (also spelled `base64`, `gzip`, `gzip+base64`); none is plain text.
+    pub encoding: Option<String>,
+    /// `user:group`, `user`, or numeric `uid:gid`.
+    pub owner: Option<String>,
+    /// Octal, e.g. `0644`.
+    pub permissions: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rkos {
+    pub server_url: Option<String>,
+    pub token: Option<String>,
+    /// `server` or `agent`; default: agent when `server_url` is set, else server.
+    pub role: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<String>,
+    pub k3s_args: Vec<String>,
+    pub environment: BTreeMap<String, String>,
+    /// Clear text, or a crypt hash starting with `$`.
+    pub password: Option<String>,
+    pub modules: Vec<String>,
+    pub sysctls: BTreeMap<String, String>,
+    pub ntp_servers: Vec<String>,
+    pub dns_nameservers: Vec<String>,
+    pub wifi: Vec<Wifi>,
+    pub data_sources: Vec<String>,
+    pub install: Install,
+    pub network: Network,
+    pub proxy: Proxy,
+    pub persistent_paths: Vec<String>,
+    pub data_disks: Vec<DataDisk>,
+    pub cluster_init: Option<bool>,
+    pub datastore_endpoint: Option<String>,
+    pub tls_san: Vec<String>,
+    pub upgrade: Upgrade,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Wifi {
+    pub name: String,
+    pub passphrase: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Install {
+    pub device: Option<String>,
+    pub config_url: Option<String>,
+    pub force_efi: Option<bool>,
+    pub silent: Option<bool>,
+    pub power_off: Option<bool>,
+    pub no_format: Option<bool>,
+    pub tty: Option<String>,
+    pub debug: Option<bool>,
+    pub iso_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Network {
+    pub interfaces: Vec<Interface>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Interface {
+    /// Interface name (`eth0`, `enp1s0`; new names for VLANs and bonds).
+    pub name: String,
+    /// Default: true unless `addresses` are given.
+    pub dhcp: Option<bool>,
+    /// `ADDRESS/PREFIX`.
+    pub addresses: Vec<String>,
+    pub gateway: Option<String>,
+    pub dns: Vec<String>,
+    pub mtu: Option<u32>,
+    pub vlan: Option<Vlan>,
+    pub bond: Option<Bond>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Vlan {
+    pub id: u16,
+    /// The parent interface.
+    pub link: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bond {
+    /// systemd-networkd bond mode (`active-backup`, `802.3ad`, `balance-rr`, ...).
+    pub mode: Option<String>,
+    pub interfaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Proxy {
+    pub http_proxy: Option<String>,
+    pub https_proxy: Option<String>,
+    pub no_proxy: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataDisk {
+    /// Where to mount it (absolute).
+    pub path: String,
+    pub label: Option<String>,
+    pub uuid: Option<String>,
+    /// Default `auto`.
+    pub fs_type: Option<String>,
+    /// Mount options, default `defaults`.
+    pub options: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Upgrade {
+    /// minisign public keys (base64) trusted to sign upgrade bundles.
+    pub trusted_keys: Vec<String>,
+}
+
+/// The k3s role a config asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Agent,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Server => "server",
+            Role::Agent => "agent",
+        })
+    }
+}
+
+impl Config {
+    /// `rkos.role` if set; else a leading `server`/`agent` in `k3s_args` (k3OS did that);
+    /// else agent when `server_url` is set, server otherwise.
+    pub fn role(&self) -> Role {
+        let explicit = self
+            .rkos
+            .role
+            .as_deref()
+            .or_else(|| self.rkos.k3s_args.first().map(String::as_str));
+        match explicit {
+            Some("server") => Role::Server,
+            Some("agent") => Role::Agent,
+            _ if self.rkos.server_url.is_some() => Role::Agent,
+            _ => Role::Server,
+        }
+    }
+}
+
+/// How the node booted (`rkos.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BootMode {
+    Live,
+    Disk,
+    Netboot,
+    Install,
+    Rescue,
+}
+
+impl fmt::Display for BootMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BootMode::Live => "live",
+            BootMode::Disk => "disk",
+            BootMode::Netboot => "netboot",
+            BootMode::Install => "install",
+            BootMode::Rescue => "rescue",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown boot mode `{0}`: expected live, disk, netboot, install or rescue")]
+pub struct BootModeError(pub String);
+
+impl FromStr for BootMode {
+    type Err = BootModeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "live" => BootMode::Live,
+            "disk" => BootMode::Disk,
+            "netboot" => BootMode::Netboot,
+            "install" => BootMode::Install,
+            "rescue" => BootMode::Rescue,
+            _ => return Err(BootModeError(s.to_string())),
+        })
+    }
+}
+
+/// The hostname used when the config sets none: `rkos-` and four hex digits derived from
+/// the primary MAC address (FNV-1a over its bytes), so it is stable across reboots and
+/// differs between clones. Without a MAC: `rkos-0000`.
+pub fn default_hostname(primary_mac: Option<&str>) -> String {
+    let Some(mac) = primary_mac else {
+        return "rkos-0000".to_string();
+    };
+    let bytes: Vec<u8> = mac
+        .split([':', '-', '.'])
+        .filter_map(|p| u8::from_str_radix(p, 16).ok())
+        .collect();
+    let input: Vec<u8> = if bytes.is_empty() {
+        mac.trim().to_ascii_lowercase().into_bytes()
+    } else {
+        bytes
+    };
+    let mut h: u32 = 0x811c_9dc5;
+    for b in input {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let folded = (h >> 16) ^ (h & 0xffff);
+    format!("rkos-{folded:04x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostname_is_stable_and_spread() {
+        let a = default_hostname(Some("52:54:00:12:34:56"));
+        assert_eq!(a, default_hostname(Some("52-54-00-12-34-56")));
+        assert_eq!(a, default_hostname(Some("52:54:00:12:34:56")));
+        assert_ne!(a, default_hostname(Some("52:54:00:12:34:57")));
+        assert!(a.starts_with("rkos-") && a.len() == 9);
+        assert_eq!(default_hostname(None), "rkos-0000");
+    }
+
+    #[test]
+    fn boot_mode_round_trip() {
+        for m in ["live", "disk", "netboot", "install", "rescue"] {
+            assert_eq!(m.parse::<BootMode>().unwrap().to_string(), m);
+        }
+        assert!("usb".parse::<BootMode>().is_err());
+    }
+}

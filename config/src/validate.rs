@@ -1,0 +1,859 @@
+//! Semantic checks on the typed config. Each finding carries its key path; the caller
+//! looks up where that path was written (provenance) to make a positioned diagnostic.
+
+use std::net::IpAddr;
+
+use base64::Engine;
+
+use crate::diag::Severity;
+use crate::model::{Config, Role};
+use crate::node::PathSeg;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub path: Vec<PathSeg>,
+    pub message: String,
+}
+
+struct Checker {
+    out: Vec<Finding>,
+    path: Vec<PathSeg>,
+}
+
+impl Checker {
+    fn at<R>(&mut self, seg: PathSeg, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.path.push(seg);
+        let r = f(self);
+        self.path.pop();
+        r
+    }
+
+    fn key<R>(&mut self, k: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.at(PathSeg::Key(k.to_string()), f)
+    }
+
+    fn error(&mut self, msg: impl Into<String>) {
+        self.out.push(Finding {
+            severity: Severity::Error,
+            path: self.path.clone(),
+            message: msg.into(),
+        });
+    }
+
+    fn warn(&mut self, msg: impl Into<String>) {
+        self.out.push(Finding {
+            severity: Severity::Warning,
+            path: self.path.clone(),
+            message: msg.into(),
+        });
+    }
+
+    fn list(&mut self, k: &str, items: &[String], f: impl Fn(&mut Self, &str)) {
+        self.key(k, |c| {
+            for (i, item) in items.iter().enumerate() {
+                c.at(PathSeg::Index(i), |c| f(c, item));
+            }
+        });
+    }
+}
+
+/// Checks of each value on its own: run on every source before the merge (a source that
+/// fails them is left out) and again on the merged config.
+pub fn check_fields(cfg: &Config) -> Vec<Finding> {
+    let mut c = Checker {
+        out: Vec::new(),
+        path: Vec::new(),
+    };
+    if let Some(h) = &cfg.hostname {
+        c.key("hostname", |c| {
+            if let Err(e) = check_hostname(h) {
+                c.error(e)
+            }
+        });
+    }
+    c.list("ssh_authorized_keys", &cfg.ssh_authorized_keys, |c, k| {
+        if let Err(e) = check_ssh_key(k) {
+            c.error(e)
+        }
+    });
+    c.key("write_files", |c| {
+        for (i, wf) in cfg.write_files.iter().enumerate() {
+            c.at(PathSeg::Index(i), |c| {
+                c.key("path", |c| {
+                    if wf.path.is_empty() {
+                        c.error("missing: every write_files entry needs a `path`")
+                    } else if let Err(e) = check_abs_path(&wf.path) {
+                        c.error(e)
+                    }
+                });
+                if let Some(p) = &wf.permissions {
+                    c.key("permissions", |c| {
+                        if parse_mode(p).is_none() {
+                            c.error(format!("expected an octal mode like 0644, found `{p}`"))
+                        }
+                    });
+                }
+                if let Some(o) = &wf.owner {
+                    c.key("owner", |c| {
+                        if let Err(e) = check_owner(o) {
+                            c.error(e)
+                        }
+                    });
+                }
+                match decode_content(&wf.content, wf.encoding.as_deref()) {
+                    Err(DecodeError::Encoding(e)) => c.key("encoding", |c| c.error(e)),
+                    Err(DecodeError::Content(e)) => c.key("content", |c| c.error(e)),
+                    Ok(_) => {}
+                }
+            });
+        }
+    });
+    for (k, list) in [
+        ("init_cmd", &cfg.init_cmd),
+        ("boot_cmd", &cfg.boot_cmd),
+        ("run_cmd", &cfg.run_cmd),
+    ] {
+        c.list(k, list, |c, cmd| {
+            if cmd.trim().is_empty() {
+                c.error("empty command")
+            }
+        });
+    }
+    c.key("rkos", |c| check_rkos(c, cfg));
+    c.out
+}
+
+fn check_rkos(c: &mut Checker, cfg: &Config) {
+    let r = &cfg.rkos;
+    if let Some(u) = &r.server_url {
+        c.key("server_url", |c| {
+            if let Err(e) = check_server_url(u) {
+                c.error(e)
+            }
+        });
+    }
+    if let Some(t) = &r.token {
+        c.key("token", |c| {
+            if let Err(e) = check_token(t) {
+                c.error(e)
+            }
+        });
+    }
+    if let Some(role) = &r.role {
+        c.key("role", |c| {
+            if role != "server" && role != "agent" {
+                c.error(format!("expected `server` or `agent`, found `{role}`"))
+            }
+        });
+    }
+    c.key("labels", |c| {
+        for (k, v) in &r.labels {
+            c.key(k, |c| {
+                if let Err(e) = check_label(k, v) {
+                    c.error(e)
+                }
+            });
+        }
+    });
+    c.list("taints", &r.taints, |c, t| {
+        if let Err(e) = check_taint(t) {
+            c.error(e)
+        }
+    });
+    c.key("environment", |c| {
+        for (k, v) in &r.environment {
+            c.key(k, |c| {
+                if !is_env_name(k) {
+                    c.error("not a valid environment variable name (letters, digits and _, not starting with a digit)")
+                } else if v.contains('\n') {
+                    c.error("environment values cannot span lines")
+                }
+            });
+        }
+    });
+    if let Some(p) = &r.password {
+        c.key("password", |c| {
+            if p.is_empty() {
+                c.error("empty password")
+            } else if p.starts_with('$') && !is_crypt_hash(p) {
+                c.error("starts with `$` but is not a crypt hash like `$6$salt$hash`")
+            }
+        });
+    }
+    c.list("modules", &r.modules, |c, m| {
+        if m.is_empty()
+            || !m
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            c.error(format!("`{m}` is not a kernel module name"))
+        }
+    });
+    c.key("sysctls", |c| {
+        for (k, v) in &r.sysctls {
+            c.key(k, |c| {
+                if k.is_empty()
+                    || !k
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "._-/".contains(ch))
+                {
+                    c.error("not a sysctl name")
+                } else if v.contains('\n') {
+                    c.error("sysctl values cannot span lines")
+                }
+            });
+        }
+    });
+    c.list("ntp_servers", &r.ntp_servers, |c, s| {
+        if s.parse::<IpAddr>().is_err() && check_hostname_loose(s).is_err() {
+            c.error(format!("`{s}` is neither an IP address nor a host name"))
+        }
+    });
+    c.list("dns_nameservers", &r.dns_nameservers, |c, s| {
+        if s.parse::<IpAddr>().is_err() {
+            c.error(format!("expected an IP address, found `{s}`"))
+        }
+    });
+    c.key("wifi", |c| {
+        for (i, w) in r.wifi.iter().enumerate() {
+            c.at(PathSeg::Index(i), |c| {
+                if w.name.is_empty() {
+                    c.key("name", |c| {
+                        c.error("missing: every wifi entry needs a `name` (the SSID)")
+                    });
+                } else if w.name.len() > 32 {
+                    c.key("name", |c| c.error("an SSID is at most 32 bytes"));
+                }
+                c.key("passphrase", |c| match &w.passphrase {
+                    None => c.error("missing: every wifi entry needs a `passphrase` (WPA-PSK)"),
+                    Some(p) => {
+                        let hex = p.len() == 64 && p.chars().all(|ch| ch.is_ascii_hexdigit());
+                        if !hex && !(8..=63).contains(&p.len()) {
+                            c.error("a WPA passphrase is 8 to 63 characters (or 64 hex digits)")
+                        }
+                    }
+                });
+            });
+        }
+    });
+    c.list(
+        "data_sources",
+        &r.data_sources,
+        |c, u| match url::Url::parse(u) {
+            Ok(url) if url.scheme() == "https" => {}
+            Ok(url) if url.scheme() == "http" => {
+                c.warn("plain http: the config is fetched without protection")
+            }
+            _ => c.error(format!("expected an https URL, found `{u}`")),
+        },
+    );
+    c.key("install", |c| {
+        if let Some(d) = &r.install.device {
+            c.key("device", |c| {
+                if !d.starts_with("/dev/") {
+                    c.error(format!("expected a device path under /dev, found `{d}`"))
+                }
+            });
+        }
+        if let Some(u) = &r.install.config_url {
+            c.key("config_url", |c| {
+                let ok = u.starts_with('/')
+                    || url::Url::parse(u).is_ok_and(|x| matches!(x.scheme(), "http" | "https"));
+                if !ok {
+                    c.error(format!(
+                        "expected an http(s) URL or an absolute path, found `{u}`"
+                    ))
+                }
+            });
+        }
+    });
+    c.key("network", |c| {
+        c.key("interfaces", |c| {
+            for (i, itf) in r.network.interfaces.iter().enumerate() {
+                c.at(PathSeg::Index(i), |c| check_interface(c, itf));
+            }
+        })
+    });
+    c.key("proxy", |c| {
+        for (k, v) in [
+            ("http_proxy", &r.proxy.http_proxy),
+            ("https_proxy", &r.proxy.https_proxy),
+        ] {
+            if let Some(v) = v {
+                c.key(k, |c| {
+                    if !url::Url::parse(v)
+                        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                    {
+                        c.error(format!(
+                            "expected a proxy URL like http://proxy:3128, found `{v}`"
+                        ))
+                    }
+                });
+            }
+        }
+        if let Some(v) = &r.proxy.no_proxy {
+            c.key("no_proxy", |c| {
+                if v.chars().any(char::is_whitespace) {
+                    c.error(
+                        "a comma-separated list without spaces, e.g. `localhost,10.0.0.0/8,.svc`",
+                    )
+                }
+            });
+        }
+    });
+    c.list("persistent_paths", &r.persistent_paths, |c, p| {
+        if let Err(e) = check_abs_path(p) {
+            c.error(e)
+        } else if p == "/" {
+            c.error("`/` cannot be a persistent path")
+        }
+    });
+    c.key("data_disks", |c| {
+        for (i, d) in r.data_disks.iter().enumerate() {
+            c.at(PathSeg::Index(i), |c| {
+                c.key("path", |c| {
+                    if d.path.is_empty() {
+                        c.error("missing: every data disk needs a mount `path`")
+                    } else if let Err(e) = check_abs_path(&d.path) {
+                        c.error(e)
+                    }
+                });
+                match (&d.label, &d.uuid) {
+                    (None, None) => c.error("give the disk's `label` or `uuid`"),
+                    (Some(_), Some(_)) => c.error("give either `label` or `uuid`, not both"),
+                    (Some(l), None) => c.key("label", |c| {
+                        if l.is_empty() || l.contains('/') {
+                            c.error("not a file system label")
+                        }
+                    }),
+                    (None, Some(u)) => c.key("uuid", |c| {
+                        if u.is_empty() || !u.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-')
+                        {
+                            c.error(format!("not a file system UUID: `{u}`"))
+                        }
+                    }),
+                }
+            });
+        }
+    });
+    if let Some(d) = &r.datastore_endpoint {
+        c.key("datastore_endpoint", |c| {
+            let known = [
+                "postgres://",
+                "mysql://",
+                "https://",
+                "http://",
+                "sqlite://",
+            ];
+            if !known.iter().any(|p| d.starts_with(p)) {
+                c.error("expected a postgres://, mysql://, http(s):// (etcd) or sqlite:// endpoint")
+            }
+        });
+    }
+    c.list("tls_san", &r.tls_san, |c, s| {
+        if s.parse::<IpAddr>().is_err() && check_hostname_loose(s).is_err() {
+            c.error(format!("`{s}` is neither an IP address nor a DNS name"))
+        }
+    });
+    c.key("upgrade", |c| {
+        c.list("trusted_keys", &r.upgrade.trusted_keys, |c, k| {
+            if let Err(e) = check_minisign_key(k) {
+                c.error(e)
+            }
+        })
+    });
+}
+
+fn check_interface(c: &mut Checker, itf: &crate::model::Interface) {
+    if itf.name.is_empty() {
+        c.key("name", |c| {
+            c.error("missing: every interface needs a `name`")
+        });
+    } else if itf.name.len() > 15 || itf.name.contains(['/', ' ']) {
+        c.key("name", |c| {
+            c.error("an interface name is at most 15 characters, without `/` or spaces")
+        });
+    }
+    c.list("addresses", &itf.addresses, |c, a| {
+        if let Err(e) = check_cidr(a) {
+            c.error(e)
+        }
+    });
+    if let Some(g) = &itf.gateway {
+        c.key("gateway", |c| {
+            if g.parse::<IpAddr>().is_err() {
+                c.error(format!("expected an IP address, found `{g}`"))
+            }
+        });
+    }
+    c.list("dns", &itf.dns, |c, s| {
+        if s.parse::<IpAddr>().is_err() {
+            c.error(format!("expected an IP address, found `{s}`"))
+        }
+    });
+    if let Some(v) = &itf.vlan {
+        c.key("vlan", |c| {
+            if !(1..=4094).contains(&v.id) {
+                c.key("id", |c| c.error("a VLAN id is 1 to 4094"));
+            }
+            if v.link.is_empty() {
+                c.key("link", |c| {
+                    c.error("missing: the parent interface of the VLAN")
+                });
+            }
+        });
+    }
+    if let Some(b) = &itf.bond {
+        c.key("bond", |c| {
+            if let Some(m) = &b.mode {
+                const MODES: &[&str] = &[
+                    "balance-rr",
+                    "active-backup",
+                    "balance-xor",
+                    "broadcast",
+                    "802.3ad",
+                    "balance-tlb",
+                    "balance-alb",
+                ];
+                if !MODES.contains(&m.as_str()) {
+                    c.key("mode", |c| {
+                        c.error(format!("expected one of {}, found `{m}`", MODES.join(", ")))
+                    });
+                }
+            }
+            if b.interfaces.is_empty() {
+                c.key("interfaces", |c| {
+                    c.error("a bond needs at least one member interface")
+                });
+            }
+        });
+    }
+    if itf.vlan.is_some() && itf.bond.is_some() {
+        c.error("an interface is either a VLAN or a bond, not both");
+    }
+}
+
+/// Checks that need the whole merged config (a lone source may legitimately lack them).
+pub fn check_whole(cfg: &Config) -> Vec<Finding> {
+    let mut c = Checker {
+        out: Vec::new(),
+        path: Vec::new(),
+    };
+    c.key("rkos", |c| {
+        let r = &cfg.rkos;
+        if cfg.role() == Role::Agent {
+            if r.server_url.is_none() {
+                c.key("server_url", |c| c.error("an agent needs `server_url` (the server to join)"));
+            }
+            if r.token.is_none() {
+                c.key("token", |c| c.error("an agent needs a `token` to join the cluster"));
+            }
+            if r.cluster_init == Some(true) {
+                c.key("cluster_init", |c| c.error("`cluster_init` is for the first server, not an agent"));
+            }
+        }
+        if r.cluster_init == Some(true) && r.datastore_endpoint.is_some() {
+            c.key("cluster_init", |c| {
+                c.error("`cluster_init` (embedded etcd) and `datastore_endpoint` (external datastore) exclude each other")
+            });
+        }
+    });
+    c.out
+}
+
+pub fn check_hostname(h: &str) -> Result<(), String> {
+    if h.len() > 253 {
+        return Err("a host name is at most 253 characters".into());
+    }
+    if h.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!(
+            "`{h}` has upper-case letters; Kubernetes node names are lower case (RFC 1123)"
+        ));
+    }
+    check_hostname_loose(h).map_err(|e| format!("`{h}` is not an RFC 1123 host name: {e}"))
+}
+
+fn check_hostname_loose(h: &str) -> Result<(), String> {
+    if h.is_empty() {
+        return Err("empty".into());
+    }
+    for label in h.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("each dot-separated part is 1 to 63 characters".into());
+        }
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err("only letters, digits, `-` and `.`".into());
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a part cannot start or end with `-`".into());
+        }
+    }
+    Ok(())
+}
+
+pub fn check_abs_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("expected an absolute path, found `{p}`"));
+    }
+    if p.split('/').any(|s| s == "..") {
+        return Err(format!("`..` is not allowed in `{p}`"));
+    }
+    if p.contains('\0') || p.contains('\n') {
+        return Err("a path cannot hold NUL or newline characters".into());
+    }
+    Ok(())
+}
+
+/// `0644`, `644`, `0o644`, `1777`: a mode of at most 0o7777.
+pub fn parse_mode(p: &str) -> Option<u32> {
+    let t = p.trim();
+    let t = t.strip_prefix("0o").unwrap_or(t);
+    if t.is_empty() || t.len() > 5 || !t.chars().all(|c| ('0'..='7').contains(&c)) {
+        return None;
+    }
+    u32::from_str_radix(t, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+fn check_owner(o: &str) -> Result<(), String> {
+    let ok_part = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 32
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    };
+    let ok = match o.split_once(':') {
+        Some((u, g)) => ok_part(u) && ok_part(g),
+        None => ok_part(o),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected `user`, `user:group` or `uid:gid`, found `{o}`"
+        ))
+    }
+}
+
+pub enum DecodeError {
+    Encoding(String),
+    Content(String),
+}
+
+/// Decodes write_files content. Encodings: none, `b64`, `gz`, `gz+b64` and their long
+/// spellings (`base64`, `gzip`, `gzip+base64`).
+pub fn decode_content(content: &str, encoding: Option<&str>) -> Result<Vec<u8>, DecodeError> {
+    let enc = encoding.map(|e| e.trim().to_ascii_lowercase());
+    let b64 = |s: &str| {
+        let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(clean.as_bytes())
+            .map_err(|e| DecodeError::Content(format!("not valid base64: {e}")))
+    };
+    let gunzip = |b: &[u8]| {
+        use std::io::Read;
+        let mut out = Vec::new();
+        // Cap the output: a tiny gzip bomb must not exhaust memory at boot.
+        flate2::read::GzDecoder::new(b)
+            .take(64 * 1024 * 1024 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| DecodeError::Content(format!("not valid gzip data: {e}")))?;
+        if out.len() > 64 * 1024 * 1024 {
+            return Err(DecodeError::Content(
+                "decompresses to more than 64 MiB".into(),
+            ));
+        }
+        Ok(out)
+    };
+    match enc.as_deref() {
+        None | Some("") | Some("text/plain") => Ok(content.as_bytes().to_vec()),
+        Some("b64" | "base64") => b64(content),
+        Some("gz" | "gzip") => gunzip(content.as_bytes()),
+        Some("gz+b64" | "gzip+base64" | "gz+base64" | "gzip+b64") => gunzip(&b64(content)?),
+        Some(other) => Err(DecodeError::Encoding(format!(
+            "unknown encoding `{other}`: expected b64, gz or gz+b64"
+        ))),
+    }
+}
+
+pub fn check_server_url(u: &str) -> Result<(), String> {
+    let url = url::Url::parse(u)
+        .map_err(|e| format!("`{u}` is not a URL ({e}); expected https://HOST[:PORT]"))?;
+    if url.scheme() != "https" {
+        return Err(format!(
+            "expected an https URL, found scheme `{}`",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    Ok(())
+}
+
+/// The server URL as k3s wants it: port 6443 when none is given.
+pub fn server_url_with_port(u: &str) -> String {
+    let u = u.trim().trim_end_matches('/');
+    // Read the authority from the text: the url crate forgets an explicit default port
+    // (`:443`), which here is not the default.
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return u.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let has_port = match host_port.rfind(':') {
+        Some(i) => {
+            !host_port[i..].contains(']') && host_port[i + 1..].chars().all(|c| c.is_ascii_digit())
+        }
+        None => false,
+    };
+    if has_port {
+        u.to_string()
+    } else {
+        format!("{scheme}://{authority}:6443{}", &rest[end..])
+    }
+}
+
+pub fn check_token(t: &str) -> Result<(), String> {
+    if t.is_empty() {
+        return Err("empty token".into());
+    }
+    if t.chars().any(char::is_whitespace) {
+        return Err("a token cannot contain spaces".into());
+    }
+    if let Some(rest) = t.strip_prefix("K10") {
+        let (hash, creds) = rest
+            .split_once("::")
+            .ok_or("a secure token has the form K10<hex>::<user>:<password>")?;
+        if hash.is_empty() || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err("a secure token has the form K10<hex>::<user>:<password> (the part after K10 must be hex)".into());
+        }
+        match creds.split_once(':') {
+            Some((u, p)) if !u.is_empty() && !p.is_empty() => {}
+            _ => return Err("a secure token has the form K10<hex>::<user>:<password>".into()),
+        }
+    }
+    Ok(())
+}
+
+fn label_name_ok(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 63
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && n.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn check_label_key(k: &str) -> Result<(), String> {
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    if let Some(p) = prefix {
+        if p.len() > 253
+            || check_hostname_loose(p).is_err()
+            || p.chars().any(|c| c.is_ascii_uppercase())
+        {
+            return Err(format!(
+                "key `{k}`: the prefix must be a lower-case DNS subdomain"
+            ));
+        }
+    }
+    if !label_name_ok(name) {
+        return Err(format!(
+            "key `{k}`: the name must be 1 to 63 characters of letters, digits, `-`, `_`, `.`, starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_label(k: &str, v: &str) -> Result<(), String> {
+    check_label_key(k)?;
+    if !v.is_empty() && !label_name_ok(v) {
+        return Err(format!(
+            "value `{v}`: at most 63 characters of letters, digits, `-`, `_`, `.`, starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_taint(t: &str) -> Result<(), String> {
+    let shape = "expected key[=value]:Effect with Effect NoSchedule, PreferNoSchedule or NoExecute";
+    let (kv, effect) = t
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{t}`: {shape}"))?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return Err(format!("`{t}`: unknown effect `{effect}`; {shape}"));
+    }
+    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+    check_label(k, v).map_err(|e| format!("`{t}`: {e}"))
+}
+
+fn is_env_name(k: &str) -> bool {
+    !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_crypt_hash(p: &str) -> bool {
+    let parts: Vec<&str> = p.split('$').collect();
+    parts.len() >= 4
+        && parts[0].is_empty()
+        && !parts[1].is_empty()
+        && !parts.last().is_some_and(|s| s.is_empty())
+        && p.chars().all(|c| c.is_ascii_graphic())
+}
+
+fn check_cidr(a: &str) -> Result<(), String> {
+    let (ip, prefix) = a
+        .split_once('/')
+        .ok_or_else(|| format!("expected ADDRESS/PREFIX like 192.168.1.10/24, found `{a}`"))?;
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("`{ip}` is not an IP address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    match prefix.parse::<u8>() {
+        Ok(p) if p <= max => Ok(()),
+        _ => Err(format!("prefix length `{prefix}` must be 0 to {max}")),
+    }
+}
+
+const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "ssh-dss",
+];
+
+/// An authorized_keys line (options allowed before the key type), `github:USER`,
+/// `gitlab:USER` or an https URL.
+pub fn check_ssh_key(k: &str) -> Result<(), String> {
+    let k = k.trim();
+    for prefix in ["github:", "gitlab:"] {
+        if let Some(user) = k.strip_prefix(prefix) {
+            let ok = !user.is_empty()
+                && user.len() <= 255
+                && user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            return if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`{k}`: not a valid {} user name",
+                    &prefix[..prefix.len() - 1]
+                ))
+            };
+        }
+    }
+    if k.starts_with("http://") {
+        return Err("keys from a URL must use https".into());
+    }
+    if k.starts_with("https://") {
+        return url::Url::parse(k)
+            .map(|_| ())
+            .map_err(|e| format!("`{k}` is not a URL: {e}"));
+    }
+    let words: Vec<&str> = k.split_whitespace().collect();
+    let Some(pos) = words.iter().position(|w| SSH_KEY_TYPES.contains(w)) else {
+        let shown: String = k.chars().take(24).collect();
+        return Err(format!(
+            "`{shown}`: not an SSH public key (expected `TYPE BASE64 [comment]` with TYPE ssh-ed25519, ssh-rsa, ecdsa-sha2-*), github:USER, gitlab:USER or an https URL"
+        ));
+    };
+    let ty = words[pos];
+    let blob = words
+        .get(pos + 1)
+        .ok_or_else(|| format!("{ty} key without its base64 data"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .map_err(|_| format!("{ty} key: the key data is not valid base64"))?;
+    // The blob starts with the key type as an SSH string: length (u32 BE) then the name.
+    let inner = bytes
+        .get(..4)
+        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        .and_then(|n| bytes.get(4..4 + n));
+    match inner {
+        Some(name) if name == ty.as_bytes() => Ok(()),
+        _ => Err(format!(
+            "{ty} key: the key data does not hold a {ty} key (truncated or pasted wrong?)"
+        )),
+    }
+}
+
+/// A minisign public key: base64 of `Ed` + 8-byte key id + 32-byte ed25519 key. The
+/// `untrusted comment:` line of a .pub file may be included.
+pub fn check_minisign_key(k: &str) -> Result<(), String> {
+    let line = k
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
+        .unwrap_or("");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(line)
+        .map_err(|_| "not a minisign public key: not valid base64".to_string())?;
+    if bytes.len() != 42 || &bytes[..2] != b"Ed" {
+        return Err("not a minisign public key (expected 42 bytes starting with `Ed`)".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        assert!(check_token("K10abc123::server:secret").is_ok());
+        assert!(check_token("plainsecret").is_ok());
+        assert!(check_token("K10xyz::server:secret").is_err());
+        assert!(check_token("K10abc::server").is_err());
+        assert!(check_token("has space").is_err());
+    }
+
+    #[test]
+    fn taints_and_labels() {
+        assert!(check_taint("dedicated=gpu:NoSchedule").is_ok());
+        assert!(check_taint("node.kubernetes.io/edge:NoExecute").is_ok());
+        assert!(check_taint("a=b:Sometimes").is_err());
+        assert!(check_label("example.com/zone", "eu-1").is_ok());
+        assert!(check_label("-bad", "x").is_err());
+        assert!(check_label("ok", "bad value").is_err());
+    }
+
+    #[test]
+    fn ssh_keys() {
+        let ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICYc7aNrQpkm91VemglhbWJX9fNo4ikttrD9k7PI4nWN ops@example";
+        assert!(check_ssh_key(ed).is_ok(), "{:?}", check_ssh_key(ed));
+        assert!(check_ssh_key("github:octo-cat").is_ok());
+        assert!(check_ssh_key("https://example.com/keys").is_ok());
+        assert!(check_ssh_key("http://example.com/keys").is_err());
+        assert!(check_ssh_key("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIG7a").is_err());
+        assert!(check_ssh_key("hello").is_err());
+    }
+
+    #[test]
+    fn modes_and_urls() {
+        assert_eq!(parse_mode("0644"), Some(0o644));
+        assert_eq!(parse_mode("755"), Some(0o755));
+        assert_eq!(parse_mode("0999"), None);
+        assert_eq!(server_url_with_port("https://a.b"), "https://a.b:6443");
+        assert_eq!(server_url_with_port("https://a.b:443/"), "https://a.b:443");
+        assert_eq!(
+            server_url_with_port("https://[fd00::1]"),
+            "https://[fd00::1]:6443"
+        );
+        assert_eq!(
+            server_url_with_port("https://[fd00::1]:7443"),
+            "https://[fd00::1]:7443"
+        );
+        assert!(check_server_url("http://a").is_err());
+        assert!(check_server_url("https://a").is_ok());
+    }
+}

@@ -1,0 +1,218 @@
+//! Block devices as sysfs lists them, probed for filesystem and label, and the primary MAC.
+//! Takes the sysfs and /dev directories as parameters so tests run against a temp dir.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::probe::{self, FsType, Probe};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockDevice {
+    pub name: String,
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    /// `None` with `error` unset: no filesystem rkos knows.
+    pub probe: Option<Probe>,
+    /// Why the device could not be read (no medium in a drive, I/O error).
+    pub error: Option<String>,
+}
+
+impl BlockDevice {
+    pub fn label(&self) -> Option<&str> {
+        self.probe.as_ref().and_then(|p| p.label.as_deref())
+    }
+    pub fn fstype(&self) -> Option<FsType> {
+        self.probe.as_ref().map(|p| p.fstype)
+    }
+}
+
+/// Devices that never carry an rkos volume and would only slow the scan down.
+fn skipped(name: &str) -> bool {
+    ["ram", "loop", "zram", "nbd"].iter().any(|p| name.starts_with(p))
+}
+
+/// Lists `sys_block` (normally `/sys/class/block`) in name order and probes each device
+/// node under `dev`.
+pub fn scan(sys_block: &Path, dev: &Path) -> Vec<BlockDevice> {
+    let mut names: Vec<String> = match fs::read_dir(sys_block) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => Vec::new(),
+    };
+    names.retain(|n| !skipped(n));
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let sectors: u64 = fs::read_to_string(sys_block.join(&name).join("size"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            let path = dev.join(&name);
+            let (probe, error) = if sectors == 0 {
+                (None, Some("empty (no medium)".to_string()))
+            } else {
+                match probe::probe_path(&path) {
+                    Ok(p) => (p, None),
+                    Err(e) => (None, Some(e.to_string())),
+                }
+            };
+            BlockDevice { name, path, size_bytes: sectors * 512, probe, error }
+        })
+        .collect()
+}
+
+/// The first device (in name order, so a whole disk before its partitions) with `label`.
+/// `ignore_case` is for `CIDATA`, which cloud-init accepts in either case.
+pub fn find_label<'a>(devs: &'a [BlockDevice], label: &str, ignore_case: bool) -> Option<&'a BlockDevice> {
+    devs.iter().find(|d| match d.label() {
+        Some(l) if ignore_case => l.eq_ignore_ascii_case(label),
+        Some(l) => l == label,
+        None => false,
+    })
+}
+
+/// All devices with `label`, for warning about ambiguous setups.
+pub fn count_label(devs: &[BlockDevice], label: &str) -> usize {
+    devs.iter().filter(|d| d.label() == Some(label)).count()
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// One line per device, for failure messages: what was found.
+pub fn describe(devs: &[BlockDevice]) -> String {
+    if devs.is_empty() {
+        return "  (no block devices at all: is the storage driver in the initramfs?)\n".to_string();
+    }
+    let mut s = String::new();
+    for d in devs {
+        let what = match (&d.probe, &d.error) {
+            (_, Some(e)) => e.clone(),
+            (Some(p), None) => match &p.label {
+                Some(l) => format!("{} label {l:?}", p.fstype),
+                None => format!("{} without label", p.fstype),
+            },
+            (None, None) => "no filesystem rkos knows (partition table, swap, ...)".to_string(),
+        };
+        let _ = writeln!(s, "  {:<16} {:>10}  {what}", d.path.display(), human(d.size_bytes));
+    }
+    s
+}
+
+/// The MAC address of the first Ethernet interface backed by a device (in name order),
+/// else of the first Ethernet interface at all; `sys_net` is normally `/sys/class/net`.
+pub fn primary_mac(sys_net: &Path) -> Option<String> {
+    let mut names: Vec<String> = fs::read_dir(sys_net)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lo")
+        .collect();
+    names.sort();
+    let ether = |n: &String| {
+        let dir = sys_net.join(n);
+        // ARPHRD_ETHER
+        let is_ether = fs::read_to_string(dir.join("type")).map(|t| t.trim() == "1").unwrap_or(false);
+        let mac = fs::read_to_string(dir.join("address")).ok()?.trim().to_ascii_lowercase();
+        (is_ether && mac.len() == 17 && mac != "00:00:00:00:00:00").then_some(mac)
+    };
+    let physical = names.iter().filter(|n| sys_net.join(n).join("device").exists()).find_map(ether);
+    physical.or_else(|| names.iter().find_map(ether))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn fake_dev(sys: &Path, dev: &Path, name: &str, content: Option<&Path>, sectors: u64) {
+        fs::create_dir_all(sys.join(name)).unwrap();
+        fs::write(sys.join(name).join("size"), format!("{sectors}\n")).unwrap();
+        if let Some(c) = content {
+            fs::copy(c, dev.join(name)).unwrap();
+        }
+    }
+
+    #[test]
+    fn scan_probes_and_finds_labels() {
+        let d = tempfile::tempdir().unwrap();
+        let (sys, dev) = (d.path().join("sys"), d.path().join("dev"));
+        fs::create_dir_all(&sys).unwrap();
+        fs::create_dir_all(&dev).unwrap();
+        let img = d.path().join("state.img");
+        fs::File::create(&img).unwrap().set_len(8 << 20).unwrap();
+        let out = Command::new("mkfs.ext4").args(["-q", "-F", "-L", "RKOS_STATE"]).arg(&img).output().unwrap();
+        assert!(out.status.success());
+        let seed = d.path().join("seed.img");
+        fs::File::create(&seed).unwrap().set_len(4 << 20).unwrap();
+        assert!(Command::new("mkfs.vfat").args(["-n", "cidata"]).arg(&seed).output().unwrap().status.success());
+        let junk = d.path().join("junk");
+        fs::write(&junk, vec![0u8; 65536]).unwrap();
+        fake_dev(&sys, &dev, "vdb", Some(&img), 16384);
+        fake_dev(&sys, &dev, "vda", Some(&junk), 128);
+        fake_dev(&sys, &dev, "vdc", Some(&seed), 8192);
+        fake_dev(&sys, &dev, "sr0", None, 0);
+        fake_dev(&sys, &dev, "sdz", None, 10);
+        fake_dev(&sys, &dev, "loop0", Some(&img), 16384);
+        let devs = scan(&sys, &dev);
+        let names: Vec<&str> = devs.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["sdz", "sr0", "vda", "vdb", "vdc"]);
+        assert_eq!(find_label(&devs, "RKOS_STATE", false).unwrap().path, dev.join("vdb"));
+        assert_eq!(find_label(&devs, "CIDATA", true).unwrap().name, "vdc");
+        assert!(find_label(&devs, "CIDATA", false).is_none());
+        assert!(find_label(&devs, "RKOS_LIVE", false).is_none());
+        assert_eq!(count_label(&devs, "RKOS_STATE"), 1);
+        let text = describe(&devs);
+        assert!(text.contains("vdb") && text.contains("8.0 MiB  ext4 label \"RKOS_STATE\""), "{text}");
+        assert!(text.contains("sr0") && text.contains("empty (no medium)"), "{text}");
+        assert!(text.contains("No such file"), "{text}");
+        assert!(text.contains("no filesystem rkos knows"), "{text}");
+        assert!(describe(&[]).contains("no block devices"));
+        assert!(scan(&d.path().join("nonexistent"), &dev).is_empty());
+    }
+
+    #[test]
+    fn primary_mac_prefers_physical_ethernet() {
+        let d = tempfile::tempdir().unwrap();
+        let net = d.path();
+        let iface = |name: &str, ty: &str, mac: &str, physical: bool| {
+            let dir = net.join(name);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("type"), format!("{ty}\n")).unwrap();
+            fs::write(dir.join("address"), format!("{mac}\n")).unwrap();
+            if physical {
+                fs::create_dir(dir.join("device")).unwrap();
+            }
+        };
+        assert_eq!(primary_mac(net), None);
+        iface("lo", "772", "00:00:00:00:00:00", false);
+        iface("br0", "1", "02:00:00:00:00:01", false);
+        assert_eq!(primary_mac(net).as_deref(), Some("02:00:00:00:00:01"));
+        iface("wg0", "65534", "", false);
+        iface("eth1", "1", "52:54:00:AA:BB:02", true);
+        iface("eth0", "1", "00:00:00:00:00:00", true);
+        assert_eq!(primary_mac(net).as_deref(), Some("52:54:00:aa:bb:02"));
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(8 << 30), "8.0 GiB");
+        assert_eq!(human(1536), "1.5 KiB");
+    }
+}

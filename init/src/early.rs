@@ -1,0 +1,230 @@
+//! The early config: copying the boot medium's and the NoCloud seed's config into `/run/rkos`,
+//! loading the merged config with `rkos-config`, and what must be in place before systemd
+//! starts (hostname, modules, sysctls). Config problems are reported, never fatal.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rkos_config::Config;
+
+/// Files a NoCloud seed may carry; `user-data` is the config, the rest are kept for tools.
+pub const CIDATA_FILES: &[&str] = &["user-data", "meta-data", "network-config", "vendor-data"];
+
+/// Copies `from` to `to` with mode 0600 (a config may hold a cluster token), creating the
+/// parent. The copy is written under a temporary name and renamed, so readers never see half.
+fn copy_private(from: &Path, to: &Path) -> io::Result<()> {
+    let parent = to.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent"))?;
+    fs::create_dir_all(parent)?;
+    let tmp = to.with_extension("rkos-tmp");
+    let data = fs::read(from)?;
+    fs::write(&tmp, data)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+    fs::rename(&tmp, to)
+}
+
+/// Copies the boot medium's `rkos/config.yaml` to `RUN_RKOS/boot/config.yaml`. Returns whether
+/// the medium had one.
+pub fn copy_boot_config(medium: &Path, run_rkos: &Path) -> io::Result<bool> {
+    let src = medium.join("rkos/config.yaml");
+    if !src.is_file() {
+        return Ok(false);
+    }
+    copy_private(&src, &run_rkos.join("boot/config.yaml"))?;
+    Ok(true)
+}
+
+/// Copies the NoCloud files found in the mounted seed `seed` to `RUN_RKOS/cidata/`.
+/// Returns the names copied.
+pub fn copy_cidata(seed: &Path, run_rkos: &Path) -> io::Result<Vec<String>> {
+    let mut copied = Vec::new();
+    for name in CIDATA_FILES {
+        let src = seed.join(name);
+        if src.is_file() {
+            copy_private(&src, &run_rkos.join("cidata").join(name))?;
+            copied.push(name.to_string());
+        }
+    }
+    Ok(copied)
+}
+
+/// The merged config and every problem found, one line each (`error: SOURCE:LINE:COL: key:
+/// message`). Source names are shown as the booted system will see them (without `sysroot`).
+pub fn load_config(sysroot: &Path, cmdline: &str) -> (Config, Vec<String>) {
+    let (mut sources, read_diags) = rkos_config::source::collect_report(sysroot, cmdline);
+    let prefix = sysroot.to_string_lossy().trim_end_matches('/').to_string();
+    let unroot = |name: &str| match name.strip_prefix(&prefix) {
+        Some(rest) if rest.starts_with('/') => rest.to_string(),
+        _ => name.to_string(),
+    };
+    for s in &mut sources {
+        s.name = unroot(&s.name);
+    }
+    let loaded = rkos_config::load(&sources);
+    let lines = read_diags
+        .iter()
+        .chain(loaded.diagnostics.iter())
+        .map(|d| {
+            let mut d = d.clone();
+            d.source = unroot(&d.source);
+            format!("{}: {d}", d.severity)
+        })
+        .collect();
+    (loaded.config, lines)
+}
+
+/// Writes the problems for the login prompt (`/run/rkos/config-errors`, one per line); removes
+/// a stale file when there are none.
+pub fn write_problems(run_rkos: &Path, lines: &[String]) -> io::Result<()> {
+    let path = run_rkos.join("config-errors");
+    if lines.is_empty() {
+        return match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    fs::create_dir_all(run_rkos)?;
+    let mut text = lines.join("\n");
+    text.push('\n');
+    fs::write(path, text)
+}
+
+/// `net.ipv4.ip_forward` -> `PROC_SYS/net/ipv4/ip_forward`. Keys with `/` are taken as paths
+/// (as sysctl(8) does) so interface names with dots can be written.
+pub fn sysctl_path(proc_sys: &Path, key: &str) -> Result<PathBuf, String> {
+    let rel = if key.contains('/') { key.to_string() } else { key.replace('.', "/") };
+    let rel = rel.trim_start_matches('/');
+    if rel.is_empty() || rel.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err(format!("sysctl {key:?}: not a sysctl name"));
+    }
+    Ok(proc_sys.join(rel))
+}
+
+/// Writes each sysctl; returns a line per failure.
+pub fn write_sysctls<'a>(proc_sys: &Path, sysctls: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (k, v) in sysctls {
+        match sysctl_path(proc_sys, k) {
+            Ok(p) => {
+                if !p.exists() {
+                    problems.push(format!("sysctl {k}: no such setting ({} missing)", p.display()));
+                } else if let Err(e) = fs::write(&p, format!("{v}\n")) {
+                    problems.push(format!("sysctl {k}={v}: {e}"));
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    problems
+}
+
+/// The hostname to set: the config's, else the stable default from the primary MAC.
+pub fn hostname(config: &Config, primary_mac: Option<&str>) -> String {
+    match config.hostname.as_deref().map(str::trim) {
+        Some(h) if !h.is_empty() => h.to_string(),
+        _ => rkos_config::default_hostname(primary_mac),
+    }
+}
+
+/// Writes `SYSROOT/etc/hostname`.
+pub fn write_hostname(sysroot: &Path, name: &str) -> io::Result<()> {
+    let etc = sysroot.join("etc");
+    fs::create_dir_all(&etc)?;
+    fs::write(etc.join("hostname"), format!("{name}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn copies_boot_config_and_seed_privately() {
+        let d = tempfile::tempdir().unwrap();
+        let (medium, run) = (d.path().join("medium"), d.path().join("run/rkos"));
+        assert!(!copy_boot_config(&medium, &run).unwrap());
+        fs::create_dir_all(medium.join("rkos")).unwrap();
+        fs::write(medium.join("rkos/config.yaml"), "hostname: a\n").unwrap();
+        assert!(copy_boot_config(&medium, &run).unwrap());
+        let copy = run.join("boot/config.yaml");
+        assert_eq!(fs::read_to_string(&copy).unwrap(), "hostname: a\n");
+        assert_eq!(fs::metadata(&copy).unwrap().mode() & 0o777, 0o600);
+        let seed = d.path().join("seed");
+        fs::create_dir_all(&seed).unwrap();
+        fs::write(seed.join("user-data"), "#cloud-config\nhostname: b\n").unwrap();
+        fs::write(seed.join("meta-data"), "instance-id: x\n").unwrap();
+        fs::write(seed.join("other"), "ignored").unwrap();
+        assert_eq!(copy_cidata(&seed, &run).unwrap(), ["user-data", "meta-data"]);
+        assert!(run.join("cidata/meta-data").is_file());
+        assert!(!run.join("cidata/other").exists());
+        assert!(!run.join("cidata/user-data.rkos-tmp").exists());
+    }
+
+    #[test]
+    fn config_from_sysroot_with_problems_named_as_booted() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("run/rkos/cidata")).unwrap();
+        fs::write(root.join("run/rkos/cidata/user-data"), "#cloud-config\nhostname: node-1\n").unwrap();
+        let (config, problems) = load_config(root, "quiet");
+        assert_eq!(config.hostname.as_deref(), Some("node-1"));
+        assert!(problems.is_empty(), "{problems:?}");
+        fs::create_dir_all(root.join("run/rkos/boot")).unwrap();
+        fs::write(root.join("run/rkos/boot/config.yaml"), "hostname: [unclosed\n").unwrap();
+        let (config, problems) = load_config(root, "");
+        assert_eq!(config.hostname.as_deref(), Some("node-1"));
+        assert!(!problems.is_empty());
+        assert!(problems[0].starts_with("error: /run/rkos/boot/config.yaml"), "{problems:?}");
+        assert!(!problems.iter().any(|p| p.contains(&*root.to_string_lossy())), "{problems:?}");
+    }
+
+    #[test]
+    fn problems_file() {
+        let d = tempfile::tempdir().unwrap();
+        write_problems(d.path(), &["error: a".into(), "warning: b".into()]).unwrap();
+        assert_eq!(fs::read_to_string(d.path().join("config-errors")).unwrap(), "error: a\nwarning: b\n");
+        write_problems(d.path(), &[]).unwrap();
+        assert!(!d.path().join("config-errors").exists());
+        write_problems(d.path(), &[]).unwrap();
+    }
+
+    #[test]
+    fn sysctls() {
+        let d = tempfile::tempdir().unwrap();
+        let ps = d.path();
+        fs::create_dir_all(ps.join("net/ipv4")).unwrap();
+        fs::write(ps.join("net/ipv4/ip_forward"), "0\n").unwrap();
+        fs::create_dir_all(ps.join("net/ipv4/conf/eth0.100")).unwrap();
+        fs::write(ps.join("net/ipv4/conf/eth0.100/forwarding"), "0\n").unwrap();
+        let mut m = BTreeMap::new();
+        m.insert("net.ipv4.ip_forward".to_string(), "1".to_string());
+        m.insert("net/ipv4/conf/eth0.100/forwarding".to_string(), "1".to_string());
+        m.insert("vm.nope".to_string(), "1".to_string());
+        m.insert("net..x".to_string(), "1".to_string());
+        let problems = write_sysctls(ps, &m);
+        assert_eq!(fs::read_to_string(ps.join("net/ipv4/ip_forward")).unwrap(), "1\n");
+        assert_eq!(fs::read_to_string(ps.join("net/ipv4/conf/eth0.100/forwarding")).unwrap(), "1\n");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("sysctl vm.nope: no such setting")));
+        assert!(problems.iter().any(|p| p.contains("not a sysctl name")));
+        assert!(sysctl_path(ps, "../../etc/passwd").is_err());
+        assert!(sysctl_path(ps, "").is_err());
+    }
+
+    #[test]
+    fn hostname_choice() {
+        let mut c = Config::default();
+        let default = hostname(&c, Some("52:54:00:12:34:56"));
+        assert!(default.starts_with("rkos-") && default.len() == 9, "{default}");
+        assert_eq!(default, rkos_config::default_hostname(Some("52:54:00:12:34:56")));
+        c.hostname = Some("  ".into());
+        assert_eq!(hostname(&c, None), rkos_config::default_hostname(None));
+        c.hostname = Some("node-7".into());
+        assert_eq!(hostname(&c, None), "node-7");
+        let d = tempfile::tempdir().unwrap();
+        write_hostname(d.path(), "node-7").unwrap();
+        assert_eq!(fs::read_to_string(d.path().join("etc/hostname")).unwrap(), "node-7\n");
+    }
+}

@@ -1,0 +1,214 @@
+//! Logging to the kernel log (`/dev/kmsg`) and to the consoles, and the stage timings.
+//!
+//! Stage lines have the fixed form `rkos-init: <stage> <ms> ms` so a script can parse the
+//! boot-time breakdown out of `dmesg`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tracing_subscriber::fmt::MakeWriter;
+
+static KMSG: OnceLock<Option<File>> = OnceLock::new();
+
+/// Opens `/dev/kmsg` for all later log lines (call after `/dev` is mounted). Without it, lines
+/// go to stderr.
+pub fn open_kmsg() {
+    KMSG.get_or_init(|| OpenOptions::new().write(true).open("/dev/kmsg").ok());
+}
+
+/// Syslog priorities as the kernel log takes them.
+pub const ERR: u8 = 3;
+pub const WARNING: u8 = 4;
+pub const INFO: u8 = 6;
+/// Used for copies of what is also written straight to the consoles: the kernel prints a
+/// record on the consoles only below the console log level, and debug is above it unless the
+/// operator asked for `debug`, so the consoles do not show it twice.
+pub const DEBUG: u8 = 7;
+
+/// One kernel log record per line, prefixed `rkos-init: `.
+pub fn kmsg(level: u8, text: &str) {
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let rec = format!("<{level}>rkos-init: {line}\n");
+        match KMSG.get().and_then(|f| f.as_ref()) {
+            // One write per record: /dev/kmsg turns each write into one record.
+            Some(mut f) => {
+                let _ = f.write(rec.as_bytes());
+            }
+            None => {
+                let _ = io::stderr().write_all(&rec.as_bytes()[3..]);
+            }
+        }
+    }
+}
+
+/// The console devices to write messages to: each `console=` device, or `/dev/console` when
+/// the command line names none. (`/dev/console` is the last `console=` device, so writing to
+/// both would print the message twice there.)
+pub fn console_paths(consoles: &[String]) -> Vec<PathBuf> {
+    if consoles.is_empty() {
+        vec![PathBuf::from("/dev/console")]
+    } else {
+        consoles.iter().map(|c| PathBuf::from("/dev").join(c)).collect()
+    }
+}
+
+/// Writes `text` to every console in `paths` (falling back to `/dev/console` when none can be
+/// opened) and keeps a copy in the kernel log.
+pub fn to_consoles(paths: &[PathBuf], text: &str) {
+    let mut wrote = false;
+    for p in paths {
+        // O_NOCTTY: PID 1 is a session leader and must not acquire a console as its terminal.
+        if let Ok(mut f) = OpenOptions::new().write(true).custom_flags(libc::O_NOCTTY).open(p) {
+            wrote |= f.write_all(text.as_bytes()).is_ok();
+        }
+    }
+    if !wrote {
+        if let Ok(mut f) = OpenOptions::new().write(true).custom_flags(libc::O_NOCTTY).open("/dev/console") {
+            let _ = f.write_all(text.as_bytes());
+        } else {
+            let _ = io::stderr().write_all(text.as_bytes());
+        }
+    }
+    kmsg(DEBUG, text);
+}
+
+/// `tracing` output into the kernel log, one record per line, the level mapped to a priority.
+#[derive(Clone, Copy)]
+pub struct KmsgWriter;
+
+pub struct EventBuf {
+    level: u8,
+    buf: Vec<u8>,
+}
+
+impl Write for EventBuf {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventBuf {
+    fn drop(&mut self) {
+        kmsg(self.level, &String::from_utf8_lossy(&self.buf));
+    }
+}
+
+impl<'a> MakeWriter<'a> for KmsgWriter {
+    type Writer = EventBuf;
+    fn make_writer(&'a self) -> EventBuf {
+        EventBuf { level: INFO, buf: Vec::new() }
+    }
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> EventBuf {
+        let level = match *meta.level() {
+            tracing::Level::ERROR => ERR,
+            tracing::Level::WARN => WARNING,
+            tracing::Level::INFO => INFO,
+            _ => DEBUG,
+        };
+        EventBuf { level, buf: Vec::new() }
+    }
+}
+
+/// Routes `tracing` events to the kernel log; `debug` lowers the threshold to DEBUG.
+pub fn init_tracing(debug: bool) {
+    let level = if debug { tracing::Level::DEBUG } else { tracing::Level::INFO };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(KmsgWriter)
+        .with_max_level(level)
+        .without_time()
+        .with_target(false)
+        .with_level(false)
+        .with_ansi(false)
+        .try_init();
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTime {
+    pub stage: String,
+    pub ms: f64,
+}
+
+/// The duration of each stage, logged as it ends.
+#[derive(Debug)]
+pub struct Timings {
+    start: Instant,
+    pub stages: Vec<StageTime>,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Timings {
+    pub fn new() -> Self {
+        Timings { start: Instant::now(), stages: Vec::new() }
+    }
+
+    pub fn record(&mut self, stage: &str, d: Duration) {
+        let ms = (d.as_secs_f64() * 10_000.0).round() / 10.0;
+        kmsg(INFO, &format!("{stage} {ms:.1} ms"));
+        match self.stages.iter_mut().find(|s| s.stage == stage) {
+            Some(s) => s.ms = ((s.ms + ms) * 10.0).round() / 10.0,
+            None => self.stages.push(StageTime { stage: stage.to_string(), ms }),
+        }
+    }
+
+    /// Runs `f` as the stage `stage`.
+    pub fn stage<T>(&mut self, stage: &str, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let r = f();
+        self.record(stage, t.elapsed());
+        r
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Milliseconds spent in stages other than those in `excluded` (waiting for devices,
+    /// downloading, hashing a large image: time the init does not control).
+    pub fn own_ms(&self, excluded: &[&str]) -> f64 {
+        let ms: f64 = self.stages.iter().filter(|s| !excluded.contains(&s.stage.as_str())).map(|s| s.ms).sum();
+        (ms * 10.0).round() / 10.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_stages_add_up() {
+        let mut t = Timings::new();
+        t.record("modules", Duration::from_micros(1500));
+        t.record("wait-devices", Duration::from_millis(200));
+        t.record("modules", Duration::from_micros(2500));
+        assert_eq!(t.stages.len(), 2);
+        assert_eq!(t.stages[0].ms, 4.0);
+        assert_eq!(t.own_ms(&["wait-devices"]), 4.0);
+        assert_eq!(t.own_ms(&[]), 204.0);
+        let v = t.stage("x", || 7);
+        assert_eq!(v, 7);
+        assert_eq!(t.stages.len(), 3);
+    }
+
+    #[test]
+    fn console_choice() {
+        assert_eq!(console_paths(&[]), [PathBuf::from("/dev/console")]);
+        assert_eq!(
+            console_paths(&["tty0".into(), "ttyS0".into()]),
+            [PathBuf::from("/dev/tty0"), PathBuf::from("/dev/ttyS0")]
+        );
+    }
+}

@@ -27,12 +27,20 @@ pub const CORDON_ANNOTATION: &str = "upgrade.rkos.io/cordoned-by";
     shortname = "uplan",
     status = "UpgradePlanStatus",
     printcolumn(name = "VERSION", type_ = "string", json_path = ".spec.version"),
-    printcolumn(name = "CONCURRENCY", type_ = "integer", json_path = ".spec.concurrency"),
+    printcolumn(
+        name = "CONCURRENCY",
+        type_ = "integer",
+        json_path = ".spec.concurrency"
+    ),
     printcolumn(name = "PAUSED", type_ = "boolean", json_path = ".spec.paused"),
     printcolumn(name = "SUCCEEDED", type_ = "integer", json_path = ".status.succeeded"),
     printcolumn(name = "FAILED", type_ = "integer", json_path = ".status.failed"),
     printcolumn(name = "MESSAGE", type_ = "string", json_path = ".status.message"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct UpgradePlanSpec {
@@ -165,7 +173,11 @@ pub struct UpgradePlanStatus {
     printcolumn(name = "NODE", type_ = "string", json_path = ".metadata.name"),
     printcolumn(name = "PLAN", type_ = "string", json_path = ".spec.plan"),
     printcolumn(name = "PHASE", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "CURRENT", type_ = "string", json_path = ".status.currentVersion"),
+    printcolumn(
+        name = "CURRENT",
+        type_ = "string",
+        json_path = ".status.currentVersion"
+    ),
     printcolumn(name = "TARGET", type_ = "string", json_path = ".status.targetVersion"),
     printcolumn(name = "SLOT", type_ = "string", json_path = ".status.slot"),
     printcolumn(name = "ATTEMPTS", type_ = "integer", json_path = ".status.attempts"),
@@ -175,7 +187,11 @@ pub struct UpgradePlanStatus {
         json_path = ".status.lastError",
         priority = "1"
     ),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NodeUpgradeSpec {
@@ -336,7 +352,9 @@ mod tests {
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        for want in ["NODE", "PHASE", "CURRENT", "TARGET", "SLOT", "ATTEMPTS", "AGE"] {
+        for want in [
+            "NODE", "PHASE", "CURRENT", "TARGET", "SLOT", "ATTEMPTS", "AGE",
+        ] {
             assert!(cols.contains(&want), "missing column {want}: {cols:?}");
         }
     }

@@ -134,15 +134,23 @@ mod tests {
     }
 
     fn owned(name: &str, kind: &str) -> Pod {
-        pod(json!({"metadata":{"name":name,"namespace":"ns","ownerReferences":[
-            {"apiVersion":"apps/v1","kind":kind,"name":"owner","uid":"u","controller":true}]}}))
+        pod(
+            json!({"metadata":{"name":name,"namespace":"ns","ownerReferences":[
+            {"apiVersion":"apps/v1","kind":kind,"name":"owner","uid":"u","controller":true}]}}),
+        )
     }
 
     #[test]
     fn rules() {
         let p = DrainSpec::default();
-        assert_eq!(classify(&owned("a", "ReplicaSet"), &p, None), Disposition::Evict);
-        assert_eq!(classify(&owned("d", "DaemonSet"), &p, None), Disposition::Skip);
+        assert_eq!(
+            classify(&owned("a", "ReplicaSet"), &p, None),
+            Disposition::Evict
+        );
+        assert_eq!(
+            classify(&owned("d", "DaemonSet"), &p, None),
+            Disposition::Skip
+        );
         let strict = DrainSpec {
             ignore_daemon_sets: false,
             ..DrainSpec::default()
@@ -162,9 +170,8 @@ mod tests {
             "annotations":{"kubernetes.io/config.mirror":"x"}}}));
         assert_eq!(classify(&mirror, &p, None), Disposition::Skip);
         let mut dying = owned("t", "ReplicaSet");
-        dying.metadata.deletion_timestamp = Some(
-            serde_json::from_value(json!("2024-01-01T00:00:00Z")).unwrap(),
-        );
+        dying.metadata.deletion_timestamp =
+            Some(serde_json::from_value(json!("2024-01-01T00:00:00Z")).unwrap());
         assert_eq!(classify(&dying, &p, None), Disposition::Wait);
     }
 

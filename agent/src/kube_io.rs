@@ -242,8 +242,18 @@ impl<N: NodeOps> Agent<N> {
         let cordoned_by = node.annotations().get(CORDON_ANNOTATION).cloned();
         let plans = self.plans().list(&ListParams::default()).await?.items;
         let nu = self.nus().get_opt(self.me()).await?;
-        let plan = select::choose_plan(&plans, &labels, nu.as_ref().map(|n| n.spec.plan.as_str()))
-            .cloned();
+        let phase = nu
+            .as_ref()
+            .and_then(|n| n.status.as_ref())
+            .map(|s| s.phase)
+            .unwrap_or_default();
+        let plan = select::choose_plan(
+            &plans,
+            &labels,
+            nu.as_ref().map(|n| n.spec.plan.as_str()),
+            phase.in_flight(),
+        )
+        .cloned();
         let leases = self
             .leases()
             .list(&ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)))
@@ -260,11 +270,6 @@ impl<N: NodeOps> Agent<N> {
             .filter_map(|l| l.labels().get(PLAN_LABEL).cloned())
             .collect();
         let facts = self.ops.facts().await?;
-        let phase = nu
-            .as_ref()
-            .and_then(|n| n.status.as_ref())
-            .map(|s| s.phase)
-            .unwrap_or_default();
         let mut failures = 0;
         let mut drain_view = DrainView::default();
         if let Some(p) = &plan {
@@ -274,8 +279,7 @@ impl<N: NodeOps> Agent<N> {
                 .iter()
                 .filter(|(ph, t)| ph.is_failure() && *t == p.spec.version)
                 .count() as u32;
-            self.metrics
-                .plan_failures(&p.name_any(), failures);
+            self.metrics.plan_failures(&p.name_any(), failures);
             if phase == Phase::Draining {
                 let pods: Api<Pod> = Api::all(self.client.clone());
                 let list = pods
@@ -324,7 +328,10 @@ impl<N: NodeOps> Agent<N> {
         })
     }
 
-    async fn plan_nodeupgrades(&self, plan: &UpgradePlan) -> Result<Vec<(Phase, String)>, AgentError> {
+    async fn plan_nodeupgrades(
+        &self,
+        plan: &UpgradePlan,
+    ) -> Result<Vec<(Phase, String)>, AgentError> {
         let list = self
             .nus()
             .list(&ListParams::default().labels(&format!("{PLAN_LABEL}={}", plan.name_any())))
@@ -453,11 +460,13 @@ impl<N: NodeOps> Agent<N> {
                     .await?;
                 info!(plan, target, "NodeUpgrade retargeted");
             }
-            Action::DeleteNodeUpgrade => match self.nus().delete(me, &DeleteParams::default()).await {
-                Ok(_) => info!("plan gone: NodeUpgrade deleted"),
-                Err(e) if api_code(&e) == Some(404) => {}
-                Err(e) => return Err(e.into()),
-            },
+            Action::DeleteNodeUpgrade => {
+                match self.nus().delete(me, &DeleteParams::default()).await {
+                    Ok(_) => info!("plan gone: NodeUpgrade deleted"),
+                    Err(e) if api_code(&e) == Some(404) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Action::SetStatus(s) => {
                 let old = snap
                     .nu
@@ -558,7 +567,8 @@ impl<N: NodeOps> Agent<N> {
                 let result = {
                     let stage = self.ops.stage(bundle_url, version);
                     tokio::pin!(stage);
-                    let renew_every = Duration::from_secs((self.cfg.lease_seconds.max(3) / 3) as u64);
+                    let renew_every =
+                        Duration::from_secs((self.cfg.lease_seconds.max(3) / 3) as u64);
                     let mut last_renew = tokio::time::Instant::now();
                     let mut tick = tokio::time::interval(self.cfg.tick);
                     tick.tick().await;
@@ -678,7 +688,11 @@ impl<N: NodeOps> Agent<N> {
                 Err(e) => return Err(e.into()),
             }
         }
-        let old = snap.nu.as_ref().and_then(|n| n.status.as_ref()).and_then(|s| s.drain_blocker.clone());
+        let old = snap
+            .nu
+            .as_ref()
+            .and_then(|n| n.status.as_ref())
+            .and_then(|s| s.drain_blocker.clone());
         if blocker.is_some() && blocker != old {
             self.nus()
                 .patch_status(
@@ -741,7 +755,11 @@ impl<N: NodeOps> Agent<N> {
                         continue;
                     }
                     lease.spec = Some(self.lease_spec(spec.lease_transitions.unwrap_or(0) + 1));
-                    match self.leases().replace(&name, &PostParams::default(), &lease).await {
+                    match self
+                        .leases()
+                        .replace(&name, &PostParams::default(), &lease)
+                        .await
+                    {
                         Ok(_) => {
                             info!(lease = name, previous = holder, "expired lease taken over");
                             return Ok(true);
@@ -764,7 +782,11 @@ impl<N: NodeOps> Agent<N> {
             .filter(|l| l.labels().get(PLAN_LABEL).map(String::as_str) == Some(plan))
         {
             let spec = l.spec.clone().unwrap_or_default();
-            let renewed = spec.renew_time.as_ref().map(|t| t.0.as_second()).unwrap_or(0);
+            let renewed = spec
+                .renew_time
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .unwrap_or(0);
             if now - renewed < i64::from(self.cfg.lease_seconds / 3) {
                 continue;
             }
@@ -773,7 +795,11 @@ impl<N: NodeOps> Agent<N> {
             spec.renew_time = Some(micro_now());
             spec.lease_duration_seconds = Some(self.cfg.lease_seconds);
             lease.spec = Some(spec);
-            match self.leases().replace(&l.name_any(), &PostParams::default(), &lease).await {
+            match self
+                .leases()
+                .replace(&l.name_any(), &PostParams::default(), &lease)
+                .await
+            {
                 Ok(_) => return Ok(true),
                 Err(e) if api_code(&e) == Some(409) => {}
                 Err(e) => return Err(e.into()),
@@ -797,7 +823,11 @@ impl<N: NodeOps> Agent<N> {
             spec.renew_time = Some(micro_now());
             l.spec = Some(spec);
             let name = l.name_any();
-            match self.leases().replace(&name, &PostParams::default(), &l).await {
+            match self
+                .leases()
+                .replace(&name, &PostParams::default(), &l)
+                .await
+            {
                 Ok(_) | Err(kube::Error::Api(_)) => {}
                 Err(e) => return Err(e.into()),
             }

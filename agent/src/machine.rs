@@ -72,27 +72,47 @@ pub struct Observed {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Create the NodeUpgrade (named as the node) for a plan.
-    CreateNodeUpgrade { plan: String, target: String },
+    CreateNodeUpgrade {
+        plan: String,
+        target: String,
+    },
     /// Point the existing NodeUpgrade at a plan and version (its spec).
-    SetSpec { plan: String, target: String },
+    SetSpec {
+        plan: String,
+        target: String,
+    },
     DeleteNodeUpgrade,
     /// Write the whole status (the executor skips the write when nothing changed).
     SetStatus(NodeUpgradeStatus),
     /// Take one of the plan's `concurrency` leases. If none is free, the executor stops
     /// executing the actions after this one.
-    AcquireLease { plan: String, concurrency: u32 },
+    AcquireLease {
+        plan: String,
+        concurrency: u32,
+    },
     /// Refresh the lease's renew time while working.
-    RenewLease { plan: String },
-    ReleaseLease { plan: String },
+    RenewLease {
+        plan: String,
+    },
+    ReleaseLease {
+        plan: String,
+    },
     /// Mark the node unschedulable and annotate it with the plan.
-    Cordon { plan: String },
+    Cordon {
+        plan: String,
+    },
     /// Undo a cordon the agent made (only if the annotation is there).
     Uncordon,
     /// Ask the Eviction API to evict these pods; PDB refusals are recorded in the status.
     Evict(Vec<PodRef>),
     /// Node side; a failure fails the upgrade (the executor writes `Failed`).
-    Stage { bundle_url: String, version: String },
-    Flip { version: String },
+    Stage {
+        bundle_url: String,
+        version: String,
+    },
+    Flip {
+        version: String,
+    },
     Reboot,
     MarkGood,
 }
@@ -238,11 +258,7 @@ pub fn decide(o: &Observed) -> Vec<Action> {
     let st = &nu.status;
     let phase = st.phase;
     let holds = o.leases_held.iter().any(|l| *l == plan.name);
-    let cordoned_by_other = o
-        .node
-        .cordoned_by
-        .as_ref()
-        .is_some_and(|c| *c != plan.name);
+    let cordoned_by_other = o.node.cordoned_by.as_ref().is_some_and(|c| *c != plan.name);
 
     // The node follows another plan, or the plan's version moved on: start over, unless the
     // node is already rebooting into the old target (that attempt has to finish first).
@@ -454,8 +470,7 @@ pub fn decide(o: &Observed) -> Vec<Action> {
                 } else {
                     out.extend(finish(o, &plan.name, st.clone(), Phase::Succeeded, None));
                 }
-            } else if elapsed(st.phase_since.as_deref(), o.now) >= o.verify_timeout_seconds as i64
-            {
+            } else if elapsed(st.phase_since.as_deref(), o.now) >= o.verify_timeout_seconds as i64 {
                 let msg = format!(
                     "{target} booted but the node was not healthy within {}s (node Ready: {}, k3s up: {}); \
                      the slot stays on trial and GRUB falls back at the next reboot",

@@ -12,7 +12,11 @@ use rkos_agent::metrics::{self, Metrics};
 use rkos_agent::nodeops::HostNodeOps;
 
 #[derive(Parser)]
-#[command(name = "rkos-agent", version, about = "rkos in-cluster OS upgrade agent")]
+#[command(
+    name = "rkos-agent",
+    version,
+    about = "rkos in-cluster OS upgrade agent"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -62,8 +66,7 @@ struct RunArgs {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let cli = Cli::parse();

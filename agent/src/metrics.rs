@@ -163,9 +163,14 @@ mod tests {
         );
         assert!(text.contains(r#"rkos_upgrade_phase{node="n1",phase="Staging"} 0"#));
         assert!(text.contains(r#"rkos_upgrade_version_info{node="n1",current="2",target="2"} 1"#));
-        assert!(!text.contains(r#"current="1""#), "stale version series: {text}");
+        assert!(
+            !text.contains(r#"current="1""#),
+            "stale version series: {text}"
+        );
         assert!(text.contains(r#"rkos_upgrade_downloaded_bytes_total{node="n1"} 1234"#));
-        assert!(text.contains(r#"rkos_upgrade_node_failures_total{node="n1",phase="RolledBack"} 1"#));
+        assert!(
+            text.contains(r#"rkos_upgrade_node_failures_total{node="n1",phase="RolledBack"} 1"#)
+        );
         assert!(text.contains(r#"rkos_upgrade_plan_failures{plan="p"} 1"#));
         assert!(text.ends_with("# EOF\n"));
     }

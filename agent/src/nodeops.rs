@@ -185,9 +185,8 @@ pub fn facts_from_status_json(json: &str, boot_id: &str) -> Result<NodeFacts, No
             .find(|x| x.slot == slot)
             .and_then(|x| x.version.clone())
     };
-    let version = version_of(&active).ok_or_else(|| {
-        NodeOpsError::Status(format!("the running slot {active} has no version"))
-    })?;
+    let version = version_of(&active)
+        .ok_or_else(|| NodeOpsError::Status(format!("the running slot {active} has no version")))?;
     let other = s.slots.iter().find(|x| x.slot != active);
     let trial_armed = s
         .trial
@@ -475,7 +474,10 @@ mod tests {
             "slots":[{"slot":"A","version":"1"},{"slot":"B","version":"2"}]}"#;
         let f = facts_from_status_json(rolled, "x").unwrap();
         assert_eq!(f.version, "1");
-        assert!(f.rolled_back.unwrap().contains("slot B (2) was never marked good"));
+        assert!(f
+            .rolled_back
+            .unwrap()
+            .contains("slot B (2) was never marked good"));
         let trial = r#"{"active":"B","default":"A","trial":{"slot":"B","tries_left":2},
             "running_on_trial":true,"last_outcome":null,
             "slots":[{"slot":"A","version":"1"},{"slot":"B","version":"2"}]}"#;
@@ -545,15 +547,25 @@ mod tests {
             host_root: PathBuf::from("/"),
             rkos: script,
         };
-        let f = ops.run(&ops.rkos.clone(), &["status", "--json"]).await.unwrap();
+        let f = ops
+            .run(&ops.rkos.clone(), &["status", "--json"])
+            .await
+            .unwrap();
         assert_eq!(
-            facts_from_status_json(&f, "b").unwrap().trial_armed.as_deref(),
+            facts_from_status_json(&f, "b")
+                .unwrap()
+                .trial_armed
+                .as_deref(),
             Some("2")
         );
         let failing = dir.path().join("fail");
         std::fs::write(&failing, "#!/bin/sh\necho 'bad signature' >&2\nexit 3\n").unwrap();
         std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let e = ops.run(&failing, &["upgrade"]).await.unwrap_err().to_string();
+        let e = ops
+            .run(&failing, &["upgrade"])
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad signature"), "{e}");
     }
 }

@@ -34,12 +34,14 @@ pub fn matches(selector: Option<&LabelSelector>, labels: &BTreeMap<String, Strin
 }
 
 /// The plan this node follows: the one its NodeUpgrade already names, if that plan still
-/// exists and is not being deleted; otherwise the first (by name) plan that selects the node.
-/// Choosing by name keeps every restart of the agent on the same choice.
+/// exists, is not being deleted, and still selects the node (or the node is mid-upgrade:
+/// relabelling a node must not abandon it cordoned); otherwise the first (by name) plan that
+/// selects the node. Choosing by name keeps every restart of the agent on the same choice.
 pub fn choose_plan<'a>(
     plans: &'a [UpgradePlan],
     node_labels: &BTreeMap<String, String>,
     current: Option<&str>,
+    in_flight: bool,
 ) -> Option<&'a UpgradePlan> {
     let live = |p: &&UpgradePlan| p.metadata.deletion_timestamp.is_none();
     if let Some(name) = current {
@@ -48,7 +50,9 @@ pub fn choose_plan<'a>(
             .filter(live)
             .find(|p| p.metadata.name.as_deref() == Some(name))
         {
-            return Some(p);
+            if in_flight || matches(p.spec.node_selector.as_ref(), node_labels) {
+                return Some(p);
+            }
         }
     }
     let mut candidates: Vec<&UpgradePlan> = plans
@@ -83,7 +87,10 @@ mod tests {
     #[test]
     fn empty_selects_all() {
         assert!(matches(None, &labels(&[])));
-        assert!(matches(Some(&LabelSelector::default()), &labels(&[("a", "b")])));
+        assert!(matches(
+            Some(&LabelSelector::default()),
+            &labels(&[("a", "b")])
+        ));
     }
 
     #[test]
@@ -95,9 +102,18 @@ mod tests {
                 expr("gpu", "DoesNotExist", &[]),
             ]),
         };
-        assert!(matches(Some(&sel), &labels(&[("pool", "edge"), ("zone", "a")])));
-        assert!(!matches(Some(&sel), &labels(&[("pool", "edge"), ("zone", "c")])));
-        assert!(!matches(Some(&sel), &labels(&[("pool", "core"), ("zone", "a")])));
+        assert!(matches(
+            Some(&sel),
+            &labels(&[("pool", "edge"), ("zone", "a")])
+        ));
+        assert!(!matches(
+            Some(&sel),
+            &labels(&[("pool", "edge"), ("zone", "c")])
+        ));
+        assert!(!matches(
+            Some(&sel),
+            &labels(&[("pool", "core"), ("zone", "a")])
+        ));
         assert!(!matches(
             Some(&sel),
             &labels(&[("pool", "edge"), ("zone", "a"), ("gpu", "1")])
@@ -143,12 +159,16 @@ mod tests {
         let plans = vec![plan("zeta", None), plan("alpha", Some(edge))];
         let core = labels(&[("pool", "core")]);
         assert_eq!(
-            choose_plan(&plans, &core, None).unwrap().metadata.name.as_deref(),
+            choose_plan(&plans, &core, None, false)
+                .unwrap()
+                .metadata
+                .name
+                .as_deref(),
             Some("zeta")
         );
         let edge_node = labels(&[("pool", "edge")]);
         assert_eq!(
-            choose_plan(&plans, &edge_node, None)
+            choose_plan(&plans, &edge_node, None, false)
                 .unwrap()
                 .metadata
                 .name
@@ -156,13 +176,30 @@ mod tests {
             Some("alpha")
         );
         assert_eq!(
-            choose_plan(&plans, &edge_node, Some("zeta"))
+            choose_plan(&plans, &edge_node, Some("zeta"), false)
                 .unwrap()
                 .metadata
                 .name
                 .as_deref(),
             Some("zeta")
         );
-        assert!(choose_plan(&[], &edge_node, Some("zeta")).is_none());
+        assert!(choose_plan(&[], &edge_node, Some("zeta"), false).is_none());
+        // A node relabelled out of its plan leaves it, unless it is mid-upgrade.
+        assert_eq!(
+            choose_plan(&plans, &core, Some("alpha"), false)
+                .unwrap()
+                .metadata
+                .name
+                .as_deref(),
+            Some("zeta")
+        );
+        assert_eq!(
+            choose_plan(&plans, &core, Some("alpha"), true)
+                .unwrap()
+                .metadata
+                .name
+                .as_deref(),
+            Some("alpha")
+        );
     }
 }

@@ -32,10 +32,19 @@ fn crds_yaml_is_two_valid_crd_documents() {
         .collect();
     assert_eq!(
         names,
-        ["upgradeplans.upgrade.rkos.io", "nodeupgrades.upgrade.rkos.io"]
+        [
+            "upgradeplans.upgrade.rkos.io",
+            "nodeupgrades.upgrade.rkos.io"
+        ]
     );
     for d in &docs {
-        assert_eq!(d["kind"], serde_yaml::Value::from("CustomResourceDefinition"));
-        assert_eq!(d["apiVersion"], serde_yaml::Value::from("apiextensions.k8s.io/v1"));
+        assert_eq!(
+            d["kind"],
+            serde_yaml::Value::from("CustomResourceDefinition")
+        );
+        assert_eq!(
+            d["apiVersion"],
+            serde_yaml::Value::from("apiextensions.k8s.io/v1")
+        );
     }
 }

@@ -48,20 +48,36 @@ fn grants(role: &Value) -> Grants {
 fn wanted(table: &[(&str, &str, &[&str])]) -> Grants {
     table
         .iter()
-        .flat_map(|(g, r, vs)| vs.iter().map(move |v| (g.to_string(), r.to_string(), v.to_string())))
+        .flat_map(|(g, r, vs)| {
+            vs.iter()
+                .map(move |v| (g.to_string(), r.to_string(), v.to_string()))
+        })
         .collect()
 }
 
 #[test]
 fn rbac_grants_exactly_what_the_agent_uses() {
     let d = docs();
-    assert_eq!(grants(find(&d, "ClusterRole", "rkos-agent")), wanted(CLUSTER_RBAC));
+    assert_eq!(
+        grants(find(&d, "ClusterRole", "rkos-agent")),
+        wanted(CLUSTER_RBAC)
+    );
     let role = find(&d, "Role", "rkos-agent-leases");
     assert_eq!(role["metadata"]["namespace"], Value::from("rkos-system"));
     assert_eq!(grants(role), wanted(LEASE_RBAC));
     for (kind, name, role_kind, role_name) in [
-        ("ClusterRoleBinding", "rkos-agent", "ClusterRole", "rkos-agent"),
-        ("RoleBinding", "rkos-agent-leases", "Role", "rkos-agent-leases"),
+        (
+            "ClusterRoleBinding",
+            "rkos-agent",
+            "ClusterRole",
+            "rkos-agent",
+        ),
+        (
+            "RoleBinding",
+            "rkos-agent-leases",
+            "Role",
+            "rkos-agent-leases",
+        ),
     ] {
         let b = find(&d, kind, name);
         assert_eq!(b["roleRef"]["kind"], Value::from(role_kind));
@@ -79,7 +95,11 @@ fn daemonset_runs_the_imported_image_with_its_identity() {
     let pod = &ds["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], Value::from("rkos-agent"));
     let c = &pod["containers"][0];
-    assert_eq!(c["image"], Value::from(IMAGE), "image tag follows the crate version");
+    assert_eq!(
+        c["image"],
+        Value::from(IMAGE),
+        "image tag follows the crate version"
+    );
     assert_eq!(c["imagePullPolicy"], Value::from("Never"), "no registry");
     let env: Vec<&str> = c["env"]
         .as_sequence()

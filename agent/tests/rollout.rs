@@ -64,8 +64,22 @@ impl Cluster {
         for i in 1..=n {
             let name = format!("n{i}");
             api.seed(NODES, "", node(&name));
-            api.seed(PODS, "default", pod("default", &format!("web-{i}"), &name, "ReplicaSet", "web"));
-            api.seed(PODS, "kube-system", pod("kube-system", &format!("proxy-{i}"), &name, "DaemonSet", "proxy"));
+            api.seed(
+                PODS,
+                "default",
+                pod("default", &format!("web-{i}"), &name, "ReplicaSet", "web"),
+            );
+            api.seed(
+                PODS,
+                "kube-system",
+                pod(
+                    "kube-system",
+                    &format!("proxy-{i}"),
+                    &name,
+                    "DaemonSet",
+                    "proxy",
+                ),
+            );
             let ops = FakeNodeOps::new(version);
             // Long enough that rollouts overlap, short enough to keep the suite quick.
             ops.with(|n| n.stage_delay = Duration::from_millis(300));
@@ -130,15 +144,29 @@ async fn five_nodes_concurrency_two_never_exceeded() {
         "concurrency exceeded: {} nodes past Waiting at once",
         c.api.max_in_flight()
     );
-    assert_eq!(c.api.max_in_flight(), 2, "the two slots were used in parallel");
-    assert!(c.api.max_cordoned() <= 2, "{} cordoned at once", c.api.max_cordoned());
+    assert_eq!(
+        c.api.max_in_flight(),
+        2,
+        "the two slots were used in parallel"
+    );
+    assert!(
+        c.api.max_cordoned() <= 2,
+        "{} cordoned at once",
+        c.api.max_cordoned()
+    );
     // Settled: nothing cordoned, every lease released, workloads drained but DaemonSets kept.
-    c.wait_for("leases released", Duration::from_secs(10), |c| c.api.all(LEASES).is_empty())
-        .await;
+    c.wait_for("leases released", Duration::from_secs(10), |c| {
+        c.api.all(LEASES).is_empty()
+    })
+    .await;
     for (n, ops) in &c.nodes {
         assert!(!c.cordoned(n), "{n} left cordoned");
         let f = ops.with(|f| f.facts());
-        assert_eq!((f.version.as_str(), f.running_on_trial), ("2", false), "{n}");
+        assert_eq!(
+            (f.version.as_str(), f.running_on_trial),
+            ("2", false),
+            "{n}"
+        );
         ops.with(|f| assert_eq!((f.stages, f.reboots), (1, 1), "{n}"));
         let nu = c.api.get(NUS, "", n).unwrap();
         assert_eq!(nu["status"]["currentVersion"], "2");
@@ -148,7 +176,11 @@ async fn five_nodes_concurrency_two_never_exceeded() {
         assert!(nu["status"]["bytesDownloaded"].as_u64().unwrap() > 0);
     }
     let pods = c.api.all(PODS);
-    assert!(pods.iter().all(|p| p["metadata"]["labels"]["app"] == "proxy"), "only DaemonSet pods remain");
+    assert!(
+        pods.iter()
+            .all(|p| p["metadata"]["labels"]["app"] == "proxy"),
+        "only DaemonSet pods remain"
+    );
     assert_eq!(pods.len(), 5);
     c.wait_for("plan status complete", Duration::from_secs(10), |c| {
         c.api.get(PLANS, "", "fleet").unwrap()["status"]["succeeded"] == 5
@@ -164,33 +196,55 @@ async fn five_nodes_concurrency_two_never_exceeded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pdb_blocked_drain_fails_after_timeout_with_node_uncordoned() {
     let c = Cluster::new(1, "1").await;
-    c.api.seed(PODS, "default", pod("default", "db-0", "n1", "StatefulSet", "db"));
+    c.api.seed(
+        PODS,
+        "default",
+        pod("default", "db-0", "n1", "StatefulSet", "db"),
+    );
     c.api.add_pdb(Pdb {
         namespace: "default".into(),
         name: "db-pdb".into(),
         match_labels: [("app".to_string(), "db".to_string())].into(),
         min_available: 1,
     });
-    c.api.seed(PLANS, "", plan("p", "2", 1, json!({"drain": {"timeoutSeconds": 2}})));
+    c.api.seed(
+        PLANS,
+        "",
+        plan("p", "2", 1, json!({"drain": {"timeoutSeconds": 2}})),
+    );
     let start = Instant::now();
     let agents = c.spawn_all();
-    c.wait_for("Draining", Duration::from_secs(10), |c| c.phase("n1") == "Draining").await;
+    c.wait_for("Draining", Duration::from_secs(10), |c| {
+        c.phase("n1") == "Draining"
+    })
+    .await;
     assert!(c.cordoned("n1"), "cordoned while draining");
-    c.wait_for("Failed", Duration::from_secs(20), |c| c.phase("n1") == "Failed").await;
-    assert!(start.elapsed() >= Duration::from_secs(2), "failed before the timeout");
+    c.wait_for("Failed", Duration::from_secs(20), |c| {
+        c.phase("n1") == "Failed"
+    })
+    .await;
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "failed before the timeout"
+    );
     let nu = c.api.get(NUS, "", "n1").unwrap();
     let err = nu["status"]["lastError"].as_str().unwrap();
     assert!(err.contains("drain timed out after 2s"), "{err}");
     assert!(err.contains("default/db-0"), "blocking pod named: {err}");
     assert!(err.contains("db-pdb"), "PDB named: {err}");
-    c.wait_for("lease released", Duration::from_secs(5), |c| c.api.all(LEASES).is_empty()).await;
+    c.wait_for("lease released", Duration::from_secs(5), |c| {
+        c.api.all(LEASES).is_empty()
+    })
+    .await;
     assert!(!c.cordoned("n1"), "node uncordoned");
     let n = c.api.get(NODES, "", "n1").unwrap();
     assert!(n["metadata"]["annotations"][CORDON_ANNOTATION].is_null());
     // The other pod was evicted, the protected one stays, nothing was staged.
     assert!(c.api.get(PODS, "default", "web-1").is_none());
     assert!(c.api.get(PODS, "default", "db-0").is_some());
-    c.nodes[0].1.with(|f| assert_eq!((f.stages, f.reboots), (0, 0)));
+    c.nodes[0]
+        .1
+        .with(|f| assert_eq!((f.stages, f.reboots), (0, 0)));
     // It stays Failed (no retry loop behind the PDB).
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(c.phase("n1"), "Failed");
@@ -204,16 +258,28 @@ async fn pdb_blocked_drain_fails_after_timeout_with_node_uncordoned() {
 async fn deleted_plan_releases_everything() {
     let c = Cluster::new(3, "1").await;
     // n1 is held in Draining by a PDB, n2 in Staging by a slow download.
-    c.api.seed(PODS, "default", pod("default", "db-0", "n1", "StatefulSet", "db"));
+    c.api.seed(
+        PODS,
+        "default",
+        pod("default", "db-0", "n1", "StatefulSet", "db"),
+    );
     c.api.add_pdb(Pdb {
         namespace: "default".into(),
         name: "db-pdb".into(),
         match_labels: [("app".to_string(), "db".to_string())].into(),
         min_available: 1,
     });
-    c.nodes[1].1.with(|n| n.stage_delay = Duration::from_secs(3600));
-    c.nodes[2].1.with(|n| n.stage_delay = Duration::from_secs(3600));
-    c.api.seed(PLANS, "", plan("p", "2", 2, json!({"drain": {"timeoutSeconds": 3600}})));
+    c.nodes[1]
+        .1
+        .with(|n| n.stage_delay = Duration::from_secs(3600));
+    c.nodes[2]
+        .1
+        .with(|n| n.stage_delay = Duration::from_secs(3600));
+    c.api.seed(
+        PLANS,
+        "",
+        plan("p", "2", 2, json!({"drain": {"timeoutSeconds": 3600}})),
+    );
     let agents = c.spawn_all();
     c.wait_for("two nodes in flight", Duration::from_secs(20), |c| {
         c.nodes
@@ -234,7 +300,10 @@ async fn deleted_plan_releases_everything() {
     .await;
     for (n, _) in &c.nodes {
         let node = c.api.get(NODES, "", n).unwrap();
-        assert!(node["metadata"]["annotations"][CORDON_ANNOTATION].is_null(), "{n}");
+        assert!(
+            node["metadata"]["annotations"][CORDON_ANNOTATION].is_null(),
+            "{n}"
+        );
     }
     // And it stays that way.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -259,9 +328,21 @@ async fn max_failures_stops_the_rollout() {
     // Give the others every chance to (wrongly) start.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let phases: Vec<String> = c.nodes.iter().map(|(n, _)| c.phase(n)).collect();
-    assert_eq!(phases.iter().filter(|p| *p == "RolledBack").count(), 1, "{phases:?}");
-    assert_eq!(phases.iter().filter(|p| *p == "Waiting").count(), 3, "{phases:?}");
-    let rolled = c.nodes.iter().find(|(n, _)| c.phase(n) == "RolledBack").unwrap();
+    assert_eq!(
+        phases.iter().filter(|p| *p == "RolledBack").count(),
+        1,
+        "{phases:?}"
+    );
+    assert_eq!(
+        phases.iter().filter(|p| *p == "Waiting").count(),
+        3,
+        "{phases:?}"
+    );
+    let rolled = c
+        .nodes
+        .iter()
+        .find(|(n, _)| c.phase(n) == "RolledBack")
+        .unwrap();
     let nu = c.api.get(NUS, "", &rolled.0).unwrap();
     let err = nu["status"]["lastError"].as_str().unwrap();
     assert!(err.contains("never marked good"), "{err}");
@@ -278,7 +359,10 @@ async fn max_failures_stops_the_rollout() {
     let p = c.api.get(PLANS, "", "p").unwrap();
     assert_eq!(p["status"]["failed"], 1);
     assert_eq!(p["status"]["conditions"][0]["reason"], "MaxFailuresReached");
-    assert!(p["status"]["message"].as_str().unwrap().contains("rollout stopped"));
+    assert!(p["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("rollout stopped"));
     for a in agents {
         a.abort();
     }
@@ -295,26 +379,38 @@ async fn agent_restart_mid_phase_resumes() {
     c.api.seed(PLANS, "", plan("p", "2", 1, json!({})));
     // Killed mid-download.
     let a = c.spawn(0);
-    c.wait_for("Staging", Duration::from_secs(10), |c| c.phase("n1") == "Staging").await;
+    c.wait_for("Staging", Duration::from_secs(10), |c| {
+        c.phase("n1") == "Staging"
+    })
+    .await;
     a.abort();
     let _ = a.await;
     assert_eq!(ops.with(|n| n.stages), 0, "the download was cut");
     // Killed while waiting for health after the reboot.
     let a = c.spawn(0);
-    c.wait_for("Verifying", Duration::from_secs(10), |c| c.phase("n1") == "Verifying").await;
+    c.wait_for("Verifying", Duration::from_secs(10), |c| {
+        c.phase("n1") == "Verifying"
+    })
+    .await;
     a.abort();
     let _ = a.await;
     assert!(c.cordoned("n1"), "still cordoned while verifying");
     assert_eq!(c.api.all(LEASES).len(), 1, "lease kept across the restart");
     ops.with(|n| n.healthy = true);
     let a = c.spawn(0);
-    c.wait_for("Succeeded", Duration::from_secs(10), |c| c.phase("n1") == "Succeeded").await;
+    c.wait_for("Succeeded", Duration::from_secs(10), |c| {
+        c.phase("n1") == "Succeeded"
+    })
+    .await;
     ops.with(|n| {
         assert_eq!((n.stages, n.reboots), (1, 1));
         assert!(!n.running_on_trial);
     });
     assert_eq!(c.api.get(NUS, "", "n1").unwrap()["status"]["attempts"], 1);
-    c.wait_for("lease released", Duration::from_secs(5), |c| c.api.all(LEASES).is_empty()).await;
+    c.wait_for("lease released", Duration::from_secs(5), |c| {
+        c.api.all(LEASES).is_empty()
+    })
+    .await;
     assert!(!c.cordoned("n1"));
     a.abort();
 }
@@ -348,9 +444,16 @@ async fn stale_lease_writes_conflict_and_expired_leases_are_taken_over() {
         c.phase("n1") == "Succeeded" && c.phase("n2") == "Succeeded"
     })
     .await;
-    assert_eq!(c.api.max_in_flight(), 1, "only the expired lease was usable");
+    assert_eq!(
+        c.api.max_in_flight(),
+        1,
+        "only the expired lease was usable"
+    );
     let busy = c.api.get(LEASES, NS, "rkos-upgrade-p-1").unwrap();
-    assert_eq!(busy["spec"]["holderIdentity"], "busy-node", "a live lease is never taken");
+    assert_eq!(
+        busy["spec"]["holderIdentity"], "busy-node",
+        "a live lease is never taken"
+    );
     for a in agents {
         a.abort();
     }

@@ -11,6 +11,7 @@
 pub mod error;
 pub mod keys;
 pub mod progress;
+pub mod remount;
 #[cfg(feature = "sign")]
 pub mod sign;
 pub mod source;

@@ -48,7 +48,11 @@ pub fn run_bundle(args: &BundleArgs) -> Result<()> {
     match &args.cmd {
         BundleCmd::Keygen { out } => {
             let (p, s) = sign::keygen(out)?;
-            println!("public key: {}\nsecret key: {} (keep it private)", p.display(), s.display());
+            println!(
+                "public key: {}\nsecret key: {} (keep it private)",
+                p.display(),
+                s.display()
+            );
         }
         BundleCmd::Create {
             version,
@@ -72,14 +76,16 @@ pub fn run_bundle(args: &BundleArgs) -> Result<()> {
             for k in key {
                 let text = std::fs::read_to_string(k)
                     .with_context(|| format!("reading {}", k.display()))?;
-                keys.push(rkos_bundle::keys::parse_public_key(&text, &k.display().to_string())?);
+                keys.push(rkos_bundle::keys::parse_public_key(
+                    &text,
+                    &k.display().to_string(),
+                )?);
             }
             let keys = TrustedKeys::from_keys(keys, "--key")?;
             let src = Source::parse(&dir.to_string_lossy())?;
             let manifest = src.read_small(MANIFEST_NAME)?;
             let sig = src.read_small(SIGNATURE_NAME)?;
-            let (m, key_id) =
-                keys.verify_manifest(&manifest, &String::from_utf8_lossy(&sig))?;
+            let (m, key_id) = keys.verify_manifest(&manifest, &String::from_utf8_lossy(&sig))?;
             for f in &m.files {
                 rkos_bundle::verify_file(&dir.join(&f.name), f)?;
             }

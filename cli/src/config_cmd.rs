@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use rkos_config::{
     load, render_report, source, validate_text, BootMode, RenderContext, Source, SourceKind,
@@ -153,7 +153,9 @@ fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
         warnings += rkos_config::count(&diags, rkos_config::Severity::Warning);
     }
     if errors > 0 {
-        bail!("{errors} error(s), {warnings} warning(s)");
+        eprintln!("{errors} error(s), {warnings} warning(s)");
+        // Exit 1 without an error chain: the diagnostics above are the message.
+        std::process::exit(1);
     }
     eprintln!("ok: {} file(s), {warnings} warning(s)", a.files.len());
     Ok(())

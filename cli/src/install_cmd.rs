@@ -55,7 +55,10 @@ pub struct InstallArgs {
 pub fn image_version() -> String {
     for p in ["/etc/os-release", "/usr/lib/os-release"] {
         if let Ok(text) = std::fs::read_to_string(p) {
-            if let Some(v) = text.lines().find_map(|l| l.strip_prefix("RKOS_VERSION=").or_else(|| l.strip_prefix("VERSION_ID="))) {
+            if let Some(v) = text.lines().find_map(|l| {
+                l.strip_prefix("RKOS_VERSION=")
+                    .or_else(|| l.strip_prefix("VERSION_ID="))
+            }) {
                 let v = v.trim_matches('"');
                 if !v.is_empty() {
                     return v.to_string();
@@ -87,23 +90,39 @@ pub fn run(args: InstallArgs) -> Result<()> {
     let mut power_off = args.power_off;
     let mut reboot = args.reboot;
     if args.from_cmdline {
-        let cmdline = std::fs::read_to_string(args.root.join("proc/cmdline")).context("reading /proc/cmdline")?;
+        let cmdline = std::fs::read_to_string(args.root.join("proc/cmdline"))
+            .context("reading /proc/cmdline")?;
         let u = system::unattended_from_cmdline(&cmdline);
         device = device.or(u.device);
         config = config.or(u.config_url);
         power_off |= u.power_off;
         reboot |= u.reboot;
     }
-    let candidates = disks::list(&args.root, &disks::boot_disks(&args.root));
+    let boot = disks::boot_disks(&args.root);
+    let mut candidates = disks::list(&args.root, &boot);
+    // Loop devices are never offered, but one named explicitly is how a disk image is made
+    // (and how the installer is tested): accept it unless it holds the boot medium.
+    if let Some(name) = device.as_deref().map(|d| d.trim_start_matches("/dev/")) {
+        if name.starts_with("loop") && !boot.contains(name) {
+            candidates.extend(disks::lookup(&args.root, name));
+        }
+    }
     let dev = match device {
         Some(d) => d,
         None if args.from_cmdline && candidates.len() == 1 => {
-            eprintln!("rkos.install.device not given: installing to the only disk, {}", candidates[0].describe());
+            eprintln!(
+                "rkos.install.device not given: installing to the only disk, {}",
+                candidates[0].describe()
+            );
             candidates[0].name.clone()
         }
         None => bail!(
             "say which disk: --device (or rkos.install.device=); candidates: {}",
-            candidates.iter().map(|d| d.describe()).collect::<Vec<_>>().join("; ")
+            candidates
+                .iter()
+                .map(|d| d.describe())
+                .collect::<Vec<_>>()
+                .join("; ")
         ),
     };
     let disk = disks::resolve_choice(&args.root, &dev, &candidates).map_err(anyhow::Error::msg)?;
@@ -114,7 +133,10 @@ pub fn run(args: InstallArgs) -> Result<()> {
             let (errors, warnings) = rkos_wizard::validate_config(src, &text);
             warnings.iter().for_each(|w| eprintln!("warning: {w}"));
             if !errors.is_empty() {
-                bail!("{src} has errors; nothing was written:\n{}", errors.join("\n"));
+                bail!(
+                    "{src} has errors; nothing was written:\n{}",
+                    errors.join("\n")
+                );
             }
             text
         }
@@ -128,7 +150,10 @@ pub fn run(args: InstallArgs) -> Result<()> {
     };
 
     if !args.yes && !args.from_cmdline {
-        let ok = ui::confirm(&format!("Erase ALL data on {} and install rkos?", disk.describe()), false);
+        let ok = ui::confirm(
+            &format!("Erase ALL data on {} and install rkos?", disk.describe()),
+            false,
+        );
         if !ok {
             eprintln!("Cancelled: nothing was written.");
             return Ok(());
@@ -164,7 +189,12 @@ pub fn run(args: InstallArgs) -> Result<()> {
 
 /// The network may come up after the install unit starts: retry a URL for a minute.
 fn fetch_with_retry(src: &str, patient: bool) -> Result<String> {
-    let deadline = Instant::now() + if patient { Duration::from_secs(60) } else { Duration::ZERO };
+    let deadline = Instant::now()
+        + if patient {
+            Duration::from_secs(60)
+        } else {
+            Duration::ZERO
+        };
     loop {
         match net::fetch_text(src, Duration::from_secs(10)) {
             Ok(t) => return Ok(t),
@@ -179,12 +209,15 @@ fn fetch_with_retry(src: &str, patient: bool) -> Result<String> {
 
 fn grow_data(root: &Path) -> Result<()> {
     let link = root.join("dev/disk/by-label").join(install::LABEL_DATA);
-    let part = std::fs::canonicalize(&link).with_context(|| format!("no {} volume ({})", install::LABEL_DATA, link.display()))?;
+    let part = std::fs::canonicalize(&link)
+        .with_context(|| format!("no {} volume ({})", install::LABEL_DATA, link.display()))?;
     let disk = disks::parent_disk(root, &part.to_string_lossy())
         .with_context(|| format!("cannot find the disk holding {}", part.display()))?;
     let disk = PathBuf::from("/dev").join(disk);
     match grow::grow_data(&disk, &part)? {
-        grow::Grown::AlreadyFull => eprintln!("{} already fills {}", part.display(), disk.display()),
+        grow::Grown::AlreadyFull => {
+            eprintln!("{} already fills {}", part.display(), disk.display())
+        }
         grow::Grown::Grown { from, to } => eprintln!(
             "grew {} to the end of {} (last sector {from} -> {to})",
             part.display(),

@@ -26,8 +26,8 @@ pub struct UpgradeArgs {
     #[arg(long, default_value_t = rkos_slots::DEFAULT_TRIES,
           value_parser = clap::value_parser!(u8).range(1..=rkos_slots::MAX_TRIES as i64))]
     pub tries: u8,
-    /// A trusted minisign public key, in addition to the image's (repeatable). The node's
-    /// `upgrade.trusted_keys` belong in config.yaml; this flag is for one-off use.
+    /// A trusted minisign public key, in addition to the image's and the config's
+    /// `rkos.upgrade.trusted_keys` (repeatable; for one-off use).
     #[arg(long = "trusted-key", value_name = "KEY")]
     pub trusted_keys: Vec<String>,
     /// Directory of the image's trusted public keys (`*.pub`).
@@ -53,10 +53,17 @@ pub struct MarkGoodArgs {
     /// Health deadline for --wait-healthy, in seconds.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,
-    /// The health endpoint polled by --wait-healthy (k3s's kubelet; the test stand-in
-    /// answers it too).
+    /// The health endpoint polled by --wait-healthy: the kubelet's healthz, which k3s serves
+    /// on servers and agents alike once the node runs.
     #[arg(long, default_value = "http://127.0.0.1:10248/healthz")]
     pub health_url: String,
+    /// Healthy when this file exists, instead of --health-url (test images whose k3s is a
+    /// stand-in set this to the stand-in's marker).
+    #[arg(long)]
+    pub health_file: Option<PathBuf>,
+    /// The systemd unit that must be active too (empty: none).
+    #[arg(long, default_value = "k3s.service")]
+    pub unit: String,
     #[arg(long, default_value = "/", hide = true)]
     pub root: PathBuf,
 }
@@ -73,6 +80,15 @@ pub fn booted_slot(root: &Path) -> Option<Slot> {
         })
 }
 
+/// `rkos.upgrade.trusted_keys` from the node's merged config (its own sources only: image
+/// defaults, boot medium, cloud-init, persistent file, kernel command line — never a cluster
+/// object). A source with errors is left out by the loader, as at boot.
+fn config_trusted_keys(root: &Path) -> Vec<String> {
+    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
+    let sources = rkos_config::source::collect(root, &cmdline);
+    rkos_config::load(&sources).config.rkos.upgrade.trusted_keys
+}
+
 pub fn run_upgrade(args: &UpgradeArgs) -> Result<()> {
     let state = StateDir::new(&args.state_dir);
     if !state.grubenv().exists() {
@@ -84,7 +100,10 @@ pub fn run_upgrade(args: &UpgradeArgs) -> Result<()> {
     }
     let booted = booted_slot(&args.root)
         .context("cannot tell which slot is running (no rkos.slot= on the kernel command line)")?;
-    let keys = TrustedKeys::load(&args.keys_dir, &args.trusted_keys)?;
+    let _rw = rkos_bundle::remount::ensure_writable(&args.state_dir)?;
+    let mut extra = config_trusted_keys(&args.root);
+    extra.extend(args.trusted_keys.iter().cloned());
+    let keys = TrustedKeys::load(&args.keys_dir, &extra)?;
     let source = Source::parse(&args.bundle)?;
     let opts = StageOptions {
         attempts: args.attempts.max(1),
@@ -97,7 +116,10 @@ pub fn run_upgrade(args: &UpgradeArgs) -> Result<()> {
             println!("already running version {v}; nothing to do");
             return Ok(());
         }
-        Err(e) => return Err(e).context("upgrade failed; the running slot and boot configuration are unchanged"),
+        Err(e) => {
+            return Err(e)
+                .context("upgrade failed; the running slot and boot configuration are unchanged")
+        }
     };
     let boot = rkos_bundle::flip(&state, &staged, args.tries).context("flipping the boot slot")?;
     println!(
@@ -125,7 +147,7 @@ pub fn run_mark_good(args: &MarkGoodArgs) -> Result<()> {
     };
     let state = StateDir::new(&args.state_dir);
     if args.wait_healthy {
-        if let Err(e) = wait_healthy(&args.health_url, Duration::from_secs(args.timeout)) {
+        if let Err(e) = wait_healthy(args, Duration::from_secs(args.timeout)) {
             let on_trial = state
                 .boot_state()
                 .ok()
@@ -139,29 +161,49 @@ pub fn run_mark_good(args: &MarkGoodArgs) -> Result<()> {
         }
     }
     let before = state.boot_state()?;
-    let after = state
+    let wanted = before.mark_good(booted).context("marking the boot good")?;
+    if wanted == before {
+        println!("slot {booted} is already the default");
+        return Ok(());
+    }
+    let _rw = rkos_bundle::remount::ensure_writable(&args.state_dir)?;
+    state
         .update_boot_state(|b| b.mark_good(booted))
         .context("marking the boot good")?;
-    if before != after {
-        println!("slot {booted} marked good: it is now the default");
-    } else {
-        println!("slot {booted} is already the default");
-    }
+    println!("slot {booted} marked good: it is now the default");
     Ok(())
 }
 
-/// Polls `url` until it answers 200 with `ok` (kubelet's healthz) or the deadline passes.
-fn wait_healthy(url: &str, timeout: Duration) -> Result<()> {
+/// Polls until the unit is active and the health probe passes, or the deadline passes.
+fn wait_healthy(args: &MarkGoodArgs, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let mut last = String::from("no answer yet");
+    let mut last = String::from("not checked yet");
     while Instant::now() < deadline {
-        match health_once(url) {
+        match health_check(args) {
             Ok(()) => return Ok(()),
             Err(e) => last = format!("{e:#}"),
         }
         std::thread::sleep(Duration::from_secs(5).min(timeout));
     }
-    bail!("node not healthy after {timeout:?}: {url}: {last}")
+    bail!("node not healthy after {timeout:?}: {last}")
+}
+
+fn health_check(args: &MarkGoodArgs) -> Result<()> {
+    if !args.unit.is_empty() {
+        let active = Command::new("systemctl")
+            .args(["is-active", "--quiet", &args.unit])
+            .status()
+            .context("running systemctl is-active")?
+            .success();
+        if !active {
+            bail!("{} is not active", args.unit);
+        }
+    }
+    match &args.health_file {
+        Some(f) if f.exists() => Ok(()),
+        Some(f) => bail!("{} does not exist yet", f.display()),
+        None => health_once(&args.health_url).with_context(|| args.health_url.clone()),
+    }
 }
 
 /// One GET of a plain-http loopback endpoint. Written on std::net: the only target is the
@@ -222,12 +264,24 @@ mod tests {
         use std::io::{Read, Write};
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let answers = ["HTTP/1.1 500 Internal\r\n\r\nbad", "HTTP/1.1 200 OK\r\n\r\nok"];
+        let answers = [
+            "HTTP/1.1 500 Internal\r\n\r\nbad",
+            "HTTP/1.1 200 OK\r\n\r\nok",
+        ];
         let t = std::thread::spawn(move || {
             for a in answers {
                 let (mut c, _) = l.accept().unwrap();
+                // Read the whole request: closing with unread bytes would reset the
+                // connection before the client reads the answer.
+                let mut req = Vec::new();
                 let mut buf = [0u8; 512];
-                let _ = c.read(&mut buf);
+                while !req.ends_with(b"\r\n\r\n") {
+                    let n = c.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                }
                 c.write_all(a.as_bytes()).unwrap();
             }
         });
@@ -236,5 +290,90 @@ mod tests {
         assert!(health_once(&url).is_ok());
         t.join().unwrap();
         assert!(health_once("https://x/healthz").is_err());
+    }
+
+    /// The whole node-side path through the command layer: upgrade from a local bundle whose
+    /// key is trusted only through config.yaml, GRUB's boot (model), mark-good, status.
+    #[test]
+    fn upgrade_then_mark_good_via_config_key() {
+        use rkos_bundle::sign;
+        use std::fs;
+
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        let state = StateDir::new(t.path().join("state"));
+        fs::create_dir_all(state.grub_dir()).unwrap();
+        state
+            .write_boot_state(&rkos_slots::BootState::default())
+            .unwrap();
+        let (pub_path, secret) = sign::keygen(&t.path().join("keys")).unwrap();
+        let src = t.path().join("src");
+        fs::create_dir_all(&src).unwrap();
+        let files: Vec<_> = ["vmlinuz", "initrd", "rootfs.squashfs"]
+            .iter()
+            .map(|n| {
+                let p = src.join(n);
+                fs::write(&p, format!("{n} v2")).unwrap();
+                p
+            })
+            .collect();
+        sign::create("1", "amd64", &secret, &state.slot_dir(Slot::A), &files).unwrap();
+        let bundle = t.path().join("bundle");
+        sign::create("2", rkos_bundle::node_arch(), &secret, &bundle, &files).unwrap();
+
+        fs::create_dir_all(root.join("proc")).unwrap();
+        fs::write(root.join("proc/cmdline"), "rkos.mode=disk rkos.slot=A\n").unwrap();
+        let args = UpgradeArgs {
+            bundle: bundle.display().to_string(),
+            reboot: false,
+            state_dir: state.root().to_path_buf(),
+            tries: 2,
+            trusted_keys: vec![],
+            keys_dir: t.path().join("no-image-keys"),
+            root: root.clone(),
+            attempts: 1,
+        };
+        // No trusted key anywhere: refused, nothing changed.
+        let env_before = fs::read(state.grubenv()).unwrap();
+        let err = run_upgrade(&args).unwrap_err();
+        assert!(format!("{err:#}").contains("no trusted keys"), "{err:#}");
+        assert_eq!(fs::read(state.grubenv()).unwrap(), env_before);
+
+        // The key in the node's persistent config.
+        let key_line = fs::read_to_string(&pub_path).unwrap();
+        let key_line = key_line.lines().nth(1).unwrap();
+        fs::create_dir_all(root.join("var/lib/rkos")).unwrap();
+        fs::write(
+            root.join("var/lib/rkos/config.yaml"),
+            format!("rkos:\n  upgrade:\n    trusted_keys:\n      - {key_line}\n"),
+        )
+        .unwrap();
+        run_upgrade(&args).unwrap();
+        let boot = state.boot_state().unwrap();
+        assert_eq!(
+            boot.trial.map(|t| (t.slot, t.tries_left)),
+            Some((Slot::B, 2))
+        );
+
+        // GRUB boots B; the node is healthy; mark-good makes B the default.
+        state.write_boot_state(&boot.grub_boot().1).unwrap();
+        fs::write(root.join("proc/cmdline"), "rkos.mode=disk rkos.slot=B\n").unwrap();
+        let mg = MarkGoodArgs {
+            state_dir: state.root().to_path_buf(),
+            wait_healthy: false,
+            timeout: 1,
+            health_url: String::new(),
+            health_file: None,
+            unit: String::new(),
+            root: root.clone(),
+        };
+        run_mark_good(&mg).unwrap();
+        let boot = state.boot_state().unwrap();
+        assert_eq!(boot.default, Slot::B);
+        assert_eq!(boot.trial, None);
+        let st = rkos_slots::Status::read(&state, booted_slot(&root)).unwrap();
+        assert_eq!(st.version_of(Slot::B), Some("2"));
+        assert_eq!(st.version_of(Slot::A), Some("1"));
+        assert!(st.to_string().contains("slot B passed its trial"), "{st}");
     }
 }

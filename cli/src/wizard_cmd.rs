@@ -101,7 +101,11 @@ impl WizardArgs {
             password: self.password.clone(),
             wifi_ssid: self.wifi_ssid.clone(),
             wifi_passphrase: self.wifi_passphrase.clone(),
-            network: if self.address.is_some() { NetMode::Static } else { NetMode::Dhcp },
+            network: if self.address.is_some() {
+                NetMode::Static
+            } else {
+                NetMode::Dhcp
+            },
             interface: self.interface.clone(),
             address: self.address.clone(),
             gateway: self.gateway.clone(),
@@ -130,7 +134,9 @@ fn primary_mac(root: &Path) -> Option<String> {
     names.sort();
     names
         .iter()
-        .find_map(|n| std::fs::read_to_string(root.join("sys/class/net").join(n).join("address")).ok())
+        .find_map(|n| {
+            std::fs::read_to_string(root.join("sys/class/net").join(n).join("address")).ok()
+        })
         .map(|s| s.trim().to_string())
 }
 
@@ -167,7 +173,8 @@ pub fn run(args: WizardArgs) -> Result<()> {
 
     let mut preset = match &args.answers {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             answers::parse_answers(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => Answers::default(),
@@ -190,9 +197,11 @@ pub fn run(args: WizardArgs) -> Result<()> {
             interfaces: wired_interfaces(&args.root),
             wifi_scan: net::scan_wifi(&args.root),
         };
-        match ui::run(&ctx, preset, &ui::Term::stderr())? {
-            Some(o) => o,
-            None => return Ok(()),
+        match ui::run(&ctx, preset, &ui::Term::stderr()) {
+            Ok(Some(o)) => o,
+            Ok(None) => return Ok(()),
+            Err(ui::UiError::Cancelled) => ui::cancel_exit(),
+            Err(e) => return Err(e.into()),
         }
     } else {
         non_interactive(&args, preset, &candidates, &default_hostname, net_timeout)?
@@ -210,7 +219,9 @@ fn non_interactive(
     if !args.yes {
         bail!("no terminal to ask on: give every answer (flags or --answers FILE) and --yes");
     }
-    let action = a.action.context("say --install or --configure (or `action:` in the answers file)")?;
+    let action = a
+        .action
+        .context("say --install or --configure (or `action:` in the answers file)")?;
     let disk = if action == Action::Install {
         let dev = a.device.clone().context("--install needs --device")?;
         Some(disks::resolve_choice(&args.root, &dev, candidates).map_err(anyhow::Error::msg)?)
@@ -233,30 +244,44 @@ fn non_interactive(
         if !problems.is_empty() {
             bail!(
                 "the answers are incomplete or wrong:\n{}",
-                problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+                problems
+                    .iter()
+                    .map(|p| format!("  {p}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             );
         }
         let yaml = a.to_config_yaml()?;
         let (errors, _) = rkos_wizard::validate_config("os-config answers", &yaml);
         if !errors.is_empty() {
-            bail!("the answers make a config that does not validate:\n{}", errors.join("\n"));
+            bail!(
+                "the answers make a config that does not validate:\n{}",
+                errors.join("\n")
+            );
         }
         yaml
     };
     for (k, v) in a.summary() {
         eprintln!("  {k:<26} {v}");
     }
-    Ok(ui::Outcome { answers: a, config_yaml: yaml, disk })
+    Ok(ui::Outcome {
+        answers: a,
+        config_yaml: yaml,
+        disk,
+    })
 }
 
 fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
     match o.answers.action {
         Some(Action::Configure) | None => {
-            let path = system::write_config(&args.root, &o.config_yaml)
-                .with_context(|| format!("writing {}", system::config_path(&args.root).display()))?;
+            let path = system::write_config(&args.root, &o.config_yaml).with_context(|| {
+                format!("writing {}", system::config_path(&args.root).display())
+            })?;
             eprintln!("Wrote {}.", path.display());
             if args.no_apply || args.root != Path::new("/") {
-                eprintln!("Not applied (--no-apply or --root): run `rkos config apply` to apply it.");
+                eprintln!(
+                    "Not applied (--no-apply or --root): run `rkos config apply` to apply it."
+                );
             } else {
                 let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rkos"));
                 system::apply(&me).map_err(anyhow::Error::msg)?;
@@ -266,8 +291,12 @@ fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
         }
         Some(Action::Install) => {
             let disk = o.disk.context("no install target")?;
-            let version = args.version.clone().unwrap_or_else(crate::install_cmd::image_version);
-            let source = install::Source::from_dir(&args.source, &version, crate::install_cmd::ARCH)?;
+            let version = args
+                .version
+                .clone()
+                .unwrap_or_else(crate::install_cmd::image_version);
+            let source =
+                install::Source::from_dir(&args.source, &version, crate::install_cmd::ARCH)?;
             let work = tempfile::Builder::new().prefix("rkos-install").tempdir()?;
             let req = install::Request {
                 disk: disk.dev_path(),
@@ -286,7 +315,9 @@ fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
                 req.disk.display()
             );
             if interactive && ui::confirm("Reboot now?", true) {
-                let _ = std::process::Command::new("systemctl").arg("reboot").status();
+                let _ = std::process::Command::new("systemctl")
+                    .arg("reboot")
+                    .status();
             }
             Ok(())
         }
@@ -294,7 +325,11 @@ fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
 }
 
 #[derive(clap::Parser)]
-#[command(name = "os-config", version, about = "Configure this rkos node, or install it to a disk")]
+#[command(
+    name = "os-config",
+    version,
+    about = "Configure this rkos node, or install it to a disk"
+)]
 struct OsConfigCli {
     #[command(flatten)]
     args: WizardArgs,
@@ -304,6 +339,9 @@ struct OsConfigCli {
 /// flags directly.
 pub fn run_if_os_config() -> Option<Result<()>> {
     let argv0 = std::env::args_os().next()?;
-    let name = Path::new(&argv0).file_name()?.to_string_lossy().into_owned();
+    let name = Path::new(&argv0)
+        .file_name()?
+        .to_string_lossy()
+        .into_owned();
     (name == "os-config").then(|| run(<OsConfigCli as clap::Parser>::parse().args))
 }

@@ -184,8 +184,28 @@ fn insert(node: &mut Node, segs: &[String], leaf: Node, mark: &Mark) -> Result<(
                 // Repetition makes a list; the schema turns it back into "last wins" for
                 // plain values.
                 Value::Seq { items, .. } => items.push(leaf),
-                Value::Map(_) => {
-                    return Err("conflicts with an earlier word that set keys below it".to_string())
+                // `rkos.labels[zone]=a` then `rkos.labels=env=lab`: both add entries.
+                Value::Map(m) => {
+                    let pair = leaf.as_str().and_then(|t| t.split_once('='));
+                    match pair {
+                        Some((k, v)) if !k.is_empty() => {
+                            let node = Node::new(
+                                Value::Scalar(Scalar {
+                                    text: v.to_string(),
+                                    quoted: true,
+                                }),
+                                mark.clone(),
+                            );
+                            m.insert(
+                                k.to_string(),
+                                Entry {
+                                    key_mark: mark.clone(),
+                                    node,
+                                },
+                            );
+                        }
+                        _ => return Err("conflicts with an earlier word that set keys below it".to_string()),
+                    }
                 }
                 _ => {
                     let prev = std::mem::replace(&mut e.node, Node::new(Value::Null, mark.clone()));

@@ -92,6 +92,23 @@ impl NodeDe<'_> {
         }
     }
 
+    fn map<'de, V: Visitor<'de>>(self, v: V, entries: bool) -> Result<V::Value, DeError> {
+        let empty = indexmap::IndexMap::new();
+        let m = match &self.node.value {
+            Value::Map(m) => m,
+            // A key written with nothing after it: an empty mapping.
+            Value::Null => &empty,
+            _ => return Err(self.err(format!("expected a mapping, found {}", self.kind()))),
+        };
+        v.visit_map(Map {
+            iter: m.iter(),
+            value: None,
+            path: &self.path,
+            entries,
+        })
+        .map_err(|e| self.locate(e))
+    }
+
     fn number<T: std::str::FromStr>(&self, expected: &str) -> Result<T, DeError> {
         let t = self.text(expected)?;
         t.trim()
@@ -227,26 +244,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        match &self.node.value {
-            Value::Map(m) => {
-                let r = v.visit_map(Map {
-                    iter: m.iter(),
-                    value: None,
-                    path: &self.path,
-                });
-                r.map_err(|e| self.locate(e))
-            }
-            Value::Null => {
-                let empty = indexmap::IndexMap::new();
-                v.visit_map(Map {
-                    iter: empty.iter(),
-                    value: None,
-                    path: &self.path,
-                })
-                .map_err(|e| self.locate(e))
-            }
-            _ => Err(self.err(format!("expected a mapping, found {}", self.kind()))),
-        }
+        self.map(v, true)
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -255,7 +253,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         _fields: &'static [&'static str],
         v: V,
     ) -> Result<V::Value, DeError> {
-        self.deserialize_map(v)
+        self.map(v, false)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -315,6 +313,18 @@ struct Map<'a> {
     iter: indexmap::map::Iter<'a, String, crate::node::Entry>,
     value: Option<(&'a String, &'a Node)>,
     path: &'a [PathSeg],
+    /// A user map (labels...) rather than a struct: keys are shown as `[key]`.
+    entries: bool,
+}
+
+impl Map<'_> {
+    fn seg(&self, k: &str) -> PathSeg {
+        if self.entries {
+            PathSeg::Entry(k.to_string())
+        } else {
+            PathSeg::Key(k.to_string())
+        }
+    }
 }
 
 impl<'de> MapAccess<'de> for Map<'_> {
@@ -330,7 +340,7 @@ impl<'de> MapAccess<'de> for Map<'_> {
                 self.value = Some((k, &e.node));
                 let kd: de::value::StrDeserializer<'_, DeError> = k.as_str().into_deserializer();
                 let mut path = self.path.to_vec();
-                path.push(PathSeg::Key(k.clone()));
+                path.push(self.seg(k));
                 seed.deserialize(kd).map(Some).map_err(|mut err| {
                     if err.mark.is_none() {
                         err.mark = Some(e.key_mark.clone());
@@ -348,7 +358,7 @@ impl<'de> MapAccess<'de> for Map<'_> {
             .take()
             .ok_or_else(|| <DeError as de::Error>::custom("value without a key"))?;
         let mut path = self.path.to_vec();
-        path.push(PathSeg::Key(k.clone()));
+        path.push(self.seg(k));
         let loc = NodeDe {
             node,
             path: path.clone(),

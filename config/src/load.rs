@@ -135,6 +135,8 @@ pub fn parse_source(source: &Source) -> Parsed {
         Ok(cfg) => diags.extend(findings(&tree, &source.name, check_fields(&cfg))),
         Err(e) => diags.push(de_diag(&e, &source.name)),
     }
+    // In the order the user reads the file (stable: same place keeps check order).
+    diags.sort_by_key(|d| (d.line, d.column));
     Parsed {
         tree,
         diagnostics: diags,

@@ -150,8 +150,8 @@ impl Node {
         let mut cur = self;
         for seg in path {
             cur = match (seg, &cur.value) {
-                (PathSeg::Key(k), Value::Map(m)) => &m.get(k.as_str())?.node,
                 (PathSeg::Index(i), Value::Seq { items, .. }) => items.get(*i)?,
+                (s, Value::Map(m)) => &m.get(s.key()?)?.node,
                 _ => return None,
             };
         }
@@ -165,7 +165,7 @@ impl Node {
         let mut best: Option<Mark> = None;
         for seg in path {
             match (seg, &cur.value) {
-                (PathSeg::Key(k), Value::Map(m)) => match m.get(k.as_str()) {
+                (PathSeg::Key(k) | PathSeg::Entry(k), Value::Map(m)) => match m.get(k.as_str()) {
                     Some(e) => {
                         best = Some(match e.node.value {
                             Value::Scalar(_) => e.node.mark.clone(),
@@ -192,8 +192,20 @@ impl Node {
 /// One step of a key path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PathSeg {
+    /// A schema field.
     Key(String),
+    /// A user's key in a map (labels, sysctls, environment): shown as `[key]`.
+    Entry(String),
     Index(usize),
+}
+
+impl PathSeg {
+    fn key(&self) -> Option<&str> {
+        match self {
+            PathSeg::Key(k) | PathSeg::Entry(k) => Some(k),
+            PathSeg::Index(_) => None,
+        }
+    }
 }
 
 /// Renders a key path: `rkos.write_files[2].permissions`, `rkos.sysctls[net.ipv4.ip_forward]`
@@ -203,6 +215,11 @@ pub fn path_string(path: &[PathSeg]) -> String {
     for seg in path {
         match seg {
             PathSeg::Index(i) => out.push_str(&format!("[{i}]")),
+            PathSeg::Entry(k) => {
+                out.push('[');
+                out.push_str(k);
+                out.push(']');
+            }
             PathSeg::Key(k) => {
                 let plain = !k.is_empty()
                     && k.chars()
@@ -536,7 +553,7 @@ mod tests {
         let p = vec![
             PathSeg::Key("rkos".into()),
             PathSeg::Key("sysctls".into()),
-            PathSeg::Key("net.ipv4.ip_forward".into()),
+            PathSeg::Entry("net.ipv4.ip_forward".into()),
         ];
         assert_eq!(path_string(&p), "rkos.sysctls[net.ipv4.ip_forward]");
         let p = vec![

@@ -290,8 +290,18 @@ impl Normalizer {
 
     fn unknown(&mut self, fields: &[Field], key: &str, mark: &Mark, path: &[PathSeg]) {
         let mut msg = format!("unknown key `{key}`");
+        let in_rkos = path.len() == 1 && path[0] == PathSeg::Key("rkos".into());
         if let Some(s) = suggestion(fields, key) {
             msg.push_str(&format!("; did you mean `{s}`?"));
+        } else if let Some(s) = suggestion(ROOT, key).filter(|_| in_rkos) {
+            // `rkos.hostnme` on the command line, or a top-level key put under `rkos:`.
+            if self.cmdline {
+                msg.push_str(&format!("; did you mean `{s}`?"));
+            } else if canonical_key(key) == s {
+                msg.push_str(&format!("; `{s}` belongs at the top level, not under `rkos:`"));
+            } else {
+                msg.push_str(&format!("; did you mean `{s}` at the top level?"));
+            }
         } else if path.is_empty() {
             if let Some(field) = find_field(RKOS, key) {
                 msg.push_str(&format!("; did you mean `rkos.{}`?", field.name));

@@ -9,7 +9,7 @@ pub const REDACTED: &str = "<redacted>";
 
 fn key(seg: Option<&PathSeg>) -> &str {
     match seg {
-        Some(PathSeg::Key(k)) => k,
+        Some(PathSeg::Key(k) | PathSeg::Entry(k)) => k,
         _ => "",
     }
 }

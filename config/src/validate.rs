@@ -33,6 +33,10 @@ impl Checker {
         self.at(PathSeg::Key(k.to_string()), f)
     }
 
+    fn entry<R>(&mut self, k: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.at(PathSeg::Entry(k.to_string()), f)
+    }
+
     fn error(&mut self, msg: impl Into<String>) {
         self.out.push(Finding {
             severity: Severity::Error,
@@ -149,7 +153,7 @@ fn check_rkos(c: &mut Checker, cfg: &Config) {
     }
     c.key("labels", |c| {
         for (k, v) in &r.labels {
-            c.key(k, |c| {
+            c.entry(k, |c| {
                 if let Err(e) = check_label(k, v) {
                     c.error(e)
                 }
@@ -163,7 +167,7 @@ fn check_rkos(c: &mut Checker, cfg: &Config) {
     });
     c.key("environment", |c| {
         for (k, v) in &r.environment {
-            c.key(k, |c| {
+            c.entry(k, |c| {
                 if !is_env_name(k) {
                     c.error("not a valid environment variable name (letters, digits and _, not starting with a digit)")
                 } else if v.contains('\n') {
@@ -192,7 +196,7 @@ fn check_rkos(c: &mut Checker, cfg: &Config) {
     });
     c.key("sysctls", |c| {
         for (k, v) in &r.sysctls {
-            c.key(k, |c| {
+            c.entry(k, |c| {
                 if k.is_empty()
                     || !k
                         .chars()
@@ -568,7 +572,9 @@ pub fn decode_content(content: &str, encoding: Option<&str>) -> Result<Vec<u8>, 
     match enc.as_deref() {
         None | Some("") | Some("text/plain") => Ok(content.as_bytes().to_vec()),
         Some("b64" | "base64") => b64(content),
-        Some("gz" | "gzip") => gunzip(content.as_bytes()),
+        // Raw gzip bytes cannot be YAML text; they arrive base64-encoded as `!!binary`.
+        Some("gz" | "gzip") if content.as_bytes().starts_with(&[0x1f, 0x8b]) => gunzip(content.as_bytes()),
+        Some("gz" | "gzip") => gunzip(&b64(content)?),
         Some("gz+b64" | "gzip+base64" | "gz+base64" | "gzip+b64") => gunzip(&b64(content)?),
         Some(other) => Err(DecodeError::Encoding(format!(
             "unknown encoding `{other}`: expected b64, gz or gz+b64"

@@ -29,7 +29,13 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 5] = [Mode::Live, Mode::Disk, Mode::Netboot, Mode::Install, Mode::Rescue];
+    pub const ALL: [Mode; 5] = [
+        Mode::Live,
+        Mode::Disk,
+        Mode::Netboot,
+        Mode::Install,
+        Mode::Rescue,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -98,7 +104,9 @@ impl FromStr for Slot {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CmdlineError {
-    #[error("rkos.mode={0:?} is not a boot mode (expected live, disk, netboot, install or rescue)")]
+    #[error(
+        "rkos.mode={0:?} is not a boot mode (expected live, disk, netboot, install or rescue)"
+    )]
     Mode(String),
     #[error("rkos.slot={0:?} is not a slot (expected A or B)")]
     Slot(String),
@@ -236,7 +244,9 @@ mod tests {
 
     #[test]
     fn words_follow_kernel_quoting() {
-        let w = words(r#"BOOT_IMAGE=/boot/vmlinuz  quiet rkos.hostname="my node" "a=b c" -- rkos.mode=disk"#);
+        let w = words(
+            r#"BOOT_IMAGE=/boot/vmlinuz  quiet rkos.hostname="my node" "a=b c" -- rkos.mode=disk"#,
+        );
         assert_eq!(
             w,
             vec![
@@ -292,13 +302,34 @@ mod tests {
         assert_eq!(e, CmdlineError::Mode("dsik".into()));
         assert_eq!(consoles("rkos.mode=dsik console=ttyS0,115200"), ["ttyS0"]);
         assert!(e.to_string().contains("rkos.mode=\"dsik\""));
-        assert_eq!(parse("rkos.mode").unwrap_err(), CmdlineError::Mode(String::new()));
-        assert_eq!(parse("rkos.slot=C").unwrap_err(), CmdlineError::Slot("C".into()));
-        assert_eq!(parse("rkos.wait=ten").unwrap_err(), CmdlineError::Wait("ten".into()));
-        assert_eq!(parse("rkos.wait=-1").unwrap_err(), CmdlineError::Wait("-1".into()));
-        assert_eq!(parse("rkos.wait=601").unwrap_err(), CmdlineError::Wait("601".into()));
-        assert_eq!(parse("rkos.wait=NaN").unwrap_err(), CmdlineError::Wait("NaN".into()));
-        assert!(matches!(parse("rkos.image.sha256=abc"), Err(CmdlineError::Sha256(_))));
+        assert_eq!(
+            parse("rkos.mode").unwrap_err(),
+            CmdlineError::Mode(String::new())
+        );
+        assert_eq!(
+            parse("rkos.slot=C").unwrap_err(),
+            CmdlineError::Slot("C".into())
+        );
+        assert_eq!(
+            parse("rkos.wait=ten").unwrap_err(),
+            CmdlineError::Wait("ten".into())
+        );
+        assert_eq!(
+            parse("rkos.wait=-1").unwrap_err(),
+            CmdlineError::Wait("-1".into())
+        );
+        assert_eq!(
+            parse("rkos.wait=601").unwrap_err(),
+            CmdlineError::Wait("601".into())
+        );
+        assert_eq!(
+            parse("rkos.wait=NaN").unwrap_err(),
+            CmdlineError::Wait("NaN".into())
+        );
+        assert!(matches!(
+            parse("rkos.image.sha256=abc"),
+            Err(CmdlineError::Sha256(_))
+        ));
         let bad = format!("rkos.image.sha256={}", "g".repeat(64));
         assert!(matches!(parse(&bad), Err(CmdlineError::Sha256(_))));
     }

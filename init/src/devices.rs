@@ -31,14 +31,19 @@ impl BlockDevice {
 
 /// Devices that never carry an rkos volume and would only slow the scan down.
 fn skipped(name: &str) -> bool {
-    ["ram", "loop", "zram", "nbd"].iter().any(|p| name.starts_with(p))
+    ["ram", "loop", "zram", "nbd"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// Lists `sys_block` (normally `/sys/class/block`) in name order and probes each device
 /// node under `dev`.
 pub fn scan(sys_block: &Path, dev: &Path) -> Vec<BlockDevice> {
     let mut names: Vec<String> = match fs::read_dir(sys_block) {
-        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => Vec::new(),
     };
     names.retain(|n| !skipped(n));
@@ -59,14 +64,24 @@ pub fn scan(sys_block: &Path, dev: &Path) -> Vec<BlockDevice> {
                     Err(e) => (None, Some(e.to_string())),
                 }
             };
-            BlockDevice { name, path, size_bytes: sectors * 512, probe, error }
+            BlockDevice {
+                name,
+                path,
+                size_bytes: sectors * 512,
+                probe,
+                error,
+            }
         })
         .collect()
 }
 
 /// The first device (in name order, so a whole disk before its partitions) with `label`.
 /// `ignore_case` is for `CIDATA`, which cloud-init accepts in either case.
-pub fn find_label<'a>(devs: &'a [BlockDevice], label: &str, ignore_case: bool) -> Option<&'a BlockDevice> {
+pub fn find_label<'a>(
+    devs: &'a [BlockDevice],
+    label: &str,
+    ignore_case: bool,
+) -> Option<&'a BlockDevice> {
     devs.iter().find(|d| match d.label() {
         Some(l) if ignore_case => l.eq_ignore_ascii_case(label),
         Some(l) => l == label,
@@ -97,7 +112,8 @@ fn human(bytes: u64) -> String {
 /// One line per device, for failure messages: what was found.
 pub fn describe(devs: &[BlockDevice]) -> String {
     if devs.is_empty() {
-        return "  (no block devices at all: is the storage driver in the initramfs?)\n".to_string();
+        return "  (no block devices at all: is the storage driver in the initramfs?)\n"
+            .to_string();
     }
     let mut s = String::new();
     for d in devs {
@@ -109,7 +125,12 @@ pub fn describe(devs: &[BlockDevice]) -> String {
             },
             (None, None) => "no filesystem rkos knows (partition table, swap, ...)".to_string(),
         };
-        let _ = writeln!(s, "  {:<16} {:>10}  {what}", d.path.display(), human(d.size_bytes));
+        let _ = writeln!(
+            s,
+            "  {:<16} {:>10}  {what}",
+            d.path.display(),
+            human(d.size_bytes)
+        );
     }
     s
 }
@@ -127,11 +148,19 @@ pub fn primary_mac(sys_net: &Path) -> Option<String> {
     let ether = |n: &String| {
         let dir = sys_net.join(n);
         // ARPHRD_ETHER
-        let is_ether = fs::read_to_string(dir.join("type")).map(|t| t.trim() == "1").unwrap_or(false);
-        let mac = fs::read_to_string(dir.join("address")).ok()?.trim().to_ascii_lowercase();
+        let is_ether = fs::read_to_string(dir.join("type"))
+            .map(|t| t.trim() == "1")
+            .unwrap_or(false);
+        let mac = fs::read_to_string(dir.join("address"))
+            .ok()?
+            .trim()
+            .to_ascii_lowercase();
         (is_ether && mac.len() == 17 && mac != "00:00:00:00:00:00").then_some(mac)
     };
-    let physical = names.iter().filter(|n| sys_net.join(n).join("device").exists()).find_map(ether);
+    let physical = names
+        .iter()
+        .filter(|n| sys_net.join(n).join("device").exists())
+        .find_map(ether);
     physical.or_else(|| names.iter().find_map(ether))
 }
 
@@ -156,11 +185,21 @@ mod tests {
         fs::create_dir_all(&dev).unwrap();
         let img = d.path().join("state.img");
         fs::File::create(&img).unwrap().set_len(8 << 20).unwrap();
-        let out = Command::new("mkfs.ext4").args(["-q", "-F", "-L", "RKOS_STATE"]).arg(&img).output().unwrap();
+        let out = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "RKOS_STATE"])
+            .arg(&img)
+            .output()
+            .unwrap();
         assert!(out.status.success());
         let seed = d.path().join("seed.img");
         fs::File::create(&seed).unwrap().set_len(4 << 20).unwrap();
-        assert!(Command::new("mkfs.vfat").args(["-n", "cidata"]).arg(&seed).output().unwrap().status.success());
+        assert!(Command::new("mkfs.vfat")
+            .args(["-n", "cidata"])
+            .arg(&seed)
+            .output()
+            .unwrap()
+            .status
+            .success());
         let junk = d.path().join("junk");
         fs::write(&junk, vec![0u8; 65536]).unwrap();
         fake_dev(&sys, &dev, "vdb", Some(&img), 16384);
@@ -172,14 +211,23 @@ mod tests {
         let devs = scan(&sys, &dev);
         let names: Vec<&str> = devs.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["sdz", "sr0", "vda", "vdb", "vdc"]);
-        assert_eq!(find_label(&devs, "RKOS_STATE", false).unwrap().path, dev.join("vdb"));
+        assert_eq!(
+            find_label(&devs, "RKOS_STATE", false).unwrap().path,
+            dev.join("vdb")
+        );
         assert_eq!(find_label(&devs, "CIDATA", true).unwrap().name, "vdc");
         assert!(find_label(&devs, "CIDATA", false).is_none());
         assert!(find_label(&devs, "RKOS_LIVE", false).is_none());
         assert_eq!(count_label(&devs, "RKOS_STATE"), 1);
         let text = describe(&devs);
-        assert!(text.contains("vdb") && text.contains("8.0 MiB  ext4 label \"RKOS_STATE\""), "{text}");
-        assert!(text.contains("sr0") && text.contains("empty (no medium)"), "{text}");
+        assert!(
+            text.contains("vdb") && text.contains("8.0 MiB  ext4 label \"RKOS_STATE\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("sr0") && text.contains("empty (no medium)"),
+            "{text}"
+        );
         assert!(text.contains("No such file"), "{text}");
         assert!(text.contains("no filesystem rkos knows"), "{text}");
         assert!(describe(&[]).contains("no block devices"));

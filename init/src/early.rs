@@ -15,7 +15,9 @@ pub const CIDATA_FILES: &[&str] = &["user-data", "meta-data", "network-config", 
 /// Copies `from` to `to` with mode 0600 (a config may hold a cluster token), creating the
 /// parent. The copy is written under a temporary name and renamed, so readers never see half.
 fn copy_private(from: &Path, to: &Path) -> io::Result<()> {
-    let parent = to.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent"))?;
+    let parent = to
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent"))?;
     fs::create_dir_all(parent)?;
     let tmp = to.with_extension("rkos-tmp");
     let data = fs::read(from)?;
@@ -93,22 +95,36 @@ pub fn write_problems(run_rkos: &Path, lines: &[String]) -> io::Result<()> {
 /// `net.ipv4.ip_forward` -> `PROC_SYS/net/ipv4/ip_forward`. Keys with `/` are taken as paths
 /// (as sysctl(8) does) so interface names with dots can be written.
 pub fn sysctl_path(proc_sys: &Path, key: &str) -> Result<PathBuf, String> {
-    let rel = if key.contains('/') { key.to_string() } else { key.replace('.', "/") };
+    let rel = if key.contains('/') {
+        key.to_string()
+    } else {
+        key.replace('.', "/")
+    };
     let rel = rel.trim_start_matches('/');
-    if rel.is_empty() || rel.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+    if rel.is_empty()
+        || rel
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
         return Err(format!("sysctl {key:?}: not a sysctl name"));
     }
     Ok(proc_sys.join(rel))
 }
 
 /// Writes each sysctl; returns a line per failure.
-pub fn write_sysctls<'a>(proc_sys: &Path, sysctls: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec<String> {
+pub fn write_sysctls<'a>(
+    proc_sys: &Path,
+    sysctls: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     for (k, v) in sysctls {
         match sysctl_path(proc_sys, k) {
             Ok(p) => {
                 if !p.exists() {
-                    problems.push(format!("sysctl {k}: no such setting ({} missing)", p.display()));
+                    problems.push(format!(
+                        "sysctl {k}: no such setting ({} missing)",
+                        p.display()
+                    ));
                 } else if let Err(e) = fs::write(&p, format!("{v}\n")) {
                     problems.push(format!("sysctl {k}={v}: {e}"));
                 }
@@ -156,7 +172,10 @@ mod tests {
         fs::write(seed.join("user-data"), "#cloud-config\nhostname: b\n").unwrap();
         fs::write(seed.join("meta-data"), "instance-id: x\n").unwrap();
         fs::write(seed.join("other"), "ignored").unwrap();
-        assert_eq!(copy_cidata(&seed, &run).unwrap(), ["user-data", "meta-data"]);
+        assert_eq!(
+            copy_cidata(&seed, &run).unwrap(),
+            ["user-data", "meta-data"]
+        );
         assert!(run.join("cidata/meta-data").is_file());
         assert!(!run.join("cidata/other").exists());
         assert!(!run.join("cidata/user-data.rkos-tmp").exists());
@@ -167,24 +186,43 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = d.path();
         fs::create_dir_all(root.join("run/rkos/cidata")).unwrap();
-        fs::write(root.join("run/rkos/cidata/user-data"), "#cloud-config\nhostname: node-1\n").unwrap();
+        fs::write(
+            root.join("run/rkos/cidata/user-data"),
+            "#cloud-config\nhostname: node-1\n",
+        )
+        .unwrap();
         let (config, problems) = load_config(root, "quiet");
         assert_eq!(config.hostname.as_deref(), Some("node-1"));
         assert!(problems.is_empty(), "{problems:?}");
         fs::create_dir_all(root.join("run/rkos/boot")).unwrap();
-        fs::write(root.join("run/rkos/boot/config.yaml"), "hostname: [unclosed\n").unwrap();
+        fs::write(
+            root.join("run/rkos/boot/config.yaml"),
+            "hostname: [unclosed\n",
+        )
+        .unwrap();
         let (config, problems) = load_config(root, "");
         assert_eq!(config.hostname.as_deref(), Some("node-1"));
         assert!(!problems.is_empty());
-        assert!(problems[0].starts_with("error: /run/rkos/boot/config.yaml"), "{problems:?}");
-        assert!(!problems.iter().any(|p| p.contains(&*root.to_string_lossy())), "{problems:?}");
+        assert!(
+            problems[0].starts_with("error: /run/rkos/boot/config.yaml"),
+            "{problems:?}"
+        );
+        assert!(
+            !problems
+                .iter()
+                .any(|p| p.contains(&*root.to_string_lossy())),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn problems_file() {
         let d = tempfile::tempdir().unwrap();
         write_problems(d.path(), &["error: a".into(), "warning: b".into()]).unwrap();
-        assert_eq!(fs::read_to_string(d.path().join("config-errors")).unwrap(), "error: a\nwarning: b\n");
+        assert_eq!(
+            fs::read_to_string(d.path().join("config-errors")).unwrap(),
+            "error: a\nwarning: b\n"
+        );
         write_problems(d.path(), &[]).unwrap();
         assert!(!d.path().join("config-errors").exists());
         write_problems(d.path(), &[]).unwrap();
@@ -200,14 +238,25 @@ mod tests {
         fs::write(ps.join("net/ipv4/conf/eth0.100/forwarding"), "0\n").unwrap();
         let mut m = BTreeMap::new();
         m.insert("net.ipv4.ip_forward".to_string(), "1".to_string());
-        m.insert("net/ipv4/conf/eth0.100/forwarding".to_string(), "1".to_string());
+        m.insert(
+            "net/ipv4/conf/eth0.100/forwarding".to_string(),
+            "1".to_string(),
+        );
         m.insert("vm.nope".to_string(), "1".to_string());
         m.insert("net..x".to_string(), "1".to_string());
         let problems = write_sysctls(ps, &m);
-        assert_eq!(fs::read_to_string(ps.join("net/ipv4/ip_forward")).unwrap(), "1\n");
-        assert_eq!(fs::read_to_string(ps.join("net/ipv4/conf/eth0.100/forwarding")).unwrap(), "1\n");
+        assert_eq!(
+            fs::read_to_string(ps.join("net/ipv4/ip_forward")).unwrap(),
+            "1\n"
+        );
+        assert_eq!(
+            fs::read_to_string(ps.join("net/ipv4/conf/eth0.100/forwarding")).unwrap(),
+            "1\n"
+        );
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems.iter().any(|p| p.starts_with("sysctl vm.nope: no such setting")));
+        assert!(problems
+            .iter()
+            .any(|p| p.starts_with("sysctl vm.nope: no such setting")));
         assert!(problems.iter().any(|p| p.contains("not a sysctl name")));
         assert!(sysctl_path(ps, "../../etc/passwd").is_err());
         assert!(sysctl_path(ps, "").is_err());
@@ -217,14 +266,23 @@ mod tests {
     fn hostname_choice() {
         let mut c = Config::default();
         let default = hostname(&c, Some("52:54:00:12:34:56"));
-        assert!(default.starts_with("rkos-") && default.len() == 9, "{default}");
-        assert_eq!(default, rkos_config::default_hostname(Some("52:54:00:12:34:56")));
+        assert!(
+            default.starts_with("rkos-") && default.len() == 9,
+            "{default}"
+        );
+        assert_eq!(
+            default,
+            rkos_config::default_hostname(Some("52:54:00:12:34:56"))
+        );
         c.hostname = Some("  ".into());
         assert_eq!(hostname(&c, None), rkos_config::default_hostname(None));
         c.hostname = Some("node-7".into());
         assert_eq!(hostname(&c, None), "node-7");
         let d = tempfile::tempdir().unwrap();
         write_hostname(d.path(), "node-7").unwrap();
-        assert_eq!(fs::read_to_string(d.path().join("etc/hostname")).unwrap(), "node-7\n");
+        assert_eq!(
+            fs::read_to_string(d.path().join("etc/hostname")).unwrap(),
+            "node-7\n"
+        );
     }
 }

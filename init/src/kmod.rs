@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::kmod::{finit_module, ModuleInitFlags};
 
@@ -15,9 +16,13 @@ use crate::modules::ModuleIndex;
 /// fewer directory reads: a modalias is always provided by the device's bus.
 pub fn read_modaliases(sys_bus: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    let Ok(buses) = fs::read_dir(sys_bus) else { return out };
+    let Ok(buses) = fs::read_dir(sys_bus) else {
+        return out;
+    };
     for bus in buses.filter_map(|e| e.ok()) {
-        let Ok(devs) = fs::read_dir(bus.path().join("devices")) else { continue };
+        let Ok(devs) = fs::read_dir(bus.path().join("devices")) else {
+            continue;
+        };
         for dev in devs.filter_map(|e| e.ok()) {
             if let Ok(a) = fs::read_to_string(dev.path().join("modalias")) {
                 let a = a.trim();
@@ -41,11 +46,22 @@ pub struct Loader {
     /// Modules the kernel refused, with its reason (a driver for absent hardware, a CPU
     /// feature missing): reported in `init.json`, never fatal by themselves.
     pub failed: Vec<String>,
+    /// Time spent inside `finit_module`: the kernel linking the module and running its init,
+    /// which for a storage driver includes probing the hardware (seconds for an emulated
+    /// ATAPI drive). Reported apart from the init's own work.
+    pub kernel_time: Duration,
 }
 
 impl Loader {
     pub fn new(index: ModuleIndex) -> Self {
-        Loader { index, tried: HashSet::new(), seen_aliases: HashSet::new(), loaded: Vec::new(), failed: Vec::new() }
+        Loader {
+            index,
+            tried: HashSet::new(),
+            seen_aliases: HashSet::new(),
+            loaded: Vec::new(),
+            failed: Vec::new(),
+            kernel_time: Duration::ZERO,
+        }
     }
 
     /// Loads `files` in order, each at most once. Returns how many loaded now.
@@ -56,7 +72,10 @@ impl Loader {
                 continue;
             }
             let name = crate::modules::name_of(&f.to_string_lossy());
-            match load_file(&f) {
+            let t = Instant::now();
+            let r = load_file(&f);
+            self.kernel_time += t.elapsed();
+            match r {
                 Ok(()) => {
                     tracing::debug!("loaded module {name}");
                     self.loaded.push(name);
@@ -104,10 +123,15 @@ impl Loader {
 }
 
 fn load_file(path: &Path) -> Result<(), nix::errno::Errno> {
-    let f = File::open(path).map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let f = File::open(path)
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
     let s = path.to_string_lossy();
     // The kernel decompresses itself when the module was shipped compressed.
-    let flags = if s.ends_with(".ko") { ModuleInitFlags::empty() } else { ModuleInitFlags::from_bits_retain(4) };
+    let flags = if s.ends_with(".ko") {
+        ModuleInitFlags::empty()
+    } else {
+        ModuleInitFlags::from_bits_retain(4)
+    };
     finit_module(&f, &CString::default(), flags)
 }
 
@@ -125,8 +149,16 @@ mod tests {
                 fs::write(p.join("modalias"), format!("{a}\n")).unwrap();
             }
         };
-        mk("pci", "0000:00:01.0", Some("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"));
-        mk("pci", "0000:00:00.0", Some("pci:v00008086d00001237sv00001AF4sd00001100bc06sc00i00"));
+        mk(
+            "pci",
+            "0000:00:01.0",
+            Some("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"),
+        );
+        mk(
+            "pci",
+            "0000:00:00.0",
+            Some("pci:v00008086d00001237sv00001AF4sd00001100bc06sc00i00"),
+        );
         mk("virtio", "virtio0", Some("virtio:d00000002v00001AF4"));
         mk("scsi", "host0", None);
         mk("scsi", "0:0:0:0", Some(""));
@@ -158,7 +190,11 @@ mod tests {
         );
         let sys = d.path().join("bus");
         fs::create_dir_all(sys.join("virtio/devices/virtio0")).unwrap();
-        fs::write(sys.join("virtio/devices/virtio0/modalias"), "virtio:d00000002v00001AF4\n").unwrap();
+        fs::write(
+            sys.join("virtio/devices/virtio0/modalias"),
+            "virtio:d00000002v00001AF4\n",
+        )
+        .unwrap();
         let mut l = Loader::new(idx);
         assert_eq!(l.coldplug(&sys), 0);
         assert_eq!(l.failed.len(), 2, "{:?}", l.failed);

@@ -3,6 +3,7 @@
 //! system side is exercised by `init/tests/qemu-smoke.sh` and the image's boot tests.
 
 pub mod cmdline;
+pub mod detect;
 pub mod devices;
 pub mod early;
 pub mod kmod;

@@ -53,7 +53,10 @@ pub fn console_paths(consoles: &[String]) -> Vec<PathBuf> {
     if consoles.is_empty() {
         vec![PathBuf::from("/dev/console")]
     } else {
-        consoles.iter().map(|c| PathBuf::from("/dev").join(c)).collect()
+        consoles
+            .iter()
+            .map(|c| PathBuf::from("/dev").join(c))
+            .collect()
     }
 }
 
@@ -63,12 +66,20 @@ pub fn to_consoles(paths: &[PathBuf], text: &str) {
     let mut wrote = false;
     for p in paths {
         // O_NOCTTY: PID 1 is a session leader and must not acquire a console as its terminal.
-        if let Ok(mut f) = OpenOptions::new().write(true).custom_flags(libc::O_NOCTTY).open(p) {
+        if let Ok(mut f) = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(p)
+        {
             wrote |= f.write_all(text.as_bytes()).is_ok();
         }
     }
     if !wrote {
-        if let Ok(mut f) = OpenOptions::new().write(true).custom_flags(libc::O_NOCTTY).open("/dev/console") {
+        if let Ok(mut f) = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open("/dev/console")
+        {
             let _ = f.write_all(text.as_bytes());
         } else {
             let _ = io::stderr().write_all(text.as_bytes());
@@ -105,7 +116,10 @@ impl Drop for EventBuf {
 impl<'a> MakeWriter<'a> for KmsgWriter {
     type Writer = EventBuf;
     fn make_writer(&'a self) -> EventBuf {
-        EventBuf { level: INFO, buf: Vec::new() }
+        EventBuf {
+            level: INFO,
+            buf: Vec::new(),
+        }
     }
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> EventBuf {
         let level = match *meta.level() {
@@ -114,13 +128,20 @@ impl<'a> MakeWriter<'a> for KmsgWriter {
             tracing::Level::INFO => INFO,
             _ => DEBUG,
         };
-        EventBuf { level, buf: Vec::new() }
+        EventBuf {
+            level,
+            buf: Vec::new(),
+        }
     }
 }
 
 /// Routes `tracing` events to the kernel log; `debug` lowers the threshold to DEBUG.
 pub fn init_tracing(debug: bool) {
-    let level = if debug { tracing::Level::DEBUG } else { tracing::Level::INFO };
+    let level = if debug {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
     let _ = tracing_subscriber::fmt()
         .with_writer(KmsgWriter)
         .with_max_level(level)
@@ -152,7 +173,10 @@ impl Default for Timings {
 
 impl Timings {
     pub fn new() -> Self {
-        Timings { start: Instant::now(), stages: Vec::new() }
+        Timings {
+            start: Instant::now(),
+            stages: Vec::new(),
+        }
     }
 
     pub fn record(&mut self, stage: &str, d: Duration) {
@@ -160,7 +184,10 @@ impl Timings {
         kmsg(INFO, &format!("{stage} {ms:.1} ms"));
         match self.stages.iter_mut().find(|s| s.stage == stage) {
             Some(s) => s.ms = ((s.ms + ms) * 10.0).round() / 10.0,
-            None => self.stages.push(StageTime { stage: stage.to_string(), ms }),
+            None => self.stages.push(StageTime {
+                stage: stage.to_string(),
+                ms,
+            }),
         }
     }
 
@@ -179,7 +206,12 @@ impl Timings {
     /// Milliseconds spent in stages other than those in `excluded` (waiting for devices,
     /// downloading, hashing a large image: time the init does not control).
     pub fn own_ms(&self, excluded: &[&str]) -> f64 {
-        let ms: f64 = self.stages.iter().filter(|s| !excluded.contains(&s.stage.as_str())).map(|s| s.ms).sum();
+        let ms: f64 = self
+            .stages
+            .iter()
+            .filter(|s| !excluded.contains(&s.stage.as_str()))
+            .map(|s| s.ms)
+            .sum();
         (ms * 10.0).round() / 10.0
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use rkos_init::cmdline::{self, BootParams, Mode, Slot};
+use rkos_init::detect::{self, CIDATA_LABEL, DATA_LABEL, LIVE_LABEL, STATE_LABEL};
 use rkos_init::devices::{self, BlockDevice};
 use rkos_init::kmod::Loader;
 use rkos_init::log::{self, Timings};
@@ -18,12 +19,8 @@ use rkos_init::modules::ModuleIndex;
 use rkos_init::plan::{self, PlanInput, Stage, Volume, RUN_RKOS, SYSROOT};
 use rkos_init::{early, rescue, system};
 
-const LIVE_LABEL: &str = "RKOS_LIVE";
-const STATE_LABEL: &str = "RKOS_STATE";
-const DATA_LABEL: &str = "RKOS_DATA";
-const CIDATA_LABEL: &str = "CIDATA";
 /// Stages whose time the init does not control: devices appearing, hashing the image.
-const NOT_OWN_WORK: &[&str] = &["wait-devices", "verify-image", "fetch-image"];
+const NOT_OWN_WORK: &[&str] = &["wait-devices", "verify-image", "fetch-image", "sync-data"];
 
 /// What the failure message needs, filled in as the boot goes.
 struct Ctx {
@@ -55,11 +52,15 @@ fn load_rescue_modules() {
 }
 
 fn kernel_release() -> String {
-    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn initramfs_loader() -> Option<Loader> {
-    ModuleIndex::load(&Path::new("/lib/modules").join(kernel_release())).ok().map(Loader::new)
+    ModuleIndex::load(&Path::new("/lib/modules").join(kernel_release()))
+        .ok()
+        .map(Loader::new)
 }
 
 #[derive(Serialize)]
@@ -77,59 +78,44 @@ struct InitReport<'a> {
     config_problems: usize,
     started_after_kernel_ms: f64,
     stages: &'a [log::StageTime],
+    /// Time inside finit_module outside the device wait (driver probing).
+    module_kernel_ms: f64,
+    /// Time inside mount(2) (superblock reads, journal replay on the devices).
+    mount_kernel_ms: f64,
+    /// Wall time minus waiting for devices, checking/fetching the image, module init and
+    /// mount(2): what the init itself computes and the small syscalls it makes.
     own_ms: f64,
     total_ms: f64,
+    cpu_user_ms: f64,
+    cpu_sys_ms: f64,
+}
+
+fn cpu_ms() -> (f64, f64) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let ms = |tv: nix::sys::time::TimeVal| {
+                tv.tv_sec() as f64 * 1000.0 + tv.tv_usec() as f64 / 1000.0
+            };
+            (
+                (ms(u.user_time()) * 10.0).round() / 10.0,
+                (ms(u.system_time()) * 10.0).round() / 10.0,
+            )
+        }
+        Err(_) => (0.0, 0.0),
+    }
 }
 
 fn uptime_ms() -> f64 {
     fs::read_to_string("/proc/uptime")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+        })
         .map(|s| s * 1000.0)
         .unwrap_or(0.0)
-}
-
-/// What the wait loop needs to have found before the boot can go on.
-fn looked_for(mode: Option<Mode>, slot: Option<Slot>, wait: Duration) -> String {
-    let within = format!("within rkos.wait={} s", wait.as_secs_f64());
-    match mode {
-        Some(Mode::Live | Mode::Install) => {
-            format!("a volume labelled {LIVE_LABEL} (the rkos ISO or USB stick) holding /rootfs.squashfs, {within}")
-        }
-        Some(Mode::Disk) => format!(
-            "volumes labelled {STATE_LABEL} (holding /slots/{}/rootfs.squashfs and manifest.json) and {DATA_LABEL}, {within}",
-            slot.map(|s| s.as_str()).unwrap_or("<rkos.slot>")
-        ),
-        Some(Mode::Netboot) => "the image at rkos.image=URL".into(),
-        Some(Mode::Rescue) => String::new(),
-        None => format!(
-            "a volume labelled {STATE_LABEL} (installed disk, with {DATA_LABEL}) or {LIVE_LABEL} (live medium), {within}"
-        ),
-    }
-}
-
-/// The mode and the volumes, once the devices it needs are there.
-fn decide(mode: Option<Mode>, devs: &[BlockDevice]) -> Option<(Mode, Option<Volume>, Option<Volume>)> {
-    let vol = |label: &str| {
-        devices::find_label(devs, label, false)
-            .and_then(|d| d.fstype().map(|fstype| Volume { device: d.path.clone(), fstype }))
-    };
-    match mode {
-        Some(m @ (Mode::Live | Mode::Install)) => vol(LIVE_LABEL).map(|b| (m, Some(b), None)),
-        Some(Mode::Disk) => match (vol(STATE_LABEL), vol(DATA_LABEL)) {
-            (Some(s), Some(d)) => Some((Mode::Disk, Some(s), Some(d))),
-            _ => None,
-        },
-        Some(Mode::Netboot) => Some((Mode::Netboot, None, None)),
-        Some(Mode::Rescue) => None,
-        None => match (vol(STATE_LABEL), vol(DATA_LABEL), vol(LIVE_LABEL)) {
-            (Some(s), Some(d), _) => Some((Mode::Disk, Some(s), Some(d))),
-            // A state volume without its data volume yet: keep waiting for it.
-            (Some(_), None, _) => None,
-            (None, _, Some(l)) => Some((Mode::Live, Some(l), None)),
-            _ => None,
-        },
-    }
 }
 
 fn main() {
@@ -138,10 +124,18 @@ fn main() {
         std::process::exit(2);
     }
     let mut t = Timings::new();
-    let mut ctx = Ctx { consoles: log::console_paths(&[]), cmdline: String::new(), looked_for: String::new() };
+    let mut ctx = Ctx {
+        consoles: log::console_paths(&[]),
+        cmdline: String::new(),
+        looked_for: String::new(),
+    };
 
     let basic = t.stage("mount-basic", system::mount_basic);
     log::open_kmsg();
+    // User writes to /dev/kmsg are rate limited (10 lines per 5 s by default), which would
+    // drop stage lines; the default is put back before handing over.
+    let devkmsg = fs::read_to_string("/proc/sys/kernel/printk_devkmsg").ok();
+    let _ = fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
     let started_after_kernel_ms = uptime_ms();
     if let Err(e) = basic {
         ctx.fail(format!("cannot mount the API filesystems: {e}"));
@@ -153,7 +147,9 @@ fn main() {
         Err(e) => ctx.fail(format!("bad kernel command line: {e}")),
     };
     log::init_tracing(params.debug);
-    let version = fs::read_to_string("/etc/rkos/version").map(|v| v.trim().to_string()).unwrap_or_default();
+    let version = fs::read_to_string("/etc/rkos/version")
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default();
     tracing::info!("rkos {version} started {started_after_kernel_ms:.0} ms after the kernel");
     rescue::prepare_busybox(Path::new("/"));
     // The kernel's own module requests (request_module) go through busybox modprobe.
@@ -175,33 +171,52 @@ fn main() {
             }
         }
     });
+    tracing::debug!(
+        "modules: {:.1} ms in the kernel",
+        loader.kernel_time.as_secs_f64() * 1000.0
+    );
 
     if params.mode == Some(Mode::Rescue) {
-        log::to_consoles(&ctx.consoles, "rkos-init: rkos.mode=rescue: starting the rescue shell as asked\n");
+        log::to_consoles(
+            &ctx.consoles,
+            "rkos-init: rkos.mode=rescue: starting the rescue shell as asked\n",
+        );
         load_rescue_modules();
         rescue::shell_forever(&ctx.consoles);
     }
 
-    ctx.looked_for = looked_for(params.mode, params.slot, params.wait);
+    ctx.looked_for = detect::looked_for(params.mode, params.slot, params.wait);
     let wait_start = Instant::now();
+    let kernel_before_wait = loader.kernel_time;
     let mut rounds = 0u32;
     let (mode, boot, data, devs) = loop {
+        let scan_start = Instant::now();
         let devs = devices::scan(Path::new("/sys/class/block"), Path::new("/dev"));
-        if let Some((m, b, d)) = decide(params.mode, &devs) {
+        tracing::debug!(
+            "scan of {} block devices: {:.1} ms",
+            devs.len(),
+            scan_start.elapsed().as_secs_f64() * 1000.0
+        );
+        if let Some((m, b, d)) = detect::decide(params.mode, &devs) {
             break (m, b, d, devs);
         }
         if wait_start.elapsed() >= params.wait {
             t.record("wait-devices", wait_start.elapsed());
-            ctx.fail(format!("no boot volume found after {:.1} s", wait_start.elapsed().as_secs_f64()));
+            ctx.fail(format!(
+                "no boot volume found after {:.1} s",
+                wait_start.elapsed().as_secs_f64()
+            ));
         }
         sleep(Duration::from_millis(20));
         rounds += 1;
         // USB and SD devices show up late and bring new modaliases (usb-storage, mmc_block).
-        if rounds % 5 == 0 {
+        if rounds >= 5 {
+            rounds = 0;
             loader.coldplug(Path::new("/sys/bus"));
         }
     };
     t.record("wait-devices", wait_start.elapsed());
+    let kernel_in_wait = loader.kernel_time - kernel_before_wait;
     for label in [LIVE_LABEL, STATE_LABEL, DATA_LABEL] {
         if devices::count_label(&devs, label) > 1 {
             tracing::warn!("more than one volume labelled {label}; using the first in name order");
@@ -209,7 +224,9 @@ fn main() {
     }
     tracing::info!(
         "mode {mode}, boot volume {}",
-        boot.as_ref().map(|b| b.device.display().to_string()).unwrap_or_else(|| "none".into())
+        boot.as_ref()
+            .map(|b| b.device.display().to_string())
+            .unwrap_or_else(|| "none".into())
     );
 
     let input = PlanInput {
@@ -236,15 +253,25 @@ fn main() {
                 stage = Some((*st, Instant::now()));
             }
         }
+        let step_start = Instant::now();
         if let Err(e) = exec.run(step) {
             ctx.fail(format!("{step}: {e}"));
         }
+        tracing::debug!(
+            "{step}: {:.1} ms",
+            step_start.elapsed().as_secs_f64() * 1000.0
+        );
     }
     if let Some((prev, since)) = stage {
         t.record(prev.as_str(), since.elapsed());
     }
     let loop_devices = std::mem::take(&mut exec.loops);
     let mut seeded = std::mem::take(&mut exec.seeded);
+    if !seeded.is_empty() {
+        if let Err(e) = t.stage("sync-data", || system::sync_fs(Path::new(plan::DATA))) {
+            ctx.fail(e);
+        }
+    }
 
     // Put /run into the real root now, so the config sources under /run/rkos are where
     // `rkos_config::source::collect(SYSROOT)` reads them; a symlink keeps /run/... paths working.
@@ -261,20 +288,32 @@ fn main() {
     let run_rkos = Path::new(RUN_RKOS);
     let mut cidata_device = None;
     let mut problems: Vec<String> = Vec::new();
+    let config_start = Instant::now();
     t.stage("config", || {
         if mode.is_ephemeral() && mode != Mode::Netboot {
             if let Err(e) = early::copy_boot_config(Path::new(plan::MEDIUM), run_rkos) {
-                problems.push(format!("error: cannot copy the boot medium's rkos/config.yaml: {e}"));
+                problems.push(format!(
+                    "error: cannot copy the boot medium's rkos/config.yaml: {e}"
+                ));
             }
         }
-        let devs = devices::scan(Path::new("/sys/class/block"), Path::new("/dev"));
+        // The seed is attached with the boot volume (a hypervisor's second drive): the wait
+        // loop's scan already saw it, and probing optical drives again is slow.
         if let Some(seed) = devices::find_label(&devs, CIDATA_LABEL, true) {
             cidata_device = Some(seed.path.clone());
             if let Err(e) = copy_cidata(&mut loader, seed, run_rkos) {
                 problems.push(format!("error: NoCloud seed {}: {e}", seed.path.display()));
             }
         }
+        tracing::debug!(
+            "config: boot medium and seed copied at {:.1} ms",
+            config_start.elapsed().as_secs_f64() * 1000.0
+        );
         let (config, diags) = early::load_config(sysroot, &ctx.cmdline);
+        tracing::debug!(
+            "config: loaded at {:.1} ms",
+            config_start.elapsed().as_secs_f64() * 1000.0
+        );
         problems.extend(diags);
 
         let mac = devices::primary_mac(Path::new("/sys/class/net"));
@@ -287,7 +326,9 @@ fn main() {
         }
         if !config.rkos.modules.is_empty() {
             // The real root carries every module; the initramfs only storage and filesystems.
-            let mut full = ModuleIndex::load(&sysroot.join("lib/modules").join(&kver)).ok().map(Loader::new);
+            let mut full = ModuleIndex::load(&sysroot.join("lib/modules").join(&kver))
+                .ok()
+                .map(Loader::new);
             for m in &config.rkos.modules {
                 let r = match full.as_mut() {
                     Some(l) => l.load(m).or_else(|_| loader.load(m)),
@@ -303,9 +344,14 @@ fn main() {
                 }
             }
         }
-        problems.extend(early::write_sysctls(Path::new("/proc/sys"), &config.rkos.sysctls).into_iter().map(|p| format!("error: {p}")));
+        problems.extend(
+            early::write_sysctls(Path::new("/proc/sys"), &config.rkos.sysctls)
+                .into_iter()
+                .map(|p| format!("error: {p}")),
+        );
         if mode == Mode::Disk && !config.rkos.persistent_paths.is_empty() {
-            let already: Vec<PathBuf> = plan::DEFAULT_PERSISTENT.iter().map(PathBuf::from).collect();
+            let already: Vec<PathBuf> =
+                plan::DEFAULT_PERSISTENT.iter().map(PathBuf::from).collect();
             for p in &config.rkos.persistent_paths {
                 let steps = match plan::persistent_binds(std::slice::from_ref(p), &already) {
                     Ok(s) => s,
@@ -321,11 +367,19 @@ fn main() {
                         break;
                     }
                 }
+                if !exec.seeded.is_empty() {
+                    if let Err(e) = system::sync_fs(Path::new(plan::DATA)) {
+                        problems.push(format!("error: {e}"));
+                    }
+                }
                 seeded.extend(exec.seeded);
             }
         }
         if !problems.is_empty() {
-            let mut text = format!("rkos-init: {} config problem(s); booting anyway:\n", problems.len());
+            let mut text = format!(
+                "rkos-init: {} config problem(s); booting anyway:\n",
+                problems.len()
+            );
             for p in &problems {
                 text.push_str(&format!("  {p}\n"));
             }
@@ -337,8 +391,13 @@ fn main() {
         tracing::info!("hostname {name}");
     });
 
-    let own_ms = t.own_ms(NOT_OWN_WORK);
-    let total_ms = (t.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+    let round = |ms: f64| (ms * 10.0).round() / 10.0;
+    // Module init outside the wait is the kernel probing hardware, not the init's work.
+    let module_kernel_ms = round((loader.kernel_time - kernel_in_wait).as_secs_f64() * 1000.0);
+    let mount_kernel_ms = round(system::mount_kernel_time().as_secs_f64() * 1000.0);
+    let own_ms = round((t.own_ms(NOT_OWN_WORK) - module_kernel_ms - mount_kernel_ms).max(0.0));
+    let total_ms = round(t.elapsed().as_secs_f64() * 1000.0);
+    let (cpu_user_ms, cpu_sys_ms) = cpu_ms();
     let report = InitReport {
         version,
         mode,
@@ -353,16 +412,28 @@ fn main() {
         config_problems: problems.len(),
         started_after_kernel_ms: (started_after_kernel_ms * 10.0).round() / 10.0,
         stages: &t.stages,
+        module_kernel_ms,
+        mount_kernel_ms,
         own_ms,
         total_ms,
+        cpu_user_ms,
+        cpu_sys_ms,
     };
     if let Ok(json) = serde_json::to_string_pretty(&report) {
         let _ = fs::write(run_rkos.join("init.json"), json + "\n");
     }
     log::kmsg(
         log::INFO,
-        &format!("total {total_ms:.1} ms, own work {own_ms:.1} ms, mode {mode}, {} modules", loader.loaded.len()),
+        &format!(
+            "total {total_ms:.1} ms, own work {own_ms:.1} ms (not counted: waiting for devices, checking the image, \
+             module init {module_kernel_ms:.1} ms, mount(2) {mount_kernel_ms:.1} ms), \
+             cpu user {cpu_user_ms:.1} ms sys {cpu_sys_ms:.1} ms, mode {mode}, {} modules",
+            loader.loaded.len()
+        ),
     );
+    if let Some(v) = devkmsg {
+        let _ = fs::write("/proc/sys/kernel/printk_devkmsg", v);
+    }
     let e = system::switch_root(sysroot, &params.init);
     ctx.fail(format!("switch_root to {SYSROOT}: {e}"));
 }
@@ -373,12 +444,22 @@ fn copy_cidata(loader: &mut Loader, seed: &BlockDevice, run_rkos: &Path) -> Resu
     loader.ensure_fs(fstype);
     let mnt = run_rkos.join("cidata.mnt");
     fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
-    system::mount_fs(&seed.path.to_string_lossy(), &mnt, fstype, nix::mount::MsFlags::MS_RDONLY, "")
-        .map_err(|e| e.to_string())?;
+    system::mount_fs(
+        &seed.path.to_string_lossy(),
+        &mnt,
+        fstype,
+        nix::mount::MsFlags::MS_RDONLY,
+        "",
+    )
+    .map_err(|e| e.to_string())?;
     let copied = early::copy_cidata(&mnt, run_rkos);
     let _ = nix::mount::umount(&mnt);
     let _ = fs::remove_dir(&mnt);
     let copied = copied.map_err(|e| e.to_string())?;
-    tracing::info!("NoCloud seed {}: {}", seed.path.display(), copied.join(", "));
+    tracing::info!(
+        "NoCloud seed {}: {}",
+        seed.path.display(),
+        copied.join(", ")
+    );
     Ok(())
 }

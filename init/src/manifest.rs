@@ -29,17 +29,31 @@ pub enum VerifyError {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path} is not a valid manifest: {source}")]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{manifest} has no entry for {name:?}")]
     NoEntry { manifest: PathBuf, name: String },
     #[error("{path} is {actual} bytes, the manifest says {expected}")]
-    Size { path: PathBuf, expected: u64, actual: u64 },
+    Size {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
     #[error("{path} has sha256 {actual}, the manifest says {expected}")]
-    Sha256 { path: PathBuf, expected: String, actual: String },
+    Sha256 {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Manifest, VerifyError> {
-    serde_json::from_str(text).map_err(|source| VerifyError::Parse { path: path.to_path_buf(), source })
+    serde_json::from_str(text).map_err(|source| VerifyError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Lower-case hex of a byte string.
@@ -81,21 +95,35 @@ pub fn verify_file(manifest_path: &Path, file: &Path) -> Result<FileEntry, Verif
     };
     let text = std::fs::read_to_string(manifest_path).map_err(io_err(manifest_path))?;
     let manifest = parse(manifest_path, &text)?;
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let entry = manifest
         .files
         .iter()
         .find(|f| f.name == name)
         .cloned()
-        .ok_or_else(|| VerifyError::NoEntry { manifest: manifest_path.to_path_buf(), name: name.clone() })?;
+        .ok_or_else(|| VerifyError::NoEntry {
+            manifest: manifest_path.to_path_buf(),
+            name: name.clone(),
+        })?;
     let f = File::open(file).map_err(io_err(file))?;
     let actual_size = f.metadata().map_err(io_err(file))?.len();
     if actual_size != entry.size {
-        return Err(VerifyError::Size { path: file.to_path_buf(), expected: entry.size, actual: actual_size });
+        return Err(VerifyError::Size {
+            path: file.to_path_buf(),
+            expected: entry.size,
+            actual: actual_size,
+        });
     }
     let (actual, _) = sha256_reader(f).map_err(io_err(file))?;
     if !actual.eq_ignore_ascii_case(&entry.sha256) {
-        return Err(VerifyError::Sha256 { path: file.to_path_buf(), expected: entry.sha256.to_ascii_lowercase(), actual });
+        return Err(VerifyError::Sha256 {
+            path: file.to_path_buf(),
+            expected: entry.sha256.to_ascii_lowercase(),
+            actual,
+        });
     }
     Ok(entry)
 }
@@ -137,25 +165,40 @@ mod tests {
         let e = verify_file(&m, &f).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, VerifyError::Sha256 { .. }));
-        assert!(msg.contains(HELLO) && msg.contains("rootfs.squashfs"), "{msg}");
+        assert!(
+            msg.contains(HELLO) && msg.contains("rootfs.squashfs"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn truncated_file_fails_on_size() {
         let (_d, m, f) = setup(&manifest(6, HELLO), b"hel");
         let e = verify_file(&m, &f).unwrap_err();
-        assert_eq!(e.to_string(), format!("{} is 3 bytes, the manifest says 6", f.display()));
+        assert_eq!(
+            e.to_string(),
+            format!("{} is 3 bytes, the manifest says 6", f.display())
+        );
     }
 
     #[test]
     fn bad_or_missing_manifests() {
         let (_d, m, f) = setup("{not json", b"x");
-        assert!(matches!(verify_file(&m, &f), Err(VerifyError::Parse { .. })));
+        assert!(matches!(
+            verify_file(&m, &f),
+            Err(VerifyError::Parse { .. })
+        ));
         let (_d, m, f) = setup(r#"{"version":"1","arch":"amd64","files":[]}"#, b"x");
         let e = verify_file(&m, &f).unwrap_err();
-        assert!(e.to_string().contains("no entry for \"rootfs.squashfs\""), "{e}");
+        assert!(
+            e.to_string().contains("no entry for \"rootfs.squashfs\""),
+            "{e}"
+        );
         let (d, _m, f) = setup("", b"x");
-        assert!(matches!(verify_file(&d.path().join("nope.json"), &f), Err(VerifyError::Io { .. })));
+        assert!(matches!(
+            verify_file(&d.path().join("nope.json"), &f),
+            Err(VerifyError::Io { .. })
+        ));
         let (d, m, _f) = setup(&manifest(6, HELLO), b"x");
         let e = verify_file(&m, &d.path().join("rootfs.squashfs.missing")).unwrap_err();
         assert!(matches!(e, VerifyError::NoEntry { .. }));
@@ -164,6 +207,9 @@ mod tests {
     #[test]
     fn hex_and_stream_hash() {
         assert_eq!(hex(&[0x00, 0xab, 0x0f]), "00ab0f");
-        assert_eq!(sha256_reader(&b"hello\n"[..]).unwrap(), (HELLO.to_string(), 6));
+        assert_eq!(
+            sha256_reader(&b"hello\n"[..]).unwrap(),
+            (HELLO.to_string(), 6)
+        );
     }
 }

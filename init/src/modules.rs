@@ -57,19 +57,29 @@ impl ModuleIndex {
     pub fn parse(dir: &Path, dep: &str, alias: &str, softdep: &str, builtin: &str) -> Self {
         let mut idx = ModuleIndex::default();
         for line in dep.lines() {
-            let Some((module, deps)) = line.split_once(':') else { continue };
+            let Some((module, deps)) = line.split_once(':') else {
+                continue;
+            };
             let module = module.trim();
             if module.is_empty() {
                 continue;
             }
-            let path = if module.starts_with('/') { PathBuf::from(module) } else { dir.join(module) };
+            let path = if module.starts_with('/') {
+                PathBuf::from(module)
+            } else {
+                dir.join(module)
+            };
             let deps = deps.split_whitespace().map(name_of).collect();
             idx.entries.insert(name_of(module), Entry { path, deps });
         }
         for line in alias.lines() {
             let mut it = line.split_whitespace();
             if let (Some("alias"), Some(pat), Some(module)) = (it.next(), it.next(), it.next()) {
-                let key = if pat.contains(':') { alias_key(pat) } else { "" };
+                let key = if pat.contains(':') {
+                    alias_key(pat)
+                } else {
+                    ""
+                };
                 idx.aliases
                     .entry(key.to_string())
                     .or_default()
@@ -96,7 +106,11 @@ impl ModuleIndex {
             e.0.extend(pre);
             e.1.extend(post);
         }
-        idx.builtin = builtin.lines().map(|l| name_of(l.trim())).filter(|n| !n.is_empty()).collect();
+        idx.builtin = builtin
+            .lines()
+            .map(|l| name_of(l.trim()))
+            .filter(|n| !n.is_empty())
+            .collect();
         idx
     }
 
@@ -135,9 +149,20 @@ impl ModuleIndex {
     /// Module names whose alias patterns match `alias` (a device modalias or a name such as
     /// `fs-ext4`), in index order, without duplicates.
     pub fn match_alias(&self, alias: &str) -> Vec<String> {
-        let key = if alias.contains(':') { alias_key(alias) } else { "" };
+        let key = if alias.contains(':') {
+            alias_key(alias)
+        } else {
+            ""
+        };
         let mut out: Vec<String> = Vec::new();
-        let groups = [self.aliases.get(key), if key.is_empty() { None } else { self.aliases.get("") }];
+        let groups = [
+            self.aliases.get(key),
+            if key.is_empty() {
+                None
+            } else {
+                self.aliases.get("")
+            },
+        ];
         for group in groups.into_iter().flatten() {
             for (pat, module) in group {
                 if fnmatch(pat.as_bytes(), alias.as_bytes()) && !out.contains(module) {
@@ -159,7 +184,12 @@ impl ModuleIndex {
 
     /// Like [`resolve`](Self::resolve) but appends to `out`, skipping what `seen` holds, so a
     /// caller can resolve several names into one load order.
-    pub fn resolve_into(&self, name: &str, out: &mut Vec<PathBuf>, seen: &mut HashSet<String>) -> Result<(), ModulesError> {
+    pub fn resolve_into(
+        &self,
+        name: &str,
+        out: &mut Vec<PathBuf>,
+        seen: &mut HashSet<String>,
+    ) -> Result<(), ModulesError> {
         let n = normalize(name);
         if self.builtin.contains(&n) {
             return Ok(());
@@ -187,7 +217,9 @@ impl ModuleIndex {
         if !seen.insert(name.to_string()) {
             return;
         }
-        let Some(entry) = self.entries.get(name) else { return };
+        let Some(entry) = self.entries.get(name) else {
+            return;
+        };
         let soft = self.softdeps.get(name);
         // Soft dependencies are best effort, as in modprobe: a missing one is not an error.
         for pre in soft.map(|s| s.0.as_slice()).unwrap_or_default() {
@@ -328,18 +360,27 @@ alias usb:v0BC2p[23]3[0-3]2d*dc*dsc*dp*ic*isc*ip*in* usb_storage
     }
 
     fn names(paths: &[PathBuf]) -> Vec<String> {
-        paths.iter().map(|p| name_of(&p.to_string_lossy())).collect()
+        paths
+            .iter()
+            .map(|p| name_of(&p.to_string_lossy()))
+            .collect()
     }
 
     #[test]
     fn resolves_deps_and_softdeps_in_load_order() {
         let i = idx();
         let order = i.resolve("ext4").unwrap();
-        assert_eq!(names(&order), ["crc32c_generic", "jbd2", "mbcache", "crc16", "ext4"]);
+        assert_eq!(
+            names(&order),
+            ["crc32c_generic", "jbd2", "mbcache", "crc16", "ext4"]
+        );
         assert_eq!(order[4], PathBuf::from("/m/kernel/fs/ext4/ext4.ko"));
         // By alias, and through the '-'/'_' equivalence.
         assert_eq!(names(&i.resolve("fs-ext4").unwrap()), names(&order));
-        assert_eq!(names(&i.resolve("usb-storage").unwrap()), ["scsi_mod", "usb_storage"]);
+        assert_eq!(
+            names(&i.resolve("usb-storage").unwrap()),
+            ["scsi_mod", "usb_storage"]
+        );
         assert_eq!(names(&i.resolve("fs-iso9660").unwrap()), ["isofs"]);
     }
 
@@ -352,7 +393,13 @@ alias usb:v0BC2p[23]3[0-3]2d*dc*dsc*dp*ic*isc*ip*in* usb_storage
         i.resolve_into("virtio_blk", &mut out, &mut seen).unwrap();
         assert_eq!(
             names(&out),
-            ["virtio", "virtio_ring", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk"]
+            [
+                "virtio",
+                "virtio_ring",
+                "virtio_pci_modern_dev",
+                "virtio_pci",
+                "virtio_blk"
+            ]
         );
     }
 
@@ -369,12 +416,26 @@ alias usb:v0BC2p[23]3[0-3]2d*dc*dsc*dp*ic*isc*ip*in* usb_storage
     #[test]
     fn modalias_matching() {
         let i = idx();
-        assert_eq!(i.match_alias("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"), ["virtio_pci"]);
-        assert_eq!(i.match_alias("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"), Vec::<String>::new());
+        assert_eq!(
+            i.match_alias("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"),
+            ["virtio_pci"]
+        );
+        assert_eq!(
+            i.match_alias("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"),
+            Vec::<String>::new()
+        );
         assert_eq!(i.match_alias("virtio:d00000002v00001AF4"), ["virtio_blk"]);
-        assert_eq!(i.match_alias("usb:v0781p5567d0100dc00dsc00dp00ic08isc06ip50in00"), ["usb_storage"]);
-        assert_eq!(i.match_alias("usb:v0BC2p3312d0100dc00dsc00dp00icFFiscFFipFFin00"), ["usb_storage"]);
-        assert!(i.match_alias("usb:v0BC2p3342d0100dc00dsc00dp00icFFiscFFipFFin00").is_empty());
+        assert_eq!(
+            i.match_alias("usb:v0781p5567d0100dc00dsc00dp00ic08isc06ip50in00"),
+            ["usb_storage"]
+        );
+        assert_eq!(
+            i.match_alias("usb:v0BC2p3312d0100dc00dsc00dp00icFFiscFFipFFin00"),
+            ["usb_storage"]
+        );
+        assert!(i
+            .match_alias("usb:v0BC2p3342d0100dc00dsc00dp00icFFiscFFipFFin00")
+            .is_empty());
         assert!(i.match_alias("acpi:PNP0A03:").is_empty());
     }
 
@@ -396,12 +457,21 @@ alias usb:v0BC2p[23]3[0-3]2d*dc*dsc*dp*ic*isc*ip*in* usb_storage
         assert!(m("[]]", "]"));
         assert!(m("a[", "a["));
         assert!(!m("abc", "abcd"));
-        assert!(m("pci:v*d*sv*sd*bc01sc06i01*", "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"));
+        assert!(m(
+            "pci:v*d*sv*sd*bc01sc06i01*",
+            "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"
+        ));
     }
 
     #[test]
     fn tolerates_junk_lines() {
-        let i = ModuleIndex::parse(Path::new("/m"), "garbage\n: x.ko\n", "alias\nalias onlyone\n", "softdep\n", "");
+        let i = ModuleIndex::parse(
+            Path::new("/m"),
+            "garbage\n: x.ko\n",
+            "alias\nalias onlyone\n",
+            "softdep\n",
+            "",
+        );
         assert!(i.is_empty());
     }
 
@@ -410,8 +480,15 @@ alias usb:v0BC2p[23]3[0-3]2d*dc*dsc*dp*ic*isc*ip*in* usb_storage
         let d = tempfile::tempdir().unwrap();
         let e = ModuleIndex::load(d.path()).unwrap_err();
         assert!(e.to_string().contains("modules.dep"), "{e}");
-        fs::write(d.path().join("modules.dep"), "kernel/fs/squashfs/squashfs.ko:\n").unwrap();
+        fs::write(
+            d.path().join("modules.dep"),
+            "kernel/fs/squashfs/squashfs.ko:\n",
+        )
+        .unwrap();
         let i = ModuleIndex::load(d.path()).unwrap();
-        assert_eq!(i.resolve("squashfs").unwrap(), [d.path().join("kernel/fs/squashfs/squashfs.ko")]);
+        assert_eq!(
+            i.resolve("squashfs").unwrap(),
+            [d.path().join("kernel/fs/squashfs/squashfs.ko")]
+        );
     }
 }

@@ -118,22 +118,47 @@ impl Stage {
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     MkDir(PathBuf),
-    Mount { source: Source, target: PathBuf, fstype: String, read_only: bool, options: String },
+    Mount {
+        source: Source,
+        target: PathBuf,
+        fstype: String,
+        read_only: bool,
+        options: String,
+    },
     /// Check `file` against its entry in the slot manifest (size and sha256).
-    Verify { manifest: PathBuf, file: PathBuf },
+    Verify {
+        manifest: PathBuf,
+        file: PathBuf,
+    },
     /// Download `url` to `dest`, checking its sha256.
-    Fetch { url: String, sha256: String, dest: PathBuf },
+    Fetch {
+        url: String,
+        sha256: String,
+        dest: PathBuf,
+    },
     /// If `to` does not exist, create it as a copy of `from` (or empty when `from` is absent),
     /// so the first boot of an installed node starts from the image's content.
-    Seed { from: PathBuf, to: PathBuf },
-    Bind { from: PathBuf, to: PathBuf },
+    Seed {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    Bind {
+        from: PathBuf,
+        to: PathBuf,
+    },
 }
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::MkDir(p) => write!(f, "mkdir {}", p.display()),
-            Step::Mount { source, target, fstype, read_only, options } => {
+            Step::Mount {
+                source,
+                target,
+                fstype,
+                read_only,
+                options,
+            } => {
                 let src = match source {
                     Source::Device(d) => d.display().to_string(),
                     Source::LoopOf(file) => format!("loop:{}", file.display()),
@@ -141,9 +166,18 @@ impl fmt::Display for Step {
                 };
                 let ro = if *read_only { "ro" } else { "rw" };
                 let sep = if options.is_empty() { "" } else { "," };
-                write!(f, "mount -t {fstype} -o {ro}{sep}{options} {src} {}", target.display())
+                write!(
+                    f,
+                    "mount -t {fstype} -o {ro}{sep}{options} {src} {}",
+                    target.display()
+                )
             }
-            Step::Verify { manifest, file } => write!(f, "verify {} against {}", file.display(), manifest.display()),
+            Step::Verify { manifest, file } => write!(
+                f,
+                "verify {} against {}",
+                file.display(),
+                manifest.display()
+            ),
             Step::Fetch { url, dest, .. } => write!(f, "fetch {url} to {}", dest.display()),
             Step::Seed { from, to } => write!(f, "seed {} from {}", to.display(), from.display()),
             Step::Bind { from, to } => write!(f, "bind {} on {}", from.display(), to.display()),
@@ -194,16 +228,28 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
     let image_file: PathBuf = match input.mode {
         Mode::Rescue => return Err(PlanError::Rescue),
         Mode::Live | Mode::Install => {
-            let boot = input.boot.as_ref().ok_or(PlanError::NoBootVolume(input.mode))?;
+            let boot = input
+                .boot
+                .as_ref()
+                .ok_or(PlanError::NoBootVolume(input.mode))?;
             steps.push((Stage::Medium, mkdir(MEDIUM)));
             steps.push((
                 Stage::Medium,
-                mount(Source::Device(boot.device.clone()), MEDIUM, boot.fstype.mount_type(), true, ""),
+                mount(
+                    Source::Device(boot.device.clone()),
+                    MEDIUM,
+                    boot.fstype.mount_type(),
+                    true,
+                    "",
+                ),
             ));
             Path::new(MEDIUM).join(ROOTFS)
         }
         Mode::Disk => {
-            let boot = input.boot.as_ref().ok_or(PlanError::NoBootVolume(Mode::Disk))?;
+            let boot = input
+                .boot
+                .as_ref()
+                .ok_or(PlanError::NoBootVolume(Mode::Disk))?;
             let slot = input.slot.ok_or(PlanError::NoSlot)?;
             if input.data.is_none() {
                 return Err(PlanError::NoDataVolume);
@@ -212,10 +258,22 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
             steps.push((Stage::Medium, mkdir(STATE)));
             steps.push((
                 Stage::Medium,
-                mount(Source::Device(boot.device.clone()), STATE, boot.fstype.mount_type(), true, ""),
+                mount(
+                    Source::Device(boot.device.clone()),
+                    STATE,
+                    boot.fstype.mount_type(),
+                    true,
+                    "",
+                ),
             ));
             let file = slot_dir.join(ROOTFS);
-            steps.push((Stage::Verify, Step::Verify { manifest: slot_dir.join("manifest.json"), file: file.clone() }));
+            steps.push((
+                Stage::Verify,
+                Step::Verify {
+                    manifest: slot_dir.join("manifest.json"),
+                    file: file.clone(),
+                },
+            ));
             file
         }
         Mode::Netboot => {
@@ -224,14 +282,27 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
             };
             let dest = Path::new(NETBOOT).join(ROOTFS);
             steps.push((Stage::Fetch, mkdir(NETBOOT)));
-            steps.push((Stage::Fetch, Step::Fetch { url: url.clone(), sha256: sha256.clone(), dest: dest.clone() }));
+            steps.push((
+                Stage::Fetch,
+                Step::Fetch {
+                    url: url.clone(),
+                    sha256: sha256.clone(),
+                    dest: dest.clone(),
+                },
+            ));
             dest
         }
     };
     steps.push((Stage::Image, mkdir(IMAGE)));
-    steps.push((Stage::Image, mount(Source::LoopOf(image_file), IMAGE, "squashfs", true, "")));
+    steps.push((
+        Stage::Image,
+        mount(Source::LoopOf(image_file), IMAGE, "squashfs", true, ""),
+    ));
     steps.push((Stage::Overlay, mkdir(RW)));
-    steps.push((Stage::Overlay, mount(Source::None, RW, "tmpfs", false, "mode=0755")));
+    steps.push((
+        Stage::Overlay,
+        mount(Source::None, RW, "tmpfs", false, "mode=0755"),
+    ));
     steps.push((Stage::Overlay, mkdir(format!("{RW}/upper"))));
     steps.push((Stage::Overlay, mkdir(format!("{RW}/work"))));
     steps.push((Stage::Overlay, mkdir(SYSROOT)));
@@ -247,7 +318,13 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
     ));
     // /usr straight from the image: read-only (EROFS) although / is writable, so nothing
     // can change the OS's programs behind the image's back, not even until the next boot.
-    steps.push((Stage::Overlay, Step::Bind { from: under(IMAGE, Path::new("/usr")), to: under(SYSROOT, Path::new("/usr")) }));
+    steps.push((
+        Stage::Overlay,
+        Step::Bind {
+            from: under(IMAGE, Path::new("/usr")),
+            to: under(SYSROOT, Path::new("/usr")),
+        },
+    ));
     if input.mode.is_ephemeral() {
         for dir in EPHEMERAL_TMPFS {
             let target = under(SYSROOT, Path::new(dir));
@@ -267,10 +344,20 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
         steps.push((Stage::Data, mkdir(DATA)));
         steps.push((
             Stage::Data,
-            mount(Source::Device(data.device.clone()), DATA, data.fstype.mount_type(), false, "noatime"),
+            mount(
+                Source::Device(data.device.clone()),
+                DATA,
+                data.fstype.mount_type(),
+                false,
+                "noatime",
+            ),
         ));
         let defaults: Vec<String> = DEFAULT_PERSISTENT.iter().map(|s| s.to_string()).collect();
-        steps.extend(persistent_binds(&defaults, &[])?.into_iter().map(|s| (Stage::Persist, s)));
+        steps.extend(
+            persistent_binds(&defaults, &[])?
+                .into_iter()
+                .map(|s| (Stage::Persist, s)),
+        );
     }
     Ok(steps)
 }
@@ -278,7 +365,10 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
 /// Checks and normalises a persistent path: absolute, no `.`/`..`, not `/` and not inside
 /// the API filesystems or `/run` (those are not on the image).
 pub fn normalize_persistent(path: &str) -> Result<PathBuf, PlanError> {
-    let bad = |reason| PlanError::BadPersistentPath { path: path.to_string(), reason };
+    let bad = |reason| PlanError::BadPersistentPath {
+        path: path.to_string(),
+        reason,
+    };
     let p = Path::new(path);
     if !p.is_absolute() {
         return Err(bad("must be an absolute path"));
@@ -324,10 +414,16 @@ pub fn persistent_binds(paths: &[String], already: &[PathBuf]) -> Result<Vec<Ste
     let mut steps = Vec::new();
     for p in norm {
         let on_data = under(DATA, &p);
-        steps.push(Step::Seed { from: under(IMAGE, &p), to: on_data.clone() });
+        steps.push(Step::Seed {
+            from: under(IMAGE, &p),
+            to: on_data.clone(),
+        });
         let target = under(SYSROOT, &p);
         steps.push(Step::MkDir(target.clone()));
-        steps.push(Step::Bind { from: on_data, to: target });
+        steps.push(Step::Bind {
+            from: on_data,
+            to: target,
+        });
     }
     Ok(steps)
 }
@@ -337,15 +433,28 @@ mod tests {
     use super::*;
 
     fn vol(dev: &str, fstype: FsType) -> Option<Volume> {
-        Some(Volume { device: dev.into(), fstype })
+        Some(Volume {
+            device: dev.into(),
+            fstype,
+        })
     }
 
     fn input(mode: Mode) -> PlanInput {
-        PlanInput { mode, slot: None, boot: None, data: None, image_url: None, image_sha256: None }
+        PlanInput {
+            mode,
+            slot: None,
+            boot: None,
+            data: None,
+            image_url: None,
+            image_sha256: None,
+        }
     }
 
     fn lines(steps: &[(Stage, Step)]) -> Vec<String> {
-        steps.iter().map(|(st, s)| format!("{}: {s}", st.as_str())).collect()
+        steps
+            .iter()
+            .map(|(st, s)| format!("{}: {s}", st.as_str()))
+            .collect()
     }
 
     #[test]
@@ -383,7 +492,9 @@ mod tests {
         let mut live = i.clone();
         live.mode = Mode::Live;
         assert_eq!(root_plan(&i).unwrap(), root_plan(&live).unwrap());
-        assert!(!lines(&root_plan(&i).unwrap()).iter().any(|l| l.contains("RKOS_DATA") || l.contains("/run/rkos/data")));
+        assert!(!lines(&root_plan(&i).unwrap())
+            .iter()
+            .any(|l| l.contains("RKOS_DATA") || l.contains("/run/rkos/data")));
     }
 
     #[test]
@@ -394,26 +505,44 @@ mod tests {
         i.data = vol("/dev/vda3", FsType::Ext4);
         let steps = root_plan(&i).unwrap();
         let l = lines(&steps);
-        assert_eq!(l[1], "mount-medium: mount -t ext4 -o ro /dev/vda2 /run/rkos/state");
+        assert_eq!(
+            l[1],
+            "mount-medium: mount -t ext4 -o ro /dev/vda2 /run/rkos/state"
+        );
         assert_eq!(
             l[2],
             "verify-image: verify /run/rkos/state/slots/B/rootfs.squashfs against /run/rkos/state/slots/B/manifest.json"
         );
         assert_eq!(l[4], "mount-image: mount -t squashfs -o ro loop:/run/rkos/state/slots/B/rootfs.squashfs /run/rkos/image");
-        let data = l.iter().position(|s| s == "mount-data: mount -t ext4 -o rw,noatime /dev/vda3 /run/rkos/data").unwrap();
-        let overlay = l.iter().position(|s| s.starts_with("mount-overlay: mount -t overlay")).unwrap();
+        let data = l
+            .iter()
+            .position(|s| s == "mount-data: mount -t ext4 -o rw,noatime /dev/vda3 /run/rkos/data")
+            .unwrap();
+        let overlay = l
+            .iter()
+            .position(|s| s.starts_with("mount-overlay: mount -t overlay"))
+            .unwrap();
         assert!(overlay < data);
         assert!(!l.iter().any(|s| s.starts_with("mount-tmpfs")));
         // Every default path is seeded from the image, created and bound, in that order.
         for p in DEFAULT_PERSISTENT {
             let seed = format!("bind-persistent: seed /run/rkos/data{p} from /run/rkos/image{p}");
             let bind = format!("bind-persistent: bind /run/rkos/data{p} on /sysroot{p}");
-            let (s, b) = (l.iter().position(|x| *x == seed).unwrap(), l.iter().position(|x| *x == bind).unwrap());
+            let (s, b) = (
+                l.iter().position(|x| *x == seed).unwrap(),
+                l.iter().position(|x| *x == bind).unwrap(),
+            );
             assert!(data < s && s < b, "{p}");
         }
         // /var/lib/rancher (parent) is bound before any deeper path.
-        let rancher = l.iter().position(|x| x.ends_with("on /sysroot/var/lib/rancher")).unwrap();
-        let node = l.iter().position(|x| x.ends_with("on /sysroot/etc/rancher/node")).unwrap();
+        let rancher = l
+            .iter()
+            .position(|x| x.ends_with("on /sysroot/var/lib/rancher"))
+            .unwrap();
+        let node = l
+            .iter()
+            .position(|x| x.ends_with("on /sysroot/etc/rancher/node"))
+            .unwrap();
         assert!(rancher < node);
     }
 
@@ -425,7 +554,10 @@ mod tests {
         assert_eq!(root_plan(&i), Err(PlanError::NoSlot));
         i.slot = Some(Slot::A);
         assert_eq!(root_plan(&i), Err(PlanError::NoDataVolume));
-        assert_eq!(root_plan(&input(Mode::Live)), Err(PlanError::NoBootVolume(Mode::Live)));
+        assert_eq!(
+            root_plan(&input(Mode::Live)),
+            Err(PlanError::NoBootVolume(Mode::Live))
+        );
         assert_eq!(root_plan(&input(Mode::Rescue)), Err(PlanError::Rescue));
     }
 
@@ -443,12 +575,29 @@ mod tests {
 
     #[test]
     fn persistent_path_checks() {
-        assert_eq!(normalize_persistent("/var//lib/x/").unwrap(), PathBuf::from("/var/lib/x"));
-        for bad in ["var/lib", "/", "/var/../etc", "/./x", "/proc/x", "/run", "/dev", "/sys/fs", "/sysroot/x", "/tmp/a"] {
+        assert_eq!(
+            normalize_persistent("/var//lib/x/").unwrap(),
+            PathBuf::from("/var/lib/x")
+        );
+        for bad in [
+            "var/lib",
+            "/",
+            "/var/../etc",
+            "/./x",
+            "/proc/x",
+            "/run",
+            "/dev",
+            "/sys/fs",
+            "/sysroot/x",
+            "/tmp/a",
+        ] {
             assert!(normalize_persistent(bad).is_err(), "{bad}");
         }
         let e = normalize_persistent("relative").unwrap_err();
-        assert_eq!(e.to_string(), "persistent path \"relative\": must be an absolute path");
+        assert_eq!(
+            e.to_string(),
+            "persistent path \"relative\": must be an absolute path"
+        );
         // /procfoo is not /proc.
         assert!(normalize_persistent("/procfoo").is_ok());
     }
@@ -457,7 +606,12 @@ mod tests {
     fn extra_binds_skip_defaults_and_duplicates() {
         let already: Vec<PathBuf> = DEFAULT_PERSISTENT.iter().map(PathBuf::from).collect();
         let steps = persistent_binds(
-            &["/srv/data/sub".into(), "/var/log".into(), "/srv/data".into(), "/srv/data/".into()],
+            &[
+                "/srv/data/sub".into(),
+                "/var/log".into(),
+                "/srv/data".into(),
+                "/srv/data/".into(),
+            ],
             &already,
         )
         .unwrap();

@@ -6,7 +6,9 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use serde::Serialize;
@@ -59,21 +61,42 @@ pub fn probe_bytes(buf: &[u8]) -> Option<Probe> {
         .or_else(|| probe_vfat(buf))
 }
 
-/// Reads the start of `path` (a block device or an image file) and probes it.
+/// The two regions of a device the probes look at: the first 4 KiB (FAT boot sector, ext
+/// superblock, squashfs magic) and the iso9660 primary volume descriptor.
+const REGIONS: [(usize, usize); 2] = [(0, 4096), (0x8000, PROBE_LEN)];
+
+/// Reads the parts of `path` (a block device or an image file) the probes need and probes it.
+/// Readahead is turned off for the descriptor: on an emulated or USB optical drive the
+/// kernel's default 128 KiB readahead per device costs more than the whole probe.
 pub fn probe_path(path: &Path) -> io::Result<Option<Probe>> {
-    let mut f = File::open(path)?;
+    let f = File::open(path)?;
+    // SAFETY: advisory call on a descriptor we own; it reads no memory of ours.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
     let mut buf = vec![0u8; PROBE_LEN];
     let mut len = 0;
-    while len < buf.len() {
-        match f.read(&mut buf[len..]) {
+    for (start, end) in REGIONS {
+        let n = read_at_full(&f, &mut buf[start..end], start as u64)?;
+        if n < end - start {
+            len = start + n;
+            break;
+        }
+        len = end;
+    }
+    buf.truncate(len);
+    Ok(probe_bytes(&buf))
+}
+
+fn read_at_full(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], offset + done as u64) {
             Ok(0) => break,
-            Ok(n) => len += n,
+            Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    buf.truncate(len);
-    Ok(probe_bytes(&buf))
+    Ok(done)
 }
 
 fn probe_iso9660(buf: &[u8]) -> Option<Probe> {
@@ -82,7 +105,10 @@ fn probe_iso9660(buf: &[u8]) -> Option<Probe> {
     if pvd[0] != 1 || &pvd[1..6] != b"CD001" || pvd[6] != 1 {
         return None;
     }
-    Some(Probe { fstype: FsType::Iso9660, label: label(&pvd[40..72]) })
+    Some(Probe {
+        fstype: FsType::Iso9660,
+        label: label(&pvd[40..72]),
+    })
 }
 
 fn probe_ext(buf: &[u8]) -> Option<Probe> {
@@ -91,11 +117,17 @@ fn probe_ext(buf: &[u8]) -> Option<Probe> {
         return None;
     }
     // ext2/3 volumes mount through the ext4 driver too; rkos only creates ext4.
-    Some(Probe { fstype: FsType::Ext4, label: label(&sb[0x78..0x88]) })
+    Some(Probe {
+        fstype: FsType::Ext4,
+        label: label(&sb[0x78..0x88]),
+    })
 }
 
 fn probe_squashfs(buf: &[u8]) -> Option<Probe> {
-    (buf.get(0..4)? == b"hsqs").then_some(Probe { fstype: FsType::Squashfs, label: None })
+    (buf.get(0..4)? == b"hsqs").then_some(Probe {
+        fstype: FsType::Squashfs,
+        label: None,
+    })
 }
 
 fn probe_vfat(buf: &[u8]) -> Option<Probe> {
@@ -113,7 +145,10 @@ fn probe_vfat(buf: &[u8]) -> Option<Probe> {
         return None;
     };
     let lbl = label(lbl).filter(|l| l != "NO NAME");
-    Some(Probe { fstype: FsType::Vfat, label: lbl })
+    Some(Probe {
+        fstype: FsType::Vfat,
+        label: lbl,
+    })
 }
 
 fn label(raw: &[u8]) -> Option<String> {
@@ -129,8 +164,14 @@ mod tests {
     use std::process::Command;
 
     fn run(cmd: &mut Command) {
-        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (install the build host packages: build/host-deps.sh)"));
-        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = cmd.output().unwrap_or_else(|e| {
+            panic!("{cmd:?}: {e} (install the build host packages: build/host-deps.sh)")
+        });
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn sized_file(dir: &Path, name: &str, mib: u64) -> std::path::PathBuf {
@@ -143,9 +184,17 @@ mod tests {
     fn ext4_label_from_mkfs() {
         let d = tempfile::tempdir().unwrap();
         let img = sized_file(d.path(), "state.img", 8);
-        run(Command::new("mkfs.ext4").args(["-q", "-F", "-L", "RKOS_STATE"]).arg(&img));
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "RKOS_STATE"])
+            .arg(&img));
         let p = probe_path(&img).unwrap().unwrap();
-        assert_eq!(p, Probe { fstype: FsType::Ext4, label: Some("RKOS_STATE".into()) });
+        assert_eq!(
+            p,
+            Probe {
+                fstype: FsType::Ext4,
+                label: Some("RKOS_STATE".into())
+            }
+        );
     }
 
     #[test]
@@ -153,7 +202,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let img = sized_file(d.path(), "x.img", 8);
         run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
-        assert_eq!(probe_path(&img).unwrap().unwrap(), Probe { fstype: FsType::Ext4, label: None });
+        assert_eq!(
+            probe_path(&img).unwrap().unwrap(),
+            Probe {
+                fstype: FsType::Ext4,
+                label: None
+            }
+        );
     }
 
     #[test]
@@ -161,13 +216,33 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let img = sized_file(d.path(), "seed.img", 8);
         run(Command::new("mkfs.vfat").args(["-n", "CIDATA"]).arg(&img));
-        assert_eq!(probe_path(&img).unwrap().unwrap(), Probe { fstype: FsType::Vfat, label: Some("CIDATA".into()) });
+        assert_eq!(
+            probe_path(&img).unwrap().unwrap(),
+            Probe {
+                fstype: FsType::Vfat,
+                label: Some("CIDATA".into())
+            }
+        );
         let img = sized_file(d.path(), "big.img", 40);
-        run(Command::new("mkfs.vfat").args(["-F", "32", "-n", "cidata"]).arg(&img));
-        assert_eq!(probe_path(&img).unwrap().unwrap(), Probe { fstype: FsType::Vfat, label: Some("cidata".into()) });
+        run(Command::new("mkfs.vfat")
+            .args(["-F", "32", "-n", "cidata"])
+            .arg(&img));
+        assert_eq!(
+            probe_path(&img).unwrap().unwrap(),
+            Probe {
+                fstype: FsType::Vfat,
+                label: Some("cidata".into())
+            }
+        );
         let img = sized_file(d.path(), "nolabel.img", 8);
         run(Command::new("mkfs.vfat").arg(&img));
-        assert_eq!(probe_path(&img).unwrap().unwrap(), Probe { fstype: FsType::Vfat, label: None });
+        assert_eq!(
+            probe_path(&img).unwrap().unwrap(),
+            Probe {
+                fstype: FsType::Vfat,
+                label: None
+            }
+        );
     }
 
     #[test]
@@ -181,7 +256,13 @@ mod tests {
             .args(["-as", "mkisofs", "-quiet", "-V", "RKOS_LIVE", "-o"])
             .arg(&iso)
             .arg(&tree));
-        assert_eq!(probe_path(&iso).unwrap().unwrap(), Probe { fstype: FsType::Iso9660, label: Some("RKOS_LIVE".into()) });
+        assert_eq!(
+            probe_path(&iso).unwrap().unwrap(),
+            Probe {
+                fstype: FsType::Iso9660,
+                label: Some("RKOS_LIVE".into())
+            }
+        );
     }
 
     #[test]
@@ -190,7 +271,10 @@ mod tests {
         let tree = d.path().join("tree");
         std::fs::create_dir(&tree).unwrap();
         let img = d.path().join("root.squashfs");
-        run(Command::new("mksquashfs").arg(&tree).arg(&img).args(["-quiet", "-noappend"]));
+        run(Command::new("mksquashfs")
+            .arg(&tree)
+            .arg(&img)
+            .args(["-quiet", "-noappend"]));
         assert_eq!(probe_path(&img).unwrap().unwrap().fstype, FsType::Squashfs);
     }
 
@@ -223,8 +307,20 @@ mod tests {
         buf[0x8006] = 1;
         buf[0x8000 + 40..0x8000 + 49].copy_from_slice(b"RKOS_LIVE");
         buf[0x8000 + 49..0x8000 + 72].fill(b' ');
-        assert_eq!(probe_bytes(&buf), Some(Probe { fstype: FsType::Iso9660, label: Some("RKOS_LIVE".into()) }));
+        assert_eq!(
+            probe_bytes(&buf),
+            Some(Probe {
+                fstype: FsType::Iso9660,
+                label: Some("RKOS_LIVE".into())
+            })
+        );
         buf[0x8000] = 0;
-        assert_eq!(probe_bytes(&buf), Some(Probe { fstype: FsType::Vfat, label: Some("EFIBOOT".into()) }));
+        assert_eq!(
+            probe_bytes(&buf),
+            Some(Probe {
+                fstype: FsType::Vfat,
+                label: Some("EFIBOOT".into())
+            })
+        );
     }
 }

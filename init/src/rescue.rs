@@ -16,7 +16,12 @@ pub const BUSYBOX: &str = "/bin/busybox";
 
 /// The text shown when the boot cannot go on. `looked_for` says what the init needed;
 /// `devices` is what a fresh scan found.
-pub fn failure_message(error: &str, looked_for: &str, devices: &[BlockDevice], cmdline: &str) -> String {
+pub fn failure_message(
+    error: &str,
+    looked_for: &str,
+    devices: &[BlockDevice],
+    cmdline: &str,
+) -> String {
     let mut s = String::new();
     let bar = "=".repeat(72);
     let _ = writeln!(s, "\n{bar}");
@@ -27,7 +32,10 @@ pub fn failure_message(error: &str, looked_for: &str, devices: &[BlockDevice], c
     let _ = writeln!(s, "Found these block devices:");
     s.push_str(&devices::describe(devices));
     let _ = writeln!(s, "Kernel command line: {}", cmdline.trim());
-    let _ = writeln!(s, "Starting a rescue shell (busybox). `reboot -f` restarts the machine.");
+    let _ = writeln!(
+        s,
+        "Starting a rescue shell (busybox). `reboot -f` restarts the machine."
+    );
     let _ = writeln!(s, "{bar}");
     s
 }
@@ -71,7 +79,10 @@ pub fn shell_forever(consoles: &[PathBuf]) -> ! {
                         Err(_) => {}
                     }
                 }
-                crate::log::to_consoles(consoles, "rkos-init: the rescue shell exited; starting it again\n");
+                crate::log::to_consoles(
+                    consoles,
+                    "rkos-init: the rescue shell exited; starting it again\n",
+                );
                 sleep(Duration::from_millis(500));
             }
             Err(e) => {
@@ -98,10 +109,19 @@ mod tests {
                 name: "sda".into(),
                 path: "/dev/sda".into(),
                 size_bytes: 8 << 30,
-                probe: Some(Probe { fstype: FsType::Ext4, label: Some("RKOS_DATA".into()) }),
+                probe: Some(Probe {
+                    fstype: FsType::Ext4,
+                    label: Some("RKOS_DATA".into()),
+                }),
                 error: None,
             },
-            BlockDevice { name: "sr0".into(), path: "/dev/sr0".into(), size_bytes: 0, probe: None, error: Some("empty (no medium)".into()) },
+            BlockDevice {
+                name: "sr0".into(),
+                path: "/dev/sr0".into(),
+                size_bytes: 0,
+                probe: None,
+                error: Some("empty (no medium)".into()),
+            },
         ];
         let m = failure_message(
             "no boot volume after 10 s",
@@ -111,9 +131,18 @@ mod tests {
         );
         assert!(m.contains("BOOT FAILED: no boot volume after 10 s"), "{m}");
         assert!(m.contains("Looked for: a volume labelled RKOS_LIVE"), "{m}");
-        assert!(m.contains("/dev/sda") && m.contains("ext4 label \"RKOS_DATA\""), "{m}");
-        assert!(m.contains("/dev/sr0") && m.contains("empty (no medium)"), "{m}");
-        assert!(m.contains("Kernel command line: console=ttyS0 rkos.mode=live\n"), "{m}");
+        assert!(
+            m.contains("/dev/sda") && m.contains("ext4 label \"RKOS_DATA\""),
+            "{m}"
+        );
+        assert!(
+            m.contains("/dev/sr0") && m.contains("empty (no medium)"),
+            "{m}"
+        );
+        assert!(
+            m.contains("Kernel command line: console=ttyS0 rkos.mode=live\n"),
+            "{m}"
+        );
         assert!(m.contains("rescue shell"), "{m}");
     }
 
@@ -121,7 +150,10 @@ mod tests {
     fn busybox_links() {
         let d = tempfile::tempdir().unwrap();
         prepare_busybox(d.path());
-        assert_eq!(fs::read_link(d.path().join("sbin/modprobe")).unwrap(), PathBuf::from(BUSYBOX));
+        assert_eq!(
+            fs::read_link(d.path().join("sbin/modprobe")).unwrap(),
+            PathBuf::from(BUSYBOX)
+        );
         assert!(d.path().join("usr/sbin").is_dir());
         // Idempotent.
         prepare_busybox(d.path());

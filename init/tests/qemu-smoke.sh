@@ -6,7 +6,7 @@
 #
 # Test images are built in work/init-test/ (not committed). Needs: qemu-system-x86_64,
 # busybox (static), xorriso, mksquashfs, mkfs.ext4, modinfo, python3 (build/host-deps.sh).
-# Usage: init/tests/qemu-smoke.sh [case...]   cases: live rescue missing disk corrupt
+# Usage: init/tests/qemu-smoke.sh [case...]   cases: live rescue missing disk corrupt badconfig usb
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 w="$top/work/init-test"
@@ -141,13 +141,13 @@ check() { # $1 case, $2 log, rest: regexes that must appear
     done
     if [ $ok = 1 ]; then pass=$((pass+1)); echo "ok   $c"; else failed+=("$c"); echo "FAIL $c (log: $log)"; fi
 }
-cases=("$@"); [ ${#cases[@]} -gt 0 ] || cases=(live rescue missing disk corrupt badconfig)
+cases=("$@"); [ ${#cases[@]} -gt 0 ] || cases=(live rescue missing disk corrupt badconfig usb)
 for c in "${cases[@]}"; do
     case $c in
     live)
         QEMU_EXTRA=(-drive file="$w/live.iso",media=cdrom,if=ide,index=0,readonly=on
                     -drive file="$w/seed.iso",media=cdrom,if=ide,index=1,readonly=on)
-        qemu live 240 "rkos.mode=live" --expect "SMOKE: done" || true
+        qemu live 240 "rkos.mode=live ${SMOKE_APPEND:-}" --expect "SMOKE: done" || true
         check live "$w/live.log" "SMOKE: reached /sbin/init as pid 1" "SMOKE: root overlay" "SMOKE: lower squashfs" \
             "SMOKE: mount /var/lib/kubelet tmpfs" "SMOKE: mount /var/lib/rancher/k3s/agent/containerd tmpfs" \
             "SMOKE: hostname smoke-node etc-hostname smoke-node" "SMOKE: usr read-only" "SMOKE: etc-file absent" \
@@ -188,6 +188,15 @@ for c in "${cases[@]}"; do
         check corrupt "$w/corrupt.log" "BOOT FAILED: verify .*rootfs.squashfs.*has sha256 [0-9a-f]{64}, the manifest says" \
             "RKOS_STATE" "Starting a rescue shell"
         ;;
+    usb)
+        # The live medium on a USB stick behind xHCI: found by the re-scan while waiting, and
+        # live mode detected without rkos.mode.
+        QEMU_EXTRA=(-device qemu-xhci,id=xhci -drive if=none,id=stick,file="$w/live.iso",format=raw,readonly=on
+                    -device usb-storage,bus=xhci.0,drive=stick)
+        qemu usb 240 "" --expect "SMOKE: done" || true
+        check usb "$w/usb.log" "SMOKE: reached /sbin/init" "SMOKE: root overlay" '"mode": "live"' \
+            '"device": "/dev/sd[a-z]"' "usb_storage"
+        ;;
     badconfig)
         QEMU_EXTRA=(-drive file="$w/live.iso",media=cdrom,if=ide,index=0,readonly=on
                     -drive file="$w/seed-bad.iso",media=cdrom,if=ide,index=1,readonly=on)
@@ -206,9 +215,8 @@ echo "test initramfs: $(stat -c %s "$w/initrd.img") bytes, ${#want[@]} modules"
 for log in "$w"/live.log "$w"/disk1.log; do
     [ -f "$log" ] || continue
     echo "stage timings from $(basename "$log" .log):"
-    grep -Eo 'rkos-init: [a-z-]+ [0-9.]+ ms$' "$log" | sed 's/^rkos-init: /  /' | tr -d '\r' || true
-    grep -Eo 'rkos-init: total .*' "$log" | sed 's/^/  /' | tr -d '\r' || true
-    grep -Eo 'rkos-init: rkos .* started [0-9]+ ms after the kernel' "$log" | sed 's/^/  /' | tr -d '\r' || true
+    tr -d '\r' < "$log" | grep -Eo 'rkos-init: ([a-z-]+ [0-9.]+ ms|total .*|rkos .* started [0-9]+ ms after the kernel)$' \
+        | sed 's/^rkos-init: /  /' || true
 done
 echo "$pass passed, ${#failed[@]} failed ${failed[*]:-}"
 [ ${#failed[@]} -eq 0 ]

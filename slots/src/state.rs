@@ -124,7 +124,10 @@ impl StateDir {
             path: path.clone(),
             source,
         })?;
-        write_atomic(&path, &bytes).map_err(io_err(&path))
+        write_atomic(&path, &bytes).map_err(io_err(&path))?;
+        // GRUB must see this edit even if the power goes right now.
+        crate::fsio::checkpoint_journal(&self.grub_dir());
+        Ok(())
     }
 
     /// Applies `f` to the current boot state and writes the result only if it changed.

@@ -85,7 +85,12 @@ fn kernel() -> PathBuf {
         fs::read_dir(top.join("work/kernel/current/boot"))
             .ok()?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("vmlinuz-"))
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("vmlinuz-")
+            })
     };
     if let Some(k) = find() {
         return k;
@@ -119,7 +124,9 @@ fn initramfs(work: &Path, slot: Slot, out: &Path) {
 }
 
 fn which(tool: &str) -> PathBuf {
-    let p = run(Command::new("sh").arg("-c").arg(format!("command -v {tool}")));
+    let p = run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}")));
     PathBuf::from(p.trim())
 }
 
@@ -182,7 +189,10 @@ fn edit_state(img: &Path, mnt: &Path, f: impl FnOnce(&StateDir)) {
 fn boot_and_check(img: &Path, mnt: &Path, expect_before: BootState) -> BootState {
     let (predicted_slot, predicted) = expect_before.grub_boot();
     let (slot, cmdline) = boot(img);
-    assert_eq!(slot, predicted_slot, "GRUB booted {slot}, the model says {predicted_slot}");
+    assert_eq!(
+        slot, predicted_slot,
+        "GRUB booted {slot}, the model says {predicted_slot}"
+    );
     assert!(
         cmdline.contains(&format!("rkos.slot={slot}")) && cmdline.contains("rkos.mode=disk"),
         "{cmdline}"
@@ -249,7 +259,9 @@ fn grub_boot_counting_matches_the_model() {
     // 1. B on trial with 2 tries: B, B, then GRUB gives up by itself and boots A.
     let mut model = BootState::default();
     edit_state(&img, &mnt, |st| {
-        model = st.update_boot_state(|s| s.put_on_trial(Slot::B, 2)).unwrap();
+        model = st
+            .update_boot_state(|s| s.put_on_trial(Slot::B, 2))
+            .unwrap();
     });
     model = boot_and_check(&img, &mnt, model);
     assert_eq!(model.trial.unwrap().tries_left, 1);
@@ -262,7 +274,9 @@ fn grub_boot_counting_matches_the_model() {
 
     // 2. B on trial again, marked good by our code after its first boot: it stays.
     edit_state(&img, &mnt, |st| {
-        model = st.update_boot_state(|s| s.put_on_trial(Slot::B, 2)).unwrap();
+        model = st
+            .update_boot_state(|s| s.put_on_trial(Slot::B, 2))
+            .unwrap();
     });
     model = boot_and_check(&img, &mnt, model);
     edit_state(&img, &mnt, |st| {

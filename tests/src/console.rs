@@ -23,7 +23,9 @@ pub fn command_result(text: &str, id: u64) -> Option<(i32, String)> {
     let status: i32 = m[1].parse().ok()?;
     let before = &text[..whole.start()];
     // output starts after the last begin marker that was printed (not the typed one)
-    let out_start = before.rfind(&format!("{start}\n")).map(|i| i + start.len() + 1)?;
+    let out_start = before
+        .rfind(&format!("{start}\n"))
+        .map(|i| i + start.len() + 1)?;
     Some((status, before[out_start..].to_string()))
 }
 
@@ -82,7 +84,10 @@ mod tests {
         let log = "[    2.1] rkos-init: modules 41.5 ms\n[ 2.3] rkos-init: find-image 120 ms\nrkos-init: boot failed: x ms\n";
         assert_eq!(
             init_stages(log),
-            vec![("modules".to_string(), 41.5), ("find-image".to_string(), 120.0)]
+            vec![
+                ("modules".to_string(), 41.5),
+                ("find-image".to_string(), 120.0)
+            ]
         );
     }
 }

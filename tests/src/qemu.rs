@@ -55,8 +55,18 @@ pub fn accelerator() -> &'static str {
         // A working KVM guest sits in the firmware looking for a boot device until killed;
         // a broken one aborts at once.
         let child = Command::new("qemu-system-x86_64")
-            .args(["-accel", "kvm", "-cpu", "host", "-machine", "q35", "-nodefaults"])
-            .args(["-display", "none", "-m", "64", "-monitor", "none", "-serial", "none"])
+            .args([
+                "-accel",
+                "kvm",
+                "-cpu",
+                "host",
+                "-machine",
+                "q35",
+                "-nodefaults",
+            ])
+            .args([
+                "-display", "none", "-m", "64", "-monitor", "none", "-serial", "none",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -104,15 +114,32 @@ impl Vm {
     pub fn start(cfg: &VmConfig) -> Result<Vm> {
         let accel = accelerator();
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", accel, "-cpu", if accel == "kvm" { "host" } else { "max" }]);
-        cmd.args(["-machine", "q35", "-smp", "2", "-m", &cfg.memory_mb.to_string()]);
+        cmd.args([
+            "-accel",
+            accel,
+            "-cpu",
+            if accel == "kvm" { "host" } else { "max" },
+        ]);
+        cmd.args([
+            "-machine",
+            "q35",
+            "-smp",
+            "2",
+            "-m",
+            &cfg.memory_mb.to_string(),
+        ]);
         cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
         cmd.args(["-nic", "user,model=virtio-net-pci"]);
         match &cfg.boot {
             Boot::Iso(iso) => {
                 cmd.arg("-drive").arg(cdrom(iso));
             }
-            Boot::Kernel { kernel, initrd, cmdline, medium } => {
+            Boot::Kernel {
+                kernel,
+                initrd,
+                cmdline,
+                medium,
+            } => {
                 cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
                 cmd.arg("-append").arg(cmdline);
                 if let Some(iso) = medium {
@@ -121,19 +148,27 @@ impl Vm {
             }
         }
         for d in &cfg.disks {
-            cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio", d.display()));
+            cmd.arg("-drive")
+                .arg(format!("file={},format=raw,if=virtio", d.display()));
         }
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = cmd.spawn().context("starting qemu-system-x86_64 (is QEMU installed?)")?;
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd
+            .spawn()
+            .context("starting qemu-system-x86_64 (is QEMU installed?)")?;
         let stdin = child.stdin.take().context("qemu stdin")?;
         let mut stdout = child.stdout.take().context("qemu stdout")?;
 
         let dir = log_dir();
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let log_path = dir.join(format!("{}.log", cfg.name));
-        let mut log = File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
-        let shared = Arc::new(Shared { text: Mutex::new((String::new(), false)), changed: Condvar::new() });
+        let mut log =
+            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let shared = Arc::new(Shared {
+            text: Mutex::new((String::new(), false)),
+            changed: Condvar::new(),
+        });
         let reader = Arc::clone(&shared);
         thread::spawn(move || {
             let mut buf = [0u8; 8192];
@@ -188,7 +223,9 @@ impl Vm {
             let now = Instant::now();
             if g.1 || now >= deadline {
                 let tail_from = g.0.len().saturating_sub(3000);
-                let tail_from = (tail_from..g.0.len()).find(|i| g.0.is_char_boundary(*i)).unwrap_or(0);
+                let tail_from = (tail_from..g.0.len())
+                    .find(|i| g.0.is_char_boundary(*i))
+                    .unwrap_or(0);
                 bail!(
                     "{}: {} waiting for /{}/ after {:?}; console log {}; last output:\n{}",
                     self.name,
@@ -199,7 +236,12 @@ impl Vm {
                     &g.0[tail_from..]
                 );
             }
-            g = self.shared.changed.wait_timeout(g, deadline - now).expect("console lock").0;
+            g = self
+                .shared
+                .changed
+                .wait_timeout(g, deadline - now)
+                .expect("console lock")
+                .0;
         }
     }
 
@@ -210,8 +252,33 @@ impl Vm {
 
     /// Types `text` on the serial console.
     pub fn send(&mut self, text: &str) -> Result<()> {
-        self.stdin.write_all(text.as_bytes()).context("writing to the serial console")?;
+        self.stdin
+            .write_all(text.as_bytes())
+            .context("writing to the serial console")?;
         self.stdin.flush().context("writing to the serial console")
+    }
+
+    /// Types `line` until the console answers with `pattern`: a shell that has just started
+    /// may swallow the first keystrokes (busybox ash asks the terminal for the cursor position
+    /// and reads the reply from the same line), so one try is not enough.
+    pub fn type_until(
+        &mut self,
+        line: &str,
+        pattern: &str,
+        tries: u32,
+        each: Duration,
+    ) -> Result<String> {
+        let mut last = None;
+        for _ in 0..tries.max(1) {
+            self.send(&format!("{line}\n"))?;
+            match self.expect(pattern, each) {
+                Ok(got) => return Ok(got),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .expect("at least one try")
+            .context(format!("typing `{line}`")))
     }
 
     /// Puts the logged-in shell into a mode fit for scripting: no line editing, no echo, no
@@ -226,8 +293,11 @@ impl Vm {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         self.send(&format!("{}\n", console::command_line(cmd, id)))?;
         let end = format!(r"@@rkos-end-{id}:\d+@@");
-        let upto = self.expect(&end, timeout).with_context(|| format!("running `{cmd}`"))?;
-        console::command_result(&upto, id).ok_or_else(|| anyhow!("`{cmd}`: no begin marker in {upto:?}"))
+        let upto = self
+            .expect(&end, timeout)
+            .with_context(|| format!("running `{cmd}`"))?;
+        console::command_result(&upto, id)
+            .ok_or_else(|| anyhow!("`{cmd}`: no begin marker in {upto:?}"))
     }
 
     /// Runs `cmd` and fails unless it exits 0; returns its output.
@@ -270,7 +340,10 @@ pub fn extract_kernel(iso: &Path, dir: &Path) -> Result<(PathBuf, PathBuf)> {
         .status()
         .context("running xorriso")?;
     if !status.success() || !kernel.is_file() || !initrd.is_file() {
-        bail!("could not extract /boot/vmlinuz and /boot/initrd from {}", iso.display());
+        bail!(
+            "could not extract /boot/vmlinuz and /boot/initrd from {}",
+            iso.display()
+        );
     }
     Ok((kernel, initrd))
 }

@@ -13,13 +13,23 @@ pub fn make_seed(dir: &Path, user_data: &str, meta_data: &str) -> Result<PathBuf
     std::fs::write(&ud, user_data).context("writing user-data")?;
     std::fs::write(&md, meta_data).context("writing meta-data")?;
     let _ = std::fs::remove_file(&img);
-    run(Command::new("mkfs.vfat").args(["-C", "-n", "CIDATA"]).arg(&img).arg("2048"))?;
-    run(Command::new("mcopy").arg("-i").arg(&img).arg(&ud).arg(&md).arg("::/"))?;
+    run(Command::new("mkfs.vfat")
+        .args(["-C", "-n", "CIDATA"])
+        .arg(&img)
+        .arg("2048"))?;
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&img)
+        .arg(&ud)
+        .arg(&md)
+        .arg("::/"))?;
     Ok(img)
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?} (dosfstools, mtools)"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {cmd:?} (dosfstools, mtools)"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -33,14 +43,36 @@ mod tests {
     #[test]
     fn seed_volume_is_labelled_cidata_and_holds_both_files() {
         let dir = tempfile::tempdir().unwrap();
-        let img = make_seed(dir.path(), "#cloud-config\nhostname: a\n", "instance-id: a\n").unwrap();
-        let out = Command::new("mdir").arg("-i").arg(&img).arg("::/").output().unwrap();
+        let img = make_seed(
+            dir.path(),
+            "#cloud-config\nhostname: a\n",
+            "instance-id: a\n",
+        )
+        .unwrap();
+        let out = Command::new("mdir")
+            .arg("-i")
+            .arg(&img)
+            .arg("::/")
+            .output()
+            .unwrap();
         let listing = String::from_utf8_lossy(&out.stdout).to_lowercase();
         assert!(listing.contains("cidata"), "{listing}");
-        assert!(listing.contains("user-data") && listing.contains("meta-data"), "{listing}");
+        assert!(
+            listing.contains("user-data") && listing.contains("meta-data"),
+            "{listing}"
+        );
         let copied = dir.path().join("back");
-        let ok = Command::new("mcopy").arg("-i").arg(&img).arg("::/user-data").arg(&copied).status().unwrap();
+        let ok = Command::new("mcopy")
+            .arg("-i")
+            .arg(&img)
+            .arg("::/user-data")
+            .arg(&copied)
+            .status()
+            .unwrap();
         assert!(ok.success());
-        assert_eq!(std::fs::read_to_string(copied).unwrap(), "#cloud-config\nhostname: a\n");
+        assert_eq!(
+            std::fs::read_to_string(copied).unwrap(),
+            "#cloud-config\nhostname: a\n"
+        );
     }
 }

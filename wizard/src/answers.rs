@@ -89,8 +89,19 @@ impl Answers {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
         }
         take!(
-            action, device, config_url, password, wifi_ssid, wifi_passphrase, interface, address,
-            gateway, hostname, role, server_url, token
+            action,
+            device,
+            config_url,
+            password,
+            wifi_ssid,
+            wifi_passphrase,
+            interface,
+            address,
+            gateway,
+            hostname,
+            role,
+            server_url,
+            token
         );
         if !over.github_users.is_empty() {
             self.github_users = over.github_users;
@@ -146,11 +157,17 @@ impl Answers {
         }
         if self.network == NetMode::Static {
             if self.interface.as_deref().unwrap_or("").is_empty() {
-                push("interface", Err("a static address needs the interface it goes on (e.g. enp1s0)".into()));
+                push(
+                    "interface",
+                    Err("a static address needs the interface it goes on (e.g. enp1s0)".into()),
+                );
             }
             match &self.address {
                 Some(a) => push("address", checks::cidr(a)),
-                None => push("address", Err("a static network needs ADDRESS/PREFIX".into())),
+                None => push(
+                    "address",
+                    Err("a static network needs ADDRESS/PREFIX".into()),
+                ),
             }
             if let Some(g) = &self.gateway {
                 push("gateway", checks::ip(g));
@@ -171,7 +188,10 @@ impl Answers {
                 );
                 push("token", checks::token(self.token.as_deref().unwrap_or("")));
                 if self.cluster_init {
-                    push("cluster_init", Err("cluster_init applies to a server only".into()));
+                    push(
+                        "cluster_init",
+                        Err("cluster_init applies to a server only".into()),
+                    );
                 }
             }
             Some(Role::Server) => {
@@ -194,7 +214,10 @@ impl Answers {
 
     /// Fill what has a default: a generated token for a new server (returned so the UI can
     /// show it once) and the generated host name.
-    pub fn fill_defaults(&mut self, default_hostname: &str) -> Result<Option<String>, secrets::SecretError> {
+    pub fn fill_defaults(
+        &mut self,
+        default_hostname: &str,
+    ) -> Result<Option<String>, secrets::SecretError> {
         if self.config_url.is_some() {
             return Ok(None);
         }
@@ -220,10 +243,17 @@ impl Answers {
             Some(u) => Some(checks::server_url(u).map_err(ModelError::Answer)?.as_url()),
             None => None,
         };
-        let mut keys: Vec<String> = self.github_users.iter().map(|u| format!("github:{u}")).collect();
+        let mut keys: Vec<String> = self
+            .github_users
+            .iter()
+            .map(|u| format!("github:{u}"))
+            .collect();
         keys.extend(self.ssh_keys.iter().map(|k| k.trim().to_string()));
         let wifi = match (&self.wifi_ssid, &self.wifi_passphrase) {
-            (Some(name), Some(passphrase)) => vec![OutWifi { name: name.clone(), passphrase: passphrase.clone() }],
+            (Some(name), Some(passphrase)) => vec![OutWifi {
+                name: name.clone(),
+                passphrase: passphrase.clone(),
+            }],
             _ => vec![],
         };
         let network = (self.network == NetMode::Static).then(|| OutNetwork {
@@ -235,7 +265,11 @@ impl Answers {
                 dns: self.dns.clone(),
             }],
         });
-        let dns_nameservers = if self.network == NetMode::Dhcp { self.dns.clone() } else { vec![] };
+        let dns_nameservers = if self.network == NetMode::Dhcp {
+            self.dns.clone()
+        } else {
+            vec![]
+        };
         let out = OutConfig {
             hostname: self.hostname.clone(),
             ssh_authorized_keys: keys,
@@ -253,8 +287,14 @@ impl Answers {
                 dns_nameservers,
             },
         };
-        let body = serde_saphyr::to_string(&out).map_err(|e| ModelError::Yaml(e.to_string()))?;
-        Ok(format!("# Written by os-config. See docs/install.md and docs/config.md.\n{body}"))
+        // One line per value: keys and hashes stay greppable and copy-pasteable.
+        let mut options = serde_saphyr::SerializerOptions::default();
+        options.prefer_block_scalars = false;
+        let body = serde_saphyr::to_string_with_options(&out, options)
+            .map_err(|e| ModelError::Yaml(e.to_string()))?;
+        Ok(format!(
+            "# Written by os-config. See docs/install.md and docs/config.md.\n{body}"
+        ))
     }
 
     /// The summary shown before confirmation, secrets masked.
@@ -275,8 +315,13 @@ impl Answers {
             row("hostname", h.clone());
         }
         match self.role {
-            Some(Role::Server) if self.server_url.is_some() => row("role", "server (joins an existing server)".into()),
-            Some(Role::Server) if self.cluster_init => row("role", "server, first of an HA cluster (embedded etcd)".into()),
+            Some(Role::Server) if self.server_url.is_some() => {
+                row("role", "server (joins an existing server)".into())
+            }
+            Some(Role::Server) if self.cluster_init => row(
+                "role",
+                "server, first of an HA cluster (embedded etcd)".into(),
+            ),
             Some(Role::Server) => row("role", "server".into()),
             Some(Role::Agent) => row("role", "agent".into()),
             None => {}
@@ -297,15 +342,24 @@ impl Answers {
             let mut parts = k.split_whitespace();
             let kind = parts.next().unwrap_or("");
             let blob = parts.next().unwrap_or("");
-            let tail: String = blob.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: String = blob
+                .chars()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             row("SSH key", format!("{kind} ...{tail}"));
         }
-        match &self.wifi_ssid {
-            Some(s) => row(
+        if let Some(s) = &self.wifi_ssid {
+            row(
                 "WiFi",
-                format!("{s}, passphrase {}", secrets::mask(self.wifi_passphrase.as_deref().unwrap_or(""))),
-            ),
-            None => {}
+                format!(
+                    "{s}, passphrase {}",
+                    secrets::mask(self.wifi_passphrase.as_deref().unwrap_or(""))
+                ),
+            );
         }
         match self.network {
             NetMode::Dhcp => row("network", "DHCP".into()),

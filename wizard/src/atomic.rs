@@ -8,11 +8,18 @@ use std::path::Path;
 /// Writes `bytes` to a temporary file beside `path` with `mode`, fsyncs it, renames it over
 /// `path`, then fsyncs the directory so the rename itself survives a power cut.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = crate::install::create_with_mode(&tmp, mode)?;
         // The umask may have cut bits off at creation; the mode asked for is the mode kept.
@@ -40,8 +47,15 @@ mod tests {
         fs::write(&p, "old").unwrap();
         write_atomic(&p, b"new", 0o600).unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "new");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1, "no temporary left behind");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::read_dir(t.path()).unwrap().count(),
+            1,
+            "no temporary left behind"
+        );
     }
 
     #[test]

@@ -47,7 +47,9 @@ pub fn server_url(text: &str) -> Result<ServerUrl, String> {
         _ => return Err("the server URL has no host".into()),
     };
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err("the server URL must not carry a user or password; the token is asked next".into());
+        return Err(
+            "the server URL must not carry a user or password; the token is asked next".into(),
+        );
     }
     if !(parsed.path() == "/" || parsed.path().is_empty())
         || parsed.query().is_some()
@@ -69,7 +71,10 @@ pub fn server_url(text: &str) -> Result<ServerUrl, String> {
 /// whitespace.
 pub fn token(text: &str) -> Result<(), String> {
     if text.is_empty() {
-        return Err("a token is required: copy it from the server's /var/lib/rancher/k3s/server/node-token".into());
+        return Err(
+            "a token is required: copy it from the server's /var/lib/rancher/k3s/server/node-token"
+                .into(),
+        );
     }
     if text.chars().any(char::is_whitespace) {
         return Err("the token must not contain spaces".into());
@@ -78,10 +83,15 @@ pub fn token(text: &str) -> Result<(), String> {
         let ok = rest.split_once("::").is_some_and(|(hash, cred)| {
             !hash.is_empty()
                 && hash.chars().all(|c| c.is_ascii_hexdigit())
-                && cred.split_once(':').is_some_and(|(u, p)| !u.is_empty() && !p.is_empty())
+                && cred
+                    .split_once(':')
+                    .is_some_and(|(u, p)| !u.is_empty() && !p.is_empty())
         });
         if !ok {
-            return Err("a token starting with K10 must have the secure form K10<hex>::<user>:<password>".into());
+            return Err(
+                "a token starting with K10 must have the secure form K10<hex>::<user>:<password>"
+                    .into(),
+            );
         }
     }
     Ok(())
@@ -95,7 +105,9 @@ pub fn hostname(text: &str) -> Result<(), String> {
     for label in text.split('.') {
         let ok = !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
@@ -256,14 +268,27 @@ mod tests {
     fn server_urls() {
         assert_eq!(
             server_url("https://10.0.0.1").unwrap(),
-            ServerUrl { host: "10.0.0.1".into(), port: 6443 }
+            ServerUrl {
+                host: "10.0.0.1".into(),
+                port: 6443
+            }
         );
-        assert_eq!(server_url("https://k3s.lan:7443/").unwrap().as_url(), "https://k3s.lan:7443");
-        assert_eq!(server_url("https://[fd00::1]").unwrap().as_url(), "https://[fd00::1]:6443");
-        assert!(server_url("http://10.0.0.1:6443").unwrap_err().contains("https"));
+        assert_eq!(
+            server_url("https://k3s.lan:7443/").unwrap().as_url(),
+            "https://k3s.lan:7443"
+        );
+        assert_eq!(
+            server_url("https://[fd00::1]").unwrap().as_url(),
+            "https://[fd00::1]:6443"
+        );
+        assert!(server_url("http://10.0.0.1:6443")
+            .unwrap_err()
+            .contains("https"));
         assert!(server_url("10.0.0.1:6443").is_err());
         assert!(server_url("https://").is_err());
-        assert!(server_url("https://h:6443/v1").unwrap_err().contains("path"));
+        assert!(server_url("https://h:6443/v1")
+            .unwrap_err()
+            .contains("path"));
         assert!(server_url("https://u:p@h").unwrap_err().contains("user"));
         assert!(server_url("").unwrap_err().contains("required"));
         assert!(server_url("https://h:0").is_err());

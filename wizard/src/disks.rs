@@ -25,7 +25,11 @@ impl Disk {
     }
 
     pub fn describe(&self) -> String {
-        let model = if self.model.is_empty() { "unknown model" } else { &self.model };
+        let model = if self.model.is_empty() {
+            "unknown model"
+        } else {
+            &self.model
+        };
         format!(
             "{} - {} - {}{}",
             self.name,
@@ -80,7 +84,9 @@ pub fn list(root: &Path, excluded: &BTreeSet<String>) -> Vec<Disk> {
             continue;
         }
         let dir = e.path();
-        let sectors: u64 = read_trim(&dir.join("size")).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let sectors: u64 = read_trim(&dir.join("size"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         if sectors == 0 {
             continue; // an empty card reader or a drive with no medium
         }
@@ -103,6 +109,21 @@ pub fn list(root: &Path, excluded: &BTreeSet<String>) -> Vec<Disk> {
     out.retain(|d| !d.read_only);
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// One block device by kernel name, read from sysfs whatever its kind (for a device named
+/// explicitly, e.g. a loop device backing a disk image being made).
+pub fn lookup(root: &Path, name: &str) -> Option<Disk> {
+    let name = name.trim_start_matches("/dev/");
+    let dir = root.join("sys/block").join(name);
+    let sectors: u64 = read_trim(&dir.join("size"))?.parse().ok()?;
+    Some(Disk {
+        name: name.to_string(),
+        size_bytes: sectors * 512,
+        model: read_trim(&dir.join("device/model")).unwrap_or_default(),
+        removable: read_trim(&dir.join("removable")).as_deref() == Some("1"),
+        read_only: read_trim(&dir.join("ro")).as_deref() == Some("1"),
+    })
 }
 
 /// The whole disk that holds a block device: `sda1` -> `sda`, `nvme0n1p2` -> `nvme0n1`,
@@ -133,12 +154,10 @@ pub fn boot_disks(root: &Path) -> BTreeSet<String> {
             collect_dev_strings(&v, &mut devs);
         }
     }
-    for label in ["RKOS_LIVE"] {
-        let link = root.join("dev/disk/by-label").join(label);
-        if let Ok(target) = fs::read_link(&link) {
-            if let Some(n) = target.file_name() {
-                devs.push(n.to_string_lossy().into_owned());
-            }
+    let live = root.join("dev/disk/by-label/RKOS_LIVE");
+    if let Ok(target) = fs::read_link(&live) {
+        if let Some(n) = target.file_name() {
+            devs.push(n.to_string_lossy().into_owned());
         }
     }
     if let Ok(mounts) = fs::read_to_string(root.join("proc/self/mounts")) {
@@ -184,7 +203,11 @@ pub fn resolve_choice(root: &Path, wanted: &str, candidates: &[Disk]) -> Result<
         Some(d) => Ok(d.clone()),
         None => Err(format!(
             "`{wanted}` is not a disk that can be installed to (candidates: {})",
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         )),
     }
 }
@@ -227,7 +250,9 @@ mod tests {
         let err = resolve_choice(r, "/dev/vdb", &list).unwrap_err();
         assert!(err.contains("at least 4.0 GiB"), "{err}");
         assert_eq!(resolve_choice(r, "sda", &list).unwrap().name, "sda");
-        assert!(resolve_choice(r, "sdz", &list).unwrap_err().contains("candidates: sda, vdb"));
+        assert!(resolve_choice(r, "sdz", &list)
+            .unwrap_err()
+            .contains("candidates: sda, vdb"));
     }
 
     #[test]
@@ -246,9 +271,13 @@ mod tests {
         )
         .unwrap();
         fs::create_dir_all(r.join("dev/disk/by-label")).unwrap();
-        std::os::unix::fs::symlink("../../nvme0n1p1", r.join("dev/disk/by-label/RKOS_LIVE")).unwrap();
+        std::os::unix::fs::symlink("../../nvme0n1p1", r.join("dev/disk/by-label/RKOS_LIVE"))
+            .unwrap();
         let excl = boot_disks(r);
-        assert_eq!(excl.iter().map(String::as_str).collect::<Vec<_>>(), ["nvme0n1", "sdb"]);
+        assert_eq!(
+            excl.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["nvme0n1", "sdb"]
+        );
         let names: Vec<_> = list(r, &excl).into_iter().map(|d| d.name).collect();
         assert_eq!(names, ["sda"]);
     }

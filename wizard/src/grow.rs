@@ -33,7 +33,9 @@ pub struct PartInfo {
 }
 
 fn after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.lines().find_map(|l| l.trim().strip_prefix(key)).map(str::trim)
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(key))
+        .map(str::trim)
 }
 
 /// Parses `sgdisk -i N` output.
@@ -43,7 +45,9 @@ pub fn parse_part_info(text: &str) -> Option<PartInfo> {
         first: num("First sector:")?,
         last: num("Last sector:")?,
         unique_guid: after(text, "Partition unique GUID:")?.to_string(),
-        name: after(text, "Partition name:")?.trim_matches('\'').to_string(),
+        name: after(text, "Partition name:")?
+            .trim_matches('\'')
+            .to_string(),
     })
 }
 
@@ -53,17 +57,35 @@ pub fn parse_last_usable(text: &str) -> Option<u64> {
 }
 
 fn run(cmd: &str, args: &[&str]) -> Result<String, GrowError> {
-    let out = Command::new(cmd).args(args).output().map_err(|e| GrowError::Command {
-        cmd: cmd.into(),
-        msg: e.to_string(),
-    })?;
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| GrowError::Command {
+            cmd: cmd.into(),
+            msg: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(GrowError::Command {
             cmd: format!("{cmd} {}", args.join(" ")),
-            msg: format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout)).trim().to_string(),
+            msg: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            )
+            .trim()
+            .to_string(),
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn is_mounted(dev: &Path) -> bool {
+    let canon = std::fs::canonicalize(dev).unwrap_or_else(|_| dev.to_path_buf());
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .any(|src| std::fs::canonicalize(src).is_ok_and(|c| c == canon))
 }
 
 /// Grows partition 4 of `disk` (`data_part`, mounted or not) to the disk's end.
@@ -79,13 +101,18 @@ pub fn grow_data(disk: &Path, data_part: &Path) -> Result<Grown, GrowError> {
     if info.name != crate::install::LABEL_DATA {
         return Err(GrowError::Table {
             disk: d.to_string(),
-            msg: format!("partition {PART_DATA} is `{}`, not {}", info.name, crate::install::LABEL_DATA),
+            msg: format!(
+                "partition {PART_DATA} is `{}`, not {}",
+                info.name,
+                crate::install::LABEL_DATA
+            ),
         });
     }
-    let last_usable = parse_last_usable(&run("sgdisk", &["-E", &d])?).ok_or_else(|| GrowError::Table {
-        disk: d.to_string(),
-        msg: "sgdisk -E printed no sector".into(),
-    })?;
+    let last_usable =
+        parse_last_usable(&run("sgdisk", &["-E", &d])?).ok_or_else(|| GrowError::Table {
+            disk: d.to_string(),
+            msg: "sgdisk -E printed no sector".into(),
+        })?;
     // The installer aligns partitions to 2048 sectors; the last MiB or less is not worth it.
     if last_usable < info.last + 2048 {
         return Ok(Grown::AlreadyFull);
@@ -106,11 +133,32 @@ pub fn grow_data(disk: &Path, data_part: &Path) -> Result<Grown, GrowError> {
     // Tell the kernel about the new size of the partition in use (BLKPG resize).
     run("partx", &["--update", "--nr", &n.to_string(), &d])?;
     let _ = run("udevadm", &["settle", "--timeout=10"]);
-    run("resize2fs", &[&data_part.to_string_lossy()])?;
+    let part = data_part.to_string_lossy();
+    if !is_mounted(data_part) {
+        // Offline (an image being prepared): resize2fs wants a freshly checked file system.
+        // e2fsck exits 1 when it fixed something, which is fine here.
+        let st = Command::new("e2fsck")
+            .args(["-f", "-p", &part])
+            .status()
+            .map_err(|e| GrowError::Command {
+                cmd: "e2fsck".into(),
+                msg: e.to_string(),
+            })?;
+        if !matches!(st.code(), Some(0 | 1)) {
+            return Err(GrowError::Command {
+                cmd: format!("e2fsck -f -p {part}"),
+                msg: st.to_string(),
+            });
+        }
+    }
+    run("resize2fs", &[&part])?;
     let new_last = parse_part_info(&run("sgdisk", &["-i", &n.to_string(), &d])?)
         .map(|i| i.last)
         .unwrap_or(last_usable);
-    Ok(Grown::Grown { from: info.last, to: new_last })
+    Ok(Grown::Grown {
+        from: info.last,
+        to: new_last,
+    })
 }
 
 #[cfg(test)]

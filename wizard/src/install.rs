@@ -162,7 +162,11 @@ pub enum InstallError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("`{cmd}` failed ({status}): {stderr}")]
-    Command { cmd: String, status: String, stderr: String },
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
     #[error("{0}")]
     Target(String),
     #[error(transparent)]
@@ -171,7 +175,10 @@ pub enum InstallError {
 
 impl InstallError {
     fn io(p: &Path, e: io::Error) -> Self {
-        InstallError::Io { path: p.to_path_buf(), source: e }
+        InstallError::Io {
+            path: p.to_path_buf(),
+            source: e,
+        }
     }
 }
 
@@ -188,7 +195,6 @@ pub struct LogProgress;
 impl Progress for LogProgress {
     fn step(&mut self, what: &str) {
         tracing::info!("install: {what}");
-        eprintln!("install: {what}");
     }
     fn bytes(&mut self, _: u64, _: u64) {}
 }
@@ -233,7 +239,10 @@ pub fn device_size(dev: &Path) -> Result<u64, InstallError> {
 pub fn check_target(disk: &Path, layout: &Layout) -> Result<u64, InstallError> {
     let meta = fs::metadata(disk).map_err(|e| InstallError::io(disk, e))?;
     if !meta.file_type().is_block_device() {
-        return Err(InstallError::Target(format!("{} is not a block device", disk.display())));
+        return Err(InstallError::Target(format!(
+            "{} is not a block device",
+            disk.display()
+        )));
     }
     let size = device_size(disk)?;
     if size < layout.min_disk_bytes() {
@@ -250,9 +259,7 @@ pub fn check_target(disk: &Path, layout: &Layout) -> Result<u64, InstallError> {
     for line in mounts.lines() {
         let src = line.split_whitespace().next().unwrap_or("");
         let src_canon = fs::canonicalize(src).map(|c| p(&c)).unwrap_or_default();
-        if src_canon == canon
-            || (src_canon.starts_with(&canon) && src_canon[canon.len()..].trim_start_matches('p').parse::<u32>().is_ok())
-        {
+        if src_canon == canon || is_partition_of(&src_canon, &canon) {
             return Err(InstallError::Target(format!(
                 "{} is in use: {src} is mounted; unmount it first",
                 disk.display()
@@ -260,6 +267,23 @@ pub fn check_target(disk: &Path, layout: &Layout) -> Result<u64, InstallError> {
         }
     }
     Ok(size)
+}
+
+/// Whether `part` names a partition of `disk` (`/dev/sda1` of `/dev/sda`, `/dev/loop1p2` of
+/// `/dev/loop1`, but not `/dev/loop10` of `/dev/loop1`).
+fn is_partition_of(part: &str, disk: &str) -> bool {
+    let Some(rest) = part.strip_prefix(disk) else {
+        return false;
+    };
+    let digits = if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        match rest.strip_prefix('p') {
+            Some(d) => d,
+            None => return false,
+        }
+    } else {
+        rest
+    };
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Mounted file systems of the install, unmounted in reverse order on drop (also on error,
@@ -300,7 +324,11 @@ fn wait_for(paths: &[PathBuf], timeout: Duration) -> Result<(), InstallError> {
         if start.elapsed() > timeout {
             return Err(InstallError::Target(format!(
                 "the new partitions did not appear: {}",
-                missing.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                missing
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -327,15 +355,23 @@ fn copy_hashed(
             break;
         }
         hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n]).map_err(|e| InstallError::io(&tmp, e))?;
+        dst.write_all(&buf[..n])
+            .map_err(|e| InstallError::io(&tmp, e))?;
         size += n as u64;
         *done += n as u64;
         progress.bytes(*done, total);
     }
     dst.sync_all().map_err(|e| InstallError::io(&tmp, e))?;
     fs::rename(&tmp, to).map_err(|e| InstallError::io(to, e))?;
-    let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let sha256 = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok(FileEntry { name, size, sha256 })
 }
 
@@ -344,10 +380,20 @@ fn copy_hashed(
 /// mounted FAT directory, and the ESP is the one file system the installer would otherwise
 /// need the vfat driver for. The EFI image finds `RKOS_STATE` by UUID and loads its modules
 /// and grub.cfg from there, like the BIOS image.
-fn install_efi(esp: &Path, state_dev: &Path, state_mnt: &Path, work: &Path) -> Result<(), InstallError> {
-    let uuid = run("blkid", &s(["-s", "UUID", "-o", "value", &p(state_dev)]))?.trim().to_string();
+fn install_efi(
+    esp: &Path,
+    state_dev: &Path,
+    state_mnt: &Path,
+    work: &Path,
+) -> Result<(), InstallError> {
+    let uuid = run("blkid", &s(["-s", "UUID", "-o", "value", &p(state_dev)]))?
+        .trim()
+        .to_string();
     if uuid.is_empty() {
-        return Err(InstallError::Target(format!("{} has no UUID", state_dev.display())));
+        return Err(InstallError::Target(format!(
+            "{} has no UUID",
+            state_dev.display()
+        )));
     }
     let lib = Path::new("/usr/lib/grub/x86_64-efi");
     if !lib.join("normal.mod").exists() {
@@ -358,7 +404,10 @@ fn install_efi(esp: &Path, state_dev: &Path, state_mnt: &Path, work: &Path) -> R
     }
     let mods = state_mnt.join("grub/x86_64-efi");
     fs::create_dir_all(&mods).map_err(|e| InstallError::io(&mods, e))?;
-    for e in fs::read_dir(lib).map_err(|e| InstallError::io(lib, e))?.flatten() {
+    for e in fs::read_dir(lib)
+        .map_err(|e| InstallError::io(lib, e))?
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.ends_with(".mod") || name.ends_with(".lst") {
             fs::copy(e.path(), mods.join(&name)).map_err(|err| InstallError::io(&e.path(), err))?;
@@ -386,9 +435,12 @@ fn install_efi(esp: &Path, state_dev: &Path, state_mnt: &Path, work: &Path) -> R
             "configfile",
         ]),
     )?;
-    let img = format!("{}", p(esp));
+    let img = p(esp);
     run("mmd", &s(["-i", &img, "::/EFI", "::/EFI/BOOT"]))?;
-    run("mcopy", &s(["-i", &img, &p(&image), "::/EFI/BOOT/BOOTX64.EFI"]))?;
+    run(
+        "mcopy",
+        &s(["-i", &img, &p(&image), "::/EFI/BOOT/BOOTX64.EFI"]),
+    )?;
     Ok(())
 }
 
@@ -424,7 +476,10 @@ pub fn install(req: &Request, progress: &mut dyn Progress) -> Result<Installed, 
 
     progress.step("making file systems (vfat RKOS_EFI, ext4 RKOS_STATE, ext4 RKOS_DATA)");
     run("mkfs.vfat", &s(["-F", "32", "-n", LABEL_EFI, &p(efi)]))?;
-    run("mkfs.ext4", &s(["-q", "-F", "-m", "0", "-L", LABEL_STATE, &p(state)]))?;
+    run(
+        "mkfs.ext4",
+        &s(["-q", "-F", "-m", "0", "-L", LABEL_STATE, &p(state)]),
+    )?;
     run("mkfs.ext4", &s(["-q", "-F", "-L", LABEL_DATA, &p(data)]))?;
 
     let mut mounts = Mounts(Vec::new());
@@ -446,7 +501,13 @@ pub fn install(req: &Request, progress: &mut dyn Progress) -> Result<Installed, 
     let mut done = 0;
     let mut files = Vec::new();
     for (name, from) in req.source.files() {
-        files.push(copy_hashed(from, &slot.join(name), progress, &mut done, total)?);
+        files.push(copy_hashed(
+            from,
+            &slot.join(name),
+            progress,
+            &mut done,
+            total,
+        )?);
     }
     let manifest = Manifest {
         version: req.source.version.clone(),
@@ -480,23 +541,32 @@ pub fn install(req: &Request, progress: &mut dyn Progress) -> Result<Installed, 
     write_atomic(&sd.grub_cfg(), rkos_slots::GRUB_CFG.as_bytes(), 0o644)
         .map_err(|e| InstallError::io(&sd.grub_cfg(), e))?;
     sd.write_boot_state(&BootState::default())?;
-    if let Some(extra) = &req.extra_cmdline {
-        let mut env = sd.read_env()?;
-        env.set("rkos_cmdline", extra)
-            .map_err(|e| InstallError::Source(format!("kernel arguments: {e}")))?;
-        let bytes = env
-            .serialize()
-            .map_err(|e| InstallError::Source(format!("kernel arguments: {e}")))?;
-        write_atomic(&sd.grubenv(), &bytes, 0o644).map_err(|e| InstallError::io(&sd.grubenv(), e))?;
-    }
+    // `gpt`: the kernel otherwise ignores a GPT whose protective MBR no longer matches the
+    // disk's size, which is what a disk image written to a bigger disk (or a VM disk that
+    // was enlarged) looks like until rkos-grow-data.service has run.
+    let cmdline = match &req.extra_cmdline {
+        Some(extra) => format!("gpt {extra}"),
+        None => "gpt".to_string(),
+    };
+    let mut env = sd.read_env()?;
+    env.set("rkos_cmdline", &cmdline)
+        .map_err(|e| InstallError::Source(format!("kernel arguments: {e}")))?;
+    let bytes = env
+        .serialize()
+        .map_err(|e| InstallError::Source(format!("kernel arguments: {e}")))?;
+    write_atomic(&sd.grubenv(), &bytes, 0o644).map_err(|e| InstallError::io(&sd.grubenv(), e))?;
 
     progress.step("writing the config to RKOS_DATA:/var/lib/rkos/config.yaml");
     let cfg_dir = m_data.join("var/lib/rkos");
     fs::create_dir_all(&cfg_dir).map_err(|e| InstallError::io(&cfg_dir, e))?;
     fs::set_permissions(&cfg_dir, fs::Permissions::from_mode(0o700))
         .map_err(|e| InstallError::io(&cfg_dir, e))?;
-    write_atomic(&cfg_dir.join("config.yaml"), req.config_yaml.as_bytes(), 0o600)
-        .map_err(|e| InstallError::io(&cfg_dir, e))?;
+    write_atomic(
+        &cfg_dir.join("config.yaml"),
+        req.config_yaml.as_bytes(),
+        0o600,
+    )
+    .map_err(|e| InstallError::io(&cfg_dir, e))?;
     // Marks the data volume as made by this installer, with the layout, for `rkos status`
     // and for the grow service (which only touches a disk that carries it).
     let stamp = m_data.join("var/lib/rkos/installed.json");
@@ -505,7 +575,8 @@ pub fn install(req: &Request, progress: &mut dyn Progress) -> Result<Installed, 
         "disk_bytes": disk_bytes,
         "state_mib": layout.state_mib,
     });
-    write_atomic(&stamp, info.to_string().as_bytes(), 0o644).map_err(|e| InstallError::io(&stamp, e))?;
+    write_atomic(&stamp, info.to_string().as_bytes(), 0o644)
+        .map_err(|e| InstallError::io(&stamp, e))?;
 
     progress.step("syncing and unmounting");
     run("sync", &[])?;
@@ -533,11 +604,35 @@ mod tests {
 
     #[test]
     fn partition_names() {
-        assert_eq!(partition_path(Path::new("/dev/sda"), 4), Path::new("/dev/sda4"));
-        assert_eq!(partition_path(Path::new("/dev/vdb"), 1), Path::new("/dev/vdb1"));
-        assert_eq!(partition_path(Path::new("/dev/nvme0n1"), 2), Path::new("/dev/nvme0n1p2"));
-        assert_eq!(partition_path(Path::new("/dev/loop7"), 3), Path::new("/dev/loop7p3"));
-        assert_eq!(partition_path(Path::new("/dev/mmcblk0"), 1), Path::new("/dev/mmcblk0p1"));
+        assert_eq!(
+            partition_path(Path::new("/dev/sda"), 4),
+            Path::new("/dev/sda4")
+        );
+        assert_eq!(
+            partition_path(Path::new("/dev/vdb"), 1),
+            Path::new("/dev/vdb1")
+        );
+        assert_eq!(
+            partition_path(Path::new("/dev/nvme0n1"), 2),
+            Path::new("/dev/nvme0n1p2")
+        );
+        assert_eq!(
+            partition_path(Path::new("/dev/loop7"), 3),
+            Path::new("/dev/loop7p3")
+        );
+        assert_eq!(
+            partition_path(Path::new("/dev/mmcblk0"), 1),
+            Path::new("/dev/mmcblk0p1")
+        );
+    }
+
+    #[test]
+    fn partitions_of_a_disk() {
+        assert!(is_partition_of("/dev/sda1", "/dev/sda"));
+        assert!(is_partition_of("/dev/loop1p2", "/dev/loop1"));
+        assert!(!is_partition_of("/dev/loop10", "/dev/loop1"));
+        assert!(!is_partition_of("/dev/sdab", "/dev/sda"));
+        assert!(!is_partition_of("/dev/sda", "/dev/sda"));
     }
 
     #[test]
@@ -555,7 +650,10 @@ mod tests {
         let cmds = partition_commands(Path::new("/dev/vda"), &Layout::for_image(100 * MIB));
         assert_eq!(cmds[0], ["--zap-all", "/dev/vda"]);
         let joined = cmds[1].join(" ");
-        assert!(joined.contains("--new=1:1M:+1M --typecode=1:EF02"), "{joined}");
+        assert!(
+            joined.contains("--new=1:1M:+1M --typecode=1:EF02"),
+            "{joined}"
+        );
         assert!(joined.contains("--new=2:0:+64M --typecode=2:EF00 --change-name=2:RKOS_EFI"));
         assert!(joined.contains("--new=3:0:+2048M --typecode=3:8300 --change-name=3:RKOS_STATE"));
         assert!(joined.contains("--new=4:0:0 --typecode=4:8300 --change-name=4:RKOS_DATA"));
@@ -565,7 +663,10 @@ mod tests {
     #[test]
     fn source_from_iso_layout_or_slot_layout() {
         let t = tempfile::tempdir().unwrap();
-        assert!(Source::from_dir(t.path(), "1", "amd64").unwrap_err().to_string().contains("no boot/vmlinuz"));
+        assert!(Source::from_dir(t.path(), "1", "amd64")
+            .unwrap_err()
+            .to_string()
+            .contains("no boot/vmlinuz"));
         fs::create_dir_all(t.path().join("boot")).unwrap();
         fs::write(t.path().join("boot/vmlinuz"), b"k").unwrap();
         fs::write(t.path().join("initrd"), b"ii").unwrap();

@@ -22,7 +22,10 @@ pub enum KeysLookup {
 /// `BASE/USER.keys`, GitHub's public key listing. `base` is a parameter so tests use a
 /// server on loopback.
 pub fn github_keys(base: &str, user: &str, timeout: Duration) -> KeysLookup {
-    let client = match reqwest::blocking::Client::builder().timeout(timeout).build() {
+    let client = match reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .build()
+    {
         Ok(c) => c,
         Err(e) => return KeysLookup::Unreachable(e.to_string()),
     };
@@ -30,10 +33,17 @@ pub fn github_keys(base: &str, user: &str, timeout: Duration) -> KeysLookup {
     match client.get(&url).send() {
         Err(e) => KeysLookup::Unreachable(plain_error(&e)),
         Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => KeysLookup::NotFound,
-        Ok(r) if !r.status().is_success() => KeysLookup::Unreachable(format!("{url} answered {}", r.status())),
+        Ok(r) if !r.status().is_success() => {
+            KeysLookup::Unreachable(format!("{url} answered {}", r.status()))
+        }
         Ok(r) => match r.text() {
             Ok(body) => {
-                let keys: Vec<String> = body.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+                let keys: Vec<String> = body
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect();
                 if keys.is_empty() {
                     KeysLookup::NoKeys
                 } else {
@@ -111,8 +121,13 @@ pub fn wireless_interfaces(root: &std::path::Path) -> Vec<String> {
 /// otherwise (the UI then asks for the SSID).
 pub fn scan_wifi(root: &std::path::Path) -> Vec<String> {
     for iface in wireless_interfaces(root) {
-        let _ = std::process::Command::new("ip").args(["link", "set", &iface, "up"]).status();
-        if let Ok(out) = std::process::Command::new("iw").args(["dev", &iface, "scan"]).output() {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "set", &iface, "up"])
+            .status();
+        if let Ok(out) = std::process::Command::new("iw")
+            .args(["dev", &iface, "scan"])
+            .output()
+        {
             let list = parse_iw_scan(&String::from_utf8_lossy(&out.stdout));
             if !list.is_empty() {
                 return list;
@@ -130,7 +145,10 @@ pub fn fetch_text(src: &str, timeout: Duration) -> Result<String, String> {
             .timeout(timeout)
             .build()
             .map_err(|e| e.to_string())?;
-        let r = client.get(src).send().map_err(|e| format!("{src}: {}", plain_error(&e)))?;
+        let r = client
+            .get(src)
+            .send()
+            .map_err(|e| format!("{src}: {}", plain_error(&e)))?;
         if !r.status().is_success() {
             return Err(format!("{src} answered {}", r.status()));
         }
@@ -163,9 +181,17 @@ mod tests {
                         break;
                     }
                 }
-                let (code, body) = routes.iter().find(|(p, _, _)| *p == path).map(|(_, c, b)| (*c, *b)).unwrap_or((404, ""));
+                let (code, body) = routes
+                    .iter()
+                    .find(|(p, _, _)| *p == path)
+                    .map(|(_, c, b)| (*c, *b))
+                    .unwrap_or((404, ""));
                 let mut s = s;
-                let _ = write!(s, "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
             }
         });
         format!("http://{addr}")
@@ -173,11 +199,21 @@ mod tests {
 
     #[test]
     fn github_lookups() {
-        let base = serve(&[("/octo.keys", 200, "ssh-ed25519 AAAA one\nssh-rsa BBBB two\n"), ("/nokeys.keys", 200, "\n")]);
+        let base = serve(&[
+            (
+                "/octo.keys",
+                200,
+                "ssh-ed25519 AAAA one\nssh-rsa BBBB two\n",
+            ),
+            ("/nokeys.keys", 200, "\n"),
+        ]);
         let t = Duration::from_secs(5);
         assert_eq!(
             github_keys(&base, "octo", t),
-            KeysLookup::Found(vec!["ssh-ed25519 AAAA one".into(), "ssh-rsa BBBB two".into()])
+            KeysLookup::Found(vec![
+                "ssh-ed25519 AAAA one".into(),
+                "ssh-rsa BBBB two".into()
+            ])
         );
         assert_eq!(github_keys(&base, "nokeys", t), KeysLookup::NoKeys);
         assert_eq!(github_keys(&base, "ghost", t), KeysLookup::NotFound);
@@ -187,8 +223,13 @@ mod tests {
     fn fetches_config_by_url_or_path() {
         let base = serve(&[("/node.yaml", 200, "hostname: n1\n")]);
         let t = Duration::from_secs(5);
-        assert_eq!(fetch_text(&format!("{base}/node.yaml"), t).unwrap(), "hostname: n1\n");
-        assert!(fetch_text(&format!("{base}/missing"), t).unwrap_err().contains("404"));
+        assert_eq!(
+            fetch_text(&format!("{base}/node.yaml"), t).unwrap(),
+            "hostname: n1\n"
+        );
+        assert!(fetch_text(&format!("{base}/missing"), t)
+            .unwrap_err()
+            .contains("404"));
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.yaml");
         std::fs::write(&f, "x: 1").unwrap();
@@ -202,7 +243,11 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        match github_keys(&format!("http://127.0.0.1:{port}"), "octo", Duration::from_secs(2)) {
+        match github_keys(
+            &format!("http://127.0.0.1:{port}"),
+            "octo",
+            Duration::from_secs(2),
+        ) {
             KeysLookup::Unreachable(m) => assert!(m.contains("could not connect"), "{m}"),
             other => panic!("{other:?}"),
         }
@@ -212,12 +257,24 @@ mod tests {
     fn probes() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let url = ServerUrl { host: "127.0.0.1".into(), port };
+        let url = ServerUrl {
+            host: "127.0.0.1".into(),
+            port,
+        };
         assert_eq!(probe_server(&url, Duration::from_secs(2)), Probe::Reachable);
         drop(l);
-        assert!(matches!(probe_server(&url, Duration::from_secs(2)), Probe::Unreachable(_)));
-        let bad = ServerUrl { host: "no-such-host.invalid".into(), port: 6443 };
-        assert!(matches!(probe_server(&bad, Duration::from_secs(2)), Probe::Unreachable(_)));
+        assert!(matches!(
+            probe_server(&url, Duration::from_secs(2)),
+            Probe::Unreachable(_)
+        ));
+        let bad = ServerUrl {
+            host: "no-such-host.invalid".into(),
+            port: 6443,
+        };
+        assert!(matches!(
+            probe_server(&bad, Duration::from_secs(2)),
+            Probe::Unreachable(_)
+        ));
     }
 
     #[test]

@@ -53,7 +53,10 @@ pub struct Unattended {
 }
 
 fn truthy(v: Option<&str>) -> bool {
-    !matches!(v.map(str::to_ascii_lowercase).as_deref(), Some("false" | "0" | "no" | "off"))
+    !matches!(
+        v.map(str::to_ascii_lowercase).as_deref(),
+        Some("false" | "0" | "no" | "off")
+    )
 }
 
 /// Splits a kernel command line into words; double quotes group words with spaces, as the
@@ -94,7 +97,10 @@ pub fn unattended_from_cmdline(cmdline: &str) -> Unattended {
             Some((k, v)) => (k.to_string(), Some(v.to_string())),
             None => (w.clone(), None),
         };
-        let Some(key) = k.strip_prefix("rkos.install.").or_else(|| k.strip_prefix("k3os.install.")) else {
+        let Some(key) = k
+            .strip_prefix("rkos.install.")
+            .or_else(|| k.strip_prefix("k3os.install."))
+        else {
             continue;
         };
         match key.replace('-', "_").as_str() {
@@ -112,7 +118,10 @@ pub fn unattended_from_cmdline(cmdline: &str) -> Unattended {
 /// Kernel arguments an installed node should keep from the live boot: the serial console
 /// the install ran on, so the installed system talks on the same console.
 pub fn consoles_from_cmdline(cmdline: &str) -> Vec<String> {
-    words(cmdline).into_iter().filter(|w| w.starts_with("console=")).collect()
+    words(cmdline)
+        .into_iter()
+        .filter(|w| w.starts_with("console="))
+        .collect()
 }
 
 #[cfg(test)]
@@ -125,10 +134,15 @@ mod tests {
             "BOOT_IMAGE=/boot/vmlinuz rkos.mode=install rkos.install.device=/dev/vda rkos.install.config_url=\"http://10.0.2.2:8000/a b.yaml\" rkos.install.power_off console=ttyS0",
         );
         assert_eq!(u.device.as_deref(), Some("/dev/vda"));
-        assert_eq!(u.config_url.as_deref(), Some("http://10.0.2.2:8000/a b.yaml"));
+        assert_eq!(
+            u.config_url.as_deref(),
+            Some("http://10.0.2.2:8000/a b.yaml")
+        );
         assert!(u.power_off);
         assert!(!u.reboot);
-        let k = unattended_from_cmdline("k3os.install.device=/dev/sda k3os.install.power_off=false k3os.install.reboot=true");
+        let k = unattended_from_cmdline(
+            "k3os.install.device=/dev/sda k3os.install.power_off=false k3os.install.reboot=true",
+        );
         assert_eq!(k.device.as_deref(), Some("/dev/sda"));
         assert!(!k.power_off);
         assert!(k.reboot);
@@ -137,15 +151,28 @@ mod tests {
 
     #[test]
     fn consoles() {
-        assert_eq!(consoles_from_cmdline("a console=tty0 b console=ttyS0,115200n8"), ["console=tty0", "console=ttyS0,115200n8"]);
+        assert_eq!(
+            consoles_from_cmdline("a console=tty0 b console=ttyS0,115200n8"),
+            ["console=tty0", "console=ttyS0,115200n8"]
+        );
     }
 
     #[test]
     fn writes_config_0600_and_replaces() {
         let t = tempfile::tempdir().unwrap();
         let p = write_config(t.path(), "hostname: a\n").unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::metadata(p.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(p.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
         write_config(t.path(), "hostname: b\n").unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "hostname: b\n");
     }

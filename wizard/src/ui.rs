@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use console::Term;
 use console::style;
-use indicatif::{ProgressBar, ProgressStyle};
+pub use console::Term;
 use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Confirm, Input, Password, Select};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::answers::{Action, Answers, NetMode, Role};
 use crate::checks;
@@ -39,9 +39,34 @@ pub struct Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum UiError {
     #[error("terminal: {0}")]
-    Term(#[from] dialoguer::Error),
+    Term(dialoguer::Error),
+    /// Ctrl-C during a question (the terminal was in raw mode, so it came as a key).
+    #[error("cancelled")]
+    Cancelled,
     #[error("{0}")]
     Other(String),
+}
+
+impl From<dialoguer::Error> for UiError {
+    fn from(e: dialoguer::Error) -> Self {
+        match e {
+            dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => {
+                UiError::Cancelled
+            }
+            other => UiError::Term(other),
+        }
+    }
+}
+
+/// Leaves at once after Ctrl-C, before anything was written: cursor shown, one message,
+/// exit status 130 (as a shell reports SIGINT).
+pub fn cancel_exit() -> ! {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = Term::stderr().show_cursor();
+        eprintln!("\nCancelled: nothing was written.");
+    });
+    std::process::exit(130)
 }
 
 type R<T> = Result<T, UiError>;
@@ -67,7 +92,10 @@ pub fn run(ctx: &Context, preset: Answers, term: &Term) -> R<Option<Outcome>> {
         None => {
             let i = Select::with_theme(&theme)
                 .with_prompt("What do you want to do?")
-                .items(["Install rkos to a disk", "Configure this node as it runs (no install)"])
+                .items([
+                    "Install rkos to a disk",
+                    "Configure this node as it runs (no install)",
+                ])
                 .default(0)
                 .interact_on(term)?;
             if i == 0 {
@@ -82,15 +110,24 @@ pub fn run(ctx: &Context, preset: Answers, term: &Term) -> R<Option<Outcome>> {
     let mut disk = None;
     if action == Action::Install {
         disk = Some(ask_disk(ctx, &a, &theme, term)?);
-        a.device = disk.as_ref().map(|d| d.dev_path().to_string_lossy().into_owned());
+        a.device = disk
+            .as_ref()
+            .map(|d| d.dev_path().to_string_lossy().into_owned());
     }
 
     let config_text = if a.config_url.is_some() {
-        Some(load_config(ctx, a.config_url.clone().unwrap_or_default(), term)?)
+        Some(load_config(
+            ctx,
+            a.config_url.clone().unwrap_or_default(),
+            term,
+        )?)
     } else {
         let i = Select::with_theme(&theme)
             .with_prompt("How do you want to configure the node?")
-            .items(["Answer a few questions", "Use a config file (cloud-init style) from a path or URL"])
+            .items([
+                "Answer a few questions",
+                "Use a config file (cloud-init style) from a path or URL",
+            ])
             .default(0)
             .interact_on(term)?;
         if i == 1 {
@@ -106,7 +143,9 @@ pub fn run(ctx: &Context, preset: Answers, term: &Term) -> R<Option<Outcome>> {
         Some(text) => text,
         None => {
             ask_questions(ctx, &mut a, &theme, term)?;
-            let yaml = a.to_config_yaml().map_err(|e| UiError::Other(e.to_string()))?;
+            let yaml = a
+                .to_config_yaml()
+                .map_err(|e| UiError::Other(e.to_string()))?;
             let (errors, _) = crate::validate_config("os-config answers", &yaml);
             if !errors.is_empty() {
                 return Err(UiError::Other(format!(
@@ -142,13 +181,18 @@ pub fn run(ctx: &Context, preset: Answers, term: &Term) -> R<Option<Outcome>> {
         say(term, "Cancelled: nothing was written.");
         return Ok(None);
     }
-    Ok(Some(Outcome { answers: a, config_yaml, disk }))
+    Ok(Some(Outcome {
+        answers: a,
+        config_yaml,
+        disk,
+    }))
 }
 
 fn ask_disk(ctx: &Context, a: &Answers, theme: &ColorfulTheme, term: &Term) -> R<Disk> {
     if ctx.disks.is_empty() {
         return Err(UiError::Other(
-            "no disk to install to: the boot medium is never offered, and no other disk was found".into(),
+            "no disk to install to: the boot medium is never offered, and no other disk was found"
+                .into(),
         ));
     }
     if let Some(dev) = &a.device {
@@ -175,7 +219,10 @@ fn load_config(ctx: &Context, src: String, term: &Term) -> R<String> {
         warn(term, w);
     }
     if !errors.is_empty() {
-        return Err(UiError::Other(format!("{src} has errors:\n{}", errors.join("\n"))));
+        return Err(UiError::Other(format!(
+            "{src} has errors:\n{}",
+            errors.join("\n")
+        )));
     }
     Ok(text)
 }
@@ -193,7 +240,10 @@ fn ask_config_file(ctx: &Context, theme: &ColorfulTheme, term: &Term) -> R<(Stri
             }
         };
         if text.starts_with("#!") {
-            warn(term, "That is a script, not a config: give a YAML config file.");
+            warn(
+                term,
+                "That is a script, not a config: give a YAML config file.",
+            );
             continue;
         }
         let (errors, warnings) = crate::validate_config(src.trim(), &text);
@@ -227,7 +277,13 @@ fn ask_questions(ctx: &Context, a: &mut Answers, theme: &ColorfulTheme, term: &T
         let key: String = Input::with_theme(theme)
             .with_prompt("Paste an SSH public key to authorize (empty for none)")
             .allow_empty(true)
-            .validate_with(|s: &String| if s.trim().is_empty() { Ok(()) } else { checks::ssh_key(s.trim()) })
+            .validate_with(|s: &String| {
+                if s.trim().is_empty() {
+                    Ok(())
+                } else {
+                    checks::ssh_key(s.trim())
+                }
+            })
             .interact_text_on(term)?;
         if !key.trim().is_empty() {
             a.ssh_keys.push(key.trim().to_string());
@@ -314,7 +370,13 @@ fn ask_questions(ctx: &Context, a: &mut Answers, theme: &ColorfulTheme, term: &T
             let g: String = Input::with_theme(theme)
                 .with_prompt("Gateway (empty for none)")
                 .allow_empty(true)
-                .validate_with(|s: &String| if s.trim().is_empty() { Ok(()) } else { checks::ip(s.trim()) })
+                .validate_with(|s: &String| {
+                    if s.trim().is_empty() {
+                        Ok(())
+                    } else {
+                        checks::ip(s.trim())
+                    }
+                })
                 .interact_text_on(term)?;
             a.gateway = Some(g.trim().to_string()).filter(|g| !g.is_empty());
         }
@@ -342,7 +404,10 @@ fn ask_questions(ctx: &Context, a: &mut Answers, theme: &ColorfulTheme, term: &T
     if a.role.is_none() {
         let i = Select::with_theme(theme)
             .with_prompt("Role of this node")
-            .items(["server (runs the Kubernetes control plane)", "agent (joins a server)"])
+            .items([
+                "server (runs the Kubernetes control plane)",
+                "agent (joins a server)",
+            ])
             .default(0)
             .interact_on(term)?;
         a.role = Some(if i == 0 { Role::Server } else { Role::Agent });
@@ -362,7 +427,11 @@ fn ask_questions(ctx: &Context, a: &mut Answers, theme: &ColorfulTheme, term: &T
     let problems = a.problems();
     if !problems.is_empty() {
         return Err(UiError::Other(
-            problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
         ));
     }
     Ok(())
@@ -381,7 +450,10 @@ fn ask_github_users(ctx: &Context, theme: &ColorfulTheme, term: &Term) -> R<Vec<
             match net::github_keys(&ctx.github_base, u, ctx.net_timeout) {
                 KeysLookup::Found(keys) => say(term, format!("  {u}: {} key(s)", keys.len())),
                 KeysLookup::NoKeys => {
-                    warn(term, format!("  {u} has no SSH key on GitHub; it would not let anyone in."));
+                    warn(
+                        term,
+                        format!("  {u} has no SSH key on GitHub; it would not let anyone in."),
+                    );
                     continue 'again;
                 }
                 KeysLookup::NotFound => {
@@ -391,7 +463,9 @@ fn ask_github_users(ctx: &Context, theme: &ColorfulTheme, term: &Term) -> R<Vec<
                 KeysLookup::Unreachable(why) => {
                     warn(term, format!("  Could not check {u} on GitHub: {why}."));
                     let keep = Confirm::with_theme(theme)
-                        .with_prompt(format!("Keep {u} anyway? (the keys are fetched at every boot)"))
+                        .with_prompt(format!(
+                            "Keep {u} anyway? (the keys are fetched at every boot)"
+                        ))
                         .default(true)
                         .interact_on(term)?;
                     if !keep {
@@ -404,7 +478,12 @@ fn ask_github_users(ctx: &Context, theme: &ColorfulTheme, term: &Term) -> R<Vec<
     }
 }
 
-fn ask_server_url(ctx: &Context, skip_probe: bool, theme: &ColorfulTheme, term: &Term) -> R<String> {
+fn ask_server_url(
+    ctx: &Context,
+    skip_probe: bool,
+    theme: &ColorfulTheme,
+    term: &Term,
+) -> R<String> {
     loop {
         let text: String = Input::with_theme(theme)
             .with_prompt("Server URL (https://HOST:PORT)")
@@ -424,7 +503,10 @@ fn ask_server_url(ctx: &Context, skip_probe: bool, theme: &ColorfulTheme, term: 
                 warn(term, format!("  {} does not answer: {why}", url.as_url()));
                 let i = Select::with_theme(theme)
                     .with_prompt("What now?")
-                    .items(["Enter the URL again", "Keep it (the server may not be up yet)"])
+                    .items([
+                        "Enter the URL again",
+                        "Keep it (the server may not be up yet)",
+                    ])
                     .default(0)
                     .interact_on(term)?;
                 if i == 1 {
@@ -437,7 +519,9 @@ fn ask_server_url(ctx: &Context, skip_probe: bool, theme: &ColorfulTheme, term: 
 
 fn ask_token(theme: &ColorfulTheme, term: &Term) -> R<String> {
     Ok(Password::with_theme(theme)
-        .with_prompt("Token of the cluster (from the server's /var/lib/rancher/k3s/server/node-token)")
+        .with_prompt(
+            "Token of the cluster (from the server's /var/lib/rancher/k3s/server/node-token)",
+        )
         .allow_empty_password(true)
         .validate_with(|s: &String| checks::token(s.trim()))
         .interact_on(term)?
@@ -472,12 +556,28 @@ fn ask_server(ctx: &Context, a: &mut Answers, theme: &ColorfulTheme, term: &Term
         let t: String = Input::with_theme(theme)
             .with_prompt("Cluster token (empty: generate a strong one)")
             .allow_empty(true)
-            .validate_with(|s: &String| if s.is_empty() { Ok(()) } else { checks::token(s) })
+            .validate_with(|s: &String| {
+                if s.is_empty() {
+                    Ok(())
+                } else {
+                    checks::token(s)
+                }
+            })
             .interact_text_on(term)?;
         if t.is_empty() {
-            let token = crate::secrets::generate_token().map_err(|e| UiError::Other(e.to_string()))?;
+            let token =
+                crate::secrets::generate_token().map_err(|e| UiError::Other(e.to_string()))?;
             say(term, "");
-            say(term, format!("{}", style("Generated cluster token (shown only this once; agents need it to join):").bold()));
+            say(
+                term,
+                format!(
+                    "{}",
+                    style(
+                        "Generated cluster token (shown only this once; agents need it to join):"
+                    )
+                    .bold()
+                ),
+            );
             say(term, format!("  {token}"));
             say(term, "");
             a.token = Some(token);
@@ -511,15 +611,17 @@ impl crate::install::Progress for BarProgress {
             b.finish_and_clear();
         }
         eprintln!("==> {what}");
-        tracing::info!("install: {what}");
+        tracing::debug!("install: {what}");
     }
     fn bytes(&mut self, done: u64, total: u64) {
         let bar = self.bar.get_or_insert_with(|| {
             let b = ProgressBar::new(total);
             b.set_style(
-                ProgressStyle::with_template("    [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "    [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             b
         });
@@ -529,7 +631,6 @@ impl crate::install::Progress for BarProgress {
         }
     }
 }
-
 
 /// A yes/no question outside the wizard's flow; `false` when it cannot be asked.
 pub fn confirm(prompt: &str, default: bool) -> bool {
@@ -542,15 +643,15 @@ pub fn confirm(prompt: &str, default: bool) -> bool {
 
 /// Ctrl-C: before anything is written, leave at once (the terminal restored, nothing
 /// changed); while `writing` is set, refuse to stop half-way through the disk.
-pub fn install_ctrlc_handler(writing: &'static std::sync::atomic::AtomicBool) -> Result<(), String> {
+pub fn install_ctrlc_handler(
+    writing: &'static std::sync::atomic::AtomicBool,
+) -> Result<(), String> {
     ctrlc::set_handler(move || {
         if writing.load(std::sync::atomic::Ordering::SeqCst) {
             eprintln!("\nThe disk is being written; stopping now would leave it half-installed. Please wait.");
             return;
         }
-        let _ = Term::stderr().show_cursor();
-        eprintln!("\nCancelled: nothing was written.");
-        std::process::exit(130);
+        cancel_exit();
     })
     .map_err(|e| e.to_string())
 }

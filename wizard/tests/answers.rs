@@ -5,7 +5,8 @@ use rkos_config::{load, Source, SourceKind};
 use rkos_wizard::answers::{parse_answers, Answers, NetMode};
 use rkos_wizard::{secrets, validate_config, Action, Role};
 
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN2pU7tVqB/RceORxdEERGk8KvkidMAmix4j5cHVIHby test@rkos";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN2pU7tVqB/RceORxdEERGk8KvkidMAmix4j5cHVIHby test@rkos";
 
 fn loaded(yaml: &str) -> rkos_config::Config {
     let (errors, _) = validate_config("answers", yaml);
@@ -38,7 +39,10 @@ fn agent_answers_make_a_valid_config() {
     let a = agent();
     assert_eq!(a.problems(), vec![]);
     let yaml = a.to_config_yaml().unwrap();
-    assert!(!yaml.contains("correct horse"), "the password is written hashed:\n{yaml}");
+    assert!(
+        !yaml.contains("correct horse"),
+        "the password is written hashed:\n{yaml}"
+    );
     let c = loaded(&yaml);
     assert_eq!(c.hostname.as_deref(), Some("node-7"));
     assert_eq!(c.rkos.server_url.as_deref(), Some("https://10.0.0.1:6443"));
@@ -47,7 +51,10 @@ fn agent_answers_make_a_valid_config() {
     let hash = c.rkos.password.unwrap();
     assert!(secrets::verify_password("correct horse", &hash), "{hash}");
     let keys = format!("{:?}", c.ssh_authorized_keys);
-    assert!(keys.contains("github:octocat") && keys.contains("AAAAC3NzaC1lZDI1NTE5AAAAIN2pU7tVqB"), "{keys}");
+    assert!(
+        keys.contains("github:octocat") && keys.contains("AAAAC3NzaC1lZDI1NTE5AAAAIN2pU7tVqB"),
+        "{keys}"
+    );
 }
 
 #[test]
@@ -58,7 +65,10 @@ fn server_gets_a_generated_token_and_ha_flag() {
         cluster_init: true,
         ..Answers::default()
     };
-    let token = a.fill_defaults("rkos-ab12").unwrap().expect("a token is generated");
+    let token = a
+        .fill_defaults("rkos-ab12")
+        .unwrap()
+        .expect("a token is generated");
     assert_eq!(token.len(), 64);
     assert_eq!(a.hostname.as_deref(), Some("rkos-ab12"));
     assert_eq!(a.problems(), vec![]);
@@ -122,12 +132,37 @@ fn mistakes_are_named_by_key() {
         ..agent()
     };
     let keys: Vec<_> = a.problems().iter().map(|p| p.key).collect();
-    assert_eq!(keys, ["password", "wifi_passphrase", "interface", "address", "hostname", "server_url", "token"]);
-    let text = a.problems().iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
-    assert!(text.contains("server_url: the server URL must use https"), "{text}");
+    assert_eq!(
+        keys,
+        [
+            "password",
+            "wifi_passphrase",
+            "interface",
+            "address",
+            "hostname",
+            "server_url",
+            "token"
+        ]
+    );
+    let text = a
+        .problems()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("server_url: the server URL must use https"),
+        "{text}"
+    );
     assert!(text.contains("token: a token is required"), "{text}");
-    assert!(text.contains("password: a password for the user rkos is required"), "{text}");
-    assert!(Answers::default().problems().iter().any(|p| p.key == "role"));
+    assert!(
+        text.contains("password: a password for the user rkos is required"),
+        "{text}"
+    );
+    assert!(Answers::default()
+        .problems()
+        .iter()
+        .any(|p| p.key == "role"));
 }
 
 #[test]
@@ -135,7 +170,11 @@ fn summary_masks_secrets() {
     let mut a = agent();
     a.wifi_ssid = Some("home".into());
     a.wifi_passphrase = Some("wifisecret99".into());
-    let text = a.summary().iter().map(|(k, v)| format!("{k}: {v}\n")).collect::<String>();
+    let text = a
+        .summary()
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\n"))
+        .collect::<String>();
     for secret in ["correct horse", "s3cret", "wifisecret99", "K10abcdef"] {
         assert!(!text.contains(secret), "{secret} leaked:\n{text}");
     }

@@ -256,7 +256,11 @@ fn happy_path_visits_every_phase() {
         "Verifying",
         "Succeeded",
     ] {
-        assert!(w.phases_seen.contains(p), "never saw {p}: {:?}", w.phases_seen);
+        assert!(
+            w.phases_seen.contains(p),
+            "never saw {p}: {:?}",
+            w.phases_seen
+        );
     }
 }
 
@@ -271,7 +275,10 @@ fn agent_restart_at_every_point_still_converges() {
         w.run(Some(crash), 100);
         assert_eq!(w.phase(), Phase::Succeeded, "crash at {crash}");
         assert_eq!(w.node.facts().version, "2", "crash at {crash}");
-        assert!(!w.node.running_on_trial, "crash at {crash}: never marked good");
+        assert!(
+            !w.node.running_on_trial,
+            "crash at {crash}: never marked good"
+        );
         assert_eq!(w.cordoned_by, None, "crash at {crash}: left cordoned");
         assert!(!w.holds(), "crash at {crash}: lease kept");
         assert_eq!(w.node.stages, 1, "crash at {crash}: staged twice");
@@ -300,7 +307,11 @@ fn restart_in_each_phase_resumes_from_status_and_facts() {
         // A new agent: same observations, nothing else.
         w.run(None, 100);
         assert_eq!(w.phase(), Phase::Succeeded, "resumed from {stop}");
-        assert_eq!((w.node.stages, w.node.reboots), (1, 1), "resumed from {stop}");
+        assert_eq!(
+            (w.node.stages, w.node.reboots),
+            (1, 1),
+            "resumed from {stop}"
+        );
     }
 }
 
@@ -327,7 +338,12 @@ fn unevictable_pod_fails_at_once() {
         .push("pod default/bare is not managed by a controller".into());
     w.run(None, 100);
     assert_eq!(w.phase(), Phase::Failed);
-    assert!(w.status().last_error.as_ref().unwrap().contains("drain refused"));
+    assert!(w
+        .status()
+        .last_error
+        .as_ref()
+        .unwrap()
+        .contains("drain refused"));
     assert_eq!(w.cordoned_by, None);
     assert!(!w.holds());
 }
@@ -395,7 +411,10 @@ fn max_failures_paused_and_window_hold_the_node() {
     w.run(None, 10);
     assert_eq!(w.phase(), Phase::Waiting);
     let c = &w.status().conditions[0];
-    assert_eq!((c.type_.as_str(), c.reason.as_str()), ("Waiting", "RolloutStopped"));
+    assert_eq!(
+        (c.type_.as_str(), c.reason.as_str()),
+        ("Waiting", "RolloutStopped")
+    );
     assert!(!w.holds());
 
     let mut w = World::new();

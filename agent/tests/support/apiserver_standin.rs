@@ -181,7 +181,14 @@ impl Store {
         self.rv
     }
 
-    fn emit(&mut self, tx: &broadcast::Sender<Event>, coll: &str, ns: &str, kind: &'static str, obj: &Value) {
+    fn emit(
+        &mut self,
+        tx: &broadcast::Sender<Event>,
+        coll: &str,
+        ns: &str,
+        kind: &'static str,
+        obj: &Value,
+    ) {
         let ev = Event {
             rv: rv_of(obj),
             coll: coll.into(),
@@ -199,8 +206,7 @@ impl Store {
             .objects
             .iter()
             .filter(|((c, _, _), o)| {
-                c == NUS
-                    && IN_FLIGHT.contains(&o["status"]["phase"].as_str().unwrap_or(""))
+                c == NUS && IN_FLIGHT.contains(&o["status"]["phase"].as_str().unwrap_or(""))
             })
             .count();
         self.max_in_flight = self.max_in_flight.max(in_flight);
@@ -235,8 +241,14 @@ impl Store {
         }
     }
 
-    fn delete_or_finalize(&mut self, tx: &broadcast::Sender<Event>, key: &(String, String, String)) {
-        let Some(obj) = self.objects.get(key) else { return };
+    fn delete_or_finalize(
+        &mut self,
+        tx: &broadcast::Sender<Event>,
+        key: &(String, String, String),
+    ) {
+        let Some(obj) = self.objects.get(key) else {
+            return;
+        };
         let has_finalizers = obj["metadata"]["finalizers"]
             .as_array()
             .is_some_and(|f| !f.is_empty());
@@ -316,7 +328,11 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let Some(t) = parse_path(uri.path()) else {
-        return status_err(404, "NotFound", &format!("the stand-in does not serve {}", uri.path()));
+        return status_err(
+            404,
+            "NotFound",
+            &format!("the stand-in does not serve {}", uri.path()),
+        );
     };
     inner.store.lock().unwrap().requests += 1;
     let ns = t.ns.clone().unwrap_or_default();
@@ -354,13 +370,17 @@ async fn handle(
                 return status_err(
                     415,
                     "UnsupportedMediaType",
-                    &format!("the stand-in applies merge and strategic-merge patches only, not {ct:?}"),
+                    &format!(
+                        "the stand-in applies merge and strategic-merge patches only, not {ct:?}"
+                    ),
                 );
             }
             patch(&inner, &t, name, sub, &body)
         }
         (&Method::DELETE, Some(name), None) => delete(&inner, &t, name, &body),
-        (&Method::POST, Some(name), Some("eviction")) if t.kind == "Pod" => evict(&inner, &ns, name),
+        (&Method::POST, Some(name), Some("eviction")) if t.kind == "Pod" => {
+            evict(&inner, &ns, name)
+        }
         _ => status_err(405, "MethodNotAllowed", &format!("{method} {}", uri.path())),
     }
 }
@@ -424,7 +444,8 @@ fn watch(inner: Arc<Inner>, t: Target, q: HashMap<String, String>) -> Response {
     let t = Arc::new(t);
     let q = Arc::new(q);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-    let line = |e: &Event| Bytes::from(format!("{}\n", json!({"type": e.kind, "object": e.object})));
+    let line =
+        |e: &Event| Bytes::from(format!("{}\n", json!({"type": e.kind, "object": e.object})));
     let t1 = t.clone();
     let q1 = q.clone();
     let first: Vec<Result<Bytes, std::io::Error>> = backlog
@@ -443,7 +464,8 @@ fn watch(inner: Arc<Inner>, t: Target, q: HashMap<String, String>) -> Response {
                     Ok(Err(broadcast::error::RecvError::Lagged(_))) => return None,
                     Ok(Ok(ev)) => ev,
                 };
-                if ev.rv <= last || ev.coll != t.coll || !matches_query(&t, &q, &ev.ns, &ev.object) {
+                if ev.rv <= last || ev.coll != t.coll || !matches_query(&t, &q, &ev.ns, &ev.object)
+                {
                     continue;
                 }
                 let rv = ev.rv;
@@ -474,7 +496,11 @@ fn create(inner: &Inner, t: &Target, body: &[u8]) -> Response {
     let mut s = inner.store.lock().unwrap();
     let key = (t.coll.clone(), ns.clone(), name.clone());
     if s.objects.contains_key(&key) {
-        return status_err(409, "AlreadyExists", &format!("{} {name:?} already exists", t.kind));
+        return status_err(
+            409,
+            "AlreadyExists",
+            &format!("{} {name:?} already exists", t.kind),
+        );
     }
     let rv = s.bump();
     s.uid += 1;
@@ -528,7 +554,13 @@ fn guard(t: &Target, sub: Option<&str>, old: &Value, new: &mut Value) {
     }
 }
 
-fn store_update(inner: &Inner, s: &mut Store, t: &Target, key: (String, String, String), mut obj: Value) -> Response {
+fn store_update(
+    inner: &Inner,
+    s: &mut Store,
+    t: &Target,
+    key: (String, String, String),
+    mut obj: Value,
+) -> Response {
     let old = s.objects.get(&key).cloned().unwrap_or(Value::Null);
     // Identity fields are the server's.
     for f in ["uid", "creationTimestamp", "namespace", "name"] {
@@ -611,7 +643,10 @@ fn delete(inner: &Inner, t: &Target, name: &str, body: &[u8]) -> Response {
             return status_err(
                 409,
                 "Conflict",
-                &format!("Precondition failed for {} {name:?}: resourceVersion {want}", t.kind),
+                &format!(
+                    "Precondition failed for {} {name:?}: resourceVersion {want}",
+                    t.kind
+                ),
             );
         }
     }
@@ -729,7 +764,8 @@ impl StandIn {
             obj["metadata"]["namespace"] = json!(ns);
         }
         let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-        s.objects.insert((coll.into(), ns.into(), name), obj.clone());
+        s.objects
+            .insert((coll.into(), ns.into(), name), obj.clone());
         s.emit(&self.inner.events, coll, ns, "ADDED", &obj);
     }
 
@@ -789,7 +825,8 @@ mod tests {
 
     #[test]
     fn selectors() {
-        let o = json!({"metadata": {"name": "x", "labels": {"a": "1"}}, "spec": {"nodeName": "n1"}});
+        let o =
+            json!({"metadata": {"name": "x", "labels": {"a": "1"}}, "spec": {"nodeName": "n1"}});
         assert!(label_match(&o, "a=1"));
         assert!(!label_match(&o, "a=2"));
         assert!(label_match(&o, "a==1,b!=2"));

@@ -1,0 +1,51 @@
+//! The wizard's questions against a scratch root, nothing installed: try the questions
+//! safely (`cargo run -p rkos-wizard --example wizard_scratch -- ROOT [GITHUB_URL]`), and the
+//! terminal tests drive it through a pty. Disks come from ROOT/sys/block; the config is
+//! written to ROOT/var/lib/rkos/config.yaml exactly as `os-config` writes it; an install is
+//! only reported.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use rkos_wizard::{answers::Answers, disks, net, system, ui, Action};
+
+static WRITING: AtomicBool = AtomicBool::new(false);
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let root = PathBuf::from(
+        args.next()
+            .expect("usage: wizard_scratch ROOT [GITHUB_URL]"),
+    );
+    let github = args.next().unwrap_or_else(|| net::GITHUB.to_string());
+    ui::install_ctrlc_handler(&WRITING).expect("Ctrl-C handler");
+    let excluded = disks::boot_disks(&root);
+    let ctx = ui::Context {
+        disks: disks::list(&root, &excluded),
+        root: root.clone(),
+        default_hostname: rkos_config::default_hostname(Some("52:54:00:12:34:56")),
+        github_base: github,
+        net_timeout: Duration::from_secs(3),
+        interfaces: vec!["eth0".into()],
+        wifi_scan: vec![],
+    };
+    match ui::run(&ctx, Answers::default(), &ui::Term::stderr()) {
+        Ok(Some(o)) => {
+            if o.answers.action == Some(Action::Install) {
+                eprintln!(
+                    "SCRATCH: would install to {}",
+                    o.disk.map(|d| d.name).unwrap_or_default()
+                );
+            }
+            let p = system::write_config(&root, &o.config_yaml).expect("write config");
+            eprintln!("SCRATCH: wrote {}", p.display());
+        }
+        Ok(None) => eprintln!("SCRATCH: declined"),
+        Err(ui::UiError::Cancelled) => ui::cancel_exit(),
+        Err(e) => {
+            eprintln!("SCRATCH: error: {e}");
+            std::process::exit(3);
+        }
+    }
+}

@@ -4,6 +4,10 @@
 //! (`rkos-agent crds`) and pinned by a golden test, so the schema the API server validates
 //! against can never drift from what the agent reads and writes.
 
+// kube's `printcolumn(name = .., type_ = .., json_path = ..)` repeats the same keys once per
+// column, which clippy takes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use kube::CustomResourceExt;

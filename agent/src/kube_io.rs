@@ -86,6 +86,9 @@ pub struct AgentConfig {
     /// Reconcile at least this often, events or not (timeouts and node facts need it).
     pub tick: Duration,
     pub verify_timeout_seconds: u64,
+    /// After asking for a reboot, how long to wait before asking again (the node normally
+    /// goes down well before).
+    pub reboot_wait: Duration,
 }
 
 impl AgentConfig {
@@ -97,6 +100,7 @@ impl AgentConfig {
             lease_seconds: 900,
             tick: Duration::from_secs(10),
             verify_timeout_seconds: machine::DEFAULT_VERIFY_TIMEOUT,
+            reboot_wait: Duration::from_secs(60),
         }
     }
 }
@@ -635,7 +639,7 @@ impl<N: NodeOps> Agent<N> {
                 info!("rebooting into the trial slot");
                 self.ops.reboot().await?;
                 // The node goes down; give it the time rather than asking again at once.
-                tokio::time::sleep(self.cfg.tick).await;
+                tokio::time::sleep(self.cfg.reboot_wait).await;
             }
             Action::MarkGood => {
                 self.ops.mark_good().await?;
@@ -720,9 +724,19 @@ impl<N: NodeOps> Agent<N> {
     /// one afterwards. Conflicts (409) mean another agent won that lease: try the next.
     async fn acquire_lease(&self, plan: &str, concurrency: u32) -> Result<bool, AgentError> {
         let now = now_secs();
+        // One list instead of a get per slot: waiting nodes ask on every pass.
+        let existing = self
+            .leases()
+            .list(&ListParams::default().labels(&format!("{PLAN_LABEL}={plan}")))
+            .await?
+            .items;
         for i in 0..concurrency {
             let name = lease_name(plan, i);
-            match self.leases().get_opt(&name).await? {
+            let current = existing
+                .iter()
+                .find(|l| l.metadata.name.as_deref() == Some(name.as_str()))
+                .cloned();
+            match current {
                 None => {
                     let lease = Lease {
                         metadata: ObjectMeta {

@@ -257,7 +257,7 @@ pub fn decide(o: &Observed) -> Vec<Action> {
     };
     let st = &nu.status;
     let phase = st.phase;
-    let holds = o.leases_held.iter().any(|l| *l == plan.name);
+    let holds = o.leases_held.contains(&plan.name);
     let cordoned_by_other = o.node.cordoned_by.as_ref().is_some_and(|c| *c != plan.name);
 
     // The node follows another plan, or the plan's version moved on: start over, unless the
@@ -389,7 +389,8 @@ pub fn decide(o: &Observed) -> Vec<Action> {
                 return out;
             }
             let waited = elapsed(st.phase_since.as_deref(), o.now);
-            if waited >= plan.drain_timeout_seconds as i64 {
+            // Strictly more: phaseSince has whole seconds, so this never fires early.
+            if waited > plan.drain_timeout_seconds as i64 {
                 let why = match &st.drain_blocker {
                     Some(b) => b.clone(),
                     None => {
@@ -470,7 +471,7 @@ pub fn decide(o: &Observed) -> Vec<Action> {
                 } else {
                     out.extend(finish(o, &plan.name, st.clone(), Phase::Succeeded, None));
                 }
-            } else if elapsed(st.phase_since.as_deref(), o.now) >= o.verify_timeout_seconds as i64 {
+            } else if elapsed(st.phase_since.as_deref(), o.now) > o.verify_timeout_seconds as i64 {
                 let msg = format!(
                     "{target} booted but the node was not healthy within {}s (node Ready: {}, k3s up: {}); \
                      the slot stays on trial and GRUB falls back at the next reboot",

@@ -93,8 +93,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     cfg.tick = Duration::from_secs(a.tick_seconds.max(1));
     cfg.verify_timeout_seconds = a.verify_timeout_seconds;
     let ops = HostNodeOps {
-        host_root: a.host_root,
         rkos: a.rkos,
+        ..HostNodeOps::new(a.host_root)
     };
     let metrics = Metrics::new(&a.node_name);
     let agent = Agent::new(client, cfg, ops, metrics.clone());

@@ -95,19 +95,26 @@ pub trait NodeOps: Send + Sync + 'static {
 // Real implementation: the `rkos` command on the host.
 
 /// Runs `rkos` on the host. `host_root` is where the host's `/` is mounted (`/host` in the
-/// DaemonSet); `/` means the agent runs on the host itself (no chroot), as in tests.
+/// DaemonSet): the boot id and the k3s socket are read under it, and commands run chrooted
+/// into it when `chroot` is set (tests point it at a temp dir and run without a chroot).
 #[derive(Clone, Debug)]
 pub struct HostNodeOps {
     pub host_root: PathBuf,
-    /// The `rkos` binary, as seen inside `host_root`.
+    pub chroot: bool,
+    /// The `rkos` binary, as seen inside the chroot.
     pub rkos: PathBuf,
+    /// The reboot command, as seen inside the chroot.
+    pub reboot: Vec<String>,
 }
 
 impl HostNodeOps {
     pub fn new(host_root: impl Into<PathBuf>) -> Self {
+        let host_root = host_root.into();
         HostNodeOps {
-            host_root: host_root.into(),
+            chroot: host_root != Path::new("/"),
+            host_root,
             rkos: PathBuf::from("/usr/bin/rkos"),
+            reboot: vec!["/usr/bin/systemctl".into(), "reboot".into()],
         }
     }
 
@@ -115,7 +122,7 @@ impl HostNodeOps {
         let cmd = format!("{} {}", program.display(), args.join(" "));
         let mut command = tokio::process::Command::new(program);
         command.args(args).kill_on_drop(true);
-        if self.host_root != Path::new("/") {
+        if self.chroot {
             let root = self.host_root.clone();
             // SAFETY: between fork and exec only async-signal-safe calls are allowed; chroot
             // and chdir are plain system calls. std's chroot is used rather than a `chroot`
@@ -176,6 +183,14 @@ struct SlotJson {
 
 /// Turns `rkos status --json` output into facts. Pure, so it is unit-tested.
 pub fn facts_from_status_json(json: &str, boot_id: &str) -> Result<NodeFacts, NodeOpsError> {
+    let installed = serde_json::from_str::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| v.get("installed").and_then(serde_json::Value::as_bool));
+    if installed == Some(false) {
+        return Err(NodeOpsError::Status(
+            "this node is not installed (live or netboot): it has no A/B slots to upgrade".into(),
+        ));
+    }
     let s: StatusJson =
         serde_json::from_str(json).map_err(|e| NodeOpsError::Status(e.to_string()))?;
     let active = s.active.clone().unwrap_or_else(|| s.default.clone());
@@ -226,13 +241,18 @@ impl NodeOps for HostNodeOps {
     }
 
     async fn stage(&self, bundle_url: &str, _version: &str) -> Result<StageReport, NodeOpsError> {
-        self.run(&self.rkos, &["upgrade", "--bundle", bundle_url])
+        let out = self
+            .run(&self.rkos, &["upgrade", "--bundle", bundle_url])
             .await?;
-        let after = self.facts().await?;
-        // The command does not report a byte count; the staged slot's files are what it wrote.
-        Ok(StageReport {
-            bytes: slot_bytes(&self.host_root, &after.slot).unwrap_or(0),
-        })
+        let bytes = match downloaded_bytes(&out) {
+            Some(b) => b,
+            // Older output without the figure: count what the staged slot holds.
+            None => {
+                let after = self.facts().await?;
+                slot_bytes(&self.host_root, &after.slot).unwrap_or(0)
+            }
+        };
+        Ok(StageReport { bytes })
     }
 
     async fn flip(&self, version: &str) -> Result<(), NodeOpsError> {
@@ -250,9 +270,12 @@ impl NodeOps for HostNodeOps {
     }
 
     async fn reboot(&self) -> Result<(), NodeOpsError> {
-        self.run(Path::new("/usr/bin/systemctl"), &["reboot"])
-            .await
-            .map(|_| ())
+        let (program, args) = self
+            .reboot
+            .split_first()
+            .ok_or_else(|| NodeOpsError::Failed("no reboot command configured".into()))?;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(Path::new(program), &args).await.map(|_| ())
     }
 
     async fn healthy(&self) -> Result<bool, NodeOpsError> {
@@ -264,6 +287,14 @@ impl NodeOps for HostNodeOps {
     async fn mark_good(&self) -> Result<(), NodeOpsError> {
         self.run(&self.rkos, &["mark-good"]).await.map(|_| ())
     }
+}
+
+/// The byte count in `rkos upgrade`'s summary line ("... N bytes downloaded, M resumed").
+pub fn downloaded_bytes(stdout: &str) -> Option<u64> {
+    stdout.lines().find_map(|l| {
+        let before = &l[..l.find(" bytes downloaded")?];
+        before.rsplit([' ', '(', ';']).next()?.parse().ok()
+    })
 }
 
 /// Size of the files in the slot that is not `active` (the one just staged).
@@ -489,6 +520,22 @@ mod tests {
     }
 
     #[test]
+    fn byte_count_from_the_upgrade_summary() {
+        let out = "verifying...\nstaged version 2 in slot B (signed by key 1A2B; 734003200 bytes downloaded, 0 resumed)\nreboot to switch\n";
+        assert_eq!(downloaded_bytes(out), Some(734_003_200));
+        assert_eq!(
+            downloaded_bytes("already running version 2; nothing to do"),
+            None
+        );
+    }
+
+    #[test]
+    fn live_node_is_reported_as_not_installed() {
+        let e = facts_from_status_json(r#"{"installed":false}"#, "x").unwrap_err();
+        assert!(e.to_string().contains("not installed"), "{e}");
+    }
+
+    #[test]
     fn bad_status_json_is_a_clear_error() {
         let e = facts_from_status_json("not json", "x").unwrap_err();
         assert!(e.to_string().contains("rkos status --json"), "{e}");
@@ -523,8 +570,8 @@ mod tests {
     async fn host_ops_report_a_missing_command_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let ops = HostNodeOps {
-            host_root: PathBuf::from("/"),
             rkos: dir.path().join("no-such-rkos"),
+            ..HostNodeOps::new("/")
         };
         let e = ops.run(&ops.rkos.clone(), &["status"]).await.unwrap_err();
         assert!(e.to_string().contains("no-such-rkos"), "{e}");
@@ -544,8 +591,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let ops = HostNodeOps {
-            host_root: PathBuf::from("/"),
             rkos: script,
+            ..HostNodeOps::new("/")
         };
         let f = ops
             .run(&ops.rkos.clone(), &["status", "--json"])

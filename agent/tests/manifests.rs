@@ -16,7 +16,7 @@ fn docs() -> Vec<Value> {
 
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     docs.iter()
-        .find(|d| d["kind"] == Value::from(kind) && d["metadata"]["name"] == Value::from(name))
+        .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
         .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 

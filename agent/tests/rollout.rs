@@ -54,6 +54,7 @@ fn cfg(name: &str) -> AgentConfig {
     c.tick = Duration::from_millis(100);
     c.lease_seconds = 30;
     c.verify_timeout_seconds = 30;
+    c.reboot_wait = Duration::from_millis(100);
     c
 }
 
@@ -89,8 +90,13 @@ impl Cluster {
     }
 
     fn spawn(&self, i: usize) -> JoinHandle<()> {
+        let name = self.nodes[i].0.clone();
+        self.spawn_with(i, cfg(&name))
+    }
+
+    fn spawn_with(&self, i: usize, cfg: AgentConfig) -> JoinHandle<()> {
         let (name, ops) = self.nodes[i].clone();
-        let agent = Agent::new(self.api.client(), cfg(&name), ops, Metrics::new(&name));
+        let agent = Agent::new(self.api.client(), cfg, ops, Metrics::new(&name));
         tokio::spawn(async move { agent.run().await })
     }
 
@@ -457,4 +463,46 @@ async fn stale_lease_writes_conflict_and_expired_leases_are_taken_over() {
     for a in agents {
         a.abort();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_events_alone_drive_the_agent() {
+    // With an hour between periodic passes, only the list+watch streams (plans, its
+    // NodeUpgrade, its Node) can wake the agent up.
+    let c = Cluster::new(1, "1").await;
+    let mut slow = cfg("n1");
+    slow.tick = Duration::from_secs(3600);
+    let a = c.spawn_with(0, slow);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(c.api.all(NUS).is_empty(), "no plan, nothing to do");
+    c.api.seed(PLANS, "", plan("p", "2", 1, json!({})));
+    c.wait_for(
+        "Succeeded through watch events",
+        Duration::from_secs(20),
+        |c| c.phase("n1") == "Succeeded",
+    )
+    .await;
+    // A new version, seen as a MODIFIED event, starts the next upgrade.
+    let plans: kube::Api<rkos_agent::crd::UpgradePlan> = kube::Api::all(c.api.client());
+    plans
+        .patch(
+            "p",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"version": "3"}})),
+        )
+        .await
+        .unwrap();
+    c.wait_for(
+        "version 3 through watch events",
+        Duration::from_secs(20),
+        |c| {
+            c.phase("n1") == "Succeeded"
+                && c.api.get(NUS, "", "n1").unwrap()["status"]["currentVersion"] == "3"
+        },
+    )
+    .await;
+    c.nodes[0]
+        .1
+        .with(|n| assert_eq!((n.stages, n.reboots), (2, 2)));
+    a.abort();
 }

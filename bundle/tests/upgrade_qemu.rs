@@ -32,7 +32,7 @@ const SECTOR: u64 = 512;
 const P2_FIRST: u64 = 4096;
 const DISK_BYTES: u64 = 640 << 20;
 const P2_LAST: u64 = DISK_BYTES / SECTOR - 64;
-const ROOTFS_BYTES: usize = 40 << 20;
+const ROOTFS_BYTES: usize = 12 << 20;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn workspace() -> PathBuf {
@@ -159,12 +159,24 @@ poweroff -f
 fn initramfs(work: &Path, name: &str, broken: bool, out: &Path) {
     let dir = work.join(format!("initramfs-{name}"));
     let _ = fs::remove_dir_all(&dir);
-    for d in ["bin", "proc", "sys", "dev", "m", "keys", "lib64", "lib/x86_64-linux-gnu"] {
+    for d in [
+        "bin",
+        "proc",
+        "sys",
+        "dev",
+        "m",
+        "keys",
+        "lib64",
+        "lib/x86_64-linux-gnu",
+    ] {
         fs::create_dir_all(dir.join(d)).unwrap();
     }
     if broken {
-        fs::write(dir.join("init"), "#!/bin/busybox sh\necho 'RKOS-TEST broken init'\nexit 1\n")
-            .unwrap();
+        fs::write(
+            dir.join("init"),
+            "#!/bin/busybox sh\necho 'RKOS-TEST broken init'\nexit 1\n",
+        )
+        .unwrap();
     } else {
         fs::write(dir.join("init"), INIT).unwrap();
     }
@@ -226,7 +238,12 @@ fn initramfs(work: &Path, name: &str, broken: bool, out: &Path) {
 }
 
 fn which(tool: &str) -> PathBuf {
-    PathBuf::from(run(Command::new("sh").arg("-c").arg(format!("command -v {tool}"))).trim())
+    PathBuf::from(
+        run(Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}")))
+        .trim(),
+    )
 }
 
 /// A version's files: the kernel, an initramfs and a random "rootfs".
@@ -236,7 +253,12 @@ fn version_files(work: &Path, version: &str, broken: bool) -> Vec<PathBuf> {
     let vmlinuz = fs::read_dir(kernel_tree().join("boot"))
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("vmlinuz-"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        })
         .unwrap();
     fs::copy(vmlinuz, dir.join("vmlinuz")).unwrap();
     initramfs(work, version, broken, &dir.join("initrd"));
@@ -436,9 +458,9 @@ fn upgrade_survives_kills_and_broken_versions_roll_back() {
     // Kill the VM at several moments of staging and right after the flip; every next boot
     // must run a complete version. Between rounds the boot state goes back to A.
     let kill_points: [(&str, u64); 4] = [
-        ("RKOS-TEST upgrading", 300),
-        ("RKOS-TEST upgrading", 1500),
-        ("RKOS-TEST upgrading", 4000),
+        ("RKOS-TEST upgrading", 200),
+        ("RKOS-TEST upgrading", 1000),
+        ("RKOS-TEST upgrading", 2500),
         ("RKOS-TEST upgrade-exit=0", 0),
     ];
     for (i, (pat, delay_ms)) in kill_points.iter().enumerate() {
@@ -447,8 +469,10 @@ fn upgrade_survives_kills_and_broken_versions_roll_back() {
         vm.wait_for(pat);
         std::thread::sleep(Duration::from_millis(*delay_ms));
         let t = vm.kill();
-        eprintln!("kill {i}: after {pat:?} + {delay_ms} ms; upgrade finished before the kill: {}",
-            t.contains("upgrade-exit=0"));
+        eprintln!(
+            "kill {i}: after {pat:?} + {delay_ms} ms; upgrade finished before the kill: {}",
+            t.contains("upgrade-exit=0")
+        );
         set_action(&img, &mnt, "none");
         let t = Vm::start(&img).wait_exit();
         let slot = booted_complete(&t);
@@ -491,7 +515,10 @@ fn upgrade_survives_kills_and_broken_versions_roll_back() {
     for _ in 0..2 {
         let t = Vm::start(&img).wait_exit();
         assert!(t.contains("RKOS-TEST broken init"), "{t}");
-        assert!(t.contains("rkos (slot A)"), "GRUB did not boot the trial slot A:\n{t}");
+        assert!(
+            t.contains("rkos (slot A)"),
+            "GRUB did not boot the trial slot A:\n{t}"
+        );
     }
     let t = Vm::start(&img).wait_exit();
     assert_eq!(booted_complete(&t), Slot::B);

@@ -363,7 +363,16 @@ fn install_password(root: &Path, problems: &mut Vec<String>) {
     let Ok(hash) = std::fs::read_to_string(root.join(PASSWORD_HASH.trim_start_matches('/'))) else {
         return;
     };
-    let input = format!("{USER}:{}\n", hash.trim());
+    // The first line is the hash; a second line may hold render's quick re-use check.
+    let Some(hash) = hash
+        .lines()
+        .next()
+        .map(str::trim)
+        .filter(|h| h.starts_with('$'))
+    else {
+        return problems.push(format!("{PASSWORD_HASH}: no crypt hash on its first line"));
+    };
+    let input = format!("{USER}:{hash}\n");
     let res = Command::new("chpasswd")
         .arg("-e")
         .stdin(Stdio::piped())

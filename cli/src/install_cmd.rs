@@ -29,8 +29,8 @@ pub struct InstallArgs {
     #[arg(long, default_value = "/run/rkos/medium")]
     pub source: PathBuf,
     /// Version recorded in slot A's manifest (default: this image's version).
-    #[arg(long)]
-    pub version: Option<String>,
+    #[arg(long, value_name = "VERSION")]
+    pub image_version: Option<String>,
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
@@ -89,14 +89,28 @@ pub fn run(args: InstallArgs) -> Result<()> {
     let mut config = args.config.clone();
     let mut power_off = args.power_off;
     let mut reboot = args.reboot;
+    let mut fallback_config = None;
     if args.from_cmdline {
         let cmdline = std::fs::read_to_string(args.root.join("proc/cmdline"))
             .context("reading /proc/cmdline")?;
         let u = system::unattended_from_cmdline(&cmdline);
-        device = device.or(u.device);
-        config = config.or(u.config_url);
-        power_off |= u.power_off;
+        // As with k3OS, the install settings may also come from the boot medium's config or
+        // a NoCloud seed: the merged live config's `install` section fills what the command
+        // line leaves out.
+        let merged = rkos_config::load(&rkos_config::source::collect(&args.root, &cmdline))
+            .config
+            .rkos
+            .install;
+        device = device.or(u.device).or(merged.device);
+        config = config.or(u.config_url).or(merged.config_url);
+        power_off |= u.power_off || merged.power_off == Some(true);
         reboot |= u.reboot;
+        // Without a config URL, a config on the boot medium (rkos/config.yaml on the ISO or
+        // stick, copied by rkos-init) becomes the installed node's config.
+        let boot_cfg = args.root.join("run/rkos/boot/config.yaml");
+        if boot_cfg.is_file() {
+            fallback_config = Some(boot_cfg.to_string_lossy().into_owned());
+        }
     }
     let boot = disks::boot_disks(&args.root);
     let mut candidates = disks::list(&args.root, &boot);
@@ -127,7 +141,7 @@ pub fn run(args: InstallArgs) -> Result<()> {
     };
     let disk = disks::resolve_choice(&args.root, &dev, &candidates).map_err(anyhow::Error::msg)?;
 
-    let config_yaml = match &config {
+    let config_yaml = match config.as_ref().or(fallback_config.as_ref()) {
         Some(src) => {
             let text = fetch_with_retry(src, args.from_cmdline)?;
             let (errors, warnings) = rkos_wizard::validate_config(src, &text);
@@ -159,7 +173,7 @@ pub fn run(args: InstallArgs) -> Result<()> {
             return Ok(());
         }
     }
-    let version = args.version.clone().unwrap_or_else(image_version);
+    let version = args.image_version.clone().unwrap_or_else(image_version);
     let source = install::Source::from_dir(&args.source, &version, ARCH)?;
     let work = tempfile::Builder::new().prefix("rkos-install").tempdir()?;
     let req = install::Request {
@@ -225,4 +239,47 @@ fn grow_data(root: &Path) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: InstallArgs,
+    }
+
+    #[test]
+    fn install_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+        assert!(Cli::try_parse_from(["rkos", "--grow-data", "--device", "/dev/sda"]).is_err());
+        assert!(Cli::try_parse_from(["rkos", "--power-off", "--reboot"]).is_err());
+        let c = Cli::try_parse_from(["rkos", "--from-cmdline", "--image-version", "2"]).unwrap();
+        assert!(c.args.from_cmdline);
+        assert_eq!(c.args.image_version.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn consoles_other_than_the_default_ones_are_carried_over() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("proc")).unwrap();
+        std::fs::write(
+            t.path().join("proc/cmdline"),
+            "rkos.mode=live console=tty0 console=ttyS0,115200n8\n",
+        )
+        .unwrap();
+        assert_eq!(console_args(t.path()), None);
+        std::fs::write(
+            t.path().join("proc/cmdline"),
+            "console=ttyS1,9600 console=tty0 quiet\n",
+        )
+        .unwrap();
+        assert_eq!(
+            console_args(t.path()).as_deref(),
+            Some("console=ttyS1,9600")
+        );
+    }
 }

@@ -1,9 +1,9 @@
 //! `rkos`: the node's command (config, install, upgrade, status). Installed also as `os-config`.
 
 mod bundle_cmd;
-mod install_cmd;
 mod config_apply;
 mod config_cmd;
+mod install_cmd;
 mod status_cmd;
 mod upgrade_cmd;
 mod wizard_cmd;
@@ -33,7 +33,7 @@ enum Command {
     /// Install rkos to a disk without questions (or unattended from the kernel command line).
     Install(install_cmd::InstallArgs),
     /// The interactive configurator (also installed as `os-config`).
-    OsConfig(wizard_cmd::WizardArgs),
+    OsConfig(Box<wizard_cmd::WizardArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +54,6 @@ fn main() -> anyhow::Result<()> {
         Command::Status(a) => status_cmd::run_status(&a),
         Command::Bundle(a) => bundle_cmd::run_bundle(&a),
         Command::Install(a) => install_cmd::run(a),
-        Command::OsConfig(a) => wizard_cmd::run(a),
+        Command::OsConfig(a) => wizard_cmd::run(*a),
     }
 }

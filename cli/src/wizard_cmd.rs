@@ -74,8 +74,8 @@ pub struct WizardArgs {
     #[arg(long, default_value = "/run/rkos/medium")]
     pub source: PathBuf,
     /// Version recorded in slot A's manifest (default: this image's version).
-    #[arg(long)]
-    pub version: Option<String>,
+    #[arg(long, value_name = "VERSION")]
+    pub image_version: Option<String>,
     /// Write the config but do not run `rkos config apply`.
     #[arg(long)]
     pub no_apply: bool,
@@ -292,7 +292,7 @@ fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
         Some(Action::Install) => {
             let disk = o.disk.context("no install target")?;
             let version = args
-                .version
+                .image_version
                 .clone()
                 .unwrap_or_else(crate::install_cmd::image_version);
             let source =
@@ -344,4 +344,38 @@ pub fn run_if_os_config() -> Option<Result<()>> {
         .to_string_lossy()
         .into_owned();
     (name == "os-config").then(|| run(<OsConfigCli as clap::Parser>::parse().args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn os_config_command_line_is_well_formed() {
+        OsConfigCli::command().debug_assert();
+        let cli = OsConfigCli::try_parse_from([
+            "os-config",
+            "--yes",
+            "--install",
+            "--device",
+            "/dev/vda",
+            "--github-user",
+            "a",
+            "--github-user",
+            "b",
+            "--role",
+            "agent",
+            "--image-version",
+            "1.2.3",
+        ])
+        .unwrap();
+        let a = cli.args.flag_answers().unwrap();
+        assert_eq!(a.action, Some(Action::Install));
+        assert_eq!(a.github_users, ["a", "b"]);
+        assert_eq!(a.role, Some(Role::Agent));
+        assert_eq!(cli.args.image_version.as_deref(), Some("1.2.3"));
+        assert!(OsConfigCli::try_parse_from(["os-config", "--install", "--configure"]).is_err());
+        assert!(OsConfigCli::try_parse_from(["os-config", "--role", "boss"]).is_err());
+    }
 }

@@ -8,11 +8,16 @@ use rkos_config::{load, render, BootMode, RenderContext, Source, SourceKind};
 
 const DEFAULTS: &str = include_str!("../../overlay/usr/lib/rkos/config.d/00-rkos-defaults.yaml");
 const TYPICAL: &str = include_str!("../tests/corpus/21-everything.yaml");
-const CMDLINE: &str = "BOOT_IMAGE=/boot/vmlinuz ro quiet rkos.mode=disk rkos.labels[zone]=a rkos.install.silent";
+const CMDLINE: &str =
+    "BOOT_IMAGE=/boot/vmlinuz ro quiet rkos.mode=disk rkos.labels[zone]=a rkos.install.silent";
 
 fn typical() -> Vec<Source> {
     vec![
-        Source::new(SourceKind::ImageDefault, "/usr/lib/rkos/config.d/00-rkos-defaults.yaml", DEFAULTS),
+        Source::new(
+            SourceKind::ImageDefault,
+            "/usr/lib/rkos/config.d/00-rkos-defaults.yaml",
+            DEFAULTS,
+        ),
         Source::new(SourceKind::Persistent, "/var/lib/rkos/config.yaml", TYPICAL),
         Source::cmdline(CMDLINE),
     ]
@@ -26,7 +31,11 @@ fn many_files(n: usize) -> Vec<Source> {
         ));
     }
     vec![
-        Source::new(SourceKind::ImageDefault, "/usr/lib/rkos/config.d/00-rkos-defaults.yaml", DEFAULTS),
+        Source::new(
+            SourceKind::ImageDefault,
+            "/usr/lib/rkos/config.d/00-rkos-defaults.yaml",
+            DEFAULTS,
+        ),
         Source::new(SourceKind::Persistent, "/var/lib/rkos/config.yaml", text),
     ]
 }
@@ -53,13 +62,16 @@ fn bench(c: &mut Criterion) {
             black_box(render(&loaded.config, &steady))
         })
     });
-    c.bench_function("typical: parse+merge+render, first boot (hashes the password)", |b| {
-        let first = ctx();
-        b.iter(|| {
-            let loaded = load(black_box(&sources));
-            black_box(render(&loaded.config, &first))
-        })
-    });
+    c.bench_function(
+        "typical: parse+merge+render, first boot (hashes the password)",
+        |b| {
+            let first = ctx();
+            b.iter(|| {
+                let loaded = load(black_box(&sources));
+                black_box(render(&loaded.config, &first))
+            })
+        },
+    );
     let no_password: Vec<Source> = typical()
         .into_iter()
         .map(|mut s| {
@@ -74,7 +86,9 @@ fn bench(c: &mut Criterion) {
             black_box(render(&loaded.config, &steady))
         })
     });
-    c.bench_function("typical: parse+merge only", |b| b.iter(|| black_box(load(black_box(&sources)))));
+    c.bench_function("typical: parse+merge only", |b| {
+        b.iter(|| black_box(load(black_box(&sources))))
+    });
     let big = many_files(500);
     assert!(!load(&big).has_errors());
     c.bench_function("500 write_files: parse+merge+render", |b| {

@@ -204,7 +204,11 @@ fn insert(node: &mut Node, segs: &[String], leaf: Node, mark: &Mark) -> Result<(
                                 },
                             );
                         }
-                        _ => return Err("conflicts with an earlier word that set keys below it".to_string()),
+                        _ => {
+                            return Err(
+                                "conflicts with an earlier word that set keys below it".to_string()
+                            )
+                        }
                     }
                 }
                 _ => {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use indexmap::IndexMap;
-use sha_crypt::{PasswordHasher, PasswordVerifier, ShaCrypt};
+use sha_crypt::{PasswordHasher, ShaCrypt};
 
 use crate::emit;
 use crate::model::{BootMode, Config, Interface, Role};
@@ -576,14 +576,16 @@ fn users(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
         r.files.push(f);
     }
     if let Some(p) = &cfg.rkos.password {
-        let hash = if p.starts_with('$') {
-            p.clone()
+        let content = if p.starts_with('$') {
+            format!("{p}\n")
         } else {
-            let previous = ctx
-                .previous_password_hash
-                .as_deref()
-                .filter(|h| ShaCrypt::SHA512.verify_password(p.as_bytes(), *h).is_ok());
-            match previous {
+            let previous = ctx.previous_password_hash.as_deref().and_then(|prev| {
+                let mut lines = prev.lines();
+                let hash = lines.next()?.trim();
+                let check = lines.find_map(|l| l.strip_prefix(CHECK_PREFIX))?;
+                (check.trim() == password_check(hash, p)).then_some(hash)
+            });
+            let hash = match previous {
                 Some(h) => h.to_string(),
                 None => match ShaCrypt::SHA512
                     .hash_password_with_salt(p.as_bytes(), &ctx.password_salt)
@@ -595,11 +597,28 @@ fn users(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
                         return;
                     }
                 },
-            }
+            };
+            format!("{hash}\n{CHECK_PREFIX}{}\n", password_check(&hash, p))
         };
         r.files
-            .push(RenderedFile::new(PASSWORD_HASH, 0o600, format!("{hash}\n")));
+            .push(RenderedFile::new(PASSWORD_HASH, 0o600, content));
     }
+}
+
+const CHECK_PREFIX: &str = "# check: ";
+
+/// A fast check that a clear password still matches an existing hash, so a steady-state
+/// boot does not re-run sha512-crypt (which costs more than all the rest of render). It is
+/// a SHA-256 over the hash (which holds a random salt) and the password, kept next to the
+/// hash in the same root-only 0600 file: whoever can read it can read the clear password
+/// in the 0600 config it came from anyway.
+fn password_check(hash: &str, password: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(hash.as_bytes());
+    h.update([0u8]);
+    h.update(password.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn write_files(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
@@ -727,6 +746,7 @@ fn mounts(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha_crypt::PasswordVerifier;
 
     #[test]
     fn escape() {
@@ -771,6 +791,10 @@ mod tests {
         );
     }
 
+    /// `openssl passwd -6 -salt n34PoBLMgFrQVl4R rancher` (an independent implementation).
+    const OPENSSL_HASH: &str =
+        "$6$n34PoBLMgFrQVl4R$RL41oTplz3.LS5ctqEjIKmaex/FNUy/otX7HOMmC.lGfCtFoDWVYITzvmLrVE.jATakjsxzDauKh1z2q04ZHa1";
+
     #[test]
     fn password_matches_openssl() {
         let mut cfg = Config::default();
@@ -782,13 +806,13 @@ mod tests {
             .iter()
             .find(|f| f.path.as_path() == std::path::Path::new(PASSWORD_HASH))
             .unwrap();
-        let hash = String::from_utf8(f.content.clone()).unwrap();
-        assert!(ShaCrypt::SHA512
-            .verify_password(b"rancher", hash.trim())
-            .is_ok());
-        assert!(hash.starts_with("$6$"));
-        // Reused when it still matches.
-        ctx.previous_password_hash = Some(hash.trim().to_string());
+        let content = String::from_utf8(f.content.clone()).unwrap();
+        let hash = content.lines().next().unwrap();
+        assert!(ShaCrypt::SHA512.verify_password(b"rancher", hash).is_ok());
+        // `rounds=5000` is the default that openssl leaves out.
+        assert_eq!(hash.replace("rounds=5000$", ""), OPENSSL_HASH);
+        // Reused when it still matches; the check line alone is not enough with another password.
+        ctx.previous_password_hash = Some(content.clone());
         ctx.password_salt = *b"othersaltxyz";
         let again = render(&cfg, &ctx);
         assert_eq!(

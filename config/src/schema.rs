@@ -298,7 +298,9 @@ impl Normalizer {
             if self.cmdline {
                 msg.push_str(&format!("; did you mean `{s}`?"));
             } else if canonical_key(key) == s {
-                msg.push_str(&format!("; `{s}` belongs at the top level, not under `rkos:`"));
+                msg.push_str(&format!(
+                    "; `{s}` belongs at the top level, not under `rkos:`"
+                ));
             } else {
                 msg.push_str(&format!("; did you mean `{s}` at the top level?"));
             }
@@ -376,6 +378,7 @@ impl Normalizer {
             }],
         };
         let mut out: Vec<Node> = Vec::with_capacity(items.len());
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (i, item) in items.into_iter().enumerate() {
             if item.is_null() {
                 continue;
@@ -391,10 +394,7 @@ impl Normalizer {
                 // the merge's per-source invariant (keys unique) that its laws rely on.
                 let id = item.get(k).and_then(Node::as_str).map(str::to_string);
                 if let Some(id) = id {
-                    if let Some(pos) = out
-                        .iter()
-                        .position(|o| o.get(k).and_then(Node::as_str) == Some(id.as_str()))
-                    {
+                    if let Some(&pos) = seen.get(&id) {
                         let mut p = path.clone();
                         p.push(PathSeg::Index(i));
                         self.diagnostics.push(
@@ -408,6 +408,7 @@ impl Normalizer {
                         out[pos] = item;
                         continue;
                     }
+                    seen.insert(id, out.len());
                 }
             }
             out.push(item);

@@ -256,7 +256,10 @@ mod tests {
         assert_eq!(crate::load(&s2).config.hostname.as_deref(), Some("good"));
         // A broken file does not overwrite its good copy.
         save_last_good(r, &s).unwrap();
-        assert_eq!(std::fs::read_to_string(r.join(LAST_GOOD_DIR).join("config.yaml")).unwrap(), "hostname: good\n");
+        assert_eq!(
+            std::fs::read_to_string(r.join(LAST_GOOD_DIR).join("config.yaml")).unwrap(),
+            "hostname: good\n"
+        );
         // A removed source loses its copy.
         std::fs::remove_file(&cfg).unwrap();
         save_last_good(r, &collect(r, "")).unwrap();

@@ -573,7 +573,9 @@ pub fn decode_content(content: &str, encoding: Option<&str>) -> Result<Vec<u8>, 
         None | Some("") | Some("text/plain") => Ok(content.as_bytes().to_vec()),
         Some("b64" | "base64") => b64(content),
         // Raw gzip bytes cannot be YAML text; they arrive base64-encoded as `!!binary`.
-        Some("gz" | "gzip") if content.as_bytes().starts_with(&[0x1f, 0x8b]) => gunzip(content.as_bytes()),
+        Some("gz" | "gzip") if content.as_bytes().starts_with(&[0x1f, 0x8b]) => {
+            gunzip(content.as_bytes())
+        }
         Some("gz" | "gzip") => gunzip(&b64(content)?),
         Some("gz+b64" | "gzip+base64" | "gz+base64" | "gzip+b64") => gunzip(&b64(content)?),
         Some(other) => Err(DecodeError::Encoding(format!(

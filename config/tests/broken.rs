@@ -12,7 +12,12 @@ fn broken_inputs_have_precise_messages() {
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".yaml").map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".yaml")
+                .map(str::to_string)
+        })
         .collect();
     names.sort();
     assert!(names.len() >= 10);
@@ -64,7 +69,11 @@ fn broken_kernel_command_lines() {
     for (cmdline, want) in cases {
         let loaded = load(&[Source::cmdline(cmdline)]);
         let got: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
-        assert_eq!(got.first().map(String::as_str), Some(want), "{cmdline}: {got:#?}");
+        assert_eq!(
+            got.first().map(String::as_str),
+            Some(want),
+            "{cmdline}: {got:#?}"
+        );
     }
 }
 

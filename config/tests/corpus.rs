@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use rkos_config::{load, render_report, validate_text, BootMode, RenderContext, Source, SourceKind};
+use rkos_config::{
+    load, render_report, validate_text, BootMode, RenderContext, Source, SourceKind,
+};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
@@ -28,7 +30,8 @@ fn cases() -> Vec<Case> {
         .filter_map(|e| {
             let p = e.path();
             let ext = p.extension()?.to_str()?;
-            (ext == "yaml" || ext == "cmdline").then(|| p.file_stem()?.to_str().map(str::to_string))?
+            (ext == "yaml" || ext == "cmdline")
+                .then(|| p.file_stem()?.to_str().map(str::to_string))?
         })
         .collect();
     names.sort();
@@ -60,7 +63,10 @@ fn cases() -> Vec<Case> {
                         Some(("mac", m)) => ctx.primary_mac = Some(m.to_string()),
                         Some(("fetched", kv)) => {
                             let (entry, key) = kv.split_once('|').unwrap();
-                            ctx.fetched_keys.entry(entry.to_string()).or_default().push(key.to_string());
+                            ctx.fetched_keys
+                                .entry(entry.to_string())
+                                .or_default()
+                                .push(key.to_string());
                         }
                         _ => panic!("{name}.ctx: unknown line {line}"),
                     }
@@ -84,7 +90,13 @@ fn snapshot(case: &Case) -> (String, Vec<(PathBuf, Vec<u8>)>) {
     }
     let mut files = Vec::new();
     for f in &rendered.files {
-        manifest.push_str(&format!("{:04o} {}:{} {}\n", f.mode, f.uid, f.gid, f.path.display()));
+        manifest.push_str(&format!(
+            "{:04o} {}:{} {}\n",
+            f.mode,
+            f.uid,
+            f.gid,
+            f.path.display()
+        ));
         files.push((f.path.clone(), f.content.clone()));
     }
     (manifest, files)
@@ -92,7 +104,10 @@ fn snapshot(case: &Case) -> (String, Vec<(PathBuf, Vec<u8>)>) {
 
 #[test]
 fn corpus_is_large_enough() {
-    assert!(cases().len() >= 15, "the corpus must hold at least 15 configs");
+    assert!(
+        cases().len() >= 15,
+        "the corpus must hold at least 15 configs"
+    );
 }
 
 #[test]
@@ -103,10 +118,20 @@ fn corpus_validates_without_errors() {
                 continue;
             }
             let diags = validate_text(&s.name, &s.text);
-            assert!(diags.is_empty(), "{}: {:#?}", case.name, diags.iter().map(ToString::to_string).collect::<Vec<_>>());
+            assert!(
+                diags.is_empty(),
+                "{}: {:#?}",
+                case.name,
+                diags.iter().map(ToString::to_string).collect::<Vec<_>>()
+            );
         }
         let loaded = load(&case.sources);
-        assert!(!loaded.has_errors(), "{}: {:?}", case.name, loaded.diagnostics);
+        assert!(
+            !loaded.has_errors(),
+            "{}: {:?}",
+            case.name,
+            loaded.diagnostics
+        );
     }
 }
 
@@ -130,7 +155,10 @@ fn corpus_renders_as_pinned() {
         }
         let want = std::fs::read_to_string(dir.join("MANIFEST")).unwrap_or_default();
         if want != manifest {
-            failures.push(format!("{}: MANIFEST differs\n--- want\n{want}--- got\n{manifest}", case.name));
+            failures.push(format!(
+                "{}: MANIFEST differs\n--- want\n{want}--- got\n{manifest}",
+                case.name
+            ));
             continue;
         }
         for (p, c) in &files {
@@ -147,7 +175,11 @@ fn corpus_renders_as_pinned() {
             }
         }
     }
-    assert!(failures.is_empty(), "{}\n(run with UPDATE_GOLDEN=1 to accept)", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{}\n(run with UPDATE_GOLDEN=1 to accept)",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -172,5 +204,8 @@ fn image_defaults_are_clean_and_lowest() {
     let loaded = load(&sources);
     assert!(!loaded.has_errors());
     assert_eq!(loaded.config.rkos.sysctls["net.ipv4.ip_forward"], "0");
-    assert_eq!(loaded.config.rkos.modules, vec!["br_netfilter", "overlay", "rbd"]);
+    assert_eq!(
+        loaded.config.rkos.modules,
+        vec!["br_netfilter", "overlay", "rbd"]
+    );
 }

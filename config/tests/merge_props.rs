@@ -14,12 +14,16 @@ fn mark(src: u8, line: usize) -> Mark {
 }
 
 fn leaf() -> impl Strategy<Value = Node> {
-    (0u8..3, 1usize..50, prop_oneof![Just(None), "[abc1]".prop_map(Some)], any::<bool>()).prop_map(
-        |(src, line, text, quoted)| match text {
+    (
+        0u8..3,
+        1usize..50,
+        prop_oneof![Just(None), "[abc1]".prop_map(Some)],
+        any::<bool>(),
+    )
+        .prop_map(|(src, line, text, quoted)| match text {
             None => Node::new(Value::Null, mark(src, line)),
             Some(t) => Node::new(Value::Scalar(Scalar { text: t, quoted }), mark(src, line)),
-        },
-    )
+        })
 }
 
 /// A keyed list: maps with unique `id`s (the invariant normalisation guarantees), some
@@ -28,7 +32,14 @@ fn keyed_list(inner: BoxedStrategy<Node>) -> impl Strategy<Value = Node> {
     (
         0u8..3,
         1usize..50,
-        prop::collection::vec((prop_oneof![Just(None), "[xyz]".prop_map(Some)], inner, any::<bool>()), 0..4),
+        prop::collection::vec(
+            (
+                prop_oneof![Just(None), "[xyz]".prop_map(Some)],
+                inner,
+                any::<bool>(),
+            ),
+            0..4,
+        ),
         any::<bool>(),
     )
         .prop_map(|(src, line, raw, replace)| {
@@ -45,7 +56,13 @@ fn keyed_list(inner: BoxedStrategy<Node>) -> impl Strategy<Value = Node> {
                         "id".to_string(),
                         Entry {
                             key_mark: mark(src, line),
-                            node: Node::new(Value::Scalar(Scalar { text: id, quoted: false }), mark(src, line)),
+                            node: Node::new(
+                                Value::Scalar(Scalar {
+                                    text: id,
+                                    quoted: false,
+                                }),
+                                mark(src, line),
+                            ),
                         },
                     );
                 }
@@ -60,7 +77,13 @@ fn keyed_list(inner: BoxedStrategy<Node>) -> impl Strategy<Value = Node> {
                 }
                 items.push(Node::new(Value::Map(m), mark(src, line)));
             }
-            let mut n = Node::new(Value::Seq { items, key: Some("id") }, mark(src, line));
+            let mut n = Node::new(
+                Value::Seq {
+                    items,
+                    key: Some("id"),
+                },
+                mark(src, line),
+            );
             n.replace = replace;
             n
         })
@@ -71,13 +94,17 @@ fn tree() -> impl Strategy<Value = Node> {
         let inner_b = inner.clone().boxed();
         prop_oneof![
             // Plain lists (union).
-            (0u8..3, 1usize..50, prop::collection::vec(inner.clone(), 0..4), any::<bool>()).prop_map(
-                |(src, line, items, replace)| {
+            (
+                0u8..3,
+                1usize..50,
+                prop::collection::vec(inner.clone(), 0..4),
+                any::<bool>()
+            )
+                .prop_map(|(src, line, items, replace)| {
                     let mut n = Node::new(Value::Seq { items, key: None }, mark(src, line));
                     n.replace = replace;
                     n
-                }
-            ),
+                }),
             // Maps; a key starting with `k` always holds a keyed list, as a schema would.
             (
                 0u8..3,

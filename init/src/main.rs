@@ -123,6 +123,18 @@ fn main() {
         eprintln!("rkos-init is PID 1 of the rkos initramfs; it does nothing when run otherwise");
         std::process::exit(2);
     }
+    // A bug must not end PID 1: the kernel would panic (and with panic=N reboot in a loop).
+    std::panic::set_hook(Box::new(|info| {
+        let consoles = log::console_paths(&cmdline::consoles(
+            &fs::read_to_string("/proc/cmdline").unwrap_or_default(),
+        ));
+        log::kmsg(log::ERR, &format!("internal error: {info}"));
+        log::to_consoles(
+            &consoles,
+            &format!("\nrkos-init: internal error: {info}\nStarting a rescue shell.\n"),
+        );
+        rescue::shell_forever(&consoles)
+    }));
     let mut t = Timings::new();
     let mut ctx = Ctx {
         consoles: log::console_paths(&[]),
@@ -267,6 +279,17 @@ fn main() {
     }
     let loop_devices = std::mem::take(&mut exec.loops);
     let mut seeded = std::mem::take(&mut exec.seeded);
+    if mode == Mode::Disk {
+        let id = system::persist_machine_id(Path::new(plan::DATA), Path::new(SYSROOT), || {
+            fs::read_to_string("/proc/sys/kernel/random/uuid")
+        });
+        match id {
+            Ok((_, true)) => seeded.push(Path::new(plan::DATA).join("etc/machine-id")),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("machine id not kept on RKOS_DATA: {e}"),
+        }
+    }
+
     if !seeded.is_empty() {
         if let Err(e) = t.stage("sync-data", || system::sync_fs(Path::new(plan::DATA))) {
             ctx.fail(e);

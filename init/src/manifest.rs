@@ -1,37 +1,23 @@
-//! A slot's `manifest.json` and the check of a file against it (size, then sha256).
-//! Format: `{"version": "..", "arch": "..", "files": [{"name": .., "size": .., "sha256": ..}]}`;
-//! unknown fields are ignored so the upgrade tooling may add its own. Signature checking
+//! Checking a slot's file against the slot's `manifest.json` (size, then sha256). The
+//! manifest format and its validation belong to `rkos-slots`; signature checking
 //! (`manifest.json.minisig`) belongs to the upgrade path, not to the boot.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use rkos_slots::manifest::ManifestError;
+pub use rkos_slots::{FileEntry, Manifest};
 use sha2::{Digest, Sha256};
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Manifest {
-    pub version: String,
-    pub arch: String,
-    pub files: Vec<FileEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct FileEntry {
-    pub name: String,
-    pub size: u64,
-    pub sha256: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{path} is not a valid manifest: {source}")]
+    #[error("{path}: {source}")]
     Parse {
         path: PathBuf,
-        source: serde_json::Error,
+        source: ManifestError,
     },
     #[error("{manifest} has no entry for {name:?}")]
     NoEntry { manifest: PathBuf, name: String },
@@ -50,7 +36,7 @@ pub enum VerifyError {
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Manifest, VerifyError> {
-    serde_json::from_str(text).map_err(|source| VerifyError::Parse {
+    Manifest::parse(text.as_bytes()).map_err(|source| VerifyError::Parse {
         path: path.to_path_buf(),
         source,
     })
@@ -145,16 +131,18 @@ mod tests {
     }
 
     fn manifest(size: u64, sha: &str) -> String {
+        let z = "0".repeat(64);
         format!(
-            r#"{{"version":"0.1.0","arch":"amd64","signed_by":"ignored","files":[
-                {{"name":"vmlinuz","size":1,"sha256":"00"}},
+            r#"{{"version":"0.1.0","arch":"amd64","files":[
+                {{"name":"vmlinuz","size":1,"sha256":"{z}"}},
+                {{"name":"initrd","size":1,"sha256":"{z}"}},
                 {{"name":"rootfs.squashfs","size":{size},"sha256":"{sha}"}}]}}"#
         )
     }
 
     #[test]
     fn good_file_passes() {
-        let (_d, m, f) = setup(&manifest(6, &HELLO.to_uppercase()), b"hello\n");
+        let (_d, m, f) = setup(&manifest(6, HELLO), b"hello\n");
         let e = verify_file(&m, &f).unwrap();
         assert_eq!(e.name, "rootfs.squashfs");
     }
@@ -188,10 +176,24 @@ mod tests {
             verify_file(&m, &f),
             Err(VerifyError::Parse { .. })
         ));
+        // The format's own rules (rkos-slots): unknown fields, upper-case digests, missing files.
+        let (_d, m, f) = setup(
+            &manifest(6, HELLO).replace(r#""arch""#, r#""extra":1,"arch""#),
+            b"x",
+        );
+        assert!(matches!(
+            verify_file(&m, &f),
+            Err(VerifyError::Parse { .. })
+        ));
+        let (_d, m, f) = setup(&manifest(6, &HELLO.to_uppercase()), b"hello\n");
+        assert!(matches!(
+            verify_file(&m, &f),
+            Err(VerifyError::Parse { .. })
+        ));
         let (_d, m, f) = setup(r#"{"version":"1","arch":"amd64","files":[]}"#, b"x");
         let e = verify_file(&m, &f).unwrap_err();
         assert!(
-            e.to_string().contains("no entry for \"rootfs.squashfs\""),
+            e.to_string().contains("manifest.json") && e.to_string().contains("missing"),
             "{e}"
         );
         let (d, _m, f) = setup("", b"x");

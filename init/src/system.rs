@@ -571,3 +571,102 @@ mod tests {
         assert_eq!(resolve_in_root(r, "/../../usr/lib/systemd/systemd"), want);
     }
 }
+
+/// Keeps systemd's machine id across boots of an installed node: the id on the data volume
+/// (`DATA/etc/machine-id`) is written into the new root, and made from `new_id` on the first
+/// boot. Without it every boot would get a new id, and the journal under /var/log a new
+/// directory. Returns the id and whether it was made now.
+pub fn persist_machine_id(
+    data: &Path,
+    sysroot: &Path,
+    new_id: impl FnOnce() -> io::Result<String>,
+) -> io::Result<(String, bool)> {
+    let valid = |s: &str| {
+        s.len() == 32
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let stored = data.join("etc/machine-id");
+    let (id, made) = match fs::read_to_string(&stored) {
+        Ok(s) if valid(s.trim()) => (s.trim().to_string(), false),
+        _ => {
+            let id: String = new_id()?
+                .trim()
+                .chars()
+                .filter(|c| *c != '-')
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if !valid(&id) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad machine id {id:?}"),
+                ));
+            }
+            fs::create_dir_all(data.join("etc"))?;
+            let tmp = data.join("etc/machine-id.rkos-tmp");
+            fs::write(&tmp, format!("{id}\n"))?;
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))?;
+            fs::rename(&tmp, &stored)?;
+            (id, true)
+        }
+    };
+    let target = sysroot.join("etc/machine-id");
+    let _ = fs::remove_file(&target);
+    fs::write(&target, format!("{id}\n"))?;
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o444))?;
+    Ok((id, made))
+}
+
+#[cfg(test)]
+mod machine_id_tests {
+    use super::*;
+
+    #[test]
+    fn made_once_then_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let (data, root) = (d.path().join("data"), d.path().join("root"));
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("etc/machine-id"), "uninitialized\n").unwrap();
+        let id = persist_machine_id(&data, &root, || {
+            Ok("0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0\n".into())
+        })
+        .unwrap();
+        assert_eq!(id, ("0f1e2d3c4b5a69788796a5b4c3d2e1f0".to_string(), true));
+        let id = id.0;
+        assert_eq!(
+            fs::read_to_string(root.join("etc/machine-id")).unwrap(),
+            format!("{id}\n")
+        );
+        assert_eq!(
+            fs::read_to_string(data.join("etc/machine-id")).unwrap(),
+            format!("{id}\n")
+        );
+        // Next boot: a fresh root, the stored id wins and no new one is made.
+        let root2 = d.path().join("root2");
+        fs::create_dir_all(root2.join("etc")).unwrap();
+        let again = persist_machine_id(&data, &root2, || panic!("must not make a new id")).unwrap();
+        assert_eq!(again, (id.clone(), false));
+        assert_eq!(
+            fs::read_to_string(root2.join("etc/machine-id")).unwrap(),
+            format!("{id}\n")
+        );
+    }
+
+    #[test]
+    fn bad_stored_or_new_ids() {
+        let d = tempfile::tempdir().unwrap();
+        let (data, root) = (d.path().join("data"), d.path().join("root"));
+        fs::create_dir_all(data.join("etc")).unwrap();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(data.join("etc/machine-id"), "garbage\n").unwrap();
+        let id = persist_machine_id(&data, &root, || {
+            Ok("00112233445566778899aabbccddeeff".into())
+        })
+        .unwrap();
+        assert_eq!(id.0, "00112233445566778899aabbccddeeff");
+        fs::remove_file(data.join("etc/machine-id")).unwrap();
+        let e = persist_machine_id(&data, &root, || Ok("short".into())).unwrap_err();
+        assert!(e.to_string().contains("bad machine id"), "{e}");
+        assert!(!data.join("etc/machine-id").exists());
+    }
+}

@@ -48,7 +48,9 @@ def main() -> int:
     def pump(wait: float) -> None:
         nonlocal out, eof
         for _key, _ in sel.select(timeout=wait):
-            chunk = p.stdout.read(65536)
+            chunk = p.stdout.read1(65536) if hasattr(p.stdout, "read1") else p.stdout.read(65536)
+            if chunk is None:
+                return
             if not chunk:
                 eof = True
                 sel.unregister(p.stdout)

@@ -57,6 +57,8 @@ cp "$INIT_BIN" "$ir/init"
 cp "$busybox" "$ir/bin/busybox"
 echo "smoke-test" > "$ir/etc/rkos/version"
 (cd "$ir" && find . | cpio -o -H newc --quiet) > "$w/initrd.img"
+# INITRD=path boots another initramfs (e.g. the image's, from build/initramfs.sh) instead.
+initrd=${INITRD:-$w/initrd.img}
 
 # --- a tiny root filesystem: busybox and an /sbin/init that reports and powers off ---
 rt="$w/root"
@@ -80,7 +82,13 @@ echo written > /etc/smoke-written
 if [ -d /var/lib/rkos ] && [ -w /var/lib/rkos ]; then
     n=$(cat /var/lib/rkos/smoke-boots 2>/dev/null || echo 0); n=$((n+1)); echo $n > /var/lib/rkos/smoke-boots
     echo "SMOKE: boots $n"
+    # The persistent config asks for one more persistent path from the next boot on.
+    printf 'rkos:\n  persistent_paths: [/srv/smoke]\n' > /var/lib/rkos/config.yaml
+    t=$(awk '$2 == "/srv/smoke" {print $3}' /proc/mounts | tail -1); echo "SMOKE: mount /srv/smoke ${t:-none}"
 fi
+[ -s /etc/machine-id ] && echo "SMOKE: machine-id $(cat /etc/machine-id)"
+grep -q '^vfat ' /proc/modules && echo "SMOKE: module vfat loaded"
+echo "SMOKE: sysctl printk_ratelimit $(cat /proc/sys/kernel/printk_ratelimit)"
 for f in /run/rkos/boot/config.yaml /run/rkos/cidata/user-data /run/rkos/cidata/meta-data; do
     [ -f "$f" ] && echo "SMOKE: have $f $(stat -c %a "$f")"
 done
@@ -97,7 +105,7 @@ mksquashfs "$rt" "$w/rootfs.squashfs" -quiet -noappend -comp zstd -all-root
 # --- live medium (RKOS_LIVE) with a boot config, and NoCloud seeds ---
 lt="$w/live" && rm -rf "$lt" && mkdir -p "$lt/rkos"
 cp "$w/rootfs.squashfs" "$lt/"
-printf 'hostname: from-medium\nrkos:\n  sysctls:\n    kernel.printk_ratelimit: "7"\n' > "$lt/rkos/config.yaml"
+printf 'hostname: from-medium\nrkos:\n  modules: [vfat]\n  sysctls:\n    kernel.printk_ratelimit: "7"\n' > "$lt/rkos/config.yaml"
 xorriso -as mkisofs -quiet -V RKOS_LIVE -o "$w/live.iso" "$lt" 2>/dev/null
 st="$w/seed" && rm -rf "$st" && mkdir -p "$st"
 printf '#cloud-config\nhostname: smoke-node\n' > "$st/user-data"
@@ -111,10 +119,16 @@ mkstate() { # $1 image, $2 corrupt?
     local sd="$w/state-tree" sha size
     rm -rf "$sd" && mkdir -p "$sd/slots/A" "$sd/grub"
     cp "$w/rootfs.squashfs" "$sd/slots/A/rootfs.squashfs"
-    sha=$(sha256sum "$sd/slots/A/rootfs.squashfs" | cut -d' ' -f1)
-    size=$(stat -c %s "$sd/slots/A/rootfs.squashfs")
-    printf '{"version":"smoke","arch":"amd64","files":[{"name":"rootfs.squashfs","size":%s,"sha256":"%s"}]}\n' \
-        "$size" "$sha" > "$sd/slots/A/manifest.json"
+    # QEMU boots the kernel with -kernel here; the slot's own kernel and initrd are stand-ins.
+    echo "stand-in kernel" > "$sd/slots/A/vmlinuz"
+    echo "stand-in initrd" > "$sd/slots/A/initrd"
+    local entries=() f
+    for f in vmlinuz initrd rootfs.squashfs; do
+        sha=$(sha256sum "$sd/slots/A/$f" | cut -d' ' -f1)
+        size=$(stat -c %s "$sd/slots/A/$f")
+        entries+=("{\"name\":\"$f\",\"size\":$size,\"sha256\":\"$sha\"}")
+    done
+    (IFS=,; printf '{"version":"smoke","arch":"amd64","files":[%s]}\n' "${entries[*]}") > "$sd/slots/A/manifest.json"
     if [ "$2" = corrupt ]; then printf 'X' | dd of="$sd/slots/A/rootfs.squashfs" bs=1 seek=5000 conv=notrunc status=none; fi
     rm -f "$1" && truncate -s 64M "$1"
     mkfs.ext4 -q -F -L RKOS_STATE -d "$sd" "$1"
@@ -128,7 +142,7 @@ pass=0; failed=()
 qemu() { # $1 name, $2 timeout, $3 append, rest: extra qemu args; output in $w/$1.log
     local name=$1 t=$2 append=$3; shift 3
     python3 "$top/init/tests/qemu-expect.py" --timeout "$t" --log "$w/$name.log" "$@" -- \
-        qemu-system-x86_64 -m 768 -nographic -no-reboot -kernel "$vmlinuz" -initrd "$w/initrd.img" \
+        qemu-system-x86_64 -m 768 -nographic -no-reboot -kernel "$vmlinuz" -initrd "$initrd" \
         -append "console=ttyS0 panic=-1 $append" \
         -netdev user,id=n0,restrict=on -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56 \
         "${QEMU_EXTRA[@]}"
@@ -153,6 +167,7 @@ for c in "${cases[@]}"; do
             "SMOKE: hostname smoke-node etc-hostname smoke-node" "SMOKE: usr read-only" "SMOKE: etc-file absent" \
             "SMOKE: have /run/rkos/boot/config.yaml 600" "SMOKE: have /run/rkos/cidata/user-data 600" \
             "SMOKE: have /run/rkos/cidata/meta-data 600" '"mode": "live"' 'rkos-init: mount-overlay [0-9.]+ ms' \
+            "SMOKE: module vfat loaded" "SMOKE: sysctl printk_ratelimit 7" \
             'rkos-init: total [0-9.]+ ms, own work'
         ;;
     rescue)
@@ -176,10 +191,12 @@ for c in "${cases[@]}"; do
         qemu disk1 240 "rkos.mode=disk rkos.slot=A" --expect "SMOKE: done" || true
         check disk-first-boot "$w/disk1.log" "SMOKE: reached /sbin/init" "SMOKE: root overlay" "verify-image [0-9.]+ ms" \
             "SMOKE: mount /var/lib/rancher ext4" "SMOKE: mount /var/lib/rkos ext4" "SMOKE: mount /var/lib/kubelet ext4" \
-            "SMOKE: boots 1" "SMOKE: usr read-only" '"mode": "disk"' '"slot": "A"' "SMOKE: hostname rkos-[0-9a-f]{4}"
+            "SMOKE: boots 1" "SMOKE: mount /srv/smoke none" "SMOKE: machine-id [0-9a-f]{32}" "SMOKE: usr read-only" '"mode": "disk"' '"slot": "A"' "SMOKE: hostname rkos-[0-9a-f]{4}"
         # Second boot: slot from the command line, mode detected from the RKOS_STATE label.
         qemu disk2 240 "rkos.slot=A" --expect "SMOKE: done" || true
-        check disk-second-boot "$w/disk2.log" '"mode": "disk"' "SMOKE: boots 2" "SMOKE: etc-file absent"
+        check disk-second-boot "$w/disk2.log" '"mode": "disk"' "SMOKE: boots 2" "SMOKE: etc-file absent" \
+            "SMOKE: mount /srv/smoke ext4" \
+            "SMOKE: machine-id $(tr -d '\r' < "$w/disk1.log" | sed -n 's/^SMOKE: machine-id \([0-9a-f]\{32\}\)$/\1/p')"
         ;;
     corrupt)
         QEMU_EXTRA=(-drive file="$w/state-bad.img",if=virtio,format=raw -drive file="$w/data.img",if=virtio,format=raw,snapshot=on)
@@ -211,7 +228,7 @@ done
 
 echo
 echo "rkos-init binary: $(stat -c %s "$INIT_BIN") bytes ($(file -L "$INIT_BIN" | grep -Eo 'static(ally|-pie) linked'))"
-echo "test initramfs: $(stat -c %s "$w/initrd.img") bytes, ${#want[@]} modules"
+echo "initramfs booted: $initrd ($(stat -c %s "$initrd") bytes)"
 for log in "$w"/live.log "$w"/disk1.log; do
     [ -f "$log" ] || continue
     echo "stage timings from $(basename "$log" .log):"

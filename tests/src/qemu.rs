@@ -132,7 +132,11 @@ impl Vm {
         cmd.args(["-nic", "user,model=virtio-net-pci"]);
         match &cfg.boot {
             Boot::Iso(iso) => {
-                cmd.arg("-drive").arg(cdrom(iso));
+                // CD first: SeaBIOS would otherwise try a seed disk's FAT boot sector first
+                // and stop there ("not a bootable disk", on VGA only)
+                cmd.arg("-drive")
+                    .arg(cdrom(iso))
+                    .args(["-boot", "order=d,menu=off"]);
             }
             Boot::Kernel {
                 kernel,

@@ -211,10 +211,13 @@ fn missing_image_reaches_the_rescue_shell_with_a_message() -> Result<()> {
         .context("the failure message does not name RKOS_LIVE")?;
     vm.expect(r"(?i)rescue", RESCUE)
         .context("no rescue shell announced")?;
-    std::thread::sleep(Duration::from_secs(2));
-    vm.send("\necho rescue-$((6*7))\n")?;
-    vm.expect(r"rescue-42", Duration::from_secs(60))
-        .context("the rescue shell does not answer")?;
+    vm.type_until(
+        "echo rescue-$((6*7))",
+        r"rescue-42",
+        6,
+        Duration::from_secs(10),
+    )
+    .context("the rescue shell does not answer")?;
     eprintln!("missing image: rescue shell after {:?}", started.elapsed());
     Ok(())
 }

@@ -273,18 +273,30 @@ fn install_to_a_disk_then_grow_and_boot_it_with_bios_and_uefi() -> Result<()> {
         "a refused config still wrote the disk"
     );
 
+    // The install itself as rkos-install.service runs it: parameters from the kernel
+    // command line (a scratch root stands in for /proc and /run; /sys is the real one).
+    let fake_root = dir.join("root");
+    fs::create_dir_all(fake_root.join("proc"))?;
+    fs::create_dir_all(fake_root.join("dev/disk/by-label"))?;
+    std::os::unix::fs::symlink("/sys", fake_root.join("sys"))?;
+    fs::write(
+        fake_root.join("proc/cmdline"),
+        format!(
+            "BOOT_IMAGE=/boot/vmlinuz rkos.mode=install rkos.install.device={} rkos.install.config_url={} console=ttyS0,115200n8\n",
+            disk.dev,
+            config.display()
+        ),
+    )?;
     let started = std::time::Instant::now();
     let out = Command::new(&rkos)
         .args([
             "install",
-            "--yes",
-            "--version",
+            "--from-cmdline",
+            "--image-version",
             "9.9.9-test",
-            "--device",
-            &disk.dev,
-            "--config",
+            "--root",
         ])
-        .arg(&config)
+        .arg(&fake_root)
         .arg("--source")
         .arg(&src)
         .output()?;
@@ -332,7 +344,7 @@ fn install_to_a_disk_then_grow_and_boot_it_with_bios_and_uefi() -> Result<()> {
         ensure!(env.lines().any(|l| l == "rkos_default=A"), "grubenv: {env}");
         ensure!(env.lines().any(|l| l == "rkos_trial="), "grubenv: {env}");
         ensure!(
-            env.lines().any(|l| l == "rkos_cmdline=gpt"),
+            env.lines().any(|l| l == "rkos_cmdline=gpt panic=10"),
             "grubenv: {env}"
         );
         ensure!(
@@ -395,9 +407,6 @@ fn install_to_a_disk_then_grow_and_boot_it_with_bios_and_uefi() -> Result<()> {
     // booted with `gpt`, which the installer puts on the installed system's command line;
     // partx reads the table as that kernel would.
     sh("partx", &["--add", &disk.dev])?;
-    let fake_root = dir.join("root");
-    fs::create_dir_all(fake_root.join("dev/disk/by-label"))?;
-    std::os::unix::fs::symlink("/sys", fake_root.join("sys"))?;
     std::os::unix::fs::symlink(disk.part(4), fake_root.join("dev/disk/by-label/RKOS_DATA"))?;
     // Offline here: growing a mounted ext4 needs CAP_SYS_RESOURCE, which a container's root
     // may lack; the node grows it online (rkos-grow-data.service).
@@ -450,7 +459,7 @@ fn install_to_a_disk_then_grow_and_boot_it_with_bios_and_uefi() -> Result<()> {
         ensure!(
             line.contains("rkos.mode=disk")
                 && line.contains("rkos.slot=A")
-                && line.ends_with(" gpt"),
+                && line.ends_with(" gpt panic=10"),
             "{line}"
         );
     }

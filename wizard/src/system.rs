@@ -26,17 +26,18 @@ pub fn write_config(root: &Path, yaml: &str) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
-/// Runs `rkos config apply` (the same binary) so the new config takes effect: files
-/// rendered, k3s restarted with the new role.
+/// Runs `rkos config apply --stage network` (the same binary) so the new config takes
+/// effect: files rendered, `github:` keys fetched, k3s restarted with the new role. The
+/// network stage because the node is up: it is what the boot's second apply does.
 pub fn apply(rkos_binary: &Path) -> Result<(), String> {
     let status = Command::new(rkos_binary)
-        .args(["config", "apply"])
+        .args(["config", "apply", "--stage", "network"])
         .status()
         .map_err(|e| format!("could not run {} config apply: {e}", rkos_binary.display()))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`rkos config apply` failed ({status})"))
+        Err(format!("`rkos config apply --stage network` failed ({status})"))
     }
 }
 

@@ -196,7 +196,16 @@ pub fn stage(
     let mut downloaded = 0;
     let mut reused = 0;
     for entry in &manifest.files {
-        match fetch_file(source, &staging, entry, opts, progress) {
+        let had_part = part_path(&staging, &entry.name).exists();
+        let mut result = fetch_file(source, &staging, entry, opts, progress);
+        if had_part && matches!(result, Err(BundleError::Sha256Mismatch { .. })) {
+            // The part left by an interrupted run may end in bytes a crash never wrote
+            // properly; its mismatch says nothing about the source. The part is gone now:
+            // fetch the file once more from its start.
+            tracing::warn!(file = %entry.name, "resumed file did not verify; downloading it again");
+            result = fetch_file(source, &staging, entry, opts, progress);
+        }
+        match result {
             Ok((d, r)) => {
                 downloaded += d;
                 reused += r;

@@ -372,3 +372,29 @@ fn flip_refuses_a_slot_changed_after_staging() {
     ));
     assert_eq!(fs::read(fx.state.grubenv()).unwrap(), env_before);
 }
+
+#[test]
+fn corrupt_part_from_a_crash_is_downloaded_again() {
+    let fx = Fixture::new();
+    let b = fx.bundle("2", ROOTFS);
+    let srv = TestServer::start(&b);
+    *srv.faults.lock().unwrap() = Faults {
+        cut: [("rootfs.squashfs".to_string(), (700_000, 4))].into(),
+        ignore_range: false,
+    };
+    assert!(fx.stage(&srv.url).is_err());
+    // What a power cut can leave: the tail of the part never written (zeros).
+    let part = fx.state.staging_dir(Slot::B).join("rootfs.squashfs.part");
+    let mut data = fs::read(&part).unwrap();
+    let n = data.len();
+    data[n - 4096..].fill(0);
+    fs::write(&part, &data).unwrap();
+    let staged = fx.stage(&srv.url).unwrap();
+    rkos_bundle::verify_slot(&fx.state, Slot::B).unwrap();
+    assert_eq!(
+        staged.downloaded,
+        staged.manifest.file("rootfs.squashfs").unwrap().size - n as u64
+            + staged.manifest.file("rootfs.squashfs").unwrap().size,
+        "the resumed tail, then the whole file again"
+    );
+}

@@ -33,7 +33,7 @@ const P2_FIRST: u64 = 4096;
 const DISK_BYTES: u64 = 640 << 20;
 const P2_LAST: u64 = DISK_BYTES / SECTOR - 64;
 const ROOTFS_BYTES: usize = 12 << 20;
-const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -190,8 +190,8 @@ pub fn parse_ids(text: &str) -> BTreeMap<String, u32> {
 pub fn boot_mode(root: &Path, cmdline: &str) -> BootMode {
     let from_cmdline = cmdline
         .split_whitespace()
-        .filter_map(|w| w.strip_prefix("rkos.mode="))
-        .last()
+        .rev()
+        .find_map(|w| w.strip_prefix("rkos.mode="))
         .and_then(|m| m.parse().ok());
     from_cmdline
         .or_else(|| {
@@ -255,6 +255,10 @@ fn fetch_data_sources(root: &Path, cfg: &Config, problems: &mut Vec<String>) {
     };
     let mut files = Vec::new();
     for (i, url) in cfg.rkos.data_sources.iter().enumerate() {
+        // Validation warned about anything else (k3OS's provider names).
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            continue;
+        }
         match fetch_text(&client, url) {
             Ok(text) => files.push(rkos_config::RenderedFile {
                 path: Path::new("/")

@@ -133,7 +133,7 @@ pub fn parse_source(source: &Source) -> Parsed {
     }
     match from_node::<Config>(&tree) {
         Ok(cfg) => diags.extend(findings(&tree, &source.name, check_fields(&cfg))),
-        Err(e) => diags.push(de_diag(&e, &source.name)),
+        Err(_) => diags.extend(type_errors(&tree).iter().map(|e| de_diag(e, &source.name))),
     }
     // In the order the user reads the file (stable: same place keeps check order).
     diags.sort_by_key(|d| (d.line, d.column));
@@ -193,6 +193,46 @@ fn cloud_init(source: &Source) -> Result<Node, Diagnostic> {
         "cloud-init user-data must start with `#cloud-config` or `#!` (a script); this one does neither and is ignored",
     )
     .at(&mark))
+}
+
+/// serde stops at the first type error; to report them all, each top-level key and each
+/// key of the `rkos:` section is deserialized on its own.
+fn type_errors(tree: &Node) -> Vec<DeError> {
+    let Some(root) = tree.as_map() else {
+        return from_node::<Config>(tree).err().into_iter().collect();
+    };
+    let only = |parent: &Node, key: &str, entry: &crate::node::Entry| {
+        let mut m = IndexMap::new();
+        m.insert(key.to_string(), entry.clone());
+        Node::new(Value::Map(m), parent.mark.clone())
+    };
+    let mut errors = Vec::new();
+    for (k, e) in root {
+        let sections: Vec<Node> = match (k.as_str(), e.node.as_map()) {
+            ("rkos", Some(rk)) => rk
+                .iter()
+                .map(|(rk_key, rk_entry)| {
+                    let inner = only(&e.node, rk_key, rk_entry);
+                    let entry = crate::node::Entry {
+                        key_mark: e.key_mark.clone(),
+                        node: inner,
+                    };
+                    only(tree, k, &entry)
+                })
+                .collect(),
+            _ => vec![only(tree, k, e)],
+        };
+        for part in sections {
+            if let Err(err) = from_node::<Config>(&part) {
+                errors.push(err);
+            }
+        }
+    }
+    if errors.is_empty() {
+        // Not reachable for a tree that failed as a whole, but never report nothing.
+        errors.extend(from_node::<Config>(tree).err());
+    }
+    errors
 }
 
 fn de_diag(e: &DeError, source: &str) -> Diagnostic {

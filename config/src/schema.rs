@@ -19,6 +19,9 @@ pub enum Shape {
     Scalar,
     /// A list of scalars: merged as a union.
     List,
+    /// Shell commands: a list of strings, where cloud-init's argv form (`[ls, -l]`) is
+    /// turned into one shell-quoted string.
+    Commands,
     /// A list of mappings merged by the named field.
     Keyed(&'static str, &'static [Field]),
     /// User keys (labels, sysctls, environment) to scalars.
@@ -148,9 +151,9 @@ pub const ROOT: &[Field] = &[
     f("hostname", Shape::Scalar),
     fa("ssh_authorized_keys", &["authorized_keys"], Shape::List),
     f("write_files", Shape::Keyed("path", WRITE_FILE)),
-    fa("init_cmd", &["initcmd"], Shape::List),
-    fa("boot_cmd", &["bootcmd"], Shape::List),
-    fa("run_cmd", &["runcmd"], Shape::List),
+    fa("init_cmd", &["initcmd"], Shape::Commands),
+    fa("boot_cmd", &["bootcmd"], Shape::Commands),
+    fa("run_cmd", &["runcmd"], Shape::Commands),
     fa("rkos", &["k3os"], Shape::Struct(RKOS)),
 ];
 
@@ -203,6 +206,32 @@ fn suggestion(fields: &[Field], key: &str) -> Option<&'static str> {
         .filter(|(d, name)| *d <= 2.max(name.len() / 4))
         .min_by_key(|(d, _)| *d)
         .map(|(_, n)| n)
+}
+
+/// `[ls, -l, "a b"]` -> `ls -l 'a b'`: cloud-init runs an argv list without a shell; as a
+/// string for `sh -c`, each word is quoted where needed.
+fn argv_to_command(item: &mut Node) {
+    let Value::Seq { items, .. } = &item.value else {
+        return;
+    };
+    let words: Option<Vec<String>> = items.iter().map(|w| w.as_str().map(shell_quote)).collect();
+    if let Some(words) = words {
+        item.value = Value::Scalar(Scalar {
+            text: words.join(" "),
+            quoted: true,
+        });
+    }
+}
+
+fn shell_quote(w: &str) -> String {
+    let safe = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if safe {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 /// Normalisation context: where diagnostics go and how the source was given.
@@ -325,6 +354,15 @@ impl Normalizer {
         match shape {
             Shape::Scalar => self.scalar(node, path),
             Shape::List => self.list(node, None, None, path),
+            Shape::Commands => {
+                let mut n = self.list(node, None, None, path);
+                if let Value::Seq { items, .. } = &mut n.value {
+                    for item in items.iter_mut() {
+                        argv_to_command(item);
+                    }
+                }
+                n
+            }
             Shape::Keyed(key, fields) => self.list(node, Some(key), Some(fields), path),
             Shape::StrMap => self.str_map(node, path),
             Shape::Struct(fields) => self.structure(node, fields, path),
@@ -544,6 +582,19 @@ mod tests {
             Value::Seq { items, .. } => {
                 let v: Vec<_> = items.iter().map(|i| i.as_str().unwrap()).collect();
                 assert_eq!(v, vec!["a", "b"]);
+            }
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn argv_commands_become_strings() {
+        let (n, d) = norm("runcmd:\n  - [sh, -c, \"echo 'hi there'\"]\n  - echo plain\n");
+        assert!(d.is_empty());
+        match &n.get("run_cmd").unwrap().value {
+            Value::Seq { items, .. } => {
+                assert_eq!(items[0].as_str(), Some(r#"sh -c 'echo '\''hi there'\'''"#));
+                assert_eq!(items[1].as_str(), Some("echo plain"));
             }
             _ => panic!(),
         }

@@ -110,7 +110,10 @@ impl Loader {
     pub fn coldplug(&mut self, sys_bus: &Path) -> usize {
         let mut files = Vec::new();
         let mut seen = HashSet::new();
-        for alias in read_modaliases(sys_bus) {
+        let t = Instant::now();
+        let aliases = read_modaliases(sys_bus);
+        let read = t.elapsed();
+        for alias in aliases {
             if !self.seen_aliases.insert(alias.clone()) {
                 continue;
             }
@@ -118,6 +121,11 @@ impl Loader {
                 let _ = self.index.resolve_into(&m, &mut files, &mut seen);
             }
         }
+        tracing::debug!(
+            "coldplug: modaliases read in {:.1} ms, matched in {:.1} ms",
+            read.as_secs_f64() * 1000.0,
+            (t.elapsed() - read).as_secs_f64() * 1000.0
+        );
         self.load_files(files)
     }
 }

@@ -136,6 +136,10 @@ fn main() {
         rescue::shell_forever(&consoles)
     }));
     let mut t = Timings::new();
+    // Fault the whole binary in at once: under emulation each page fault taken one by one as
+    // the code first runs costs far more than populating the pages in one call.
+    // SAFETY: mlockall takes flags only; the exec of the real init drops the locks.
+    unsafe { libc::mlockall(libc::MCL_CURRENT) };
     let mut ctx = Ctx {
         consoles: log::console_paths(&[]),
         cmdline: String::new(),
@@ -167,6 +171,10 @@ fn main() {
     // The kernel's own module requests (request_module) go through busybox modprobe.
     let _ = fs::write("/proc/sys/kernel/modprobe", "/sbin/modprobe\n");
 
+    tracing::debug!(
+        "prelude done at {:.1} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
     let kver = kernel_release();
     let mut loader = match ModuleIndex::load(&Path::new("/lib/modules").join(&kver)) {
         Ok(idx) => Loader::new(idx),
@@ -176,6 +184,10 @@ fn main() {
             Loader::new(ModuleIndex::default())
         }
     };
+    tracing::debug!(
+        "module index read at {:.1} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
     t.stage("modules", || {
         for _ in 0..6 {
             if loader.coldplug(Path::new("/sys/bus")) == 0 {

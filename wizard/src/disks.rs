@@ -90,7 +90,10 @@ pub fn list(root: &Path, excluded: &BTreeSet<String>) -> Vec<Disk> {
         if sectors == 0 {
             continue; // an empty card reader or a drive with no medium
         }
-        let vendor = read_trim(&dir.join("device/vendor")).unwrap_or_default();
+        // virtio disks have only a PCI vendor id here (`0x1af4`): not a name to show.
+        let vendor = read_trim(&dir.join("device/vendor"))
+            .filter(|v| !v.starts_with("0x"))
+            .unwrap_or_default();
         let model = read_trim(&dir.join("device/model")).unwrap_or_default();
         let model = [vendor, model]
             .into_iter()
@@ -237,6 +240,7 @@ mod tests {
         let r = t.path();
         disk(r, "sda", 16 << 21, "QEMU HARDDISK", false); // 16 GiB
         disk(r, "vdb", 1 << 21, "", false); // 1 GiB
+        fs::write(r.join("sys/block/vdb/device/vendor"), "0x1af4\n").unwrap();
         disk(r, "sr0", 600 << 11, "QEMU DVD-ROM", true);
         disk(r, "loop0", 1000, "", false);
         disk(r, "zram0", 1000, "", false);
@@ -247,6 +251,7 @@ mod tests {
         assert_eq!(list[0].size_bytes, 16 << 30);
         assert_eq!(list[0].describe(), "sda - 16.0 GiB - QEMU HARDDISK");
         assert!(list[1].too_small());
+        assert_eq!(list[1].describe(), "vdb - 1.0 GiB - unknown model");
         let err = resolve_choice(r, "/dev/vdb", &list).unwrap_err();
         assert!(err.contains("at least 4.0 GiB"), "{err}");
         assert_eq!(resolve_choice(r, "sda", &list).unwrap().name, "sda");

@@ -37,7 +37,9 @@ pub fn apply(rkos_binary: &Path) -> Result<(), String> {
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`rkos config apply --stage network` failed ({status})"))
+        Err(format!(
+            "`rkos config apply --stage network` failed ({status})"
+        ))
     }
 }
 

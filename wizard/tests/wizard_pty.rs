@@ -278,7 +278,11 @@ fn a_config_file_with_errors_is_shown_and_asked_again() {
     let root = t.path().join("root");
     fs::create_dir_all(&root).unwrap();
     let bad = t.path().join("bad.yaml");
-    fs::write(&bad, "hostname: ok-name\nrkos:\n  server_url: http://10.0.0.1\n").unwrap();
+    fs::write(
+        &bad,
+        "hostname: ok-name\nrkos:\n  server_url: http://10.0.0.1\n",
+    )
+    .unwrap();
     let good = t.path().join("good.yaml");
     let good_text = "hostname: from-file\nrkos:\n  password: secret123\n  token: abc\n";
     fs::write(&good, good_text).unwrap();
@@ -286,7 +290,8 @@ fn a_config_file_with_errors_is_shown_and_asked_again() {
     p.exp_string("What do you want to do?").unwrap();
     key(&mut p, DOWN);
     key(&mut p, ENTER); // configure
-    p.exp_string("How do you want to configure the node?").unwrap();
+    p.exp_string("How do you want to configure the node?")
+        .unwrap();
     key(&mut p, DOWN);
     key(&mut p, ENTER); // a config file
     p.exp_string("Config file path or http(s) URL").unwrap();
@@ -299,8 +304,12 @@ fn a_config_file_with_errors_is_shown_and_asked_again() {
     p.exp_string("Config file path or http(s) URL").unwrap();
     key(&mut p, &format!("{}\r", good.display()));
     p.exp_string("config from").unwrap();
-    p.exp_string("Write this configuration and apply it now?").unwrap();
+    p.exp_string("Write this configuration and apply it now?")
+        .unwrap();
     key(&mut p, "y");
     p.exp_string("SCRATCH: wrote").unwrap();
-    assert_eq!(fs::read_to_string(root.join("var/lib/rkos/config.yaml")).unwrap(), good_text);
+    assert_eq!(
+        fs::read_to_string(root.join("var/lib/rkos/config.yaml")).unwrap(),
+        good_text
+    );
 }

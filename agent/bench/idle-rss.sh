@@ -84,6 +84,8 @@ PY
     sleep 0.1
 done
 [ -n "$settled" ] || { echo "the agent never settled" >&2; cat "$WORK/agent.log" >&2; exit 1; }
+# Let the echoes of its own last writes (watch events) die down: measure the steady state.
+sleep 5
 
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$AGENT_PID/status"; }
 REQ0=$(tail -n1 "$WORK/server.out" | awk '{print $2}')

@@ -628,8 +628,11 @@ impl<N: NodeOps> Agent<N> {
                     }
                 }
             }
-            Action::Flip { version } => {
-                if let Err(e) = self.ops.flip(version).await {
+            Action::Flip {
+                bundle_url,
+                version,
+            } => {
+                if let Err(e) = self.ops.flip(bundle_url, version).await {
                     self.fail(format!("arming the trial boot of {version} failed: {e}"))
                         .await?;
                     return Ok(Step::Stop);
@@ -842,6 +845,8 @@ impl<N: NodeOps> Agent<N> {
                 .replace(&name, &PostParams::default(), &l)
                 .await
             {
+                // A conflict or a refusal: the next pass renews from a fresh read (or
+                // finds the lease taken over and acts on that).
                 Ok(_) | Err(kube::Error::Api(_)) => {}
                 Err(e) => return Err(e.into()),
             }

@@ -110,7 +110,10 @@ pub enum Action {
         bundle_url: String,
         version: String,
     },
+    /// The target is complete in the inactive slot but no trial boot is armed (e.g. a retry
+    /// after a rollback): arm it.
     Flip {
+        bundle_url: String,
         version: String,
     },
     Reboot,
@@ -425,6 +428,7 @@ pub fn decide(o: &Observed) -> Vec<Action> {
                 out.push(Action::SetStatus(s));
             } else if o.facts.staged.as_deref() == Some(target.as_str()) {
                 out.push(Action::Flip {
+                    bundle_url: plan.bundle_url.clone(),
                     version: target.clone(),
                 });
             } else {

@@ -82,8 +82,13 @@ pub trait NodeOps: Send + Sync + 'static {
         bundle_url: &str,
         version: &str,
     ) -> impl Future<Output = Result<StageReport, NodeOpsError>> + Send;
-    /// Make sure the next boot is a trial of the staged `version`.
-    fn flip(&self, version: &str) -> impl Future<Output = Result<(), NodeOpsError>> + Send;
+    /// Make sure the next boot is a trial of `version`, already complete in the inactive slot
+    /// (it came from `bundle_url`).
+    fn flip(
+        &self,
+        bundle_url: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<(), NodeOpsError>> + Send;
     /// Ask the init system to reboot. Returns once the request is accepted.
     fn reboot(&self) -> impl Future<Output = Result<(), NodeOpsError>> + Send;
     /// The node-side health check (k3s up) that must hold before the slot is marked good.
@@ -255,15 +260,22 @@ impl NodeOps for HostNodeOps {
         Ok(StageReport { bytes })
     }
 
-    async fn flip(&self, version: &str) -> Result<(), NodeOpsError> {
-        // `rkos upgrade` arms the trial itself, right after the last file is verified; this
-        // only confirms it, so a restarted agent never reboots into nothing new.
+    async fn flip(&self, bundle_url: &str, version: &str) -> Result<(), NodeOpsError> {
+        let f = self.facts().await?;
+        if f.trial_armed.as_deref() == Some(version) {
+            return Ok(());
+        }
+        // `rkos upgrade` arms the trial only right after verifying every staged file against
+        // the signed manifest; running it again re-checks the slot (reusing what is there)
+        // and arms it. There is deliberately no way to arm a slot without that check.
+        self.run(&self.rkos, &["upgrade", "--bundle", bundle_url])
+            .await?;
         let f = self.facts().await?;
         if f.trial_armed.as_deref() == Some(version) {
             Ok(())
         } else {
             Err(NodeOpsError::Failed(format!(
-                "after staging, no trial boot of {version} is armed (staged: {:?}, armed: {:?})",
+                "`rkos upgrade` did not arm a trial boot of {version} (staged: {:?}, armed: {:?})",
                 f.staged, f.trial_armed
             )))
         }
@@ -461,7 +473,7 @@ impl NodeOps for FakeNodeOps {
         tokio::time::sleep(delay).await;
         self.with(|n| n.stage(version))
     }
-    async fn flip(&self, version: &str) -> Result<(), NodeOpsError> {
+    async fn flip(&self, _bundle_url: &str, version: &str) -> Result<(), NodeOpsError> {
         self.with(|n| n.flip(version))
     }
     async fn reboot(&self) -> Result<(), NodeOpsError> {

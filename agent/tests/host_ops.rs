@@ -195,16 +195,41 @@ async fn rejected_bundle_fails_with_the_commands_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fallback_boot_reports_rolled_back() {
+async fn fallback_boot_reports_rolled_back_and_a_retry_rearms_the_slot() {
     let api = StandIn::start().await;
     seed(&api, "http://127.0.0.1:1/rkos-2");
     let (dir, ops) = host("1");
     std::fs::write(dir.path().join("state/broken"), "2\n").unwrap();
     let a = run_agent(&api, ops, |api| phase(api) == "RolledBack").await;
-    a.abort();
     let nu = api.get(NUS, "", "n1").unwrap();
     let err = nu["status"]["lastError"].as_str().unwrap();
     assert!(err.contains("slot B (2) was never marked good"), "{err}");
     assert_eq!(nu["status"]["currentVersion"], "1");
     assert_eq!(nu["status"]["slot"], "A");
+    assert!(api.all(LEASES).is_empty());
+    // Fixed; the operator deletes the NodeUpgrade to retry. Slot B still holds version 2
+    // with no trial armed: the agent has `rkos upgrade` re-check and arm it.
+    std::fs::remove_file(dir.path().join("state/broken")).unwrap();
+    api.delete(NUS, "", "n1");
+    let start = Instant::now();
+    while phase(&api) != "Succeeded" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            api.get(NUS, "", "n1")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.abort();
+    let log = std::fs::read_to_string(dir.path().join("state/log")).unwrap();
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "http://127.0.0.1:1/rkos-2",
+            "reboot",
+            "http://127.0.0.1:1/rkos-2",
+            "reboot",
+            "mark-good"
+        ]
+    );
 }

@@ -1,13 +1,12 @@
 //! Build side: key generation and bundle creation (feature `sign`).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use minisign::{KeyPair, SecretKeyBox};
 use rkos_slots::manifest::{FileEntry, Manifest, MANIFEST_NAME, SIGNATURE_NAME};
-use sha2::{Digest, Sha256};
 
 use crate::error::{BundleError, IoContext, Result};
 
@@ -69,25 +68,6 @@ pub fn sign_bytes(data: &[u8], key: &Path, trusted_comment: &str) -> Result<Stri
     Ok(sig.to_string())
 }
 
-/// Size and sha256 of a file, read once.
-pub fn hash_file(path: &Path) -> Result<(u64, String)> {
-    let mut f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f
-            .read(&mut buf)
-            .ctx(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, hex::encode(h.finalize())))
-}
-
 /// Makes a bundle in `out`: copies of `files` (by base name), `manifest.json` and its
 /// signature. The manifest is validated (the three slot files must be present).
 pub fn create(
@@ -104,7 +84,7 @@ pub fn create(
             .and_then(|n| n.to_str())
             .ok_or_else(|| BundleError::Refused(format!("{}: no usable file name", f.display())))?
             .to_string();
-        let (size, sha256) = hash_file(f)?;
+        let (size, sha256) = crate::stage::sha256_file(f)?;
         entries.push(FileEntry { name, size, sha256 });
     }
     let manifest = Manifest {

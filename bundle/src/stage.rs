@@ -78,6 +78,7 @@ pub struct Staged {
 
 /// What [`preflight`] established, before anything is written.
 struct Checked {
+    boot: BootState,
     manifest_bytes: Vec<u8>,
     sig_bytes: Vec<u8>,
     manifest: Manifest,
@@ -128,6 +129,7 @@ fn preflight(
         }
     }
     Ok(Checked {
+        boot,
         manifest_bytes,
         sig_bytes,
         manifest,
@@ -148,6 +150,7 @@ pub fn stage(
     progress: &mut dyn Progress,
 ) -> Result<Staged> {
     let Checked {
+        boot,
         manifest_bytes,
         sig_bytes,
         manifest,
@@ -182,7 +185,6 @@ pub fn stage(
     }
 
     // From here on the target slot is being rewritten: make sure nothing boots it.
-    let boot = state.boot_state()?;
     if boot.trial.is_some_and(|t| t.slot == target) {
         state.write_boot_state(&boot.cancel_trial())?;
     }
@@ -291,6 +293,26 @@ pub fn verify_slot(state: &StateDir, slot: Slot) -> Result<Manifest> {
 
 /// Checks one file's size and sha256 in a single pass.
 pub fn verify_file(path: &Path, entry: &FileEntry) -> Result<()> {
+    let (len, actual) = sha256_file(path)?;
+    if len != entry.size {
+        return Err(BundleError::Truncated {
+            file: path.display().to_string(),
+            expected: entry.size,
+            got: len,
+        });
+    }
+    if actual != entry.sha256 {
+        return Err(BundleError::Sha256Mismatch {
+            file: path.display().to_string(),
+            expected: entry.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Size and sha256 (lowercase hex) of a file, read once.
+pub fn sha256_file(path: &Path) -> Result<(u64, String)> {
     let mut f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
@@ -305,22 +327,7 @@ pub fn verify_file(path: &Path, entry: &FileEntry) -> Result<()> {
         h.update(&buf[..n]);
         len += n as u64;
     }
-    if len != entry.size {
-        return Err(BundleError::Truncated {
-            file: path.display().to_string(),
-            expected: entry.size,
-            got: len,
-        });
-    }
-    let actual = hex::encode(h.finalize());
-    if actual != entry.sha256 {
-        return Err(BundleError::Sha256Mismatch {
-            file: path.display().to_string(),
-            expected: entry.sha256.clone(),
-            actual,
-        });
-    }
-    Ok(())
+    Ok((len, hex::encode(h.finalize())))
 }
 
 fn part_path(staging: &Path, name: &str) -> PathBuf {

@@ -56,6 +56,7 @@ pub struct RenderArgs {
     pub root: PathBuf,
     #[command(flatten)]
     pub sources: SourceArgs,
+    /// Boot mode: live, disk, netboot, install or rescue (persistent paths need disk).
     #[arg(long, default_value = "live")]
     pub mode: BootMode,
     /// OS version for the rkos.io/version label (default: this build's).
@@ -93,7 +94,11 @@ pub fn gather(a: &SourceArgs) -> anyhow::Result<(Vec<Source>, Vec<rkos_config::D
         }
     });
     if a.configs.is_empty() {
-        return Ok(source::collect_report(&a.source_root, &cmdline));
+        // What the node uses: a broken persistent file is replaced by its last good copy.
+        let (sources, mut diags) = source::collect_report(&a.source_root, &cmdline);
+        let (sources, lg) = source::with_last_good(&a.source_root, sources);
+        diags.extend(lg);
+        return Ok((sources, diags));
     }
     let mut out = Vec::new();
     for p in &a.configs {

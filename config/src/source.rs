@@ -120,7 +120,11 @@ pub fn with_last_good(root: &Path, sources: Vec<Source>) -> (Vec<Source>, Vec<Di
     let out = sources
         .into_iter()
         .map(|s| {
-            if s.kind != SourceKind::Persistent || !crate::parse_source(&s).has_errors() {
+            if s.kind != SourceKind::Persistent {
+                return s;
+            }
+            let parsed = crate::parse_source(&s);
+            if !parsed.has_errors() {
                 return s;
             }
             let Some(copy) = last_good_path(root, &s.name) else {
@@ -128,13 +132,16 @@ pub fn with_last_good(root: &Path, sources: Vec<Source>) -> (Vec<Source>, Vec<Di
             };
             match std::fs::read_to_string(&copy) {
                 Ok(text) => {
-                    diags.push(Diagnostic::warning(
+                    // The broken file is not loaded, so its problems are reported here.
+                    diags.extend(parsed.diagnostics);
+                    diags.push(Diagnostic::error(
                         s.name.clone(),
                         "",
-                        format!("has errors; using the last good copy {}", copy.display()),
+                        format!(
+                            "has errors; using its last good copy {} instead",
+                            copy.display()
+                        ),
                     ));
-                    // The broken file's own diagnostics are still reported by the caller,
-                    // which validates it separately.
                     Source::new(SourceKind::Persistent, copy.display().to_string(), text)
                 }
                 Err(_) => s,
@@ -251,8 +258,10 @@ mod tests {
         std::fs::write(&cfg, "hostname: [oops\n").unwrap();
         let s = collect(r, "");
         let (s2, diags) = with_last_good(r, s.clone());
-        assert_eq!(diags.len(), 1);
-        assert!(diags[0].message.contains("last good copy"));
+        let msgs: Vec<String> = diags.iter().map(|d| d.message.clone()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(msgs[0].starts_with("not valid YAML"), "{msgs:?}");
+        assert!(msgs[1].contains("last good copy"));
         assert_eq!(crate::load(&s2).config.hostname.as_deref(), Some("good"));
         // A broken file does not overwrite its good copy.
         save_last_good(r, &s).unwrap();

@@ -203,16 +203,23 @@ impl Timings {
         self.start.elapsed()
     }
 
-    /// Milliseconds spent in stages other than those in `excluded` (waiting for devices,
-    /// downloading, hashing a large image: time the init does not control).
-    pub fn own_ms(&self, excluded: &[&str]) -> f64 {
+    /// Milliseconds in `excluded` stages (waiting for devices, downloading, hashing a large
+    /// image: time the init does not control).
+    pub fn excluded_ms(&self, excluded: &[&str]) -> f64 {
         let ms: f64 = self
             .stages
             .iter()
-            .filter(|s| !excluded.contains(&s.stage.as_str()))
+            .filter(|s| excluded.contains(&s.stage.as_str()))
             .map(|s| s.ms)
             .sum();
         (ms * 10.0).round() / 10.0
+    }
+
+    /// Milliseconds from the start to `at`, minus the `excluded` stages: everything else
+    /// counts, including the work between stages.
+    pub fn own_ms(&self, at: Duration, excluded: &[&str]) -> f64 {
+        let ms = at.as_secs_f64() * 1000.0 - self.excluded_ms(excluded);
+        (ms.max(0.0) * 10.0).round() / 10.0
     }
 }
 
@@ -228,8 +235,17 @@ mod tests {
         t.record("modules", Duration::from_micros(2500));
         assert_eq!(t.stages.len(), 2);
         assert_eq!(t.stages[0].ms, 4.0);
-        assert_eq!(t.own_ms(&["wait-devices"]), 4.0);
-        assert_eq!(t.own_ms(&[]), 204.0);
+        assert_eq!(t.excluded_ms(&["wait-devices"]), 200.0);
+        assert_eq!(t.excluded_ms(&[]), 0.0);
+        assert_eq!(
+            t.own_ms(Duration::from_millis(250), &["wait-devices"]),
+            50.0
+        );
+        assert_eq!(
+            t.own_ms(Duration::from_millis(250), &["wait-devices", "modules"]),
+            46.0
+        );
+        assert_eq!(t.own_ms(Duration::from_millis(100), &["wait-devices"]), 0.0);
         let v = t.stage("x", || 7);
         assert_eq!(v, 7);
         assert_eq!(t.stages.len(), 3);

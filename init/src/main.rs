@@ -324,6 +324,7 @@ fn main() {
     let mut cidata_device = None;
     let mut problems: Vec<String> = Vec::new();
     let config_start = Instant::now();
+    let mut full_module_time = Duration::ZERO;
     t.stage("config", || {
         if mode.is_ephemeral() && mode != Mode::Netboot {
             if let Err(e) = early::copy_boot_config(Path::new(plan::MEDIUM), run_rkos) {
@@ -374,6 +375,7 @@ fn main() {
                 }
             }
             if let Some(l) = full {
+                full_module_time = l.kernel_time;
                 for f in l.failed {
                     problems.push(format!("error: module {f}"));
                 }
@@ -428,10 +430,13 @@ fn main() {
 
     let round = |ms: f64| (ms * 10.0).round() / 10.0;
     // Module init outside the wait is the kernel probing hardware, not the init's work.
-    let module_kernel_ms = round((loader.kernel_time - kernel_in_wait).as_secs_f64() * 1000.0);
+    let module_kernel_ms =
+        round((loader.kernel_time - kernel_in_wait + full_module_time).as_secs_f64() * 1000.0);
     let mount_kernel_ms = round(system::mount_kernel_time().as_secs_f64() * 1000.0);
-    let own_ms = round((t.own_ms(NOT_OWN_WORK) - module_kernel_ms - mount_kernel_ms).max(0.0));
-    let total_ms = round(t.elapsed().as_secs_f64() * 1000.0);
+    let elapsed = t.elapsed();
+    let own_ms =
+        round((t.own_ms(elapsed, NOT_OWN_WORK) - module_kernel_ms - mount_kernel_ms).max(0.0));
+    let total_ms = round(elapsed.as_secs_f64() * 1000.0);
     let (cpu_user_ms, cpu_sys_ms) = cpu_ms();
     let report = InitReport {
         version,

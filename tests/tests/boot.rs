@@ -60,7 +60,7 @@ fn live_boot_with_nocloud_seed_is_an_immutable_agent() -> Result<()> {
 
     // / is an overlay whose lower layer is the squashfs image
     ensure!(fstype(&mut vm, "/")? == "overlay", "/ is not overlayfs");
-    let opts = vm.run_ok("findmnt -n -o OPTIONS /", CMD)?;
+    let opts = vm.run_ok("findmnt -n -o OPTIONS / | cat", CMD)?;
     let lower = opts
         .split(',')
         .find_map(|o| o.strip_prefix("lowerdir="))
@@ -178,7 +178,7 @@ fn config_with_errors_still_boots_and_names_the_error() -> Result<()> {
         disks: vec![seed],
         memory_mb: 2048,
     })?;
-    vm.expect(r"config errors", BOOT)
+    vm.expect(r"rkos: config errors", BOOT)
         .context("the console does not announce config errors")?;
     vm.expect(r"labels", BOOT)
         .context("the console does not name the bad key")?;

@@ -168,7 +168,7 @@ impl World {
                     self.fail(e.to_string());
                 }
             }
-            Action::Flip { version } => {
+            Action::Flip { version, .. } => {
                 if let Err(e) = self.node.flip(version) {
                     self.fail(e.to_string());
                 }
@@ -569,4 +569,24 @@ fn version_bump_mid_drain_restarts_but_not_mid_reboot() {
         !acts.iter().any(|a| matches!(a, Action::SetSpec { .. })),
         "{acts:?}"
     );
+}
+
+#[test]
+fn retry_after_rollback_arms_the_slot_already_staged() {
+    let mut w = World::new();
+    w.node.broken.push("2".into());
+    w.run(None, 100);
+    assert_eq!(w.phase(), Phase::RolledBack);
+    assert_eq!(w.node.facts().staged.as_deref(), Some("2"));
+    assert_eq!(w.node.facts().trial_armed, None);
+    // The cause is fixed and the operator deletes the NodeUpgrade to try again.
+    w.node.broken.clear();
+    w.nu = None;
+    w.pods = vec![pod("web-3")];
+    w.run(None, 100);
+    assert_eq!(w.phase(), Phase::Succeeded);
+    assert_eq!(w.node.facts().version, "2");
+    assert_eq!(w.node.stages, 1, "the staged slot was reused");
+    assert!(w.node.calls.contains(&"flip 2".to_string()));
+    assert_eq!(w.node.reboots, 2);
 }

@@ -335,6 +335,9 @@ async fn handle(
         );
     };
     inner.store.lock().unwrap().requests += 1;
+    if std::env::var_os("STANDIN_LOG").is_some() {
+        eprintln!("{method} {uri}");
+    }
     let ns = t.ns.clone().unwrap_or_default();
     match (&method, &t.name, t.sub.as_deref()) {
         (&Method::GET, None, None) => {

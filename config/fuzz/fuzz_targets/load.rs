@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = rkos_config::validate_text("a.yaml", a);
 
     // Grouping law on what the sources parsed to.
-    let trees: Vec<_> = sources.iter().map(|s| rkos_config::parse_source(s).tree).collect();
+    let trees: Vec<_> = sources
+        .iter()
+        .map(|s| rkos_config::parse_source(s).tree)
+        .collect();
     use rkos_config::merge::merge;
     let left = merge(merge(trees[0].clone(), trees[1].clone()), trees[2].clone());
     let right = merge(trees[0].clone(), merge(trees[1].clone(), trees[2].clone()));

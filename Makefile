@@ -20,7 +20,7 @@ RKOS_BIN := $(TARGET_DIR)/release/rkos
 INIT_BIN := $(TARGET_DIR)/$(TRIPLE)/release/rkos-init
 ROOTFS_STAMP := work/rootfs/stamp
 ROOTFS_INPUTS := build/packages.txt build/rootfs.sh build/rootfs-customize.sh build/prune-modules.sh
-IMAGE_INPUTS := $(shell find overlay -type f -o -type l 2>/dev/null) build/image.sh build/k3s-standin.sh \
+IMAGE_INPUTS := $(shell find overlay -type f 2>/dev/null) build/image.sh build/k3s-standin.sh \
 	build/initramfs.sh build/initramfs.modules
 ISO_INPUTS := iso/grub.cfg build/iso.sh $(wildcard iso/config.yaml)
 

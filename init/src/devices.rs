@@ -157,7 +157,6 @@ pub fn primary_mac(sys_net: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
 
     fn fake_dev(sys: &Path, dev: &Path, name: &str, content: Option<&Path>, sectors: u64) {
         fs::create_dir_all(sys.join(name)).unwrap();
@@ -175,7 +174,7 @@ mod tests {
         fs::create_dir_all(&dev).unwrap();
         let img = d.path().join("state.img");
         fs::File::create(&img).unwrap().set_len(8 << 20).unwrap();
-        let out = Command::new("mkfs.ext4")
+        let out = crate::probe::test_tool("mkfs.ext4")
             .args(["-q", "-F", "-L", "RKOS_STATE"])
             .arg(&img)
             .output()
@@ -183,7 +182,7 @@ mod tests {
         assert!(out.status.success());
         let seed = d.path().join("seed.img");
         fs::File::create(&seed).unwrap().set_len(4 << 20).unwrap();
-        assert!(Command::new("mkfs.vfat")
+        assert!(crate::probe::test_tool("mkfs.vfat")
             .args(["-n", "cidata"])
             .arg(&seed)
             .output()

@@ -389,28 +389,35 @@ fn main() {
         if mode == Mode::Disk && !config.rkos.persistent_paths.is_empty() {
             let already: Vec<PathBuf> =
                 plan::DEFAULT_PERSISTENT.iter().map(PathBuf::from).collect();
+            // Bad paths are reported and skipped; the good ones are bound together so parents
+            // come before children whatever order the config lists them in.
+            let mut good = Vec::new();
             for p in &config.rkos.persistent_paths {
-                let steps = match plan::persistent_binds(std::slice::from_ref(p), &already) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        problems.push(format!("error: {e}"));
-                        continue;
-                    }
-                };
-                let mut exec = system::Executor::new(&mut loader);
-                for step in &steps {
+                match plan::normalize_persistent(p) {
+                    Ok(_) => good.push(p.clone()),
+                    Err(e) => problems.push(format!("error: {e}")),
+                }
+            }
+            let groups = plan::persistent_groups(&good, &already).unwrap_or_default();
+            let mut exec = system::Executor::new(&mut loader);
+            for (path, steps) in &groups {
+                // A failed seed or bind skips the rest of that path only.
+                for step in steps {
                     if let Err(e) = exec.run(step) {
-                        problems.push(format!("error: persistent path {p}: {step}: {e}"));
+                        problems.push(format!(
+                            "error: persistent path {}: {step}: {e}",
+                            path.display()
+                        ));
                         break;
                     }
                 }
-                if !exec.seeded.is_empty() {
-                    if let Err(e) = system::sync_fs(Path::new(plan::DATA)) {
-                        problems.push(format!("error: {e}"));
-                    }
-                }
-                seeded.extend(exec.seeded);
             }
+            if !exec.seeded.is_empty() {
+                if let Err(e) = system::sync_fs(Path::new(plan::DATA)) {
+                    problems.push(format!("error: {e}"));
+                }
+            }
+            seeded.extend(exec.seeded);
         }
         if !problems.is_empty() {
             let mut text = format!(

@@ -402,6 +402,18 @@ pub fn normalize_persistent(path: &str) -> Result<PathBuf, PlanError> {
 /// (bound earlier). Parents come before their children so a nested path is bound inside its
 /// parent's bind; duplicates are dropped.
 pub fn persistent_binds(paths: &[String], already: &[PathBuf]) -> Result<Vec<Step>, PlanError> {
+    Ok(persistent_groups(paths, already)?
+        .into_iter()
+        .flat_map(|(_, steps)| steps)
+        .collect())
+}
+
+/// Like [`persistent_binds`], the steps grouped by path, so a caller can skip the rest of
+/// one path's steps when one fails and go on with the others.
+pub fn persistent_groups(
+    paths: &[String],
+    already: &[PathBuf],
+) -> Result<Vec<(PathBuf, Vec<Step>)>, PlanError> {
     let mut norm: Vec<PathBuf> = Vec::new();
     for p in paths {
         let n = normalize_persistent(p)?;
@@ -411,21 +423,25 @@ pub fn persistent_binds(paths: &[String], already: &[PathBuf]) -> Result<Vec<Ste
     }
     // Sorting by component count puts every parent before its children, stably.
     norm.sort_by_key(|p| p.components().count());
-    let mut steps = Vec::new();
-    for p in norm {
-        let on_data = under(DATA, &p);
-        steps.push(Step::Seed {
-            from: under(IMAGE, &p),
-            to: on_data.clone(),
-        });
-        let target = under(SYSROOT, &p);
-        steps.push(Step::MkDir(target.clone()));
-        steps.push(Step::Bind {
-            from: on_data,
-            to: target,
-        });
-    }
-    Ok(steps)
+    Ok(norm
+        .into_iter()
+        .map(|p| {
+            let on_data = under(DATA, &p);
+            let target = under(SYSROOT, &p);
+            let steps = vec![
+                Step::Seed {
+                    from: under(IMAGE, &p),
+                    to: on_data.clone(),
+                },
+                Step::MkDir(target.clone()),
+                Step::Bind {
+                    from: on_data,
+                    to: target,
+                },
+            ];
+            (p, steps)
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -628,5 +644,9 @@ mod tests {
             ]
         );
         assert!(persistent_binds(&["/ok".into(), "../bad".into()], &[]).is_err());
+        let groups = persistent_groups(&["/b/c".into(), "/a".into(), "/b".into()], &[]).unwrap();
+        let order: Vec<&Path> = groups.iter().map(|(p, _)| p.as_path()).collect();
+        assert_eq!(order, [Path::new("/a"), Path::new("/b"), Path::new("/b/c")]);
+        assert!(groups.iter().all(|(_, steps)| steps.len() == 3));
     }
 }

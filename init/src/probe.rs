@@ -158,6 +158,17 @@ fn label(raw: &[u8]) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// A command for a test helper tool; mkfs.* live in /usr/sbin, which a non-root user's PATH
+/// often lacks.
+#[cfg(test)]
+pub(crate) fn test_tool(name: &str) -> std::process::Command {
+    let found = ["/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists());
+    std::process::Command::new(found.unwrap_or_else(|| name.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +195,7 @@ mod tests {
     fn ext4_label_from_mkfs() {
         let d = tempfile::tempdir().unwrap();
         let img = sized_file(d.path(), "state.img", 8);
-        run(Command::new("mkfs.ext4")
+        run(crate::probe::test_tool("mkfs.ext4")
             .args(["-q", "-F", "-L", "RKOS_STATE"])
             .arg(&img));
         let p = probe_path(&img).unwrap().unwrap();
@@ -201,7 +212,9 @@ mod tests {
     fn ext4_without_label() {
         let d = tempfile::tempdir().unwrap();
         let img = sized_file(d.path(), "x.img", 8);
-        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
+        run(crate::probe::test_tool("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&img));
         assert_eq!(
             probe_path(&img).unwrap().unwrap(),
             Probe {
@@ -215,7 +228,9 @@ mod tests {
     fn vfat_labels_fat16_and_fat32() {
         let d = tempfile::tempdir().unwrap();
         let img = sized_file(d.path(), "seed.img", 8);
-        run(Command::new("mkfs.vfat").args(["-n", "CIDATA"]).arg(&img));
+        run(crate::probe::test_tool("mkfs.vfat")
+            .args(["-n", "CIDATA"])
+            .arg(&img));
         assert_eq!(
             probe_path(&img).unwrap().unwrap(),
             Probe {
@@ -224,7 +239,7 @@ mod tests {
             }
         );
         let img = sized_file(d.path(), "big.img", 40);
-        run(Command::new("mkfs.vfat")
+        run(crate::probe::test_tool("mkfs.vfat")
             .args(["-F", "32", "-n", "cidata"])
             .arg(&img));
         assert_eq!(
@@ -235,7 +250,7 @@ mod tests {
             }
         );
         let img = sized_file(d.path(), "nolabel.img", 8);
-        run(Command::new("mkfs.vfat").arg(&img));
+        run(crate::probe::test_tool("mkfs.vfat").arg(&img));
         assert_eq!(
             probe_path(&img).unwrap().unwrap(),
             Probe {

@@ -36,7 +36,7 @@ fn login(vm: &mut Vm) -> Result<()> {
 
 fn fstype(vm: &mut Vm, path: &str) -> Result<String> {
     Ok(vm
-        .run_ok(&format!("findmnt -n -o FSTYPE --target {path}"), CMD)?
+        .run_ok(&format!("findmnt -n -o FSTYPE --target {path} | cat"), CMD)?
         .trim()
         .to_string())
 }

@@ -19,7 +19,7 @@ const INSTALL: Duration = Duration::from_secs(900);
 const DOWN: &str = "\x1b[B";
 const ENTER: &str = "\r";
 const PASSWORD: &str = "rkos-test-pw1";
-const TOKEN: &str = "K10installtest0123::server:installpass";
+const TOKEN: &str = "K10abcdef0123456789::server:installpass";
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN2pU7tVqB/RceORxdEERGk8KvkidMAmix4j5cHVIHby test@rkos";
 

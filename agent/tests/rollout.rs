@@ -83,7 +83,7 @@ impl Cluster {
             );
             let ops = FakeNodeOps::new(version);
             // Long enough that rollouts overlap, short enough to keep the suite quick.
-            ops.with(|n| n.stage_delay = Duration::from_millis(300));
+            ops.with(|n| n.stage_delay = Duration::from_millis(800));
             nodes.push((name, ops));
         }
         Cluster { api, nodes }

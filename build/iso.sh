@@ -20,7 +20,8 @@ cp "$top/iso/grub.cfg" "$stage/boot/grub/grub.cfg"
 # A boot medium config is optional; a remaster drops one into iso/config.yaml.
 [ ! -f "$top/iso/config.yaml" ] || cp "$top/iso/config.yaml" "$stage/rkos/config.yaml"
 mkdir -p "$(dirname "$iso")"
-grub-mkrescue --compress=xz -o "$iso.tmp" "$stage" -- -volid RKOS_LIVE 2>"$stage.log" || {
+# GRUB talks text on serial and VGA: no fonts, themes or translations needed.
+grub-mkrescue --compress=xz --fonts= --locales= --themes= -o "$iso.tmp" "$stage" -- -volid RKOS_LIVE 2>"$stage.log" || {
     cat "$stage.log" >&2; rm -f "$stage.log"; exit 1; }
 rm -f "$stage.log"
 mv "$iso.tmp" "$iso"

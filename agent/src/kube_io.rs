@@ -500,6 +500,26 @@ impl<N: NodeOps> Agent<N> {
                     debug!(plan, "no free lease; waiting");
                     return Ok(Step::Stop);
                 }
+                // The failure count this pass decided on may be stale: the node whose lease
+                // this was wrote its Failed/RolledBack status before releasing it, so a fresh
+                // count now sees that failure. Without this second look a broken release
+                // would reach one node too many.
+                if let Some(p) = &snap.plan {
+                    let failures = self
+                        .plan_nodeupgrades(p)
+                        .await?
+                        .iter()
+                        .filter(|(ph, t)| ph.is_failure() && *t == p.spec.version)
+                        .count() as u32;
+                    if failures >= p.spec.max_failures.max(1) {
+                        info!(
+                            plan,
+                            failures, "rollout stopped meanwhile; lease given back"
+                        );
+                        self.release_fresh(plan).await?;
+                        return Ok(Step::Stop);
+                    }
+                }
             }
             Action::RenewLease { plan } => {
                 if !self.renew_lease(snap, plan).await? {
@@ -823,6 +843,33 @@ impl<N: NodeOps> Agent<N> {
             }
         }
         Ok(false)
+    }
+
+    /// Release this node's leases of `plan` from a fresh read.
+    async fn release_fresh(&self, plan: &str) -> Result<(), AgentError> {
+        let leases = self
+            .leases()
+            .list(&ListParams::default().labels(&format!("{PLAN_LABEL}={plan}")))
+            .await?
+            .items;
+        for l in leases {
+            if l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(self.me()) {
+                continue;
+            }
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: l.resource_version(),
+                    uid: None,
+                }),
+                ..Default::default()
+            };
+            match self.leases().delete(&l.name_any(), &dp).await {
+                Ok(_) => {}
+                Err(e) if matches!(api_code(&e), Some(404) | Some(409)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Renew during a long node operation, from a fresh read of the leases.

@@ -353,12 +353,28 @@ async fn max_failures_stops_the_rollout() {
     let err = nu["status"]["lastError"].as_str().unwrap();
     assert!(err.contains("never marked good"), "{err}");
     assert_eq!(nu["status"]["currentVersion"], "1");
+    let others: Vec<String> = c
+        .nodes
+        .iter()
+        .map(|(n, _)| n.clone())
+        .filter(|n| *n != rolled.0)
+        .collect();
+    // Each waiting node says why it waits (written on its next pass, so waited for).
+    c.wait_for(
+        "RolloutStopped on the waiting nodes",
+        Duration::from_secs(10),
+        |c| {
+            others.iter().all(|n| {
+                c.api.get(NUS, "", n).unwrap()["status"]["conditions"][0]["reason"]
+                    == "RolloutStopped"
+            })
+        },
+    )
+    .await;
     for (n, ops) in &c.nodes {
         assert!(!c.cordoned(n));
         if *n != rolled.0 {
             ops.with(|f| assert_eq!(f.stages, 0, "{n} started after the limit"));
-            let nu = c.api.get(NUS, "", n).unwrap();
-            assert_eq!(nu["status"]["conditions"][0]["reason"], "RolloutStopped");
         }
     }
     assert!(c.api.all(LEASES).is_empty());

@@ -49,6 +49,23 @@ fn live_login(vm: &mut Vm) -> Result<()> {
     Ok(())
 }
 
+/// Boots the installed disk while the ISO stays attached, as a person picking the disk in a
+/// boot menu would: QEMU's firmware starts the CD first, so at the ISO's GRUB menu this
+/// opens GRUB's command line and chainloads the disk's own boot sector, which runs the
+/// installed GRUB (its grub.cfg, environment block and boot counting) unchanged.
+fn boot_installed(vm: &mut Vm) -> Result<()> {
+    vm.expect(r"executed automatically in", BOOT)
+        .context("no GRUB menu")?;
+    vm.send("c")?;
+    vm.expect(r"grub> ", STEP).context("no GRUB command line")?;
+    vm.send("set root=(hd0)\n")?;
+    vm.expect(r"grub> ", STEP)?;
+    vm.send("chainloader +1\n")?;
+    vm.expect(r"grub> ", STEP)?;
+    vm.send("boot\n")?;
+    Ok(())
+}
+
 /// An installed node: no autologin; the password set by the wizard logs in.
 fn password_login(vm: &mut Vm) -> Result<()> {
     vm.expect(r"login: ", BOOT)
@@ -132,8 +149,8 @@ fn wizard_install_reboot_persistence_and_rollback() -> Result<()> {
     exp(&mut vm, "Reboot now?", STEP)?;
     vm.send("y")?;
 
-    // The disk boots first now (QEMU's default order), the ISO stays attached.
-    vm.expect(r"rkos-init: .*mode disk|rkos\.mode=disk", BOOT)
+    boot_installed(&mut vm)?;
+    vm.expect(r"rkos\.mode=disk", BOOT)
         .context("did not boot from the disk")?;
     password_login(&mut vm)?;
     let cmdline = vm.run_ok("cat /proc/cmdline", CMD)?;
@@ -170,6 +187,7 @@ fn wizard_install_reboot_persistence_and_rollback() -> Result<()> {
     ensure!(usr != 0, "/usr is writable");
     let hostkey = vm.run_ok("sudo sha256sum /etc/ssh/ssh_host_ed25519_key.pub", CMD)?;
     vm.send("sudo systemctl reboot\n")?;
+    boot_installed(&mut vm)?;
     password_login(&mut vm).context("after the reboot")?;
     for p in [
         "/var/lib/rkos/persist-test",
@@ -200,10 +218,12 @@ fn wizard_install_reboot_persistence_and_rollback() -> Result<()> {
         CMD,
     )?;
     vm.send("sudo systemctl reboot\n")?;
+    boot_installed(&mut vm)?;
     vm.expect(r"rkos\.slot=B", BOOT)
         .context("GRUB did not try slot B")?;
     vm.expect(r"Kernel panic|not syncing", BOOT)
         .context("the broken slot did not fail")?;
+    boot_installed(&mut vm).context("no reboot after the panic")?;
     password_login(&mut vm).context("did not come back on slot A")?;
     let cmdline = vm.run_ok("cat /proc/cmdline", CMD)?;
     ensure!(cmdline.contains("rkos.slot=A"), "{cmdline}");
@@ -277,6 +297,7 @@ fn unattended_install_from_the_kernel_command_line_powers_off() -> Result<()> {
         disks: vec![disk],
         memory_mb: 2048,
     })?;
+    boot_installed(&mut vm)?;
     password_login(&mut vm)?;
     ensure!(
         vm.run_ok("hostname", CMD)?.trim() == "unattended-node",

@@ -69,38 +69,8 @@ impl FromStr for Mode {
     }
 }
 
-/// An A/B slot on `RKOS_STATE` (`rkos.slot=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Slot {
-    A,
-    B,
-}
-
-impl Slot {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Slot::A => "A",
-            Slot::B => "B",
-        }
-    }
-}
-
-impl fmt::Display for Slot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Slot {
-    type Err = CmdlineError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "A" | "a" => Ok(Slot::A),
-            "B" | "b" => Ok(Slot::B),
-            _ => Err(CmdlineError::Slot(s.to_string())),
-        }
-    }
-}
+/// An A/B slot on `RKOS_STATE` (`rkos.slot=`): the same type the upgrade code uses.
+pub use rkos_slots::Slot;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CmdlineError {
@@ -194,7 +164,7 @@ pub fn parse(cmdline: &str) -> Result<BootParams, CmdlineError> {
         let v = value.as_deref().unwrap_or("");
         match key.as_str() {
             "rkos.mode" | "k3os.mode" => p.mode = Some(v.parse()?),
-            "rkos.slot" => p.slot = Some(v.parse()?),
+            "rkos.slot" => p.slot = Some(v.parse().map_err(|_| CmdlineError::Slot(v.to_string()))?),
             "rkos.image" => p.image_url = Some(v.to_string()).filter(|s| !s.is_empty()),
             "rkos.image.sha256" => {
                 if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -27,6 +27,9 @@ struct Ctx {
     consoles: Vec<PathBuf>,
     cmdline: String,
     looked_for: String,
+    /// The slot this disk boot runs from, once known: a failure while it is on trial
+    /// restarts the machine so GRUB can count the try and fall back.
+    disk_slot: Option<Slot>,
 }
 
 impl Ctx {
@@ -36,9 +39,38 @@ impl Ctx {
         log::kmsg(log::ERR, &format!("boot failed: {error}"));
         let msg = rescue::failure_message(&error, &self.looked_for, &devs, &self.cmdline);
         log::to_consoles(&self.consoles, &msg);
+        if let Some(slot) = self.disk_slot {
+            restart_if_on_trial(slot, &self.consoles);
+        }
         load_rescue_modules();
         rescue::shell_forever(&self.consoles)
     }
+}
+
+/// How long the failure message stays on screen before a failed trial boot restarts.
+const TRIAL_RESTART_DELAY: Duration = Duration::from_secs(10);
+
+/// A trial slot that cannot boot must not sit in the rescue shell: only a restart lets GRUB
+/// spend the remaining tries and then fall back to the known-good slot by itself. When the
+/// state volume is not mounted yet, GRUB's environment cannot be read and the shell is the
+/// safe answer (the panic=/watchdog path still covers a hang).
+fn restart_if_on_trial(booted: Slot, consoles: &[PathBuf]) {
+    let state = rkos_slots::StateDir::new(plan::STATE);
+    let on_trial = matches!(state.boot_state(), Ok(s) if s.trial.map(|t| t.slot) == Some(booted));
+    if !on_trial {
+        return;
+    }
+    log::to_consoles(
+        consoles,
+        &format!(
+            "rkos-init: slot {booted} is on trial and failed to boot; restarting in {} s so \
+             GRUB falls back to the previous slot\n",
+            TRIAL_RESTART_DELAY.as_secs()
+        ),
+    );
+    sleep(TRIAL_RESTART_DELAY);
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
 }
 
 /// Filesystem drivers the operator is likely to need in the rescue shell.
@@ -144,6 +176,7 @@ fn main() {
         consoles: log::console_paths(&[]),
         cmdline: String::new(),
         looked_for: String::new(),
+        disk_slot: None,
     };
 
     let basic = t.stage("mount-basic", system::mount_basic);
@@ -253,6 +286,9 @@ fn main() {
             .unwrap_or_else(|| "none".into())
     );
 
+    if mode == Mode::Disk {
+        ctx.disk_slot = params.slot;
+    }
     let input = PlanInput {
         mode,
         slot: params.slot,

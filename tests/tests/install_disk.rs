@@ -344,7 +344,7 @@ fn install_to_a_disk_then_grow_and_boot_it_with_bios_and_uefi() -> Result<()> {
         ensure!(env.lines().any(|l| l == "rkos_default=A"), "grubenv: {env}");
         ensure!(env.lines().any(|l| l == "rkos_trial="), "grubenv: {env}");
         ensure!(
-            env.lines().any(|l| l == "rkos_cmdline=gpt panic=10"),
+            env.lines().any(|l| l == "rkos_cmdline=gpt"),
             "grubenv: {env}"
         );
         ensure!(
@@ -459,7 +459,7 @@ fn install_to_a_disk_then_grow_and_boot_it_with_bios_and_uefi() -> Result<()> {
         ensure!(
             line.contains("rkos.mode=disk")
                 && line.contains("rkos.slot=A")
-                && line.ends_with(" gpt panic=10"),
+                && line.ends_with(" gpt"),
             "{line}"
         );
     }

@@ -30,7 +30,7 @@ pub const PART_DATA: u32 = 4;
 const MIB: u64 = 1 << 20;
 
 /// Kernel arguments every installed node boots with (GRUB's `rkos_cmdline`).
-pub const BASE_CMDLINE: &str = "gpt panic=10";
+pub const BASE_CMDLINE: &str = "gpt";
 
 /// Partition sizes in MiB. `RKOS_STATE` holds two slots plus the staging copy of an upgrade
 /// being downloaded; it is sized from the image so a bigger future image still fits, with a
@@ -547,8 +547,6 @@ pub fn install(req: &Request, progress: &mut dyn Progress) -> Result<Installed, 
     // `gpt`: the kernel otherwise ignores a GPT whose protective MBR no longer matches the
     // disk's size, which is what a disk image written to a bigger disk (or a VM disk that
     // was enlarged) looks like until rkos-grow-data.service has run.
-    // `panic=10`: a slot whose kernel panics must reboot, or GRUB's boot counting never gets
-    // the chance to fall back.
     let cmdline = match &req.extra_cmdline {
         Some(extra) => format!("{BASE_CMDLINE} {extra}"),
         None => BASE_CMDLINE.to_string(),

@@ -25,8 +25,13 @@ pub fn hash_password(password: &str) -> Result<String, SecretError> {
     if password.starts_with('$') {
         return Ok(password.to_string());
     }
+    // The crate encodes the raw salt bytes in crypt's base64: 12 bytes make 16 characters.
+    // glibc's crypt reads at most 16 salt characters for `$6$`, so a longer salt (the
+    // crate's default makes 22) gives a hash that `login` never accepts.
+    let mut salt = [0u8; 12];
+    getrandom::fill(&mut salt).map_err(|e| SecretError::Random(e.to_string()))?;
     let hash = ShaCrypt::default()
-        .hash_password(password.as_bytes())
+        .hash_password_with_salt(password.as_bytes(), &salt)
         .map_err(|e| SecretError::Hash(e.to_string()))?;
     Ok(hash.as_str().to_string())
 }
@@ -67,6 +72,18 @@ mod tests {
         assert!(verify_password("s3cret pass", &h));
         assert!(!verify_password("other", &h));
         assert_eq!(hash_password("$6$x$y").unwrap(), "$6$x$y");
+    }
+
+    #[test]
+    fn salts_fit_glibc_crypt() {
+        let generated = hash_password("rkospass").unwrap();
+        let rest = generated.strip_prefix("$6$").unwrap();
+        let rest = rest.strip_prefix("rounds=5000$").unwrap_or(rest);
+        let salt = rest.split('$').next().unwrap();
+        assert_eq!(salt.len(), 16, "{generated}");
+        assert!(salt
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/'));
     }
 
     #[test]

@@ -84,8 +84,7 @@ $(ISO): binaries k3s FORCE
 
 # --- run and boot tests ----------------------------------------------------------------------
 
-run:
-	@[ -f $(ISO) ] || $(MAKE) iso
+run: iso
 	build/run-qemu.sh $(ISO)
 
 boot-test: host-deps

@@ -37,6 +37,14 @@ fn blank_disk(dir: &Path, gib: u64) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// Types into a hidden prompt (password, token) once it is up. The prompt switches echo off
+/// with TCSAFLUSH, which throws away whatever was typed before: a person waits for the
+/// prompt, and so must the test on a slow emulated machine.
+fn type_secret(vm: &mut Vm, text: &str) -> Result<()> {
+    std::thread::sleep(Duration::from_millis(1500));
+    vm.send(&format!("{text}\r"))
+}
+
 /// Waits for literal text on the console.
 fn exp(vm: &mut Vm, text: &str, t: Duration) -> Result<String> {
     vm.expect(&regex::escape(text), t)
@@ -105,14 +113,14 @@ fn wizard_install_reboot_persistence_and_rollback() -> Result<()> {
     exp(&mut vm, "Paste an SSH public key", STEP)?;
     vm.send(&format!("{KEY}\r"))?;
     exp(&mut vm, "Password for the user rkos", STEP)?;
-    vm.send(&format!("{PASSWORD}\r"))?;
+    type_secret(&mut vm, PASSWORD)?;
     exp(&mut vm, "Password again", STEP)?;
-    vm.send("not-the-same\r")?;
+    type_secret(&mut vm, "not-the-same")?;
     exp(&mut vm, "The passwords differ", STEP)?;
     exp(&mut vm, "Password for the user rkos", STEP)?;
-    vm.send(&format!("{PASSWORD}\r"))?;
+    type_secret(&mut vm, PASSWORD)?;
     exp(&mut vm, "Password again", STEP)?;
-    vm.send(&format!("{PASSWORD}\r"))?;
+    type_secret(&mut vm, PASSWORD)?;
     exp(&mut vm, "Configure WiFi?", STEP)?;
     vm.send("n")?;
     exp(&mut vm, "Network", STEP)?;
@@ -133,10 +141,10 @@ fn wizard_install_reboot_persistence_and_rollback() -> Result<()> {
     vm.send(DOWN)?;
     vm.send(ENTER)?; // keep it
     exp(&mut vm, "Token of the cluster", STEP)?;
-    vm.send("\r")?;
+    type_secret(&mut vm, "")?;
     exp(&mut vm, "a token is required", STEP)?;
     exp(&mut vm, "Token of the cluster", STEP)?;
-    vm.send(&format!("{TOKEN}\r"))?;
+    type_secret(&mut vm, TOKEN)?;
     let summary = exp(&mut vm, "Erase ALL data on /dev/vda", STEP)?;
     for secret in [PASSWORD, "installpass"] {
         ensure!(

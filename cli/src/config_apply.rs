@@ -220,6 +220,9 @@ fn primary_mac(root: &Path) -> Option<String> {
 }
 
 fn http_client() -> anyhow::Result<reqwest::blocking::Client> {
+    // The workspace compiles one TLS provider (ring) and reqwest wants it installed first;
+    // an Err only means another part of the process installed it already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::builder()
         .timeout(FETCH_TIMEOUT)
         .user_agent(concat!("rkos/", env!("CARGO_PKG_VERSION")))

@@ -15,8 +15,10 @@ const CMD: Duration = Duration::from_secs(60);
 const RESCUE: Duration = Duration::from_secs(120);
 
 const TEST_KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGj9cTq1x2mYV8cX3gq5n8Pp0bKc3JwQpZ4jT1mR2s7u rkos-boot-test";
-const TOKEN: &str = "K10bootTestToken0123456789::server:bootTestSecret";
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEywGH0sSOSjJxjadJX+4amLdKAGqMr88tQbgpDAobUN rkos-boot-test";
+/// A secure-form join token (K10<hex>::<user>:<password>) made up for the test.
+const TOKEN: &str =
+    "K10a3f1c2d4e5b60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90::server:boottestsecret";
 
 fn iso() -> PathBuf {
     let iso = std::env::var_os("RKOS_ISO")

@@ -175,7 +175,7 @@ fn wizard_install_reboot_persistence_and_rollback() -> Result<()> {
         k3s.contains("https://10.0.2.2:6443") && k3s.contains(TOKEN),
         "k3s config:\n{k3s}"
     );
-    let role = vm.run_ok("cat /etc/default/k3s", CMD)?;
+    let role = vm.run_ok("sudo cat /etc/default/k3s", CMD)?;
     ensure!(role.contains("RKOS_K3S_ROLE=agent"), "{role}");
     let keys = vm.run_ok("cat /home/rkos/.ssh/authorized_keys", CMD)?;
     ensure!(

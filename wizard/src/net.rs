@@ -19,13 +19,17 @@ pub enum KeysLookup {
     Unreachable(String),
 }
 
+fn http_client(timeout: Duration) -> reqwest::Result<reqwest::blocking::Client> {
+    // The workspace compiles one TLS provider (ring) and reqwest wants it installed first;
+    // an Err only means another part of the process installed it already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder().timeout(timeout).build()
+}
+
 /// `BASE/USER.keys`, GitHub's public key listing. `base` is a parameter so tests use a
 /// server on loopback.
 pub fn github_keys(base: &str, user: &str, timeout: Duration) -> KeysLookup {
-    let client = match reqwest::blocking::Client::builder()
-        .timeout(timeout)
-        .build()
-    {
+    let client = match http_client(timeout) {
         Ok(c) => c,
         Err(e) => return KeysLookup::Unreachable(e.to_string()),
     };
@@ -141,10 +145,7 @@ pub fn scan_wifi(root: &std::path::Path) -> Vec<String> {
 /// wizard's "use a config file" answer).
 pub fn fetch_text(src: &str, timeout: Duration) -> Result<String, String> {
     if src.starts_with("http://") || src.starts_with("https://") {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = http_client(timeout).map_err(|e| e.to_string())?;
         let r = client
             .get(src)
             .send()

@@ -25,7 +25,7 @@ IMAGE_INPUTS := $(shell find overlay -type f 2>/dev/null) build/image.sh build/k
 ISO_INPUTS := iso/grub.cfg build/iso.sh $(wildcard iso/config.yaml)
 
 .PHONY: test check fmt clippy unit host-deps iso standin-iso run boot-test boot-report \
-	binaries k3s FORCE
+	binaries k3s FORCE bundle agent-image test-root test-upgrade-qemu bench-verify
 
 test: check unit boot-test
 
@@ -94,3 +94,28 @@ boot-test: host-deps
 boot-report: host-deps
 	$(MAKE) K3S_STANDIN=1 iso
 	build/boot-report.sh $(STANDIN_ISO)
+
+# --- upgrades ----------------------------------------------------------------------------------
+
+# A signed upgrade bundle of the built image next to the ISO (key in work/keys/, made if missing).
+bundle:
+	build/mkbundle.sh bundle $(VERSION)
+
+# The upgrade agent's container image as an OCI archive (dist/rkos-agent-image.tar).
+agent-image:
+	build/agent-image.sh
+
+# Tests that need root but no ISO: a full disk refuses a bundle with nothing changed, and real
+# GRUB counts a trial slot's tries and falls back by itself (boots a test disk 5 times).
+test-root: host-deps
+	$(CARGO) test -p rkos-bundle --features root-tests --test full_disk
+	$(CARGO) test -p rkos-slots --features qemu --test grub_qemu -- --test-threads=1
+
+# Upgrade, power cuts during staging and flip, and rollback, on test slots in QEMU (tens of
+# minutes under emulation: not part of `make test`).
+test-upgrade-qemu: host-deps
+	$(CARGO) test -p rkos-bundle --features qemu --test upgrade_qemu -- --test-threads=1
+
+# sha256 verify throughput of a 1 GiB file.
+bench-verify:
+	$(CARGO) run --release -p rkos-bundle --example verify_bench

@@ -187,8 +187,9 @@ fn wizard_install_reboot_persistence_and_rollback() -> Result<()> {
 
     // Persistence across a reboot.
     vm.run_ok(
-        "sudo sh -c 'echo p > /var/lib/rkos/persist-test; echo p > /var/lib/rancher/k3s/persist-test; \
-         echo p > /etc/persist-test' && echo p > /home/rkos/persist-test",
+        "sudo sh -c 'mkdir -p /var/lib/rancher/k3s && echo p > /var/lib/rkos/persist-test && \
+         echo p > /var/lib/rancher/k3s/persist-test && echo p > /etc/persist-test' && \
+         echo p > /home/rkos/persist-test",
         CMD,
     )?;
     let (usr, _) = vm.run("sudo touch /usr/persist-test", CMD)?;

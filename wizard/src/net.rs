@@ -23,7 +23,9 @@ fn http_client(timeout: Duration) -> reqwest::Result<reqwest::blocking::Client> 
     // The workspace compiles one TLS provider (ring) and reqwest wants it installed first;
     // an Err only means another part of the process installed it already.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder().timeout(timeout).build()
+    reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .build()
 }
 
 /// `BASE/USER.keys`, GitHub's public key listing. `base` is a parameter so tests use a

@@ -3,6 +3,8 @@
 //! before anything is written (see [`crate::answers::Answers::to_config_yaml`]); these
 //! checks exist to give the message at the right question, not to replace that.
 
+use rkos_config::validate;
+
 use std::net::IpAddr;
 
 /// Default port of the k3s supervisor/API (what k3s itself assumes when none is given).
@@ -68,7 +70,8 @@ pub fn server_url(text: &str) -> Result<ServerUrl, String> {
 }
 
 /// k3s accepts a secure token `K10<hex>::<user>:<password>` or any plain secret without
-/// whitespace.
+/// whitespace; the rule itself is rkos-config's, so the wizard never accepts what the node
+/// would reject.
 pub fn token(text: &str) -> Result<(), String> {
     if text.is_empty() {
         return Err(
@@ -76,47 +79,15 @@ pub fn token(text: &str) -> Result<(), String> {
                 .into(),
         );
     }
-    if text.chars().any(char::is_whitespace) {
-        return Err("the token must not contain spaces".into());
-    }
-    if let Some(rest) = text.strip_prefix("K10") {
-        let ok = rest.split_once("::").is_some_and(|(hash, cred)| {
-            !hash.is_empty()
-                && hash.chars().all(|c| c.is_ascii_hexdigit())
-                && cred
-                    .split_once(':')
-                    .is_some_and(|(u, p)| !u.is_empty() && !p.is_empty())
-        });
-        if !ok {
-            return Err(
-                "a token starting with K10 must have the secure form K10<hex>::<user>:<password>"
-                    .into(),
-            );
-        }
-    }
-    Ok(())
+    validate::check_token(text)
 }
 
-/// RFC 1123 host name: labels of 1-63 of `a-z0-9-`, not starting or ending with `-`, 253 max.
+/// RFC 1123 host name, by rkos-config's rule.
 pub fn hostname(text: &str) -> Result<(), String> {
-    if text.is_empty() || text.len() > 253 {
+    if text.is_empty() {
         return Err("a host name has 1 to 253 characters".into());
     }
-    for label in text.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!(
-                "`{text}` is not a valid host name: lower-case letters, digits and '-', labels of at most 63 characters not starting or ending with '-'"
-            ));
-        }
-    }
-    Ok(())
+    validate::check_hostname(text)
 }
 
 /// GitHub's own rule for user names: alphanumerics and single hyphens, 1-39 characters.
@@ -134,70 +105,10 @@ pub fn github_user(text: &str) -> Result<(), String> {
     }
 }
 
-const KEY_TYPES: &[&str] = &[
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-];
-
-/// An OpenSSH public key line: known type, base64 blob whose embedded type matches.
+/// A pasted OpenSSH public key line, by rkos-config's rule (type known, base64 data holding
+/// a key of that type).
 pub fn ssh_key(text: &str) -> Result<(), String> {
-    use base64_decode::decode;
-    let mut parts = text.split_whitespace();
-    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
-        return Err("an SSH public key looks like `ssh-ed25519 AAAA... comment`".into());
-    };
-    if !KEY_TYPES.contains(&kind) {
-        return Err(format!(
-            "`{kind}` is not an SSH key type (expected one of {})",
-            KEY_TYPES.join(", ")
-        ));
-    }
-    let bytes = decode(blob).ok_or("the key's base64 part does not decode")?;
-    let embedded = bytes
-        .get(..4)
-        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
-        .and_then(|n| bytes.get(4..4 + n))
-        .ok_or("the key's data is truncated")?;
-    if embedded != kind.as_bytes() {
-        return Err("the key's data does not match its type".into());
-    }
-    Ok(())
-}
-
-/// A small strict base64 decoder: pulling a crate in for one 20-line function used only to
-/// check a key's framing is not worth it.
-mod base64_decode {
-    pub fn decode(s: &str) -> Option<Vec<u8>> {
-        let val = |c: u8| -> Option<u32> {
-            Some(match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                _ => return None,
-            } as u32)
-        };
-        let s = s.trim_end_matches('=').as_bytes();
-        if s.len() % 4 == 1 {
-            return None;
-        }
-        let mut out = Vec::with_capacity(s.len() * 3 / 4);
-        for chunk in s.chunks(4) {
-            let mut acc = 0u32;
-            for (i, &c) in chunk.iter().enumerate() {
-                acc |= val(c)? << (18 - 6 * i);
-            }
-            let n = chunk.len() * 6 / 8;
-            out.extend_from_slice(&acc.to_be_bytes()[1..1 + n]);
-        }
-        Some(out)
-    }
+    validate::check_ssh_key(text)
 }
 
 /// `ADDRESS/PREFIX`, IPv4 or IPv6.
@@ -322,7 +233,12 @@ mod tests {
         assert!(ssh_key("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIGZ4").is_err());
         assert!(ssh_key("ssh-ed25519 !!!").is_err());
         assert!(ssh_key("hello").is_err());
-        assert!(ssh_key("ssh-dss AAAA").unwrap_err().contains("type"));
+        assert!(ssh_key("ssh-dss AAAA").unwrap_err().contains("key data"));
+        let unknown = ssh_key("ssh-foo AAAA").unwrap_err();
+        assert!(
+            unknown.contains("not an SSH public key") && unknown.contains("ssh-ed25519"),
+            "{unknown}"
+        );
     }
 
     #[test]

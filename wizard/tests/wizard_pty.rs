@@ -118,7 +118,7 @@ fn install_as_an_agent_with_mistakes_along_the_way() {
     p.exp_string("octocat: 1 key(s)").unwrap();
     p.exp_string("Paste an SSH public key").unwrap();
     key(&mut p, "ssh-rsa !!!\r");
-    p.exp_string("does not decode").unwrap();
+    p.exp_string("the key data is not valid base64").unwrap();
     // dialoguer keeps the rejected text for editing: clear it first.
     key(&mut p, &"\x7f".repeat(20));
     key(&mut p, &format!("{KEY}\r"));

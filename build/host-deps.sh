@@ -21,6 +21,6 @@ apt-get update -q
 apt-get install -y -q -t bookworm-backports qemu-system-x86 qemu-utils
 apt-get install -y -q \
     mmdebstrap squashfs-tools xorriso mtools dosfstools e2fsprogs gdisk parted fdisk \
-    grub-pc-bin grub-efi-amd64-bin grub-common ovmf busybox-static cpio zstd kmod \
+    grub-pc-bin grub-efi-amd64-bin grub-common grub2-common udev ovmf busybox-static cpio zstd kmod \
     tmux iproute2 ca-certificates curl
 echo "$want" > "$stamp"

@@ -2,6 +2,7 @@
 //! (`/usr/lib/rkos/trusted-keys/*.pub`) and `upgrade.trusted_keys` in its config; never from
 //! the bundle or from a cluster object.
 
+use base64::Engine;
 use std::fs;
 use std::path::Path;
 
@@ -48,40 +49,12 @@ pub fn parse_public_key(text: &str, origin: &str) -> Result<TrustedKey> {
 /// minisign shows a key id as 16 hex digits of the little-endian 8-byte key number.
 fn key_id_of(text: &str) -> Option<String> {
     let b64 = text.lines().last()?.trim();
-    let bin = base64_decode(b64)?;
+    let bin = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
     (bin.len() >= 10).then(|| {
         let mut id = [0u8; 8];
         id.copy_from_slice(&bin[2..10]);
         format!("{:016X}", u64::from_le_bytes(id))
     })
-}
-
-/// Tiny base64 decoder for key-id display only (the crypto crate does the real decoding and
-/// does not expose the id); written here to avoid a dependency for eight bytes.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let s = s.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for &c in s {
-        acc = (acc << 6) | val(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
 }
 
 impl TrustedKeys {
@@ -159,4 +132,27 @@ impl TrustedKeys {
 fn sig_key_id(sig_text: &str) -> Option<String> {
     let line = sig_text.lines().nth(1)?;
     key_id_of(&format!("x\n{line}"))
+}
+
+#[cfg(all(test, feature = "sign"))]
+mod tests {
+    use super::*;
+
+    /// The id shown in our errors must be the one minisign writes in the key's own comment
+    /// line, or an operator cannot tell which key a refusal is about.
+    #[test]
+    fn key_id_matches_minisigns_comment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pub_path, _) = crate::sign::keygen(dir.path()).unwrap();
+        let text = fs::read_to_string(pub_path).unwrap();
+        let comment_id = text
+            .lines()
+            .next()
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap()
+            .to_string();
+        let key = parse_public_key(&text, "test").unwrap();
+        assert_eq!(key.key_id, comment_id);
+        assert_eq!(key.key_id.len(), 16);
+    }
 }

@@ -18,10 +18,15 @@ STANDIN_ISO := dist/rkos-$(VERSION)-amd64-standin.iso
 
 RKOS_BIN := $(TARGET_DIR)/release/rkos
 INIT_BIN := $(TARGET_DIR)/$(TRIPLE)/release/rkos-init
+AGENT_BIN := $(TARGET_DIR)/$(TRIPLE)/release/rkos-agent
+AGENT_IMAGE := dist/rkos-agent-image.tar
+# The public key baked into the image; bundles must be signed with its secret half. Made on
+# first use (a development key); release builds point RKOS_KEYS_DIR at the real pair.
+TRUSTED_KEY := $(or $(RKOS_KEYS_DIR),work/keys)/rkos.pub
 ROOTFS_STAMP := work/rootfs/stamp
 ROOTFS_INPUTS := build/packages.txt build/rootfs.sh build/rootfs-customize.sh build/prune-modules.sh
 IMAGE_INPUTS := $(shell find overlay -type f 2>/dev/null) build/image.sh build/k3s-standin.sh \
-	build/initramfs.sh build/initramfs.modules
+	build/initramfs.sh build/initramfs.modules agent/manifests/crds.yaml agent/manifests/agent.yaml
 ISO_INPUTS := iso/grub.cfg build/iso.sh $(wildcard iso/config.yaml)
 
 .PHONY: test check fmt clippy unit host-deps iso standin-iso run boot-test boot-report \
@@ -56,10 +61,11 @@ $(ROOTFS_STAMP): $(ROOTFS_INPUTS)
 # cargo knows what changed; the copies below change only when the binaries do
 binaries:
 	$(CARGO) build --release -p rkos-cli
-	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release -p rkos-init --target $(TRIPLE)
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release -p rkos-init -p rkos-agent --target $(TRIPLE)
 	@mkdir -p work/bin
 	@cmp -s $(RKOS_BIN) work/bin/rkos || cp $(RKOS_BIN) work/bin/rkos
 	@cmp -s $(INIT_BIN) work/bin/rkos-init || cp $(INIT_BIN) work/bin/rkos-init
+	@cmp -s $(AGENT_BIN) work/bin/rkos-agent || cp $(AGENT_BIN) work/bin/rkos-agent
 
 # which k3s goes in is part of the image's identity: the kind file changes when it does
 k3s:
@@ -68,12 +74,20 @@ k3s:
 	build/k3s.sh
 	@cmp -s work/k3s/kind work/k3s/kind.old && touch -r work/k3s/kind.old work/k3s/kind || true
 
-work/image/stamp: $(ROOTFS_STAMP) $(IMAGE_INPUTS) work/bin/rkos work/bin/rkos-init work/k3s/kind
-	build/image.sh work/bin/rkos work/bin/rkos-init $(VERSION)
+work/image/stamp: $(ROOTFS_STAMP) $(IMAGE_INPUTS) work/bin/rkos work/bin/rkos-init work/k3s/kind \
+		$(AGENT_IMAGE) $(TRUSTED_KEY)
+	RKOS_TRUSTED_KEY=$(TRUSTED_KEY) RKOS_AGENT_IMAGE=$(AGENT_IMAGE) \
+		build/image.sh work/bin/rkos work/bin/rkos-init $(VERSION)
 	touch $@
 
-work/bin/rkos work/bin/rkos-init work/k3s/kind: | binaries k3s
+work/bin/rkos work/bin/rkos-init work/bin/rkos-agent work/k3s/kind: | binaries k3s
 	@true
+
+$(AGENT_IMAGE): work/bin/rkos-agent build/agent-image.sh
+	RKOS_AGENT_BIN=work/bin/rkos-agent build/agent-image.sh $@
+
+$(TRUSTED_KEY): | work/bin/rkos
+	RKOS_BIN=work/bin/rkos build/mkbundle.sh keys
 
 $(ISO): binaries k3s FORCE
 	@$(MAKE) --no-print-directory work/image/stamp
@@ -102,8 +116,8 @@ bundle:
 	build/mkbundle.sh bundle $(VERSION)
 
 # The upgrade agent's container image as an OCI archive (dist/rkos-agent-image.tar).
-agent-image:
-	build/agent-image.sh
+agent-image: binaries
+	@$(MAKE) --no-print-directory $(AGENT_IMAGE)
 
 # Tests that need root but no ISO: a full disk refuses a bundle with nothing changed, and real
 # GRUB counts a trial slot's tries and falls back by itself (boots a test disk 5 times).

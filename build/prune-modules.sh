@@ -8,7 +8,9 @@
 #            image does not carry and a node has no desktop; filesystems of other systems
 #            and eras no node mounts (fs/{adfs,affs,afs,befs,bfs,coda,efs,freevxfs,gfs2,dlm,
 #            hfs,hfsplus,hpfs,jffs2,jfs,minix,nilfs2,ocfs2,omfs,orangefs,qnx4,qnx6,reiserfs,
-#            sysv,ubifs,ufs}).
+#            sysv,ubifs,ufs}); radio, field-bus and legacy network families no cluster node
+#            speaks (ATM, CAN, ham radio, ARCnet, FDDI, WAN, 802.15.4/6LoWPAN, NFC, X.25 and
+#            AX.25 relatives, AppleTalk, batman-adv, DCCP, RDS, TIPC).
 #   kept: everything else: storage (incl. FC/SAS HBAs), network (incl. WiFi), filesystems,
 #         netfilter, virtualization, HID, and the simple DRM drivers servers and VMs show
 #         their console with (simpledrm, bochs, virtio-gpu, ast and mgag200 for BMCs).
@@ -26,7 +28,11 @@ for mdir in "$root"/lib/modules/*/; do
              drivers/gpu/drm/gma500 \
              fs/adfs fs/affs fs/afs fs/befs fs/bfs fs/coda fs/efs fs/freevxfs fs/gfs2 fs/dlm \
              fs/hfs fs/hfsplus fs/hpfs fs/jffs2 fs/jfs fs/minix fs/nilfs2 fs/ocfs2 fs/omfs \
-             fs/orangefs fs/qnx4 fs/qnx6 fs/reiserfs fs/sysv fs/ubifs fs/ufs; do
+             fs/orangefs fs/qnx4 fs/qnx6 fs/reiserfs fs/sysv fs/ubifs fs/ufs \
+             drivers/atm drivers/net/can drivers/net/hamradio drivers/net/arcnet \
+             drivers/net/fddi drivers/net/wan drivers/net/ieee802154 net/atm net/can \
+             net/ieee802154 net/6lowpan net/nfc net/ax25 net/netrom net/rose net/x25 \
+             net/appletalk net/batman-adv net/dccp net/rds net/tipc; do
         rm -rf "${k:?}/$d"
     done
     depmod -b "$root" "$kver"

@@ -20,6 +20,18 @@ if [ -n "$extra" ]; then
     chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get -y -q purge $extra
 fi
 
+# What an immutable node never runs, kept out of the image's weight (docs/image.md):
+# - python3, pulled in by nfs-common only for its statistics scripts (mountstats, nfsiostat);
+#   mount.nfs and the NFS client itself are C;
+# - apt: the image is never changed in place, packages come in at build time.
+# One package at a time, users first: python3's own removal script needs the interpreter.
+for p in python3 python3.11 libpython3-stdlib python3-minimal python3.11-minimal \
+         libpython3.11-stdlib libpython3.11-minimal media-types apt libapt-pkg6.0; do
+    if chroot "$root" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
+        chroot "$root" dpkg --purge --force-depends "$p" >/dev/null
+    fi
+done
+
 # Default user: uid 1000, sudo without password (overlay/etc/sudoers.d/rkos). The password
 # field is '*' (no password valid) rather than locked ('!'), so SSH keys still work on nodes
 # that set no password; live mode logs it in on the console without one.
@@ -32,6 +44,12 @@ done
 
 chroot "$root" systemctl enable systemd-networkd.service systemd-resolved.service \
     systemd-timesyncd.service ssh.service
+# open-iscsi.service logs in to iSCSI targets listed for boot-time mounts (none on a node:
+# Longhorn drives iscsiadm itself through the socket-activated iscsid); it also orders the
+# console login after network-online, so a node with no DHCP lease kept its operator waiting.
+# apt and dpkg timers have nothing to do on an image that never changes in place.
+chroot "$root" systemctl disable open-iscsi.service apt-daily.timer apt-daily-upgrade.timer \
+    dpkg-db-backup.timer e2scrub_reap.service 2>/dev/null || true
 # The image's name until the config sets one (mmdebstrap copies the build host's).
 echo rkos > "$root/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\trkos\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
@@ -47,8 +65,4 @@ rm -f "$root/var/lib/dbus/machine-id"
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old \
     "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/usr/share/doc/*/changelog* \
     "$root"/usr/share/doc/*/NEWS* "$root"/usr/share/doc/*/README*
-# Byte-code caches: a read-only image cannot refresh them; python (nfs-common tools) runs fine
-# from source.
-find "$root/usr/lib/python3" "$root"/usr/lib/python3.* -name __pycache__ -type d -prune \
-    -exec rm -rf {} + 2>/dev/null || true
 find "$root/usr/share/doc" -mindepth 1 -depth -type d -empty -delete 2>/dev/null || true

@@ -154,7 +154,7 @@ fn context(root: &Path, cmdline: &str) -> RenderContext {
         .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_string());
     let mode = boot_mode(root, cmdline);
     let mut ctx = RenderContext::new(version, mode);
-    ctx.primary_mac = primary_mac(root);
+    ctx.primary_mac = rkos_config::primary_mac(&root.join("sys/class/net"));
     ctx.previous_password_hash =
         std::fs::read_to_string(root.join(PASSWORD_HASH.trim_start_matches('/')))
             .ok()
@@ -200,23 +200,6 @@ pub fn boot_mode(root: &Path, cmdline: &str) -> BootMode {
             v.get("mode")?.as_str()?.parse().ok()
         })
         .unwrap_or(BootMode::Live)
-}
-
-/// The MAC of the first physical network interface (by name), for the default hostname.
-fn primary_mac(root: &Path) -> Option<String> {
-    let dir = root.join("sys/class/net");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    names.sort();
-    names
-        .into_iter()
-        .filter(|p| p.join("device").exists())
-        .filter_map(|p| std::fs::read_to_string(p.join("address")).ok())
-        .map(|a| a.trim().to_string())
-        .find(|a| !a.is_empty() && a != "00:00:00:00:00:00")
 }
 
 fn http_client() -> anyhow::Result<reqwest::blocking::Client> {

@@ -124,22 +124,6 @@ impl WizardArgs {
     }
 }
 
-fn primary_mac(root: &Path) -> Option<String> {
-    let mut names: Vec<_> = std::fs::read_dir(root.join("sys/class/net"))
-        .ok()?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("en") || n.starts_with("eth") || n.starts_with("wl"))
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .find_map(|n| {
-            std::fs::read_to_string(root.join("sys/class/net").join(n).join("address")).ok()
-        })
-        .map(|s| s.trim().to_string())
-}
-
 fn wired_interfaces(root: &Path) -> Vec<String> {
     let mut v: Vec<_> = std::fs::read_dir(root.join("sys/class/net"))
         .map(|rd| {
@@ -183,7 +167,7 @@ pub fn run(args: WizardArgs) -> Result<()> {
 
     let excluded = disks::boot_disks(&args.root);
     let candidates = disks::list(&args.root, &excluded);
-    let default_hostname = rkos_config::default_hostname(primary_mac(&args.root).as_deref());
+    let default_hostname = rkos_config::default_hostname(rkos_config::primary_mac(&args.root.join("sys/class/net")).as_deref());
     let net_timeout = Duration::from_secs(5);
 
     let interactive = !args.yes && std::io::stdin().is_terminal();

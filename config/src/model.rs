@@ -225,6 +225,27 @@ impl FromStr for BootMode {
     }
 }
 
+/// The MAC address the default hostname is derived from: the interface backed by a device
+/// that sits first on its bus (the `device` link's target, e.g. a PCI address), with a
+/// non-zero address. Ordering by bus position rather than by name gives the same answer in
+/// the initramfs (`eth0`) and in the booted system (`enp0s2`), whatever the interfaces are
+/// called. `sys_class_net` is normally `/sys/class/net`.
+pub fn primary_mac(sys_class_net: &std::path::Path) -> Option<String> {
+    let mut candidates: Vec<(std::path::PathBuf, String)> = std::fs::read_dir(sys_class_net)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let dir = e.path();
+            let device = std::fs::canonicalize(dir.join("device")).ok()?;
+            let address = std::fs::read_to_string(dir.join("address")).ok()?;
+            let address = address.trim().to_string();
+            (!address.is_empty() && address != "00:00:00:00:00:00").then_some((device, address))
+        })
+        .collect();
+    candidates.sort();
+    candidates.into_iter().next().map(|(_, address)| address)
+}
+
 /// The hostname used when the config sets none: `rkos-` and four hex digits derived from
 /// the primary MAC address (FNV-1a over its bytes), so it is stable across reboots and
 /// differs between clones. Without a MAC: `rkos-0000`.
@@ -270,5 +291,35 @@ mod tests {
             assert_eq!(m.parse::<BootMode>().unwrap().to_string(), m);
         }
         assert!("usb".parse::<BootMode>().is_err());
+    }
+
+    #[test]
+    fn primary_mac_is_the_first_device_on_its_bus() {
+        let d = tempfile::tempdir().unwrap();
+        let net = d.path().join("class/net");
+        let pci = d.path().join("devices/pci0000:00");
+        std::fs::create_dir_all(&net).unwrap();
+        let iface = |name: &str, mac: &str, bus_slot: Option<&str>| {
+            let dir = net.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("address"), format!("{mac}\n")).unwrap();
+            if let Some(slot) = bus_slot {
+                let dev = pci.join(slot);
+                std::fs::create_dir_all(&dev).unwrap();
+                std::os::unix::fs::symlink(&dev, dir.join("device")).unwrap();
+            }
+        };
+        assert_eq!(primary_mac(&net), None);
+        iface("lo", "00:00:00:00:00:00", None);
+        iface("br0", "02:00:00:00:00:01", None);
+        assert_eq!(primary_mac(&net), None, "virtual interfaces do not count");
+        iface("eth0", "00:00:00:00:00:00", Some("0000:00:01.0"));
+        iface("wlan0", "52:54:00:aa:bb:03", Some("0000:00:04.0"));
+        assert_eq!(primary_mac(&net).as_deref(), Some("52:54:00:aa:bb:03"));
+        // Named after the earlier one by name, but first on the bus: it wins, in the
+        // initramfs and in the booted system alike.
+        iface("zz9", "52:54:00:aa:bb:02", Some("0000:00:02.0"));
+        assert_eq!(primary_mac(&net).as_deref(), Some("52:54:00:aa:bb:02"));
+        assert_eq!(primary_mac(&d.path().join("missing")), None);
     }
 }

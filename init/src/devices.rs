@@ -135,25 +135,6 @@ pub fn describe(devs: &[BlockDevice]) -> String {
     s
 }
 
-/// The MAC address of the first network interface backed by a device (in name order) with
-/// a non-zero address; `sys_net` is normally `/sys/class/net`. The same rule as
-/// `rkos config apply`, so the default hostname set here is the one the system keeps.
-pub fn primary_mac(sys_net: &Path) -> Option<String> {
-    let mut names: Vec<String> = fs::read_dir(sys_net)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .map(|n| sys_net.join(n))
-        .filter(|dir| dir.join("device").exists())
-        .filter_map(|dir| fs::read_to_string(dir.join("address")).ok())
-        .map(|a| a.trim().to_string())
-        .find(|a| !a.is_empty() && a != "00:00:00:00:00:00")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,29 +202,6 @@ mod tests {
         assert!(text.contains("no filesystem rkos knows"), "{text}");
         assert!(describe(&[]).contains("no block devices"));
         assert!(scan(&d.path().join("nonexistent"), &dev).is_empty());
-    }
-
-    #[test]
-    fn primary_mac_is_the_first_physical_interface() {
-        let d = tempfile::tempdir().unwrap();
-        let net = d.path();
-        let iface = |name: &str, mac: &str, physical: bool| {
-            let dir = net.join(name);
-            fs::create_dir_all(&dir).unwrap();
-            fs::write(dir.join("address"), format!("{mac}\n")).unwrap();
-            if physical {
-                fs::create_dir(dir.join("device")).unwrap();
-            }
-        };
-        assert_eq!(primary_mac(net), None);
-        iface("lo", "00:00:00:00:00:00", false);
-        iface("br0", "02:00:00:00:00:01", false);
-        assert_eq!(primary_mac(net), None);
-        iface("eth1", "52:54:00:AA:BB:02", true);
-        iface("eth0", "00:00:00:00:00:00", true);
-        assert_eq!(primary_mac(net).as_deref(), Some("52:54:00:AA:BB:02"));
-        iface("enp0s1", "52:54:00:aa:bb:01", true);
-        assert_eq!(primary_mac(net).as_deref(), Some("52:54:00:aa:bb:01"));
     }
 
     #[test]

@@ -15,6 +15,13 @@ use crate::modules::ModuleIndex;
 /// device on each bus) reaches the same files as a recursive walk of `/sys/devices` in far
 /// fewer directory reads: a modalias is always provided by the device's bus.
 pub fn read_modaliases(sys_bus: &Path) -> Vec<String> {
+    read_new_modaliases(sys_bus, &mut HashSet::new())
+}
+
+/// As [`read_modaliases`], for the devices not in `seen` only (a device's modalias never
+/// changes); adds them to `seen`. Later coldplug rounds then cost a directory listing per bus
+/// instead of a file read per device, which under emulation is most of a round.
+pub fn read_new_modaliases(sys_bus: &Path, seen: &mut HashSet<PathBuf>) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(buses) = fs::read_dir(sys_bus) else {
         return out;
@@ -24,12 +31,17 @@ pub fn read_modaliases(sys_bus: &Path) -> Vec<String> {
             continue;
         };
         for dev in devs.filter_map(|e| e.ok()) {
-            if let Ok(a) = fs::read_to_string(dev.path().join("modalias")) {
+            let path = dev.path();
+            if seen.contains(&path) {
+                continue;
+            }
+            if let Ok(a) = fs::read_to_string(path.join("modalias")) {
                 let a = a.trim();
                 if !a.is_empty() {
                     out.push(a.to_string());
                 }
             }
+            seen.insert(path);
         }
     }
     out.sort();
@@ -42,6 +54,7 @@ pub struct Loader {
     pub index: ModuleIndex,
     tried: HashSet<PathBuf>,
     seen_aliases: HashSet<String>,
+    seen_devices: HashSet<PathBuf>,
     pub loaded: Vec<String>,
     /// Modules the kernel refused, with its reason (a driver for absent hardware, a CPU
     /// feature missing): reported in `init.json`, never fatal by themselves.
@@ -58,6 +71,7 @@ impl Loader {
             index,
             tried: HashSet::new(),
             seen_aliases: HashSet::new(),
+            seen_devices: HashSet::new(),
             loaded: Vec::new(),
             failed: Vec::new(),
             kernel_time: Duration::ZERO,
@@ -111,7 +125,7 @@ impl Loader {
         let mut files = Vec::new();
         let mut seen = HashSet::new();
         let t = Instant::now();
-        let aliases = read_modaliases(sys_bus);
+        let aliases = read_new_modaliases(sys_bus, &mut self.seen_devices);
         let read = t.elapsed();
         for alias in aliases {
             if !self.seen_aliases.insert(alias.clone()) {
@@ -180,6 +194,15 @@ mod tests {
             ]
         );
         assert!(read_modaliases(&d.path().join("missing")).is_empty());
+        // Devices already read are skipped; one that appears later is read.
+        let mut seen = HashSet::new();
+        assert_eq!(read_new_modaliases(d.path(), &mut seen).len(), 3);
+        assert!(read_new_modaliases(d.path(), &mut seen).is_empty());
+        mk("usb", "1-1", Some("usb:v0781p5581d0100dc00dsc00dp00ic08isc06ip50in00"));
+        assert_eq!(
+            read_new_modaliases(d.path(), &mut seen),
+            ["usb:v0781p5581d0100dc00dsc00dp00ic08isc06ip50in00"]
+        );
     }
 
     #[test]

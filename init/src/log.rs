@@ -30,10 +30,19 @@ pub const INFO: u8 = 6;
 /// operator asked for `debug`, so the consoles do not show it twice.
 pub const DEBUG: u8 = 7;
 
+const PREFIX: &str = "rkos-init: ";
+
+/// A kernel log record for one line. Console messages already name the init; the record
+/// must not name it twice.
+fn record(level: u8, line: &str) -> String {
+    let line = line.strip_prefix(PREFIX).unwrap_or(line);
+    format!("<{level}>{PREFIX}{line}\n")
+}
+
 /// One kernel log record per line, prefixed `rkos-init: `.
 pub fn kmsg(level: u8, text: &str) {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let rec = format!("<{level}>rkos-init: {line}\n");
+        let rec = record(level, line);
         match KMSG.get().and_then(|f| f.as_ref()) {
             // One write per record: /dev/kmsg turns each write into one record.
             Some(mut f) => {
@@ -226,6 +235,15 @@ impl Timings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_name_the_init_once() {
+        assert_eq!(record(3, "boot failed"), "<3>rkos-init: boot failed\n");
+        assert_eq!(
+            record(7, "rkos-init: BOOT FAILED: x"),
+            "<7>rkos-init: BOOT FAILED: x\n"
+        );
+    }
 
     #[test]
     fn repeated_stages_add_up() {

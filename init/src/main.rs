@@ -112,7 +112,8 @@ struct InitReport<'a> {
     stages: &'a [log::StageTime],
     /// Time inside finit_module outside the device wait (driver probing).
     module_kernel_ms: f64,
-    /// Time inside mount(2) (superblock reads, journal replay on the devices).
+    /// Time inside mount(2) and loop device set-up (superblock reads, journal replay, block
+    /// device configuration).
     mount_kernel_ms: f64,
     /// Wall time minus waiting for devices, checking/fetching the image, module init and
     /// mount(2): what the init itself computes and the small syscalls it makes.
@@ -388,7 +389,7 @@ fn main() {
         );
         problems.extend(diags);
 
-        let mac = devices::primary_mac(Path::new("/sys/class/net"));
+        let mac = rkos_config::primary_mac(Path::new("/sys/class/net"));
         let name = early::hostname(&config, mac.as_deref());
         if let Err(e) = nix::unistd::sethostname(&name) {
             problems.push(format!("error: hostname {name:?}: {e}"));
@@ -396,25 +397,29 @@ fn main() {
         if let Err(e) = early::write_hostname(sysroot, &name) {
             problems.push(format!("error: /etc/hostname: {e}"));
         }
-        if !config.rkos.modules.is_empty() {
-            // The real root carries every module; the initramfs only storage and filesystems.
-            let mut full = ModuleIndex::load(&sysroot.join("lib/modules").join(&kver))
-                .ok()
-                .map(Loader::new);
-            for m in &config.rkos.modules {
-                let r = match full.as_mut() {
-                    Some(l) => l.load(m).or_else(|_| loader.load(m)),
-                    None => loader.load(m),
-                };
-                if let Err(e) = r {
-                    problems.push(format!("error: module {m}: {e}"));
-                }
+        // The initramfs carries the modules the image's default config asks for; the real
+        // root carries every module, but reading its index from the squashfs costs more than
+        // the rest of the init together, so it is opened only for a module the initramfs
+        // lacks.
+        let mut full: Option<Loader> = None;
+        for m in &config.rkos.modules {
+            if loader.load(m).is_ok() {
+                continue;
             }
-            if let Some(l) = full {
-                full_module_time = l.kernel_time;
-                for f in l.failed {
-                    problems.push(format!("error: module {f}"));
-                }
+            let full = full.get_or_insert_with(|| {
+                Loader::new(
+                    ModuleIndex::load(&sysroot.join("lib/modules").join(&kver))
+                        .unwrap_or_default(),
+                )
+            });
+            if let Err(e) = full.load(m) {
+                problems.push(format!("error: module {m}: {e}"));
+            }
+        }
+        if let Some(l) = full {
+            full_module_time = l.kernel_time;
+            for f in l.failed {
+                problems.push(format!("error: module {f}"));
             }
         }
         problems.extend(
@@ -509,7 +514,7 @@ fn main() {
         log::INFO,
         &format!(
             "total {total_ms:.1} ms, own work {own_ms:.1} ms (not counted: waiting for devices, checking the image, \
-             module init {module_kernel_ms:.1} ms, mount(2) {mount_kernel_ms:.1} ms), \
+             module init {module_kernel_ms:.1} ms, mount(2) and loop set-up {mount_kernel_ms:.1} ms), \
              cpu user {cpu_user_ms:.1} ms sys {cpu_sys_ms:.1} ms, mode {mode}, {} modules",
             loader.loaded.len()
         ),

@@ -26,6 +26,24 @@ pub enum Boot {
         cmdline: String,
         medium: Option<PathBuf>,
     },
+    /// OVMF (UEFI) -> GRUB's EFI image on the ISO; `uefi_vars` as for [`Boot::Disk`].
+    IsoUefi { iso: PathBuf, uefi_vars: PathBuf },
+    /// Firmware -> the first disk in [`VmConfig::disks`] (an installed node), with SeaBIOS, or
+    /// with OVMF when `uefi_vars` names a writable copy of its variable store
+    /// ([`ovmf_vars`]). No CD-ROM is attached.
+    Disk { uefi_vars: Option<PathBuf> },
+}
+
+/// OVMF's firmware code, read-only (Debian package `ovmf`).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+
+/// A fresh copy of OVMF's variable store in `dir`, for [`Boot::Disk`] under UEFI: the
+/// firmware writes its boot entries there, so each VM needs its own.
+pub fn ovmf_vars(dir: &Path) -> Result<PathBuf> {
+    let vars = dir.join("OVMF_VARS.fd");
+    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
+        .context("copying OVMF's variable store (package ovmf)")?;
+    Ok(vars)
 }
 
 /// What to start.
@@ -129,7 +147,13 @@ impl Vm {
             &cfg.memory_mb.to_string(),
         ]);
         cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
-        cmd.args(["-nic", "user,model=virtio-net-pci"]);
+        // No option ROM: iPXE would spend seconds of emulated time announcing itself.
+        cmd.args([
+            "-netdev",
+            "user,id=net0",
+            "-device",
+            "virtio-net-pci,netdev=net0,romfile=",
+        ]);
         match &cfg.boot {
             Boot::Iso(iso) => {
                 // CD first: SeaBIOS would otherwise try a seed disk's FAT boot sector first
@@ -149,6 +173,16 @@ impl Vm {
                 if let Some(iso) = medium {
                     cmd.arg("-drive").arg(cdrom(iso));
                 }
+            }
+            Boot::IsoUefi { iso, uefi_vars } => {
+                ovmf(&mut cmd, uefi_vars);
+                cmd.arg("-drive").arg(cdrom(iso));
+            }
+            Boot::Disk { uefi_vars } => {
+                if let Some(vars) = uefi_vars {
+                    ovmf(&mut cmd, vars);
+                }
+                cmd.args(["-boot", "order=c,menu=off"]);
             }
         }
         for d in &cfg.disks {
@@ -319,6 +353,13 @@ impl Drop for Vm {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn ovmf(cmd: &mut Command, vars: &Path) {
+    cmd.arg("-drive")
+        .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
+    cmd.arg("-drive")
+        .arg(format!("if=pflash,format=raw,file={}", vars.display()));
 }
 
 fn cdrom(iso: &Path) -> String {

@@ -6,6 +6,7 @@
 #   /lib/modules/<kver>/       build/initramfs.modules and their dependencies, uncompressed,
 #                              with modules.dep/alias/softdep made by depmod -b
 #   /etc/rkos/version
+#   /usr/lib/rkos/config.d/     the image's default config (from MODULES_ROOT, when it has one)
 # Usage: build/initramfs.sh MODULES_ROOT INIT_BINARY VERSION OUT
 #   MODULES_ROOT: a tree holding lib/modules/<kver> (the rootfs, so modules match the kernel)
 set -euo pipefail
@@ -28,6 +29,13 @@ install -m 0755 "$busybox" "$t/bin/busybox"
 ln -s busybox "$t/bin/sh"
 ln -s ../bin/busybox "$t/sbin/modprobe"
 echo "$version" > "$t/etc/rkos/version"
+# The image's default config, copied so rkos-init need not read it out of the squashfs (a
+# whole compressed block for one small file). MODULES_ROOT is the image tree, so the copy is
+# always the one the squashfs holds.
+if [ -d "$mroot/usr/lib/rkos/config.d" ]; then
+    mkdir -p "$t/usr/lib/rkos"
+    cp -a "$mroot/usr/lib/rkos/config.d" "$t/usr/lib/rkos/"
+fi
 
 mods=$(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$top/build/initramfs.modules" | grep -v '^$')
 missing=()

@@ -40,6 +40,18 @@ pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 /// Like [`collect`], also returning a diagnostic for each file that exists but cannot be
 /// read (permissions, not UTF-8, too big).
 pub fn collect_report(root: &Path, cmdline: &str) -> (Vec<Source>, Vec<Diagnostic>) {
+    collect_report_with_defaults(root, root, cmdline)
+}
+
+/// Like [`collect_report`], with the image defaults read under `defaults_root` instead of
+/// `root`. rkos-init reads them from its initramfs, which carries a copy made from the same
+/// image: reading them from the squashfs would decompress a whole 1 MiB block, most of the
+/// init's own time under emulation.
+pub fn collect_report_with_defaults(
+    defaults_root: &Path,
+    root: &Path,
+    cmdline: &str,
+) -> (Vec<Source>, Vec<Diagnostic>) {
     let mut out = Vec::new();
     let mut diags = Vec::new();
     let mut add = |kind: SourceKind, path: PathBuf| {
@@ -47,7 +59,7 @@ pub fn collect_report(root: &Path, cmdline: &str) -> (Vec<Source>, Vec<Diagnosti
             out.push(s);
         }
     };
-    for p in yaml_files(&root.join(IMAGE_DEFAULTS_DIR)) {
+    for p in yaml_files(&defaults_root.join(IMAGE_DEFAULTS_DIR)) {
         add(SourceKind::ImageDefault, p);
     }
     add(SourceKind::BootMedium, root.join(BOOT_CONFIG));

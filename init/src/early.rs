@@ -52,13 +52,33 @@ pub fn copy_cidata(seed: &Path, run_rkos: &Path) -> io::Result<Vec<String>> {
 }
 
 /// The merged config and every problem found, one line each (`error: SOURCE:LINE:COL: key:
-/// message`). Source names are shown as the booted system will see them (without `sysroot`).
-pub fn load_config(sysroot: &Path, cmdline: &str) -> (Config, Vec<String>) {
-    let (mut sources, read_diags) = rkos_config::source::collect_report(sysroot, cmdline);
-    let prefix = sysroot.to_string_lossy().trim_end_matches('/').to_string();
-    let unroot = |name: &str| match name.strip_prefix(&prefix) {
-        Some(rest) if rest.starts_with('/') => rest.to_string(),
-        _ => name.to_string(),
+/// message`). Source names are shown as the booted system will see them (without `sysroot`
+/// or `defaults_root`).
+///
+/// The image defaults come from `defaults_root` when it holds them (the initramfs, built
+/// with a copy from the same image), else from `sysroot`.
+pub fn load_config(defaults_root: &Path, sysroot: &Path, cmdline: &str) -> (Config, Vec<String>) {
+    let defaults_root = if defaults_root
+        .join(rkos_config::source::IMAGE_DEFAULTS_DIR)
+        .is_dir()
+    {
+        defaults_root
+    } else {
+        sysroot
+    };
+    let (mut sources, read_diags) =
+        rkos_config::source::collect_report_with_defaults(defaults_root, sysroot, cmdline);
+    let prefixes: Vec<String> = [sysroot, defaults_root]
+        .iter()
+        .map(|r| r.to_string_lossy().trim_end_matches('/').to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let unroot = |name: &str| {
+        prefixes
+            .iter()
+            .find_map(|p| name.strip_prefix(p.as_str()).filter(|r| r.starts_with('/')))
+            .unwrap_or(name)
+            .to_string()
     };
     for s in &mut sources {
         s.name = unroot(&s.name);
@@ -191,7 +211,7 @@ mod tests {
             "#cloud-config\nhostname: node-1\n",
         )
         .unwrap();
-        let (config, problems) = load_config(root, "quiet");
+        let (config, problems) = load_config(root, root, "quiet");
         assert_eq!(config.hostname.as_deref(), Some("node-1"));
         assert!(problems.is_empty(), "{problems:?}");
         fs::create_dir_all(root.join("run/rkos/boot")).unwrap();
@@ -200,7 +220,7 @@ mod tests {
             "hostname: [unclosed\n",
         )
         .unwrap();
-        let (config, problems) = load_config(root, "");
+        let (config, problems) = load_config(root, root, "");
         assert_eq!(config.hostname.as_deref(), Some("node-1"));
         assert!(!problems.is_empty());
         assert!(
@@ -213,6 +233,42 @@ mod tests {
                 .any(|p| p.contains(&*root.to_string_lossy())),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn image_defaults_come_from_the_initramfs_copy_when_there() {
+        let d = tempfile::tempdir().unwrap();
+        let (initramfs, sysroot) = (d.path().join("initramfs"), d.path().join("sysroot"));
+        let defaults = rkos_config::source::IMAGE_DEFAULTS_DIR;
+        fs::create_dir_all(sysroot.join(defaults)).unwrap();
+        fs::write(
+            sysroot.join(defaults).join("00-image.yaml"),
+            "rkos:\n  modules: [from_sysroot]\n",
+        )
+        .unwrap();
+        // No copy in the initramfs: the sysroot's defaults.
+        let (config, _) = load_config(&initramfs, &sysroot, "");
+        assert_eq!(config.rkos.modules, ["from_sysroot"]);
+        fs::create_dir_all(initramfs.join(defaults)).unwrap();
+        fs::write(
+            initramfs.join(defaults).join("00-image.yaml"),
+            "rkos:\n  modules: [from_initramfs\n",
+        )
+        .unwrap();
+        let (config, problems) = load_config(&initramfs, &sysroot, "");
+        assert!(config.rkos.modules.is_empty(), "{:?}", config.rkos.modules);
+        // Named as the booted system sees the file, not by the initramfs path.
+        assert!(
+            problems[0].starts_with("error: /usr/lib/rkos/config.d/00-image.yaml"),
+            "{problems:?}"
+        );
+        fs::write(
+            initramfs.join(defaults).join("00-image.yaml"),
+            "rkos:\n  modules: [from_initramfs]\n",
+        )
+        .unwrap();
+        let (config, problems) = load_config(&initramfs, &sysroot, "");
+        assert_eq!(config.rkos.modules, ["from_initramfs"], "{problems:?}");
     }
 
     #[test]

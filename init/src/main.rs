@@ -382,7 +382,7 @@ fn main() {
             "config: boot medium and seed copied at {:.1} ms",
             config_start.elapsed().as_secs_f64() * 1000.0
         );
-        let (config, diags) = early::load_config(sysroot, &ctx.cmdline);
+        let (config, diags) = early::load_config(Path::new("/"), sysroot, &ctx.cmdline);
         tracing::debug!(
             "config: loaded at {:.1} ms",
             config_start.elapsed().as_secs_f64() * 1000.0

@@ -419,6 +419,12 @@ pub fn decide(o: &Observed) -> Vec<Action> {
             }
         }
         Phase::Staging => {
+            if o.facts.version == target {
+                // Already running the target (upgraded by other means meanwhile): `rkos
+                // upgrade` would only say so and arm nothing, so staging would never end.
+                out.extend(finish(o, &plan.name, st.clone(), Phase::Succeeded, None));
+                return out;
+            }
             out.push(Action::RenewLease {
                 plan: plan.name.clone(),
             });

@@ -7,8 +7,9 @@
 //! runs, chrooted into the host:
 //! - `rkos status --json`: the booted slot, both slots' versions, the trial armed in the GRUB
 //!   environment, whether the running slot is on trial, the last boot outcome;
-//! - `rkos upgrade --bundle URL`: checks space, verifies the signed manifest with the node's
-//!   own trusted keys, streams the files into the inactive slot and arms a trial boot of it;
+//! - `rkos upgrade --bundle URL --expect-version V`: checks space, verifies the signed
+//!   manifest with the node's own trusted keys (and that it is version V), streams the files
+//!   into the inactive slot and arms a trial boot of it;
 //! - `systemctl reboot`;
 //! - `rkos mark-good`: turns the trial slot into the default once the node is healthy.
 //!
@@ -123,10 +124,39 @@ impl HostNodeOps {
         }
     }
 
+    /// `rkos SUB...` with the options that point it at the host when it runs without a chroot
+    /// (tests, or an agent started on the host itself): `rkos`'s defaults are absolute paths
+    /// of the host, right only inside the chroot. `--keys-dir` exists on `upgrade` only.
+    fn rkos_args(&self, sub: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = sub.iter().map(|s| s.to_string()).collect();
+        if !self.chroot {
+            let at = |p: &str| self.host_root.join(p).display().to_string();
+            v.extend(["--root".into(), self.host_root.display().to_string()]);
+            v.extend(["--state-dir".into(), at(STATE_MOUNT)]);
+            if sub.first() == Some(&"upgrade") {
+                v.extend(["--keys-dir".into(), at(IMAGE_KEYS_DIR)]);
+            }
+        }
+        v
+    }
+
+    async fn rkos(&self, sub: &[&str]) -> Result<String, NodeOpsError> {
+        let args = self.rkos_args(sub);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&self.rkos, &args).await
+    }
+
     async fn run(&self, program: &Path, args: &[&str]) -> Result<String, NodeOpsError> {
         let cmd = format!("{} {}", program.display(), args.join(" "));
         let mut command = tokio::process::Command::new(program);
-        command.args(args).kill_on_drop(true);
+        // The command's error ends up in the NodeUpgrade's lastError: no backtraces (the
+        // agent's own RUST_BACKTRACE must not leak into them) and no colour codes.
+        command
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0")
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true);
         if self.chroot {
             let root = self.host_root.clone();
             // SAFETY: between fork and exec only async-signal-safe calls are allowed; chroot
@@ -150,21 +180,32 @@ impl HostNodeOps {
             return Err(NodeOpsError::Command {
                 cmd,
                 status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                stderr: error_text(&String::from_utf8_lossy(&out.stderr)),
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 
-/// The subset of `rkos status --json` (rkos-slots' `Status`) the agent reads.
+/// Where `rkos` looks for RKOS_STATE and the image's trusted keys by default (rkos-slots'
+/// `DEFAULT_STATE_MOUNT`, rkos-bundle's `IMAGE_KEYS_DIR`), relative to the host's `/`; the
+/// contract test (`tests/real_rkos.rs`) checks they still match.
+pub const STATE_MOUNT: &str = "run/rkos/state";
+pub const IMAGE_KEYS_DIR: &str = "usr/lib/rkos/trusted-keys";
+
+/// The subset of `rkos status --json` (rkos-slots' `Status`) the agent reads. Every field is
+/// required, `null` included (`Option::deserialize` turns off serde's "missing means None"):
+/// a field renamed on either side must fail loudly here, not read as "no trial" or "not on
+/// trial", which would make the agent stage forever or never mark the slot good.
 #[derive(Deserialize)]
 struct StatusJson {
+    #[serde(deserialize_with = "Option::deserialize")]
     active: Option<String>,
     default: String,
+    #[serde(deserialize_with = "Option::deserialize")]
     trial: Option<TrialJson>,
-    #[serde(default)]
     running_on_trial: bool,
+    #[serde(deserialize_with = "Option::deserialize")]
     last_outcome: Option<OutcomeJson>,
     slots: Vec<SlotJson>,
 }
@@ -183,6 +224,7 @@ struct OutcomeJson {
 #[derive(Deserialize)]
 struct SlotJson {
     slot: String,
+    #[serde(deserialize_with = "Option::deserialize")]
     version: Option<String>,
 }
 
@@ -241,22 +283,25 @@ impl NodeOps for HostNodeOps {
         let boot_id = tokio::fs::read_to_string(&path)
             .await
             .map_err(|source| NodeOpsError::Read { path, source })?;
-        let json = self.run(&self.rkos, &["status", "--json"]).await?;
+        let json = self.rkos(&["status", "--json"]).await?;
         facts_from_status_json(&json, &boot_id)
     }
 
-    async fn stage(&self, bundle_url: &str, _version: &str) -> Result<StageReport, NodeOpsError> {
+    async fn stage(&self, bundle_url: &str, version: &str) -> Result<StageReport, NodeOpsError> {
         let out = self
-            .run(&self.rkos, &["upgrade", "--bundle", bundle_url])
+            .rkos(&[
+                "upgrade",
+                "--bundle",
+                bundle_url,
+                "--expect-version",
+                version,
+            ])
             .await?;
-        let bytes = match downloaded_bytes(&out) {
-            Some(b) => b,
-            // Older output without the figure: count what the staged slot holds.
-            None => {
-                let after = self.facts().await?;
-                slot_bytes(&self.host_root, &after.slot).unwrap_or(0)
-            }
-        };
+        let after = self.armed(bundle_url, version, &out).await?;
+        let bytes = downloaded_bytes(&out)
+            // Output without the figure: count what the staged slot holds.
+            .or_else(|| slot_bytes(&self.host_root, &after.slot))
+            .unwrap_or(0);
         Ok(StageReport { bytes })
     }
 
@@ -266,19 +311,18 @@ impl NodeOps for HostNodeOps {
             return Ok(());
         }
         // `rkos upgrade` arms the trial only right after verifying every staged file against
-        // the signed manifest; running it again re-checks the slot (reusing what is there)
-        // and arms it. There is deliberately no way to arm a slot without that check.
-        self.run(&self.rkos, &["upgrade", "--bundle", bundle_url])
+        // the signed manifest; running it again re-checks the slot and arms it. There is
+        // deliberately no way to arm a slot without that check.
+        let out = self
+            .rkos(&[
+                "upgrade",
+                "--bundle",
+                bundle_url,
+                "--expect-version",
+                version,
+            ])
             .await?;
-        let f = self.facts().await?;
-        if f.trial_armed.as_deref() == Some(version) {
-            Ok(())
-        } else {
-            Err(NodeOpsError::Failed(format!(
-                "`rkos upgrade` did not arm a trial boot of {version} (staged: {:?}, armed: {:?})",
-                f.staged, f.trial_armed
-            )))
-        }
+        self.armed(bundle_url, version, &out).await.map(|_| ())
     }
 
     async fn reboot(&self) -> Result<(), NodeOpsError> {
@@ -297,8 +341,87 @@ impl NodeOps for HostNodeOps {
     }
 
     async fn mark_good(&self) -> Result<(), NodeOpsError> {
-        self.run(&self.rkos, &["mark-good"]).await.map(|_| ())
+        self.rkos(&["mark-good"]).await.map(|_| ())
     }
+}
+
+impl HostNodeOps {
+    /// Checks that the `rkos upgrade` that just succeeded armed a trial boot of `version`.
+    /// `--expect-version` makes it refuse a bundle of another version, but it exits 0
+    /// without arming anything when the node already runs that version ("already running
+    /// version V; nothing to do"): the state machine would then stage over and over. Returns
+    /// the facts read.
+    async fn armed(
+        &self,
+        bundle_url: &str,
+        version: &str,
+        out: &str,
+    ) -> Result<NodeFacts, NodeOpsError> {
+        let f = self.facts().await?;
+        if f.trial_armed.as_deref() == Some(version) {
+            return Ok(f);
+        }
+        let said = out
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("nothing");
+        Err(NodeOpsError::Failed(format!(
+            "`rkos upgrade --bundle {bundle_url}` did not arm a trial boot of {version}: it said \
+             \"{said}\" (running {}, inactive slot holds {}, trial armed for {}); \
+             is {version} the version in that bundle's manifest?",
+            f.version,
+            f.staged.as_deref().unwrap_or("nothing"),
+            f.trial_armed.as_deref().unwrap_or("nothing"),
+        )))
+    }
+}
+
+/// What of a failed command's stderr goes into the NodeUpgrade's `lastError`: anyhow's
+/// `Error: ...` report with its "Caused by" chain on one line when there is one (the lines
+/// before it are progress logging), else the last few lines. Bounded: it is stored in an
+/// object's status.
+pub fn error_text(stderr: &str) -> String {
+    const MAX: usize = 1000;
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut text = match lines.iter().position(|l| l.starts_with("Error: ")) {
+        Some(i) => {
+            let mut text = lines[i]["Error: ".len()..].to_string();
+            for l in &lines[i + 1..] {
+                if l.starts_with("Stack backtrace:") {
+                    break;
+                }
+                if *l == "Caused by:" {
+                    continue;
+                }
+                // With several causes anyhow numbers them: "0: ...".
+                let cause = match l.split_once(": ") {
+                    Some((n, rest)) if n.bytes().all(|b| b.is_ascii_digit()) => rest,
+                    _ => l,
+                };
+                // Errors often repeat their source's message; say it once.
+                if !text.ends_with(cause) {
+                    text.push_str(": ");
+                    text.push_str(cause);
+                }
+            }
+            text
+        }
+        None => lines[lines.len().saturating_sub(3)..].join("; "),
+    };
+    if text.len() > MAX {
+        let mut cut = MAX;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
 }
 
 /// The byte count in `rkos upgrade`'s summary line ("... N bytes downloaded, M resumed").
@@ -312,7 +435,7 @@ pub fn downloaded_bytes(stdout: &str) -> Option<u64> {
 /// Size of the files in the slot that is not `active` (the one just staged).
 fn slot_bytes(host_root: &Path, active: &str) -> Option<u64> {
     let other = if active == "A" { "B" } else { "A" };
-    for state in ["run/rkos/state", "mnt/state"] {
+    for state in [STATE_MOUNT, "mnt/state"] {
         let dir = host_root.join(state).join("slots").join(other);
         if let Ok(rd) = std::fs::read_dir(&dir) {
             return Some(
@@ -552,9 +675,71 @@ mod tests {
         let e = facts_from_status_json("not json", "x").unwrap_err();
         assert!(e.to_string().contains("rkos status --json"), "{e}");
         let empty = r#"{"active":"A","default":"A","trial":null,"last_outcome":null,
+            "running_on_trial":false,
             "slots":[{"slot":"A","version":null},{"slot":"B","version":null}]}"#;
         let e = facts_from_status_json(empty, "x").unwrap_err();
         assert!(e.to_string().contains("no version"), "{e}");
+    }
+
+    #[test]
+    fn every_field_read_from_the_status_is_required() {
+        // Dropping any one field the agent reads must be an error naming it, never a silent
+        // default (null is a value, absence is a renamed field).
+        let full: serde_json::Value = serde_json::from_str(STATUS_TRIAL_ARMED).unwrap();
+        facts_from_status_json(&full.to_string(), "x").unwrap();
+        for (pointer, field) in [
+            ("", "active"),
+            ("", "default"),
+            ("", "trial"),
+            ("", "running_on_trial"),
+            ("", "last_outcome"),
+            ("", "slots"),
+            ("/trial", "slot"),
+            ("/slots/0", "slot"),
+            ("/slots/0", "version"),
+        ] {
+            let mut v = full.clone();
+            v.pointer_mut(pointer)
+                .unwrap()
+                .as_object_mut()
+                .unwrap()
+                .remove(field)
+                .unwrap();
+            let e = facts_from_status_json(&v.to_string(), "x").unwrap_err();
+            assert!(e.to_string().contains(field), "{pointer}/{field}: {e}");
+        }
+        let mut v = full.clone();
+        v["last_outcome"] = serde_json::json!({"outcome": "rolled-back", "slot": "B"});
+        facts_from_status_json(&v.to_string(), "x").unwrap();
+        for field in ["outcome", "slot"] {
+            let mut w = v.clone();
+            w["last_outcome"].as_object_mut().unwrap().remove(field);
+            let e = facts_from_status_json(&w.to_string(), "x").unwrap_err();
+            assert!(e.to_string().contains(field), "last_outcome/{field}: {e}");
+        }
+    }
+
+    #[test]
+    fn command_errors_keep_the_report_not_the_noise() {
+        let stderr = "\x1b[2m2026-11-22T18:14:03Z\x1b[0m INFO downloading file=\"initrd\"\n\
+            Error: upgrade failed; the running slot and boot configuration are unchanged\n\n\
+            Caused by:\n    manifest is signed by key 4BE0, which is not trusted\n\n\
+            Stack backtrace:\n   0: anyhow::error\n";
+        assert_eq!(
+            error_text(stderr),
+            "upgrade failed; the running slot and boot configuration are unchanged: \
+             manifest is signed by key 4BE0, which is not trusted"
+        );
+        let repeated = "Error: invalid manifest: required file \"vmlinuz\" missing\n\n\
+            Caused by:\n    0: required file \"vmlinuz\" missing\n    1: lower\n";
+        assert_eq!(
+            error_text(repeated),
+            "invalid manifest: required file \"vmlinuz\" missing: lower"
+        );
+        assert_eq!(error_text("a\nb\n\nc\nd\n"), "b; c; d");
+        let long = format!("Error: {}", "\u{e9}".repeat(2000));
+        let t = error_text(&long);
+        assert!(t.len() <= 1003 && t.ends_with("..."), "{}", t.len());
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub struct UpgradeArgs {
     /// Attempts per file on network errors.
     #[arg(long, default_value_t = 6)]
     pub attempts: u32,
+    /// Refuse, before writing anything, a bundle whose signed manifest is not this version
+    /// (the upgrade agent passes its plan's version, so a plan pointing at the wrong bundle
+    /// cannot arm a trial of another version).
+    #[arg(long, value_name = "VERSION")]
+    pub expect_version: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +110,14 @@ pub fn run_upgrade(args: &UpgradeArgs) -> Result<()> {
     extra.extend(args.trusted_keys.iter().cloned());
     let keys = TrustedKeys::load(&args.keys_dir, &extra)?;
     let source = Source::parse(&args.bundle)?;
+    if let Some(want) = &args.expect_version {
+        check_version(&source, &keys, want).with_context(|| {
+            format!(
+                "upgrade refused; the running slot and boot configuration are unchanged ({})",
+                args.bundle
+            )
+        })?;
+    }
     let opts = StageOptions {
         attempts: args.attempts.max(1),
         ..StageOptions::default()
@@ -136,6 +149,23 @@ pub fn run_upgrade(args: &UpgradeArgs) -> Result<()> {
         reboot()?;
     } else {
         println!("reboot to switch (or rerun with --reboot)");
+    }
+    Ok(())
+}
+
+/// Verifies the bundle's signed manifest and compares its version with `want`. Staging
+/// verifies the manifest again (it is small): this check only decides whether to start.
+fn check_version(source: &Source, keys: &TrustedKeys, want: &str) -> Result<()> {
+    use rkos_slots::manifest::{MANIFEST_NAME, SIGNATURE_NAME};
+    let manifest = source.read_small(MANIFEST_NAME)?;
+    let sig = source.read_small(SIGNATURE_NAME)?;
+    let sig = std::str::from_utf8(&sig).context("the manifest signature is not UTF-8")?;
+    let (manifest, _) = keys.verify_manifest(&manifest, sig)?;
+    if manifest.version != want {
+        bail!(
+            "the bundle holds version {}, not the expected {want}",
+            manifest.version
+        );
     }
     Ok(())
 }
@@ -332,6 +362,7 @@ mod tests {
             keys_dir: t.path().join("no-image-keys"),
             root: root.clone(),
             attempts: 1,
+            expect_version: None,
         };
         // No trusted key anywhere: refused, nothing changed.
         let env_before = fs::read(state.grubenv()).unwrap();
@@ -348,6 +379,22 @@ mod tests {
             format!("rkos:\n  upgrade:\n    trusted_keys:\n      - {key_line}\n"),
         )
         .unwrap();
+        // A bundle of another version than the one expected: refused before any write.
+        let wrong = UpgradeArgs {
+            expect_version: Some("3".into()),
+            ..args
+        };
+        let err = run_upgrade(&wrong).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("holds version 2, not the expected 3"),
+            "{err:#}"
+        );
+        assert_eq!(fs::read(state.grubenv()).unwrap(), env_before);
+        assert!(!state.slot_dir(Slot::B).exists());
+        let args = UpgradeArgs {
+            expect_version: Some("2".into()),
+            ..wrong
+        };
         run_upgrade(&args).unwrap();
         let boot = state.boot_state().unwrap();
         assert_eq!(

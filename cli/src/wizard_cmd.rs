@@ -167,7 +167,9 @@ pub fn run(args: WizardArgs) -> Result<()> {
 
     let excluded = disks::boot_disks(&args.root);
     let candidates = disks::list(&args.root, &excluded);
-    let default_hostname = rkos_config::default_hostname(rkos_config::primary_mac(&args.root.join("sys/class/net")).as_deref());
+    let default_hostname = rkos_config::default_hostname(
+        rkos_config::primary_mac(&args.root.join("sys/class/net")).as_deref(),
+    );
     let net_timeout = Duration::from_secs(5);
 
     let interactive = !args.yes && std::io::stdin().is_terminal();

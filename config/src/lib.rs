@@ -26,7 +26,7 @@ pub use load::{
     USER_DATA_SCRIPT,
 };
 pub use model::{
-    default_hostname, primary_mac, Bond, BootMode, BootModeError, Config, DataDisk, Install, Interface, Network,
-    Proxy, Rkos, Role, Upgrade, Vlan, Wifi, WriteFile,
+    default_hostname, primary_mac, Bond, BootMode, BootModeError, Config, DataDisk, Install,
+    Interface, Network, Proxy, Rkos, Role, Upgrade, Vlan, Wifi, WriteFile,
 };
 pub use render::{render, render_report, RenderContext, Rendered, RenderedFile};

@@ -94,21 +94,6 @@ pub fn count_label(devs: &[BlockDevice], label: &str) -> usize {
     devs.iter().filter(|d| d.label() == Some(label)).count()
 }
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 /// One line per device, for failure messages: what was found.
 pub fn describe(devs: &[BlockDevice]) -> String {
     if devs.is_empty() {
@@ -129,7 +114,7 @@ pub fn describe(devs: &[BlockDevice]) -> String {
             s,
             "  {:<16} {:>10}  {what}",
             d.path.display(),
-            human(d.size_bytes)
+            rkos_slots::human_size(d.size_bytes)
         );
     }
     s
@@ -202,12 +187,5 @@ mod tests {
         assert!(text.contains("no filesystem rkos knows"), "{text}");
         assert!(describe(&[]).contains("no block devices"));
         assert!(scan(&d.path().join("nonexistent"), &dev).is_empty());
-    }
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(512), "512 B");
-        assert_eq!(human(8 << 30), "8.0 GiB");
-        assert_eq!(human(1536), "1.5 KiB");
     }
 }

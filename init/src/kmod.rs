@@ -198,7 +198,11 @@ mod tests {
         let mut seen = HashSet::new();
         assert_eq!(read_new_modaliases(d.path(), &mut seen).len(), 3);
         assert!(read_new_modaliases(d.path(), &mut seen).is_empty());
-        mk("usb", "1-1", Some("usb:v0781p5581d0100dc00dsc00dp00ic08isc06ip50in00"));
+        mk(
+            "usb",
+            "1-1",
+            Some("usb:v0781p5581d0100dc00dsc00dp00ic08isc06ip50in00"),
+        );
         assert_eq!(
             read_new_modaliases(d.path(), &mut seen),
             ["usb:v0781p5581d0100dc00dsc00dp00ic08isc06ip50in00"]

@@ -408,8 +408,7 @@ fn main() {
             }
             let full = full.get_or_insert_with(|| {
                 Loader::new(
-                    ModuleIndex::load(&sysroot.join("lib/modules").join(&kver))
-                        .unwrap_or_default(),
+                    ModuleIndex::load(&sysroot.join("lib/modules").join(&kver)).unwrap_or_default(),
                 )
             });
             if let Err(e) = full.load(m) {

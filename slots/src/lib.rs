@@ -7,12 +7,14 @@ pub mod boot;
 pub mod fsio;
 pub mod grubenv;
 pub mod manifest;
+pub mod size;
 pub mod state;
 pub mod status;
 
 pub use boot::{BootError, BootState, Outcome, Slot, Trial, DEFAULT_TRIES, MAX_TRIES};
 pub use grubenv::GrubEnv;
 pub use manifest::{FileEntry, Manifest};
+pub use size::human_size;
 pub use state::{StateDir, StateError};
 pub use status::Status;
 

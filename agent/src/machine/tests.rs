@@ -590,3 +590,26 @@ fn retry_after_rollback_arms_the_slot_already_staged() {
     assert!(w.node.calls.contains(&"flip 2".to_string()));
     assert_eq!(w.node.reboots, 2);
 }
+
+#[test]
+fn staging_a_node_already_on_target_succeeds_instead_of_staging_forever() {
+    let mut w = World::new();
+    // Run up to Staging, then the node gets the target by other means (an operator's
+    // `rkos upgrade` and reboot) before the agent's next pass.
+    while w.phase() != Phase::Staging {
+        let actions = decide(&w.observe());
+        for a in &actions {
+            if !w.apply(a) {
+                break;
+            }
+        }
+        w.now += 5;
+    }
+    w.node.slots = [Some("1".into()), Some("2".into())];
+    w.node.active = 1;
+    w.run(None, 10);
+    assert_eq!(w.phase(), Phase::Succeeded);
+    assert_eq!(w.node.stages, 0);
+    assert_eq!(w.cordoned_by, None);
+    assert!(!w.holds());
+}

@@ -2,7 +2,8 @@
 #   make iso    dist/rkos-<version>-amd64.iso (K3S_BINARY=/path/k3s to use a local k3s;
 #               K3S_STANDIN=1 for a TEST image with the k3s stand-in: *-standin.iso)
 #   make run    boot the ISO in QEMU, serial console on this terminal, empty 8 GiB disk
-#   make test   fmt, clippy, unit tests, then the QEMU boot tests against a stand-in ISO
+#   make test   fmt, clippy, unit tests, then the QEMU tests (boot, install, upgrade) against a
+#               stand-in ISO
 SHELL := /bin/bash
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
@@ -101,9 +102,14 @@ $(ISO): binaries k3s FORCE
 run: iso
 	build/run-qemu.sh $(ISO)
 
+# The QEMU tests of the stand-in ISO (root: loop devices for the installs and bundles):
+# live boots, the wizard install and unattended install, and upgrades of an installed node;
+# then a full disk refusing a bundle.
 boot-test: host-deps
 	$(MAKE) K3S_STANDIN=1 iso
-	RKOS_ISO=$(CURDIR)/$(STANDIN_ISO) $(CARGO) test -p rkos-tests --features qemu --test boot -- --test-threads=1
+	RKOS_ISO=$(CURDIR)/$(STANDIN_ISO) $(CARGO) test -p rkos-tests --features qemu \
+		--test boot --test install_iso --test upgrade_node -- --test-threads=1
+	$(CARGO) test -p rkos-bundle --features root-tests --test full_disk
 
 boot-report: host-deps
 	$(MAKE) K3S_STANDIN=1 iso
@@ -119,8 +125,9 @@ bundle:
 agent-image: binaries
 	@$(MAKE) --no-print-directory $(AGENT_IMAGE)
 
-# Tests that need root but no ISO: a full disk refuses a bundle with nothing changed, and real
-# GRUB counts a trial slot's tries and falls back by itself (boots a test disk 5 times).
+# Tests that need root but no ISO: a full disk refuses a bundle with nothing changed (also in
+# `make test`), and real GRUB counts a trial slot's tries and falls back by itself on a test
+# disk (boots it 5 times; `make test` shows the same on the installed image).
 test-root: host-deps
 	$(CARGO) test -p rkos-bundle --features root-tests --test full_disk
 	$(CARGO) test -p rkos-slots --features qemu --test grub_qemu -- --test-threads=1

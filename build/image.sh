@@ -69,8 +69,9 @@ mkdir -p "$root/etc/rkos"
 echo "$version" > "$root/etc/rkos/version"
 
 systemctl --root="$root" enable rkos-config-early.service rkos-config-network.service \
-    k3s.service rkos-ssh-keygen.service rkos-issue.service rkos-install.service \
-    rkos-grow-data.service rkos-mark-good.service >/dev/null
+    k3s.service rkos-ssh-keygen.service rkos-issue.service rkos-grow-data.service \
+    rkos-mark-good.service >/dev/null
+# rkos-install.service is pulled in by a generator, only with rkos.mode=install.
 
 # The kernel boots from the medium, not from the image.
 vmlinuz=$(ls "$root"/boot/vmlinuz-* | head -n1)

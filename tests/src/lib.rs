@@ -1,7 +1,10 @@
 //! End-to-end tests of rkos: a QEMU driver that reads and types on the serial console
-//! ([`qemu`]), the NoCloud seed volumes the boot tests attach ([`seed`]), and the boot tests
-//! themselves (`tests/boot.rs`, built with the `qemu` feature).
+//! ([`qemu`]), the NoCloud seed volumes the boot tests attach ([`seed`]), a loopback HTTP
+//! server for upgrade bundles ([`httpd`]), the host side they share ([`host`]), and the boot tests themselves (`tests/*.rs`, built
+//! with the `qemu` feature).
 
 pub mod console;
+pub mod host;
+pub mod httpd;
 pub mod qemu;
 pub mod seed;

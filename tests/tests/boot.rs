@@ -2,9 +2,9 @@
 //! `qemu` feature; `make boot-test` builds the stand-in ISO and runs them with RKOS_ISO set.
 
 use anyhow::{ensure, Context, Result};
+use rkos_tests::host::iso;
 use rkos_tests::qemu::{extract_kernel, ovmf_vars, Boot, Vm, VmConfig};
 use rkos_tests::seed::make_seed;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Software emulation boots a full systemd in about a minute; leave room for a loaded CI box.
@@ -19,14 +19,6 @@ const TEST_KEY: &str =
 /// A secure-form join token (K10<hex>::<user>:<password>) made up for the test.
 const TOKEN: &str =
     "K10a3f1c2d4e5b60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90::server:boottestsecret";
-
-fn iso() -> PathBuf {
-    let iso = std::env::var_os("RKOS_ISO")
-        .map(PathBuf::from)
-        .expect("RKOS_ISO names the ISO to boot (make boot-test sets it)");
-    assert!(iso.is_file(), "RKOS_ISO={} is not a file", iso.display());
-    iso
-}
 
 fn login(vm: &mut Vm) -> Result<()> {
     // live mode logs rkos in on the console; agetty still prints the login prompt line
@@ -54,7 +46,7 @@ fn live_boot_with_nocloud_seed_is_an_immutable_agent() -> Result<()> {
     let seed = make_seed(dir.path(), &user_data, "instance-id: rkos-boot-test\n")?;
     let mut vm = Vm::start(&VmConfig {
         name: "live-seed".into(),
-        boot: Boot::Iso(iso()),
+        boot: Boot::Iso(iso()?),
         disks: vec![seed],
         memory_mb: 2048,
     })?;
@@ -176,7 +168,7 @@ fn config_with_errors_still_boots_and_names_the_error() -> Result<()> {
     let seed = make_seed(dir.path(), user_data, "instance-id: rkos-bad-config\n")?;
     let mut vm = Vm::start(&VmConfig {
         name: "config-errors".into(),
-        boot: Boot::Iso(iso()),
+        boot: Boot::Iso(iso()?),
         disks: vec![seed],
         memory_mb: 2048,
     })?;
@@ -196,7 +188,7 @@ fn config_with_errors_still_boots_and_names_the_error() -> Result<()> {
 #[test]
 fn missing_image_reaches_the_rescue_shell_with_a_message() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let (kernel, initrd) = extract_kernel(&iso(), dir.path())?;
+    let (kernel, initrd) = extract_kernel(&iso()?, dir.path())?;
     let mut vm = Vm::start(&VmConfig {
         name: "missing-image".into(),
         boot: Boot::Kernel {
@@ -227,7 +219,7 @@ fn missing_image_reaches_the_rescue_shell_with_a_message() -> Result<()> {
 #[test]
 fn rescue_mode_drops_to_the_shell_on_purpose() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let iso = iso();
+    let iso = iso()?;
     let (kernel, initrd) = extract_kernel(&iso, dir.path())?;
     let mut vm = Vm::start(&VmConfig {
         name: "rescue-mode".into(),
@@ -260,7 +252,7 @@ fn iso_boots_under_uefi() -> Result<()> {
     let mut vm = Vm::start(&VmConfig {
         name: "live-uefi".into(),
         boot: Boot::IsoUefi {
-            iso: iso(),
+            iso: iso()?,
             uefi_vars: ovmf_vars(dir.path())?,
         },
         disks: vec![],

@@ -8,7 +8,8 @@
 //! Needs root (loop devices, mount), sgdisk, mkfs, grub-install, mtools, udevadm, QEMU and
 //! OVMF (build/host-deps.sh installs them). Built with the `qemu` feature.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
+use rkos_tests::host::{rkos_bin, sh, workspace};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,52 +17,10 @@ use std::process::{Command, Stdio};
 
 const GIB: u64 = 1 << 30;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn sh(cmd: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .with_context(|| format!("starting {cmd}"))?;
-    if !out.status.success() {
-        bail!(
-            "`{cmd} {}` failed ({}): {}{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The `rkos` binary: `RKOS_BIN`, else built here (cargo has released its lock by the time
-/// tests run).
-fn rkos_bin() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("RKOS_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "rkos-cli"])
-        .current_dir(workspace())
-        .status()?;
-    ensure!(status.success(), "cargo build -p rkos-cli failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
-    Ok(target.join("debug/rkos"))
-}
-
 /// A slot's files: Debian's kernel, an initramfs whose /init prints a marker with its
 /// command line and powers off, and a small squashfs.
 fn fixture(dir: &Path) -> Result<PathBuf> {
-    let tree = sh(
-        &workspace().join("build/fetch-kernel.sh").to_string_lossy(),
-        &[],
-    )?;
+    let tree = sh(workspace().join("build/fetch-kernel.sh"), &[])?;
     let boot = PathBuf::from(tree.trim()).join("boot");
     let vmlinuz = fs::read_dir(&boot)?
         .flatten()

@@ -10,8 +10,9 @@
 //! broken slot on trial is not repeated here: tests/tests/upgrade_node.rs shows it on an
 //! installed node (a broken version 2 put on trial with `rkos upgrade`).
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use rkos_slots::{Manifest, Slot, StateDir};
+use rkos_tests::host::{iso, sh};
 use rkos_tests::qemu::{extract_kernel, Boot, Vm, VmConfig};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -30,14 +31,6 @@ const PASSWORD: &str = "rkos-test-pw1";
 const TOKEN: &str = "K10abcdef0123456789::server:installpass";
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN2pU7tVqB/RceORxdEERGk8KvkidMAmix4j5cHVIHby test@rkos";
-
-fn iso() -> PathBuf {
-    let iso = std::env::var_os("RKOS_ISO")
-        .map(PathBuf::from)
-        .expect("RKOS_ISO names the ISO to boot (make boot-test sets it)");
-    assert!(iso.is_file(), "RKOS_ISO={} is not a file", iso.display());
-    iso
-}
 
 fn blank_disk(dir: &Path, gib: u64) -> Result<PathBuf> {
     let p = dir.join("disk.img");
@@ -105,7 +98,7 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
     let disk = blank_disk(dir.path(), 8)?;
     let mut vm = Vm::start(&VmConfig {
         name: "install-wizard".into(),
-        boot: Boot::Iso(iso()),
+        boot: Boot::Iso(iso()?),
         disks: vec![disk.clone()],
         memory_mb: 2048,
     })?;
@@ -267,22 +260,6 @@ fn serve_file(body: String) -> Result<u16> {
     Ok(port)
 }
 
-fn sh(cmd: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .with_context(|| format!("starting {cmd}"))?;
-    if !out.status.success() {
-        bail!(
-            "`{cmd} {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn sha256(file: &Path) -> Result<String> {
     let out = sh("sha256sum", &[&file.to_string_lossy()])?;
     Ok(out
@@ -364,7 +341,7 @@ fn unattended_install_from_the_kernel_command_line_powers_off() -> Result<()> {
         "hostname: unattended-node\nssh_authorized_keys:\n  - {KEY}\nrkos:\n  password: {PASSWORD}\n  token: {TOKEN}\n"
     );
     let port = serve_file(config.clone())?;
-    let (kernel, initrd) = extract_kernel(&iso(), dir.path())?;
+    let (kernel, initrd) = extract_kernel(&iso()?, dir.path())?;
     let mut vm = Vm::start(&VmConfig {
         name: "install-unattended".into(),
         boot: Boot::Kernel {
@@ -374,7 +351,7 @@ fn unattended_install_from_the_kernel_command_line_powers_off() -> Result<()> {
                 "rkos.mode=install rkos.install.device=/dev/vda rkos.install.config_url=http://10.0.2.2:{port}/node.yaml \
                  rkos.install.power_off console=tty0 console=ttyS0,115200n8"
             ),
-            medium: Some(iso()),
+            medium: Some(iso()?),
         },
         disks: vec![disk.clone()],
         memory_mb: 2048,

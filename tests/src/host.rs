@@ -1,0 +1,58 @@
+//! The host side the QEMU tests share: the workspace, the ISO under test, the host's `rkos`,
+//! and running host commands with their output in the error.
+
+use anyhow::{bail, ensure, Context, Result};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The ISO under test, named by `RKOS_ISO` (`make boot-test` sets it to the stand-in ISO).
+pub fn iso() -> Result<PathBuf> {
+    let iso = std::env::var_os("RKOS_ISO")
+        .map(PathBuf::from)
+        .context("RKOS_ISO names the ISO under test (make boot-test sets it)")?;
+    ensure!(iso.is_file(), "RKOS_ISO={} is not a file", iso.display());
+    Ok(iso)
+}
+
+/// Runs a host command; its stdout, or an error with the command line, status and output.
+pub fn sh(cmd: impl AsRef<OsStr>, args: &[&str]) -> Result<String> {
+    let cmd = cmd.as_ref();
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("starting {}", cmd.to_string_lossy()))?;
+    if !out.status.success() {
+        bail!(
+            "`{} {}` failed ({}): {}{}",
+            cmd.to_string_lossy(),
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The host's `rkos` (install, bundle create/keygen): `RKOS_BIN`, else built here (cargo has
+/// released its lock by the time tests run).
+pub fn rkos_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("RKOS_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", "rkos-cli"])
+        .current_dir(workspace())
+        .status()?;
+    ensure!(status.success(), "cargo build -p rkos-cli failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    Ok(target.join("debug/rkos"))
+}

@@ -323,7 +323,14 @@ impl Vm {
     /// prompt, so command output is all that comes back.
     pub fn prepare_shell(&mut self) -> Result<()> {
         self.send("set +o emacs +o vi; stty -echo -onlcr 2>/dev/null; PS1=''; PS2=''; unset PROMPT_COMMAND; export TERM=dumb\n")?;
-        self.run_ok("true", Duration::from_secs(60)).map(|_| ())
+        self.run_ok("true", Duration::from_secs(60))?;
+        // The login can come before udev has loaded every driver; their kernel messages on
+        // the same console would land inside command output.
+        self.run_ok(
+            "sudo -n dmesg -n 1 2>/dev/null || true",
+            Duration::from_secs(60),
+        )
+        .map(|_| ())
     }
 
     /// Runs `cmd` in the shell on the console; returns its exit status and output.

@@ -55,6 +55,10 @@ fn live_login(vm: &mut Vm) -> Result<()> {
     vm.expect(r"login:", BOOT).context("no login prompt")?;
     vm.expect(r"rkos@[^ ]*[:~]|\$ ", BOOT)
         .context("no shell (live autologin)")?;
+    // Kernel messages of drivers still loading would land in the wizard's screens.
+    vm.send("sudo -n dmesg -n 1; echo console-$((6*7))\n")?;
+    vm.expect(r"console-42", STEP)
+        .context("the shell does not answer")?;
     Ok(())
 }
 

@@ -6,15 +6,12 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rkos_agent::kube_io::{Agent, AgentConfig};
-use rkos_agent::metrics::Metrics;
 use rkos_agent::nodeops::{HostNodeOps, NodeOps};
 use serde_json::json;
 use support::apiserver_standin::{StandIn, LEASES, NODES, NUS, PLANS};
+use support::node_agent::{phase, run_agent, script};
 
 /// `rkos` stand-in: state in `$STATE/{active,A,B,trial,on_trial,last}`. `upgrade --bundle URL`
 /// stages the version named by the URL's last `rkos-V` component into the inactive slot and
@@ -69,11 +66,6 @@ echo "boot-$(date +%s%N)" > "$(dirname "$0")/proc/sys/kernel/random/boot_id"
 echo reboot >> "$STATE/log"
 "#;
 
-fn script(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 fn host(version: &str) -> (tempfile::TempDir, HostNodeOps) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -94,35 +86,6 @@ fn host(version: &str) -> (tempfile::TempDir, HostNodeOps) {
         reboot: vec![root.join("reboot").display().to_string()],
     };
     (dir, ops)
-}
-
-async fn run_agent(
-    api: &StandIn,
-    ops: HostNodeOps,
-    until: impl Fn(&StandIn) -> bool,
-) -> tokio::task::JoinHandle<()> {
-    let mut cfg = AgentConfig::new("n1", "rkos-system");
-    cfg.tick = Duration::from_millis(100);
-    cfg.lease_seconds = 30;
-    cfg.reboot_wait = Duration::from_millis(100);
-    let agent = Agent::new(api.client(), cfg, ops, Metrics::new("n1"));
-    let h = tokio::spawn(async move { agent.run().await });
-    let start = Instant::now();
-    while !until(api) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out; nodeupgrade: {:?}",
-            api.get(NUS, "", "n1")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    h
-}
-
-fn phase(api: &StandIn) -> String {
-    api.get(NUS, "", "n1")
-        .and_then(|o| o["status"]["phase"].as_str().map(String::from))
-        .unwrap_or_default()
 }
 
 fn seed(api: &StandIn, url: &str) {

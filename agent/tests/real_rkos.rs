@@ -16,19 +16,17 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rkos_agent::kube_io::{Agent, AgentConfig};
-use rkos_agent::metrics::Metrics;
 use rkos_agent::nodeops::{self, HostNodeOps, NodeOps};
 use rkos_slots::{BootState, Slot, StateDir};
 use serde_json::json;
 use support::apiserver_standin::{StandIn, LEASES, NODES, NUS, PLANS};
+use support::node_agent::{phase, run_agent, script, wait_for};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -70,11 +68,6 @@ fn rkos(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn script(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// A simulated installed node: host root, RKOS_STATE with slot A holding `version`, a
@@ -496,39 +489,6 @@ fn host_paths_are_the_commands_defaults() {
 
 // ---------------------------------------------------------------------------------------------
 // The agent, against the API server stand-in, driving the real command.
-
-async fn run_agent(
-    api: &StandIn,
-    ops: HostNodeOps,
-    until: impl Fn(&StandIn) -> bool,
-) -> tokio::task::JoinHandle<()> {
-    let mut cfg = AgentConfig::new("n1", "rkos-system");
-    cfg.tick = Duration::from_millis(100);
-    cfg.lease_seconds = 30;
-    cfg.reboot_wait = Duration::from_millis(100);
-    let agent = Agent::new(api.client(), cfg, ops, Metrics::new("n1"));
-    let h = tokio::spawn(async move { agent.run().await });
-    wait_for(api, until).await;
-    h
-}
-
-async fn wait_for(api: &StandIn, until: impl Fn(&StandIn) -> bool) {
-    let start = Instant::now();
-    while !until(api) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out; nodeupgrade: {:?}",
-            api.get(NUS, "", "n1")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn phase(api: &StandIn) -> String {
-    api.get(NUS, "", "n1")
-        .and_then(|o| o["status"]["phase"].as_str().map(String::from))
-        .unwrap_or_default()
-}
 
 fn seed(api: &StandIn, version: &str, url: &str) {
     api.seed(

@@ -4,3 +4,6 @@
 // stand-in.
 #[allow(dead_code)]
 pub mod apiserver_standin;
+
+#[allow(dead_code)]
+pub mod node_agent;

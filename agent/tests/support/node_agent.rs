@@ -1,0 +1,54 @@
+//! Running the agent for node "n1" against the API server stand-in with a real
+//! [`HostNodeOps`], as the node-side tests do.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rkos_agent::kube_io::{Agent, AgentConfig};
+use rkos_agent::metrics::Metrics;
+use rkos_agent::nodeops::HostNodeOps;
+
+use super::apiserver_standin::{StandIn, NUS};
+
+/// Writes an executable script.
+pub fn script(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Starts the agent with short ticks and returns once `until` holds.
+pub async fn run_agent(
+    api: &StandIn,
+    ops: HostNodeOps,
+    until: impl Fn(&StandIn) -> bool,
+) -> tokio::task::JoinHandle<()> {
+    let mut cfg = AgentConfig::new("n1", "rkos-system");
+    cfg.tick = Duration::from_millis(100);
+    cfg.lease_seconds = 30;
+    cfg.reboot_wait = Duration::from_millis(100);
+    let agent = Agent::new(api.client(), cfg, ops, Metrics::new("n1"));
+    let h = tokio::spawn(async move { agent.run().await });
+    wait_for(api, until).await;
+    h
+}
+
+/// Waits (60 s at most) until `until` holds.
+pub async fn wait_for(api: &StandIn, until: impl Fn(&StandIn) -> bool) {
+    let start = Instant::now();
+    while !until(api) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out; nodeupgrade: {:?}",
+            api.get(NUS, "", "n1")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The phase n1's NodeUpgrade reports.
+pub fn phase(api: &StandIn) -> String {
+    api.get(NUS, "", "n1")
+        .and_then(|o| o["status"]["phase"].as_str().map(String::from))
+        .unwrap_or_default()
+}

@@ -103,12 +103,12 @@ run: iso
 	build/run-qemu.sh $(ISO)
 
 # The QEMU tests of the stand-in ISO (root: loop devices for the installs and bundles):
-# live boots, the wizard install and unattended install, and upgrades of an installed node;
-# then a full disk refusing a bundle.
+# live boots, the wizard install and unattended install, a host-side install booted under
+# BIOS and UEFI, and upgrades of an installed node; then a full disk refusing a bundle.
 boot-test: host-deps
 	$(MAKE) K3S_STANDIN=1 iso
 	RKOS_ISO=$(CURDIR)/$(STANDIN_ISO) $(CARGO) test -p rkos-tests --features qemu \
-		--test boot --test install_iso --test upgrade_node -- --test-threads=1
+		--test boot --test install_iso --test install_disk --test upgrade_node -- --test-threads=1
 	$(CARGO) test -p rkos-bundle --features root-tests --test full_disk
 
 boot-report: host-deps

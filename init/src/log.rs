@@ -11,7 +11,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tracing_subscriber::fmt::MakeWriter;
 
 static KMSG: OnceLock<Option<File>> = OnceLock::new();
 
@@ -97,51 +96,78 @@ pub fn to_consoles(paths: &[PathBuf], text: &str) {
     kmsg(DEBUG, text);
 }
 
-/// `tracing` output into the kernel log, one record per line, the level mapped to a priority.
-#[derive(Clone, Copy)]
-pub struct KmsgWriter;
-
-pub struct EventBuf {
-    level: u8,
-    buf: Vec<u8>,
+/// `tracing` events into the kernel log, one record per line, the level mapped to a priority.
+/// A subscriber of its own rather than tracing-subscriber's formatter: under emulation every
+/// code path is translated the first time it runs, and the formatter's is long for the few
+/// lines the init logs. Spans are not used by the init and are ignored.
+pub struct KmsgSubscriber {
+    max: tracing::Level,
+    sink: fn(u8, &str),
 }
 
-impl Write for EventBuf {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+impl KmsgSubscriber {
+    pub fn new(max: tracing::Level) -> Self {
+        KmsgSubscriber { max, sink: kmsg }
     }
 }
 
-impl Drop for EventBuf {
-    fn drop(&mut self) {
-        kmsg(self.level, &String::from_utf8_lossy(&self.buf));
+fn priority(level: &tracing::Level) -> u8 {
+    match *level {
+        tracing::Level::ERROR => ERR,
+        tracing::Level::WARN => WARNING,
+        tracing::Level::INFO => INFO,
+        _ => DEBUG,
     }
 }
 
-impl<'a> MakeWriter<'a> for KmsgWriter {
-    type Writer = EventBuf;
-    fn make_writer(&'a self) -> EventBuf {
-        EventBuf {
-            level: INFO,
-            buf: Vec::new(),
+/// The event's message, then its other fields as ` name=value`.
+#[derive(Default)]
+struct Line(String);
+
+impl tracing::field::Visit for Line {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.0.insert_str(0, value);
+        } else {
+            self.0.push_str(&format!(" {}={value}", field.name()));
         }
     }
-    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> EventBuf {
-        let level = match *meta.level() {
-            tracing::Level::ERROR => ERR,
-            tracing::Level::WARN => WARNING,
-            tracing::Level::INFO => INFO,
-            _ => DEBUG,
-        };
-        EventBuf {
-            level,
-            buf: Vec::new(),
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0.insert_str(0, &format!("{value:?}"));
+        } else {
+            self.0.push_str(&format!(" {}={value:?}", field.name()));
         }
     }
+}
+
+impl tracing::Subscriber for KmsgSubscriber {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= self.max
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::from_level(self.max))
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = Line::default();
+        event.record(&mut line);
+        (self.sink)(priority(event.metadata().level()), &line.0);
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 /// Routes `tracing` events to the kernel log; `debug` lowers the threshold to DEBUG.
@@ -151,14 +177,7 @@ pub fn init_tracing(debug: bool) {
     } else {
         tracing::Level::INFO
     };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(KmsgWriter)
-        .with_max_level(level)
-        .without_time()
-        .with_target(false)
-        .with_level(false)
-        .with_ansi(false)
-        .try_init();
+    let _ = tracing::subscriber::set_global_default(KmsgSubscriber::new(level));
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -242,6 +261,38 @@ mod tests {
         assert_eq!(
             record(7, "rkos-init: BOOT FAILED: x"),
             "<7>rkos-init: BOOT FAILED: x\n"
+        );
+    }
+
+    thread_local! {
+        static CAUGHT: std::cell::RefCell<Vec<(u8, String)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn catch(level: u8, text: &str) {
+        CAUGHT.with(|c| c.borrow_mut().push((level, text.to_string())));
+    }
+
+    #[test]
+    fn events_become_kernel_log_lines_at_their_priority() {
+        let sub = KmsgSubscriber {
+            max: tracing::Level::INFO,
+            sink: catch,
+        };
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!("mode {}, boot volume {}", "live", "/dev/sr0");
+            tracing::warn!(path = "/x", "no kernel modules");
+            tracing::error!("boot failed");
+            tracing::debug!("not shown at INFO");
+        });
+        let caught = CAUGHT.with(|c| c.borrow().clone());
+        assert_eq!(
+            caught,
+            [
+                (INFO, "mode live, boot volume /dev/sr0".to_string()),
+                (WARNING, "no kernel modules path=/x".to_string()),
+                (ERR, "boot failed".to_string()),
+            ]
         );
     }
 

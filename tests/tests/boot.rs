@@ -132,6 +132,20 @@ fn live_boot_with_nocloud_seed_is_an_immutable_agent() -> Result<()> {
         "sudo cmp /run/k3s-standin/config.yaml /etc/rancher/k3s/config.yaml",
         CMD,
     )?;
+    // Before k3s started, the upgrade agent's image was put where k3s imports images; the
+    // cluster manifests go to servers only.
+    vm.run_ok(
+        "sudo cmp /usr/lib/rkos/k3s/images/rkos-agent.tar \
+         /var/lib/rancher/k3s/agent/images/rkos-agent.tar",
+        CMD,
+    )
+    .context("the agent image is not in k3s's import directory")?;
+    ensure!(
+        vm.run("sudo test -e /var/lib/rancher/k3s/server/manifests", CMD)?
+            .0
+            != 0,
+        "an agent node got the server's auto-deploy manifests"
+    );
     ensure!(
         vm.run_ok("kubectl version", CMD)?.contains("stand-in"),
         "kubectl is not the k3s multi-call"

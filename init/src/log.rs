@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,15 @@ fn record(level: u8, line: &str) -> String {
     format!("<{level}>{PREFIX}{line}\n")
 }
 
+/// Nanoseconds spent inside writes to `/dev/kmsg`: the kernel printing each record on the
+/// consoles (a serial line and, on most machines, a VGA or framebuffer console), reported
+/// apart from the init's own work like mount(2).
+static KMSG_NS: AtomicU64 = AtomicU64::new(0);
+
+pub fn kmsg_kernel_time() -> Duration {
+    Duration::from_nanos(KMSG_NS.load(Ordering::Relaxed))
+}
+
 /// One kernel log record per line, prefixed `rkos-init: `.
 pub fn kmsg(level: u8, text: &str) {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -45,7 +55,9 @@ pub fn kmsg(level: u8, text: &str) {
         match KMSG.get().and_then(|f| f.as_ref()) {
             // One write per record: /dev/kmsg turns each write into one record.
             Some(mut f) => {
+                let t = Instant::now();
                 let _ = f.write(rec.as_bytes());
+                KMSG_NS.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
             }
             None => {
                 let _ = io::stderr().write_all(&rec.as_bytes()[3..]);

@@ -115,8 +115,11 @@ struct InitReport<'a> {
     /// Time inside mount(2) and loop device set-up (superblock reads, journal replay, block
     /// device configuration).
     mount_kernel_ms: f64,
-    /// Wall time minus waiting for devices, checking/fetching the image, module init and
-    /// mount(2): what the init itself computes and the small syscalls it makes.
+    /// Time inside writes to /dev/kmsg: the kernel printing the log lines on the consoles.
+    console_kernel_ms: f64,
+    /// Wall time minus waiting for devices, checking/fetching the image, module init,
+    /// mount(2) and console output: what the init itself computes and the small syscalls it
+    /// makes.
     own_ms: f64,
     total_ms: f64,
     cpu_user_ms: f64,
@@ -481,8 +484,11 @@ fn main() {
         round((loader.kernel_time - kernel_in_wait + full_module_time).as_secs_f64() * 1000.0);
     let mount_kernel_ms = round(system::mount_kernel_time().as_secs_f64() * 1000.0);
     let elapsed = t.elapsed();
-    let own_ms =
-        round((t.own_ms(elapsed, NOT_OWN_WORK) - module_kernel_ms - mount_kernel_ms).max(0.0));
+    let console_kernel_ms = round(log::kmsg_kernel_time().as_secs_f64() * 1000.0);
+    let own_ms = round(
+        (t.own_ms(elapsed, NOT_OWN_WORK) - module_kernel_ms - mount_kernel_ms - console_kernel_ms)
+            .max(0.0),
+    );
     let total_ms = round(elapsed.as_secs_f64() * 1000.0);
     let (cpu_user_ms, cpu_sys_ms) = cpu_ms();
     let report = InitReport {
@@ -501,6 +507,7 @@ fn main() {
         stages: &t.stages,
         module_kernel_ms,
         mount_kernel_ms,
+        console_kernel_ms,
         own_ms,
         total_ms,
         cpu_user_ms,
@@ -513,7 +520,8 @@ fn main() {
         log::INFO,
         &format!(
             "total {total_ms:.1} ms, own work {own_ms:.1} ms (not counted: waiting for devices, checking the image, \
-             module init {module_kernel_ms:.1} ms, mount(2) and loop set-up {mount_kernel_ms:.1} ms), \
+             module init {module_kernel_ms:.1} ms, mount(2) and loop set-up {mount_kernel_ms:.1} ms, \
+             console output {console_kernel_ms:.1} ms), \
              cpu user {cpu_user_ms:.1} ms sys {cpu_sys_ms:.1} ms, mode {mode}, {} modules",
             loader.loaded.len()
         ),

@@ -9,9 +9,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use rkos_agent::nodeops::{HostNodeOps, NodeOps};
-use serde_json::json;
-use support::apiserver_standin::{StandIn, LEASES, NODES, NUS, PLANS};
-use support::node_agent::{phase, run_agent, script};
+use support::apiserver_standin::{StandIn, LEASES, NODES, NUS};
+use support::node_agent::{phase, run_agent, script, seed};
 
 /// `rkos` stand-in: state in `$STATE/{active,A,B,trial,on_trial,last}`. `upgrade --bundle URL`
 /// stages the version named by the URL's last `rkos-V` component into the inactive slot and
@@ -88,24 +87,10 @@ fn host(version: &str) -> (tempfile::TempDir, HostNodeOps) {
     (dir, ops)
 }
 
-fn seed(api: &StandIn, url: &str) {
-    api.seed(
-        NODES,
-        "",
-        json!({"metadata": {"name": "n1"}, "spec": {},
-               "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
-    );
-    api.seed(
-        PLANS,
-        "",
-        json!({"metadata": {"name": "p"}, "spec": {"version": "2", "bundleUrl": url}}),
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_through_the_rkos_command() {
     let api = StandIn::start().await;
-    seed(&api, "http://127.0.0.1:1/bundles/rkos-2");
+    seed(&api, "2", "http://127.0.0.1:1/bundles/rkos-2");
     let (dir, ops) = host("1");
     let a = run_agent(&api, ops.clone(), |api| phase(api) == "Succeeded").await;
     a.abort();
@@ -134,7 +119,7 @@ async fn upgrade_through_the_rkos_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_bundle_fails_with_the_commands_error() {
     let api = StandIn::start().await;
-    seed(&api, "http://127.0.0.1:1/bad-signature/rkos-2");
+    seed(&api, "2", "http://127.0.0.1:1/bad-signature/rkos-2");
     let (dir, ops) = host("1");
     let a = run_agent(&api, ops.clone(), |api| phase(api) == "Failed").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -160,7 +145,7 @@ async fn rejected_bundle_fails_with_the_commands_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_boot_reports_rolled_back_and_a_retry_rearms_the_slot() {
     let api = StandIn::start().await;
-    seed(&api, "http://127.0.0.1:1/rkos-2");
+    seed(&api, "2", "http://127.0.0.1:1/rkos-2");
     let (dir, ops) = host("1");
     std::fs::write(dir.path().join("state/broken"), "2\n").unwrap();
     let a = run_agent(&api, ops, |api| phase(api) == "RolledBack").await;

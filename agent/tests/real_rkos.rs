@@ -25,8 +25,8 @@ use std::time::Duration;
 use rkos_agent::nodeops::{self, HostNodeOps, NodeOps};
 use rkos_slots::{BootState, Slot, StateDir};
 use serde_json::json;
-use support::apiserver_standin::{StandIn, LEASES, NODES, NUS, PLANS};
-use support::node_agent::{phase, run_agent, script, wait_for};
+use support::apiserver_standin::{StandIn, LEASES, NODES, NUS};
+use support::node_agent::{phase, run_agent, script, seed, wait_for};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -489,20 +489,6 @@ fn host_paths_are_the_commands_defaults() {
 
 // ---------------------------------------------------------------------------------------------
 // The agent, against the API server stand-in, driving the real command.
-
-fn seed(api: &StandIn, version: &str, url: &str) {
-    api.seed(
-        NODES,
-        "",
-        json!({"metadata": {"name": "n1"}, "spec": {},
-               "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
-    );
-    api.seed(
-        PLANS,
-        "",
-        json!({"metadata": {"name": "p"}, "spec": {"version": version, "bundleUrl": url}}),
-    );
-}
 
 /// After a terminal phase: the node is schedulable again and holds no lease.
 fn released(api: &StandIn) {

@@ -56,3 +56,23 @@ pub fn rkos_bin() -> Result<PathBuf> {
         .unwrap_or_else(|| workspace().join("target"));
     Ok(target.join("debug/rkos"))
 }
+
+/// Checks `sgdisk -p` output for the rkos layout: BIOS boot, ESP, `RKOS_STATE`, `RKOS_DATA`.
+pub fn ensure_rkos_partitions(table: &str) -> Result<()> {
+    for (n, code, name) in [
+        (1, "EF02", "BIOS"),
+        (2, "EF00", "RKOS_EFI"),
+        (3, "8300", "RKOS_STATE"),
+        (4, "8300", "RKOS_DATA"),
+    ] {
+        let line = table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(&n.to_string()))
+            .with_context(|| format!("no partition {n}:\n{table}"))?;
+        ensure!(
+            line.contains(code) && line.ends_with(name),
+            "partition {n}: {line}"
+        );
+    }
+    Ok(())
+}

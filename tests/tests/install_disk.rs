@@ -9,7 +9,7 @@
 //! OVMF (build/host-deps.sh installs them). Built with the `qemu` feature.
 
 use anyhow::{ensure, Context, Result};
-use rkos_tests::host::{rkos_bin, sh, workspace};
+use rkos_tests::host::{ensure_rkos_partitions, rkos_bin, sh, workspace};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -264,21 +264,7 @@ fn install_to_a_disk_then_grow_and_boot_it_with_bios_and_uefi() -> Result<()> {
     eprintln!("install took {:?}\n{log}", started.elapsed());
 
     let table = sh("sgdisk", &["-p", &disk.dev])?;
-    for (n, code, name) in [
-        (1, "EF02", "BIOS"),
-        (2, "EF00", "RKOS_EFI"),
-        (3, "8300", "RKOS_STATE"),
-        (4, "8300", "RKOS_DATA"),
-    ] {
-        let line = table
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(&n.to_string()))
-            .with_context(|| format!("no partition {n}:\n{table}"))?;
-        ensure!(
-            line.contains(code) && line.ends_with(name),
-            "partition {n}: {line}"
-        );
-    }
+    ensure_rkos_partitions(&table)?;
     for (n, label, fstype) in [
         (2, "RKOS_EFI", "vfat"),
         (3, "RKOS_STATE", "ext4"),

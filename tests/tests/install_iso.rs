@@ -12,7 +12,7 @@
 
 use anyhow::{ensure, Context, Result};
 use rkos_slots::{Manifest, Slot, StateDir};
-use rkos_tests::host::{iso, sh};
+use rkos_tests::host::{ensure_rkos_partitions, iso, sh};
 use rkos_tests::qemu::{extract_kernel, Boot, Vm, VmConfig};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -368,21 +368,7 @@ fn unattended_install_from_the_kernel_command_line_powers_off() -> Result<()> {
 
     // The result, from the host.
     let table = sh("sgdisk", &["-p", &disk.to_string_lossy()])?;
-    for (n, code, name) in [
-        (1, "EF02", "BIOS"),
-        (2, "EF00", "RKOS_EFI"),
-        (3, "8300", "RKOS_STATE"),
-        (4, "8300", "RKOS_DATA"),
-    ] {
-        let line = table
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(&n.to_string()))
-            .with_context(|| format!("no partition {n}:\n{table}"))?;
-        ensure!(
-            line.contains(code) && line.ends_with(name),
-            "partition {n}: {line}"
-        );
-    }
+    ensure_rkos_partitions(&table)?;
     ensure!(
         table.contains("Sector size (logical): 512 bytes"),
         "not 512-byte sectors:\n{table}"

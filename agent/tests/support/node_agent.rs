@@ -9,7 +9,9 @@ use rkos_agent::kube_io::{Agent, AgentConfig};
 use rkos_agent::metrics::Metrics;
 use rkos_agent::nodeops::HostNodeOps;
 
-use super::apiserver_standin::{StandIn, NUS};
+use serde_json::json;
+
+use super::apiserver_standin::{StandIn, NODES, NUS, PLANS};
 
 /// Writes an executable script.
 pub fn script(path: &Path, text: &str) {
@@ -51,4 +53,19 @@ pub fn phase(api: &StandIn) -> String {
     api.get(NUS, "", "n1")
         .and_then(|o| o["status"]["phase"].as_str().map(String::from))
         .unwrap_or_default()
+}
+
+/// A Ready node "n1" and a plan "p" for `version` from the bundle at `url`.
+pub fn seed(api: &StandIn, version: &str, url: &str) {
+    api.seed(
+        NODES,
+        "",
+        json!({"metadata": {"name": "n1"}, "spec": {},
+               "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+    );
+    api.seed(
+        PLANS,
+        "",
+        json!({"metadata": {"name": "p"}, "spec": {"version": version, "bundleUrl": url}}),
+    );
 }

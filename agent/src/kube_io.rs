@@ -532,18 +532,8 @@ impl<N: NodeOps> Agent<N> {
                     .iter()
                     .filter(|l| l.labels().get(PLAN_LABEL) == Some(plan))
                 {
-                    let dp = DeleteParams {
-                        preconditions: Some(Preconditions {
-                            resource_version: l.resource_version(),
-                            uid: None,
-                        }),
-                        ..Default::default()
-                    };
-                    match self.leases().delete(&l.name_any(), &dp).await {
-                        Ok(_) => info!(lease = l.name_any(), "lease released"),
-                        // Gone, or taken over after it expired: not ours to release.
-                        Err(e) if matches!(api_code(&e), Some(404) | Some(409)) => {}
-                        Err(e) => return Err(e.into()),
+                    if self.delete_lease(l).await? {
+                        info!(lease = l.name_any(), "lease released");
                     }
                 }
             }
@@ -856,20 +846,26 @@ impl<N: NodeOps> Agent<N> {
             if l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(self.me()) {
                 continue;
             }
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    resource_version: l.resource_version(),
-                    uid: None,
-                }),
-                ..Default::default()
-            };
-            match self.leases().delete(&l.name_any(), &dp).await {
-                Ok(_) => {}
-                Err(e) if matches!(api_code(&e), Some(404) | Some(409)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            self.delete_lease(&l).await?;
         }
         Ok(())
+    }
+
+    /// Deletes `lease` at the version read; false when it is gone, or was taken over after it
+    /// expired (a newer version): then it is not ours to release.
+    async fn delete_lease(&self, lease: &Lease) -> Result<bool, AgentError> {
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: lease.resource_version(),
+                uid: None,
+            }),
+            ..Default::default()
+        };
+        match self.leases().delete(&lease.name_any(), &dp).await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(api_code(&e), Some(404) | Some(409)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Renew during a long node operation, from a fresh read of the leases.

@@ -140,6 +140,19 @@ impl HostNodeOps {
         v
     }
 
+    /// `rkos upgrade` of the bundle, refusing any version but the plan's: staging and arming
+    /// both go through it (arming re-verifies the staged slot).
+    async fn upgrade(&self, bundle_url: &str, version: &str) -> Result<String, NodeOpsError> {
+        self.rkos(&[
+            "upgrade",
+            "--bundle",
+            bundle_url,
+            "--expect-version",
+            version,
+        ])
+        .await
+    }
+
     async fn rkos(&self, sub: &[&str]) -> Result<String, NodeOpsError> {
         let args = self.rkos_args(sub);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -288,15 +301,7 @@ impl NodeOps for HostNodeOps {
     }
 
     async fn stage(&self, bundle_url: &str, version: &str) -> Result<StageReport, NodeOpsError> {
-        let out = self
-            .rkos(&[
-                "upgrade",
-                "--bundle",
-                bundle_url,
-                "--expect-version",
-                version,
-            ])
-            .await?;
+        let out = self.upgrade(bundle_url, version).await?;
         let after = self.armed(bundle_url, version, &out).await?;
         let bytes = downloaded_bytes(&out)
             // Output without the figure: count what the staged slot holds.
@@ -313,15 +318,7 @@ impl NodeOps for HostNodeOps {
         // `rkos upgrade` arms the trial only right after verifying every staged file against
         // the signed manifest; running it again re-checks the slot and arms it. There is
         // deliberately no way to arm a slot without that check.
-        let out = self
-            .rkos(&[
-                "upgrade",
-                "--bundle",
-                bundle_url,
-                "--expect-version",
-                version,
-            ])
-            .await?;
+        let out = self.upgrade(bundle_url, version).await?;
         self.armed(bundle_url, version, &out).await.map(|_| ())
     }
 

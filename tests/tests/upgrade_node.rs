@@ -201,6 +201,23 @@ fn line_matching<'a>(out: &'a str, pattern: &str) -> Result<&'a str> {
         .with_context(|| format!("no line /{pattern}/ in:\n{out}"))
 }
 
+/// Boots the disk and checks it runs version 1 from slot A with nothing on trial: the
+/// state before any upgrade, and after every upgrade that must not have happened.
+fn boot_on_v1_untouched(disk: &Path, name: &str) -> Result<Vm> {
+    let mut vm = start(disk, name)?;
+    vm.expect(&format!("rkos-init: rkos {V1} started"), BOOT)?;
+    login(&mut vm)?;
+    init_report(&mut vm, V1, "A")?;
+    status(
+        &mut vm,
+        &[
+            &format!(r"^active slot: +A \(version {V1}\)"),
+            r"^trial: +none",
+        ],
+    )?;
+    Ok(vm)
+}
+
 fn grubenv_sum(vm: &mut Vm) -> Result<String> {
     let out = vm.run_ok("sudo sha256sum /run/rkos/state/grub/grubenv", CMD)?;
     let line = line_matching(&out, r"[0-9a-f]{64}  \S+")?;
@@ -371,17 +388,7 @@ fn upgrade_refusals_power_cuts_and_rollback_on_an_installed_node() -> Result<()>
     eprintln!("prepared in {:?}", began.elapsed());
 
     // --- boot 1: slot A; bad bundles refused; a download cut by the power ------------------
-    let mut vm = start(&disk, "upgrade-node-1")?;
-    vm.expect(&format!("rkos-init: rkos {V1} started"), BOOT)?;
-    login(&mut vm)?;
-    init_report(&mut vm, V1, "A")?;
-    status(
-        &mut vm,
-        &[
-            &format!(r"^active slot: +A \(version {V1}\)"),
-            r"^trial: +none",
-        ],
-    )?;
+    let mut vm = boot_on_v1_untouched(&disk, "upgrade-node-1")?;
     let env_sum = grubenv_sum(&mut vm)?;
     for (name, why) in [
         ("tampered-manifest", r"manifest signature does not verify"),
@@ -456,17 +463,7 @@ fn upgrade_refusals_power_cuts_and_rollback_on_an_installed_node() -> Result<()>
     httpd.set_rate(0);
 
     // --- boot 2: slot A, complete, no trial; version 2 staged (resumed) and flipped ----------
-    let mut vm = start(&disk, "upgrade-node-2")?;
-    vm.expect(&format!("rkos-init: rkos {V1} started"), BOOT)?;
-    login(&mut vm)?;
-    init_report(&mut vm, V1, "A")?;
-    status(
-        &mut vm,
-        &[
-            &format!(r"^active slot: +A \(version {V1}\)"),
-            r"^trial: +none",
-        ],
-    )?;
+    let mut vm = boot_on_v1_untouched(&disk, "upgrade-node-2")?;
     ensure!(
         grubenv_sum(&mut vm)? == env_sum,
         "grubenv changed by the interrupted download"

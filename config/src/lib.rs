@@ -22,8 +22,8 @@ pub mod validate;
 
 pub use diag::{Diagnostic, Severity};
 pub use load::{
-    count, load, parse_source, provenance, validate_text, Loaded, Parsed, Source, SourceKind,
-    USER_DATA_SCRIPT,
+    count, load, load_parsed, parse_source, provenance, validate_text, Loaded, Parsed, Source,
+    SourceKind, USER_DATA_SCRIPT,
 };
 pub use model::{
     default_hostname, primary_mac, Bond, BootMode, BootModeError, Config, DataDisk, Install,

@@ -265,20 +265,25 @@ fn findings(tree: &Node, fallback: &str, fs: Vec<Finding>) -> Vec<Diagnostic> {
 /// Merges sources lowest first. A source with errors is left out (its diagnostics are
 /// kept), so one typo never takes the rest of the config, or console access, with it.
 pub fn load(sources: &[Source]) -> Loaded {
+    load_parsed(sources.iter().map(|s| (s.name.clone(), parse_source(s))))
+}
+
+/// [`load`] for sources already parsed with [`parse_source`] (named, lowest first): a caller
+/// can parse the sources it has early, on another thread, and merge when the rest are in.
+pub fn load_parsed(parsed: impl IntoIterator<Item = (String, Parsed)>) -> Loaded {
     let mut diagnostics = Vec::new();
     let mut rejected = Vec::new();
     let mut tree = empty_map("(defaults)");
-    for s in sources {
-        let p = parse_source(s);
+    for (name, p) in parsed {
         let bad = p.has_errors();
         diagnostics.extend(p.diagnostics);
         if bad {
             diagnostics.push(Diagnostic::error(
-                s.name.clone(),
+                name.clone(),
                 "",
                 "this source has errors and was left out; the node uses the other sources",
             ));
-            rejected.push(s.name.clone());
+            rejected.push(name);
         } else {
             tree = merge(tree, p.tree);
         }

@@ -52,6 +52,26 @@ pub fn collect_report_with_defaults(
     root: &Path,
     cmdline: &str,
 ) -> (Vec<Source>, Vec<Diagnostic>) {
+    let (mut out, mut diags) = image_defaults(defaults_root);
+    let (rest, rest_diags) = collect_report_after_defaults(root, cmdline);
+    out.extend(rest);
+    diags.extend(rest_diags);
+    (out, diags)
+}
+
+/// The image defaults under `root`, the lowest sources.
+pub fn image_defaults(root: &Path) -> (Vec<Source>, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let out = yaml_files(&root.join(IMAGE_DEFAULTS_DIR))
+        .into_iter()
+        .filter_map(|p| read(SourceKind::ImageDefault, &p, &mut diags))
+        .collect();
+    (out, diags)
+}
+
+/// The sources above the image defaults under `root`, lowest first, and the kernel command
+/// line last.
+pub fn collect_report_after_defaults(root: &Path, cmdline: &str) -> (Vec<Source>, Vec<Diagnostic>) {
     let mut out = Vec::new();
     let mut diags = Vec::new();
     let mut add = |kind: SourceKind, path: PathBuf| {
@@ -59,9 +79,6 @@ pub fn collect_report_with_defaults(
             out.push(s);
         }
     };
-    for p in yaml_files(&defaults_root.join(IMAGE_DEFAULTS_DIR)) {
-        add(SourceKind::ImageDefault, p);
-    }
     add(SourceKind::BootMedium, root.join(BOOT_CONFIG));
     add(SourceKind::CloudInit, root.join(CIDATA_USER_DATA));
     for p in yaml_files(&root.join(DATASOURCES_DIR)) {

@@ -7,7 +7,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use rkos_config::Config;
+use rkos_config::{Config, Diagnostic, Parsed, Source};
 
 /// Files a NoCloud seed may carry; `user-data` is the config, the rest are kept for tools.
 pub const CIDATA_FILES: &[&str] = &["user-data", "meta-data", "network-config", "vendor-data"];
@@ -51,47 +51,76 @@ pub fn copy_cidata(seed: &Path, run_rkos: &Path) -> io::Result<Vec<String>> {
     Ok(copied)
 }
 
+/// Config sources parsed ahead of the merge: the image defaults, which are in the initramfs
+/// from the start, so rkos-init parses them on a thread while the kernel probes hardware.
+pub struct ParsedSources {
+    parsed: Vec<(String, Parsed)>,
+    read_problems: Vec<Diagnostic>,
+}
+
+/// A source name as the booted system sees it: without the `root` it was read under.
+fn unroot(root: &Path, name: &mut String) {
+    let prefix = root.to_string_lossy();
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return;
+    }
+    if let Some(rest) = name.strip_prefix(prefix).filter(|r| r.starts_with('/')) {
+        *name = rest.to_string();
+    }
+}
+
+fn parse_all(
+    root: &Path,
+    (mut sources, mut read_problems): (Vec<Source>, Vec<Diagnostic>),
+) -> ParsedSources {
+    for s in &mut sources {
+        unroot(root, &mut s.name);
+    }
+    for d in &mut read_problems {
+        unroot(root, &mut d.source);
+    }
+    ParsedSources {
+        parsed: sources
+            .iter()
+            .map(|s| (s.name.clone(), rkos_config::parse_source(s)))
+            .collect(),
+        read_problems,
+    }
+}
+
+/// The image defaults under `root` (the initramfs's copy), parsed; `None` when `root` holds
+/// none.
+pub fn parse_image_defaults(root: &Path) -> Option<ParsedSources> {
+    root.join(rkos_config::source::IMAGE_DEFAULTS_DIR)
+        .is_dir()
+        .then(|| parse_all(root, rkos_config::source::image_defaults(root)))
+}
+
 /// The merged config and every problem found, one line each (`error: SOURCE:LINE:COL: key:
 /// message`). Source names are shown as the booted system will see them (without `sysroot`
-/// or `defaults_root`).
+/// or the initramfs root).
 ///
-/// The image defaults come from `defaults_root` when it holds them (the initramfs, built
-/// with a copy from the same image), else from `sysroot`.
-pub fn load_config(defaults_root: &Path, sysroot: &Path, cmdline: &str) -> (Config, Vec<String>) {
-    let defaults_root = if defaults_root
-        .join(rkos_config::source::IMAGE_DEFAULTS_DIR)
-        .is_dir()
-    {
-        defaults_root
-    } else {
-        sysroot
-    };
-    let (mut sources, read_diags) =
-        rkos_config::source::collect_report_with_defaults(defaults_root, sysroot, cmdline);
-    let prefixes: Vec<String> = [sysroot, defaults_root]
+/// The image defaults are `defaults` when the initramfs held them (built with a copy from
+/// the same image), else they are read from `sysroot`.
+pub fn load_config(
+    defaults: Option<ParsedSources>,
+    sysroot: &Path,
+    cmdline: &str,
+) -> (Config, Vec<String>) {
+    let defaults = defaults
+        .unwrap_or_else(|| parse_all(sysroot, rkos_config::source::image_defaults(sysroot)));
+    let rest = parse_all(
+        sysroot,
+        rkos_config::source::collect_report_after_defaults(sysroot, cmdline),
+    );
+    let loaded = rkos_config::load_parsed(defaults.parsed.into_iter().chain(rest.parsed));
+    let lines = defaults
+        .read_problems
         .iter()
-        .map(|r| r.to_string_lossy().trim_end_matches('/').to_string())
-        .filter(|p| !p.is_empty())
-        .collect();
-    let unroot = |name: &str| {
-        prefixes
-            .iter()
-            .find_map(|p| name.strip_prefix(p.as_str()).filter(|r| r.starts_with('/')))
-            .unwrap_or(name)
-            .to_string()
-    };
-    for s in &mut sources {
-        s.name = unroot(&s.name);
-    }
-    let loaded = rkos_config::load(&sources);
-    let lines = read_diags
-        .iter()
-        .chain(loaded.diagnostics.iter())
-        .map(|d| {
-            let mut d = d.clone();
-            d.source = unroot(&d.source);
-            format!("{}: {d}", d.severity)
-        })
+        .chain(&rest.read_problems)
+        .chain(&loaded.diagnostics)
+        .map(|d| format!("{}: {d}", d.severity))
         .collect();
     (loaded.config, lines)
 }
@@ -211,7 +240,7 @@ mod tests {
             "#cloud-config\nhostname: node-1\n",
         )
         .unwrap();
-        let (config, problems) = load_config(root, root, "quiet");
+        let (config, problems) = load_config(parse_image_defaults(root), root, "quiet");
         assert_eq!(config.hostname.as_deref(), Some("node-1"));
         assert!(problems.is_empty(), "{problems:?}");
         fs::create_dir_all(root.join("run/rkos/boot")).unwrap();
@@ -220,7 +249,7 @@ mod tests {
             "hostname: [unclosed\n",
         )
         .unwrap();
-        let (config, problems) = load_config(root, root, "");
+        let (config, problems) = load_config(parse_image_defaults(root), root, "");
         assert_eq!(config.hostname.as_deref(), Some("node-1"));
         assert!(!problems.is_empty());
         assert!(
@@ -247,7 +276,7 @@ mod tests {
         )
         .unwrap();
         // No copy in the initramfs: the sysroot's defaults.
-        let (config, _) = load_config(&initramfs, &sysroot, "");
+        let (config, _) = load_config(parse_image_defaults(&initramfs), &sysroot, "");
         assert_eq!(config.rkos.modules, ["from_sysroot"]);
         fs::create_dir_all(initramfs.join(defaults)).unwrap();
         fs::write(
@@ -255,7 +284,7 @@ mod tests {
             "rkos:\n  modules: [from_initramfs\n",
         )
         .unwrap();
-        let (config, problems) = load_config(&initramfs, &sysroot, "");
+        let (config, problems) = load_config(parse_image_defaults(&initramfs), &sysroot, "");
         assert!(config.rkos.modules.is_empty(), "{:?}", config.rkos.modules);
         // Named as the booted system sees the file, not by the initramfs path.
         assert!(
@@ -267,7 +296,7 @@ mod tests {
             "rkos:\n  modules: [from_initramfs]\n",
         )
         .unwrap();
-        let (config, problems) = load_config(&initramfs, &sysroot, "");
+        let (config, problems) = load_config(parse_image_defaults(&initramfs), &sysroot, "");
         assert_eq!(config.rkos.modules, ["from_initramfs"], "{problems:?}");
     }
 

@@ -5,10 +5,11 @@ use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::kmod::{finit_module, ModuleInitFlags};
 
+use crate::log::{in_kernel, KernelWork};
 use crate::modules::ModuleIndex;
 
 /// Reads the `modalias` of every device. Walking `/sys/bus/*/devices/*` (symlinks to every
@@ -59,10 +60,6 @@ pub struct Loader {
     /// Modules the kernel refused, with its reason (a driver for absent hardware, a CPU
     /// feature missing): reported in `init.json`, never fatal by themselves.
     pub failed: Vec<String>,
-    /// Time spent inside `finit_module`: the kernel linking the module and running its init,
-    /// which for a storage driver includes probing the hardware (seconds for an emulated
-    /// ATAPI drive). Reported apart from the init's own work.
-    pub kernel_time: Duration,
 }
 
 impl Loader {
@@ -74,7 +71,6 @@ impl Loader {
             seen_devices: HashSet::new(),
             loaded: Vec::new(),
             failed: Vec::new(),
-            kernel_time: Duration::ZERO,
         }
     }
 
@@ -86,9 +82,7 @@ impl Loader {
                 continue;
             }
             let name = crate::modules::name_of(&f.to_string_lossy());
-            let t = Instant::now();
-            let r = load_file(&f);
-            self.kernel_time += t.elapsed();
+            let r = in_kernel(KernelWork::ModuleInit, || load_file(&f));
             match r {
                 Ok(()) => {
                     tracing::debug!("loaded module {name}");
@@ -119,15 +113,31 @@ impl Loader {
         let _ = self.load(&format!("fs-{fstype}"));
     }
 
+    /// Takes `seen` (filled by [`read_new_modaliases`] before the loader existed) as the
+    /// devices already handled.
+    pub fn with_seen_devices(mut self, seen: HashSet<PathBuf>) -> Self {
+        self.seen_devices = seen;
+        self
+    }
+
     /// One coldplug round: loads the modules for every device not seen before. Returns how
     /// many modules it loaded (new drivers can expose new devices: call again until 0).
     pub fn coldplug(&mut self, sys_bus: &Path) -> usize {
-        let mut files = Vec::new();
-        let mut seen = HashSet::new();
         let t = Instant::now();
         let aliases = read_new_modaliases(sys_bus, &mut self.seen_devices);
-        let read = t.elapsed();
-        for alias in aliases {
+        tracing::debug!(
+            "coldplug: {} new modaliases read in {:.1} ms",
+            aliases.len(),
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+        self.load_for_modaliases(aliases)
+    }
+
+    /// Loads the modules matching `modaliases` not handled before. Returns how many loaded.
+    pub fn load_for_modaliases(&mut self, modaliases: Vec<String>) -> usize {
+        let mut files = Vec::new();
+        let mut seen = HashSet::new();
+        for alias in modaliases {
             if !self.seen_aliases.insert(alias.clone()) {
                 continue;
             }
@@ -135,11 +145,6 @@ impl Loader {
                 let _ = self.index.resolve_into(&m, &mut files, &mut seen);
             }
         }
-        tracing::debug!(
-            "coldplug: modaliases read in {:.1} ms, matched in {:.1} ms",
-            read.as_secs_f64() * 1000.0,
-            (t.elapsed() - read).as_secs_f64() * 1000.0
-        );
         self.load_files(files)
     }
 }

@@ -39,13 +39,42 @@ fn record(level: u8, line: &str) -> String {
     format!("<{level}>{PREFIX}{line}\n")
 }
 
-/// Nanoseconds spent inside writes to `/dev/kmsg`: the kernel printing each record on the
-/// consoles (a serial line and, on most machines, a VGA or framebuffer console), reported
-/// apart from the init's own work like mount(2).
-static KMSG_NS: AtomicU64 = AtomicU64::new(0);
+/// Kernel work the init starts and waits on but does not do itself, timed where it is
+/// called and reported apart from the init's own work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelWork {
+    /// Inside `finit_module`: linking a module and running its init, which for a driver
+    /// includes probing the hardware (seconds for an emulated ATAPI drive).
+    ModuleInit,
+    /// Inside `mount(2)` and loop device set-up: reading superblocks, replaying journals,
+    /// configuring block devices.
+    Mount,
+    /// Inside writes to `/dev/kmsg`: the kernel printing each record on the consoles (a
+    /// serial line and, on most machines, a VGA or framebuffer console).
+    Console,
+}
 
-pub fn kmsg_kernel_time() -> Duration {
-    Duration::from_nanos(KMSG_NS.load(Ordering::Relaxed))
+impl KernelWork {
+    pub const ALL: [KernelWork; 3] = [
+        KernelWork::ModuleInit,
+        KernelWork::Mount,
+        KernelWork::Console,
+    ];
+}
+
+static KERNEL_NS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Runs `f`, counting its time as kernel work of `kind`.
+pub fn in_kernel<T>(kind: KernelWork, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let r = f();
+    KERNEL_NS[kind as usize].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    r
+}
+
+/// Kernel work of each kind so far, in [`KernelWork::ALL`] order.
+fn kernel_times() -> [Duration; 3] {
+    KernelWork::ALL.map(|k| Duration::from_nanos(KERNEL_NS[k as usize].load(Ordering::Relaxed)))
 }
 
 /// One kernel log record per line, prefixed `rkos-init: `.
@@ -55,9 +84,7 @@ pub fn kmsg(level: u8, text: &str) {
         match KMSG.get().and_then(|f| f.as_ref()) {
             // One write per record: /dev/kmsg turns each write into one record.
             Some(mut f) => {
-                let t = Instant::now();
-                let _ = f.write(rec.as_bytes());
-                KMSG_NS.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                let _ = in_kernel(KernelWork::Console, || f.write(rec.as_bytes()));
             }
             None => {
                 let _ = io::stderr().write_all(&rec.as_bytes()[3..]);
@@ -192,74 +219,140 @@ pub fn init_tracing(debug: bool) {
     let _ = tracing::subscriber::set_global_default(KmsgSubscriber::new(level));
 }
 
+/// Milliseconds shown with one decimal using integer arithmetic: float formatting's code is
+/// long, and under emulation every code path costs its translation the first time it runs.
+pub struct Ms(pub f64);
+
+impl std::fmt::Display for Ms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tenths = (self.0 * 10.0).round() as i64;
+        let sign = if tenths < 0 { "-" } else { "" };
+        let t = tenths.unsigned_abs();
+        write!(f, "{sign}{}.{}", t / 10, t % 10)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StageTime {
     pub stage: String,
     pub ms: f64,
+    /// The part of `ms` that is the init's own work: 0 for a stage the init does not control.
+    pub own_ms: f64,
 }
 
-/// The duration of each stage, logged as it ends.
+/// Where a stage began: the clock and the kernel work counted so far.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    at: Instant,
+    kernel: [Duration; 3],
+}
+
+/// The duration of each stage, logged as it ends, and the split of the whole run into the
+/// init's own work and the rest: stages it does not control (`not_own`: waiting for
+/// devices, downloading, hashing a large image) and [`KernelWork`].
 #[derive(Debug)]
 pub struct Timings {
-    start: Instant,
+    start: Mark,
+    not_own: &'static [&'static str],
     pub stages: Vec<StageTime>,
+    /// Kernel work that happened inside `not_own` stages (already left out with them).
+    kernel_in_not_own: [Duration; 3],
 }
 
-impl Default for Timings {
-    fn default() -> Self {
-        Self::new()
-    }
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
 impl Timings {
-    pub fn new() -> Self {
+    pub fn new(not_own: &'static [&'static str]) -> Self {
         Timings {
-            start: Instant::now(),
+            start: Self::mark(),
+            not_own,
             stages: Vec::new(),
+            kernel_in_not_own: [Duration::ZERO; 3],
         }
     }
 
-    pub fn record(&mut self, stage: &str, d: Duration) {
-        let ms = (d.as_secs_f64() * 10_000.0).round() / 10.0;
-        kmsg(INFO, &format!("{stage} {ms:.1} ms"));
+    pub fn mark() -> Mark {
+        Mark {
+            at: Instant::now(),
+            kernel: kernel_times(),
+        }
+    }
+
+    /// Ends the stage `stage` that began at `since`.
+    pub fn record(&mut self, stage: &str, since: Mark) {
+        let now = kernel_times();
+        let kernel: [Duration; 3] = std::array::from_fn(|i| now[i].saturating_sub(since.kernel[i]));
+        self.add(stage, since.at.elapsed(), kernel);
+    }
+
+    /// Adds a stage that took `wall`, of which `kernel` was [`KernelWork`] by kind.
+    fn add(&mut self, stage: &str, wall: Duration, kernel: [Duration; 3]) {
+        let (wall_ms, own_ms) = if self.not_own.contains(&stage) {
+            for (sum, k) in self.kernel_in_not_own.iter_mut().zip(kernel) {
+                *sum += k;
+            }
+            (ms(wall), 0.0)
+        } else {
+            let kernel_total: Duration = kernel.iter().sum();
+            (ms(wall), ms(wall.saturating_sub(kernel_total)))
+        };
+        if self.not_own.contains(&stage) {
+            kmsg(INFO, &format!("{stage} {} ms", Ms(wall_ms)));
+        } else {
+            kmsg(
+                INFO,
+                &format!("{stage} {} ms (own work {} ms)", Ms(wall_ms), Ms(own_ms)),
+            );
+        }
+        let round = |v: f64| (v * 10.0).round() / 10.0;
         match self.stages.iter_mut().find(|s| s.stage == stage) {
-            Some(s) => s.ms = ((s.ms + ms) * 10.0).round() / 10.0,
+            Some(s) => {
+                s.ms = round(s.ms + wall_ms);
+                s.own_ms = round(s.own_ms + own_ms);
+            }
             None => self.stages.push(StageTime {
                 stage: stage.to_string(),
-                ms,
+                ms: wall_ms,
+                own_ms,
             }),
         }
     }
 
     /// Runs `f` as the stage `stage`.
     pub fn stage<T>(&mut self, stage: &str, f: impl FnOnce() -> T) -> T {
-        let t = Instant::now();
+        let since = Self::mark();
         let r = f();
-        self.record(stage, t.elapsed());
+        self.record(stage, since);
         r
     }
 
     pub fn elapsed(&self) -> Duration {
-        self.start.elapsed()
+        self.start.at.elapsed()
     }
 
-    /// Milliseconds in `excluded` stages (waiting for devices, downloading, hashing a large
-    /// image: time the init does not control).
-    pub fn excluded_ms(&self, excluded: &[&str]) -> f64 {
-        let ms: f64 = self
+    /// Kernel work of `kind` since the start, outside the `not_own` stages, in ms.
+    pub fn kernel_ms(&self, kind: KernelWork) -> f64 {
+        let i = kind as usize;
+        ms((kernel_times()[i] - self.start.kernel[i]).saturating_sub(self.kernel_in_not_own[i]))
+    }
+
+    /// Milliseconds from the start to `at`, minus the `not_own` stages and the kernel work
+    /// outside them: everything else counts, including the work between stages.
+    pub fn own_ms(&self, at: Duration) -> f64 {
+        self.own_ms_with(at, KernelWork::ALL.map(|k| self.kernel_ms(k)).iter().sum())
+    }
+
+    fn own_ms_with(&self, at: Duration, kernel_ms: f64) -> f64 {
+        let not_own: f64 = self
             .stages
             .iter()
-            .filter(|s| excluded.contains(&s.stage.as_str()))
+            .filter(|s| self.not_own.contains(&s.stage.as_str()))
             .map(|s| s.ms)
             .sum();
-        (ms * 10.0).round() / 10.0
-    }
-
-    /// Milliseconds from the start to `at`, minus the `excluded` stages: everything else
-    /// counts, including the work between stages.
-    pub fn own_ms(&self, at: Duration, excluded: &[&str]) -> f64 {
-        let ms = at.as_secs_f64() * 1000.0 - self.excluded_ms(excluded);
-        (ms.max(0.0) * 10.0).round() / 10.0
+        let own = ms(at) - not_own - kernel_ms;
+        (own.max(0.0) * 10.0).round() / 10.0
     }
 }
 
@@ -309,27 +402,37 @@ mod tests {
     }
 
     #[test]
-    fn repeated_stages_add_up() {
-        let mut t = Timings::new();
-        t.record("modules", Duration::from_micros(1500));
-        t.record("wait-devices", Duration::from_millis(200));
-        t.record("modules", Duration::from_micros(2500));
+    fn repeated_stages_add_up_and_kernel_work_is_not_own_work() {
+        let mut t = Timings::new(&["wait-devices"]);
+        let us = Duration::from_micros;
+        // [module init, mount, console]
+        t.add("modules", us(1500), [us(1000), us(0), us(0)]);
+        t.add("wait-devices", us(200_000), [us(50_000), us(0), us(0)]);
+        t.add("modules", us(2500), [us(0), us(300), us(200)]);
         assert_eq!(t.stages.len(), 2);
         assert_eq!(t.stages[0].ms, 4.0);
-        assert_eq!(t.excluded_ms(&["wait-devices"]), 200.0);
-        assert_eq!(t.excluded_ms(&[]), 0.0);
-        assert_eq!(
-            t.own_ms(Duration::from_millis(250), &["wait-devices"]),
-            50.0
-        );
-        assert_eq!(
-            t.own_ms(Duration::from_millis(250), &["wait-devices", "modules"]),
-            46.0
-        );
-        assert_eq!(t.own_ms(Duration::from_millis(100), &["wait-devices"]), 0.0);
+        assert_eq!(t.stages[0].own_ms, 2.5);
+        assert_eq!(t.stages[1].ms, 200.0);
+        assert_eq!(t.stages[1].own_ms, 0.0);
+        // Module init inside the wait is left out with the wait, not a second time.
+        assert_eq!(t.kernel_in_not_own, [us(50_000), us(0), us(0)]);
+        assert_eq!(t.own_ms_with(Duration::from_millis(250), 1.5), 48.5);
+        assert_eq!(t.own_ms_with(Duration::from_millis(100), 0.0), 0.0);
+        // Kernel work longer than the stage (a clock step) never makes own work negative.
+        t.add("config", us(100), [us(300), us(0), us(0)]);
+        assert_eq!(t.stages[2].own_ms, 0.0);
         let v = t.stage("x", || 7);
         assert_eq!(v, 7);
-        assert_eq!(t.stages.len(), 3);
+        assert_eq!(t.stages.len(), 4);
+    }
+
+    #[test]
+    fn milliseconds_with_one_decimal() {
+        let shown: Vec<String> = [0.0, 0.04, 0.05, 12.34, 1766.35, -2.5]
+            .iter()
+            .map(|v| Ms(*v).to_string())
+            .collect();
+        assert_eq!(shown, ["0.0", "0.0", "0.1", "12.3", "1766.4", "-2.5"]);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::thread::sleep;
+use std::sync::mpsc;
+use std::thread::{sleep, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -13,9 +14,11 @@ use serde::Serialize;
 use rkos_init::cmdline::{self, BootParams, Mode, Slot};
 use rkos_init::detect::{self, CIDATA_LABEL, DATA_LABEL, LIVE_LABEL, STATE_LABEL};
 use rkos_init::devices::{self, BlockDevice};
+use rkos_init::early::ParsedSources;
+use rkos_init::kmod;
 use rkos_init::kmod::Loader;
-use rkos_init::log::{self, Timings};
-use rkos_init::modules::ModuleIndex;
+use rkos_init::log::{self, KernelWork, Ms, Timings};
+use rkos_init::modules::{ModuleIndex, ModulesError};
 use rkos_init::plan::{self, PlanInput, Stage, Volume, RUN_RKOS, SYSROOT};
 use rkos_init::{early, rescue, system};
 
@@ -89,10 +92,131 @@ fn kernel_release() -> String {
         .unwrap_or_default()
 }
 
-fn initramfs_loader() -> Option<Loader> {
+fn initramfs_index() -> Result<ModuleIndex, ModulesError> {
     ModuleIndex::load(&Path::new("/lib/modules").join(kernel_release()))
-        .ok()
-        .map(Loader::new)
+}
+
+fn initramfs_loader() -> Option<Loader> {
+    initramfs_index().ok().map(Loader::new)
+}
+
+/// The early config: merged from every source, with the problems found and the hostname
+/// it gives this machine.
+struct EarlyConfig {
+    config: rkos_config::Config,
+    problems: Vec<String>,
+    hostname: String,
+}
+
+fn load_early_config(defaults: Option<ParsedSources>, root: &Path, cmdline: &str) -> EarlyConfig {
+    let (config, problems) = early::load_config(defaults, root, cmdline);
+    let mac = rkos_config::primary_mac(Path::new("/sys/class/net"));
+    let hostname = early::hostname(&config, mac.as_deref());
+    EarlyConfig {
+        config,
+        problems,
+        hostname,
+    }
+}
+
+/// Work done on a second thread, off the boot's critical path: the module index while the
+/// main thread mounts the API filesystems and reads the devices' modaliases, the image's
+/// default config while the kernel probes hardware, and, once the main thread says where
+/// the other config sources are, loading the config while it mounts the image. On one CPU
+/// the thread costs nothing but its start.
+struct EarlyWork {
+    index: mpsc::Receiver<Result<ModuleIndex, ModulesError>>,
+    /// Where to load the config from (the root its sources are under) and the command line.
+    config_from: Option<mpsc::Sender<(PathBuf, String)>>,
+    thread: Option<JoinHandle<Option<EarlyConfig>>>,
+    /// Set when the config is to be loaded here, without the thread.
+    inline_from: Option<(PathBuf, String)>,
+}
+
+impl EarlyWork {
+    fn start() -> Self {
+        let (index_tx, index) = mpsc::channel();
+        let (config_tx, config_rx) = mpsc::channel::<(PathBuf, String)>();
+        let thread = std::thread::Builder::new()
+            .name("early".into())
+            .spawn(move || {
+                let _ = index_tx.send(initramfs_index());
+                let defaults = early::parse_image_defaults(Path::new("/"));
+                // No message: the boot failed before the config stage.
+                let (root, cmdline) = config_rx.recv().ok()?;
+                Some(load_early_config(defaults, &root, &cmdline))
+            })
+            // No thread (PID 1 out of memory already): the main thread does it all itself.
+            .ok();
+        EarlyWork {
+            index,
+            config_from: Some(config_tx),
+            thread,
+            inline_from: None,
+        }
+    }
+
+    fn index(&self) -> Result<ModuleIndex, ModulesError> {
+        match self.thread {
+            Some(_) => self.index.recv().unwrap_or_else(|_| initramfs_index()),
+            None => initramfs_index(),
+        }
+    }
+
+    /// Starts loading the config from the sources under `root`; only the first call counts.
+    fn load_config_from(&mut self, root: &Path, cmdline: &str) {
+        if let Some(tx) = self.config_from.take() {
+            let job = (root.to_path_buf(), cmdline.to_string());
+            if self.thread.is_none() {
+                self.inline_from = Some(job);
+            } else {
+                let _ = tx.send(job);
+            }
+        }
+    }
+
+    /// The config, loaded from `root` unless [`load_config_from`](Self::load_config_from)
+    /// named another.
+    fn config(mut self, root: &Path, cmdline: &str) -> EarlyConfig {
+        self.load_config_from(root, cmdline);
+        let from_thread = self.thread.take().and_then(|h| {
+            // A panic on the thread is a bug: re-raised here, it ends in the panic hook's
+            // rescue shell like any other.
+            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        });
+        from_thread.unwrap_or_else(|| {
+            let (root, cmdline) = self.inline_from.take().unwrap_or_default();
+            load_early_config(early::parse_image_defaults(Path::new("/")), &root, &cmdline)
+        })
+    }
+}
+
+/// Copies the config sources the boot volumes carry into /run/rkos: the boot medium's
+/// config.yaml (live) and the NoCloud seed's files. Returns the seed device, if any, and the
+/// problems met.
+fn gather_config_sources(
+    mode: Mode,
+    devs: &[BlockDevice],
+    loader: &mut Loader,
+) -> (Option<PathBuf>, Vec<String>) {
+    let run_rkos = Path::new(RUN_RKOS);
+    let mut problems = Vec::new();
+    if mode.is_ephemeral() && mode != Mode::Netboot {
+        if let Err(e) = early::copy_boot_config(Path::new(plan::MEDIUM), run_rkos) {
+            problems.push(format!(
+                "error: cannot copy the boot medium's rkos/config.yaml: {e}"
+            ));
+        }
+    }
+    // The seed is attached with the boot volume (a hypervisor's second drive): the wait
+    // loop's scan already saw it, and probing optical drives again is slow.
+    let seed = devices::find_label(devs, CIDATA_LABEL, true);
+    if let Some(seed) = seed {
+        if let Err(e) = copy_cidata(loader, seed, run_rkos) {
+            problems.push(format!("error: NoCloud seed {}: {e}", seed.path.display()));
+        }
+    }
+    (seed.map(|s| s.path.clone()), problems)
 }
 
 #[derive(Serialize)]
@@ -171,11 +295,14 @@ fn main() {
         );
         rescue::shell_forever(&consoles)
     }));
-    let mut t = Timings::new();
+    let mut t = Timings::new(NOT_OWN_WORK);
     // Fault the whole binary in at once: under emulation each page fault taken one by one as
     // the code first runs costs far more than populating the pages in one call.
     // SAFETY: mlockall takes flags only; the exec of the real init drops the locks.
     unsafe { libc::mlockall(libc::MCL_CURRENT) };
+    // After mlockall: the thread's stack is not locked (faulting it all in would cost more
+    // than the thread saves).
+    let mut early_work = EarlyWork::start();
     let mut ctx = Ctx {
         consoles: log::console_paths(&[]),
         cmdline: String::new(),
@@ -203,39 +330,47 @@ fn main() {
     let version = fs::read_to_string("/etc/rkos/version")
         .map(|v| v.trim().to_string())
         .unwrap_or_default();
-    tracing::info!("rkos {version} started {started_after_kernel_ms:.0} ms after the kernel");
-    rescue::prepare_busybox(Path::new("/"));
-    // The kernel's own module requests (request_module) go through busybox modprobe.
-    let _ = fs::write("/proc/sys/kernel/modprobe", "/sbin/modprobe\n");
+    tracing::info!(
+        "rkos {version} started {} ms after the kernel",
+        started_after_kernel_ms.round() as u64
+    );
+    // The kernel's own module requests (request_module) run /sbin/modprobe, the kernel's
+    // default, which the initramfs links to busybox.
 
     tracing::debug!(
         "prelude done at {:.1} ms",
         t.elapsed().as_secs_f64() * 1000.0
     );
     let kver = kernel_release();
-    let mut loader = match ModuleIndex::load(&Path::new("/lib/modules").join(&kver)) {
+    let modules_start = Timings::mark();
+    // Read while the index is parsed on the other thread.
+    let mut seen_devices = Default::default();
+    let first_modaliases = kmod::read_new_modaliases(Path::new("/sys/bus"), &mut seen_devices);
+    tracing::debug!(
+        "first modaliases read at {:.1} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+    let mut loader = match early_work.index() {
         Ok(idx) => Loader::new(idx),
         Err(e) => {
             // Built-in drivers may still be enough; the failure message shows what was found.
             tracing::warn!("no kernel modules: {e}");
             Loader::new(ModuleIndex::default())
         }
-    };
+    }
+    .with_seen_devices(seen_devices);
     tracing::debug!(
-        "module index read at {:.1} ms",
+        "module index ready at {:.1} ms",
         t.elapsed().as_secs_f64() * 1000.0
     );
-    t.stage("modules", || {
+    if loader.load_for_modaliases(first_modaliases) > 0 {
         for _ in 0..6 {
             if loader.coldplug(Path::new("/sys/bus")) == 0 {
                 break;
             }
         }
-    });
-    tracing::debug!(
-        "modules: {:.1} ms in the kernel",
-        loader.kernel_time.as_secs_f64() * 1000.0
-    );
+    }
+    t.record("modules", modules_start);
 
     if params.mode == Some(Mode::Rescue) {
         log::to_consoles(
@@ -247,8 +382,8 @@ fn main() {
     }
 
     ctx.looked_for = detect::looked_for(params.mode, params.slot, params.wait);
-    let wait_start = Instant::now();
-    let kernel_before_wait = loader.kernel_time;
+    let wait_start = Timings::mark();
+    let wait_clock = Instant::now();
     let mut rounds = 0u32;
     let (mode, boot, data, devs) = loop {
         let scan_start = Instant::now();
@@ -261,11 +396,11 @@ fn main() {
         if let Some((m, b, d)) = detect::decide(params.mode, &devs) {
             break (m, b, d, devs);
         }
-        if wait_start.elapsed() >= params.wait {
-            t.record("wait-devices", wait_start.elapsed());
+        if wait_clock.elapsed() >= params.wait {
+            t.record("wait-devices", wait_start);
             ctx.fail(format!(
                 "no boot volume found after {:.1} s",
-                wait_start.elapsed().as_secs_f64()
+                wait_clock.elapsed().as_secs_f64()
             ));
         }
         sleep(Duration::from_millis(20));
@@ -276,8 +411,7 @@ fn main() {
             loader.coldplug(Path::new("/sys/bus"));
         }
     };
-    t.record("wait-devices", wait_start.elapsed());
-    let kernel_in_wait = loader.kernel_time - kernel_before_wait;
+    t.record("wait-devices", wait_start);
     for label in [LIVE_LABEL, STATE_LABEL, DATA_LABEL] {
         if devices::count_label(&devs, label) > 1 {
             tracing::warn!("more than one volume labelled {label}; using the first in name order");
@@ -306,15 +440,25 @@ fn main() {
         Err(e) => ctx.fail(e),
     };
     let mut exec = system::Executor::new(&mut loader);
-    let mut stage: Option<(Stage, Instant)> = None;
+    let mut stage: Option<(Stage, log::Mark)> = None;
+    // In live mode every config source is in place once the medium is mounted (the image
+    // defaults are in the initramfs; nothing persists): the config loads on the other
+    // thread while the image is mounted. Elsewhere the config stage loads it.
+    let mut config_sources: Option<(Option<PathBuf>, Vec<String>)> = None;
     for (st, step) in &steps {
         match stage {
             Some((cur, _)) if cur == *st => {}
             _ => {
                 if let Some((prev, since)) = stage {
-                    t.record(prev.as_str(), since.elapsed());
+                    t.record(prev.as_str(), since);
+                    if prev == Stage::Medium && mode == Mode::Live {
+                        config_sources = Some(t.stage("config-sources", || {
+                            gather_config_sources(mode, &devs, exec.loader)
+                        }));
+                        early_work.load_config_from(Path::new("/"), &ctx.cmdline);
+                    }
                 }
-                stage = Some((*st, Instant::now()));
+                stage = Some((*st, Timings::mark()));
             }
         }
         let step_start = Instant::now();
@@ -327,7 +471,7 @@ fn main() {
         );
     }
     if let Some((prev, since)) = stage {
-        t.record(prev.as_str(), since.elapsed());
+        t.record(prev.as_str(), since);
     }
     let loop_devices = std::mem::take(&mut exec.loops);
     let mut seeded = std::mem::take(&mut exec.seeded);
@@ -363,37 +507,18 @@ fn main() {
     let run_rkos = Path::new(RUN_RKOS);
     let mut cidata_device = None;
     let mut problems: Vec<String> = Vec::new();
-    let config_start = Instant::now();
-    let mut full_module_time = Duration::ZERO;
     t.stage("config", || {
-        if mode.is_ephemeral() && mode != Mode::Netboot {
-            if let Err(e) = early::copy_boot_config(Path::new(plan::MEDIUM), run_rkos) {
-                problems.push(format!(
-                    "error: cannot copy the boot medium's rkos/config.yaml: {e}"
-                ));
-            }
-        }
-        // The seed is attached with the boot volume (a hypervisor's second drive): the wait
-        // loop's scan already saw it, and probing optical drives again is slow.
-        if let Some(seed) = devices::find_label(&devs, CIDATA_LABEL, true) {
-            cidata_device = Some(seed.path.clone());
-            if let Err(e) = copy_cidata(&mut loader, seed, run_rkos) {
-                problems.push(format!("error: NoCloud seed {}: {e}", seed.path.display()));
-            }
-        }
-        tracing::debug!(
-            "config: boot medium and seed copied at {:.1} ms",
-            config_start.elapsed().as_secs_f64() * 1000.0
-        );
-        let (config, diags) = early::load_config(Path::new("/"), sysroot, &ctx.cmdline);
-        tracing::debug!(
-            "config: loaded at {:.1} ms",
-            config_start.elapsed().as_secs_f64() * 1000.0
-        );
-        problems.extend(diags);
-
-        let mac = rkos_config::primary_mac(Path::new("/sys/class/net"));
-        let name = early::hostname(&config, mac.as_deref());
+        let (seed, gather_problems) = config_sources
+            .take()
+            .unwrap_or_else(|| gather_config_sources(mode, &devs, &mut loader));
+        cidata_device = seed;
+        problems.extend(gather_problems);
+        let EarlyConfig {
+            config,
+            problems: config_problems,
+            hostname: name,
+        } = early_work.config(sysroot, &ctx.cmdline);
+        problems.extend(config_problems);
         if let Err(e) = nix::unistd::sethostname(&name) {
             problems.push(format!("error: hostname {name:?}: {e}"));
         }
@@ -419,7 +544,6 @@ fn main() {
             }
         }
         if let Some(l) = full {
-            full_module_time = l.kernel_time;
             for f in l.failed {
                 problems.push(format!("error: module {f}"));
             }
@@ -479,16 +603,11 @@ fn main() {
     });
 
     let round = |ms: f64| (ms * 10.0).round() / 10.0;
-    // Module init outside the wait is the kernel probing hardware, not the init's work.
-    let module_kernel_ms =
-        round((loader.kernel_time - kernel_in_wait + full_module_time).as_secs_f64() * 1000.0);
-    let mount_kernel_ms = round(system::mount_kernel_time().as_secs_f64() * 1000.0);
     let elapsed = t.elapsed();
-    let console_kernel_ms = round(log::kmsg_kernel_time().as_secs_f64() * 1000.0);
-    let own_ms = round(
-        (t.own_ms(elapsed, NOT_OWN_WORK) - module_kernel_ms - mount_kernel_ms - console_kernel_ms)
-            .max(0.0),
-    );
+    let module_kernel_ms = t.kernel_ms(KernelWork::ModuleInit);
+    let mount_kernel_ms = t.kernel_ms(KernelWork::Mount);
+    let console_kernel_ms = t.kernel_ms(KernelWork::Console);
+    let own_ms = t.own_ms(elapsed);
     let total_ms = round(elapsed.as_secs_f64() * 1000.0);
     let (cpu_user_ms, cpu_sys_ms) = cpu_ms();
     let report = InitReport {
@@ -519,10 +638,16 @@ fn main() {
     log::kmsg(
         log::INFO,
         &format!(
-            "total {total_ms:.1} ms, own work {own_ms:.1} ms (not counted: waiting for devices, checking the image, \
-             module init {module_kernel_ms:.1} ms, mount(2) and loop set-up {mount_kernel_ms:.1} ms, \
-             console output {console_kernel_ms:.1} ms), \
-             cpu user {cpu_user_ms:.1} ms sys {cpu_sys_ms:.1} ms, mode {mode}, {} modules",
+            "total {} ms, own work {} ms (not counted: waiting for devices, checking the image, \
+             module init {} ms, mount(2) and loop set-up {} ms, console output {} ms), \
+             cpu user {} ms sys {} ms, mode {mode}, {} modules",
+            Ms(total_ms),
+            Ms(own_ms),
+            Ms(module_kernel_ms),
+            Ms(mount_kernel_ms),
+            Ms(console_kernel_ms),
+            Ms(cpu_user_ms),
+            Ms(cpu_sys_ms),
             loader.loaded.len()
         ),
     );

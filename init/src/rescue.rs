@@ -40,8 +40,9 @@ pub fn failure_message(
     s
 }
 
-/// Makes busybox's applets callable by name and points the kernel's module requests at its
-/// modprobe. Best effort: the shell works without it, only less comfortably.
+/// Makes room for busybox's applets and links its modprobe (the initramfs build links it
+/// already; a hand-made initramfs may not). Best effort: the shell works without it, only less
+/// comfortably.
 pub fn prepare_busybox(root: &Path) {
     for d in ["bin", "sbin", "usr/bin", "usr/sbin"] {
         let _ = fs::create_dir_all(root.join(d));
@@ -55,6 +56,7 @@ fn install_applets() {
 
 /// Runs the rescue shell on the console for ever. `consoles` get the notices.
 pub fn shell_forever(consoles: &[PathBuf]) -> ! {
+    prepare_busybox(Path::new("/"));
     install_applets();
     loop {
         // setsid + cttyhack: the shell gets the console as its controlling terminal, so

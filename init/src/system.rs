@@ -7,12 +7,11 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use nix::mount::{mount, MsFlags};
 
 use crate::kmod::Loader;
+use crate::log::{in_kernel, KernelWork};
 use crate::plan::{Source, Step};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,15 +58,6 @@ pub fn split_options(options: &str) -> (MsFlags, String) {
     (flags, data.join(","))
 }
 
-/// Nanoseconds spent inside `mount(2)` calls made through [`mount_fs`] and in attaching loop
-/// devices ([`loop_attach`]): the kernel reading superblocks, replaying journals and setting
-/// up block devices, reported apart from the init's work.
-static MOUNT_NS: AtomicU64 = AtomicU64::new(0);
-
-pub fn mount_kernel_time() -> Duration {
-    Duration::from_nanos(MOUNT_NS.load(Ordering::Relaxed))
-}
-
 pub fn mount_fs(
     source: &str,
     target: &Path,
@@ -76,10 +66,10 @@ pub fn mount_fs(
     data: &str,
 ) -> Result<(), SysError> {
     let data = (!data.is_empty()).then_some(data);
-    let t = Instant::now();
-    let r = mount(Some(source), target, Some(fstype), flags, data);
-    MOUNT_NS.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    r.map_err(sys_ctx(format!(
+    in_kernel(KernelWork::Mount, || {
+        mount(Some(source), target, Some(fstype), flags, data)
+    })
+    .map_err(sys_ctx(format!(
         "mount -t {fstype} {source} {}",
         target.display()
     )))
@@ -146,10 +136,7 @@ mod loop_ioctl {
 /// handle on it. The device is auto-cleared when its last user goes away, so keep the handle
 /// until the device is mounted: dropping it earlier detaches the file at once.
 pub fn loop_attach(file: &Path, dev_dir: &Path) -> Result<(PathBuf, File), SysError> {
-    let t = Instant::now();
-    let r = loop_attach_timed(file, dev_dir);
-    MOUNT_NS.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    r
+    in_kernel(KernelWork::Mount, || loop_attach_timed(file, dev_dir))
 }
 
 fn loop_attach_timed(file: &Path, dev_dir: &Path) -> Result<(PathBuf, File), SysError> {
@@ -414,8 +401,10 @@ impl<'a> Executor<'a> {
                         to.display()
                     )));
                 }
-                mount(Some(from.as_path()), to.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .map_err(sys_ctx(format!("bind {} on {}", from.display(), to.display())))
+                in_kernel(KernelWork::Mount, || {
+                    mount(Some(from.as_path()), to.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                })
+                .map_err(sys_ctx(format!("bind {} on {}", from.display(), to.display())))
             }
         }
     }
@@ -424,7 +413,10 @@ impl<'a> Executor<'a> {
 /// Moves the mount at `from` to `to`, creating `to` if needed.
 pub fn move_mount(from: &Path, to: &Path) -> Result<(), SysError> {
     fs::create_dir_all(to).map_err(io_ctx(format!("mkdir {}", to.display())))?;
-    mount(Some(from), to, None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(sys_ctx(format!(
+    in_kernel(KernelWork::Mount, || {
+        mount(Some(from), to, None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+    })
+    .map_err(sys_ctx(format!(
         "move {} to {}",
         from.display(),
         to.display()

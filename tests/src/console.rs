@@ -42,11 +42,29 @@ fn static_regex(pattern: &str) -> Regex {
     Regex::new(pattern).expect("valid regex")
 }
 
-/// The `rkos-init: <stage> <ms> ms` lines of a boot log, in order.
-pub fn init_stages(text: &str) -> Vec<(String, f64)> {
-    let re = static_regex(r"rkos-init: ([a-z][a-z0-9_-]*) ([0-9]+(?:\.[0-9]+)?) ms\b");
+/// One `rkos-init: <stage> <ms> ms [(own work <ms> ms)]` line of a boot log; the summary
+/// line (`total <ms> ms, own work <ms> ms, ...`) is the stage `total`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InitStage {
+    pub stage: String,
+    pub ms: f64,
+    /// The part that is rkos-init's own work (absent for waiting and for older logs).
+    pub own_ms: Option<f64>,
+}
+
+/// The stage lines of a boot log, in order.
+pub fn init_stages(text: &str) -> Vec<InitStage> {
+    let re = static_regex(
+        r"rkos-init: ([a-z][a-z0-9_-]*) ([0-9]+(?:\.[0-9]+)?) ms\b(?: \(own work ([0-9.]+) ms\)|, own work ([0-9.]+) ms)?",
+    );
     re.captures_iter(text)
-        .filter_map(|c| Some((c[1].to_string(), c[2].parse().ok()?)))
+        .filter_map(|c| {
+            Some(InitStage {
+                stage: c[1].to_string(),
+                ms: c[2].parse().ok()?,
+                own_ms: c.get(3).or(c.get(4)).and_then(|m| m.as_str().parse().ok()),
+            })
+        })
         .collect()
 }
 
@@ -81,12 +99,18 @@ mod tests {
 
     #[test]
     fn init_stages_parses_kmsg_lines() {
-        let log = "[    2.1] rkos-init: modules 41.5 ms\n[ 2.3] rkos-init: find-image 120 ms\nrkos-init: boot failed: x ms\n";
+        let log = "[    2.1] rkos-init: modules 41.5 ms (own work 3.2 ms)\n[ 2.3] rkos-init: wait-devices 120 ms\nrkos-init: boot failed: x ms\n[ 2.5] rkos-init: total 1766.3 ms, own work 98.7 ms (not counted: ...)\n";
+        let stage = |s: &str, ms, own| InitStage {
+            stage: s.to_string(),
+            ms,
+            own_ms: own,
+        };
         assert_eq!(
             init_stages(log),
             vec![
-                ("modules".to_string(), 41.5),
-                ("find-image".to_string(), 120.0)
+                stage("modules", 41.5, Some(3.2)),
+                stage("wait-devices", 120.0, None),
+                stage("total", 1766.3, Some(98.7)),
             ]
         );
     }

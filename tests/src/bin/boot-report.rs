@@ -39,15 +39,13 @@ fn main() -> Result<()> {
     if stages.is_empty() {
         bail!("no `rkos-init: <stage> <ms> ms` lines on the console");
     }
-    let init_ms: f64 = match stages.iter().find(|(s, _)| s == "total") {
-        Some((_, ms)) => *ms,
-        None => stages.iter().map(|(_, ms)| ms).sum(),
-    };
     // rkos-init's summary line separates its own work from waiting on devices and the kernel
-    let own_ms: Option<f64> =
-        regex::Regex::new(r"rkos-init: total [0-9.]+ ms, own work ([0-9.]+) ms")?
-            .captures(&text)
-            .and_then(|c| c[1].parse().ok());
+    let total = stages.iter().find(|s| s.stage == "total");
+    let init_ms: f64 = match total {
+        Some(t) => t.ms,
+        None => stages.iter().map(|s| s.ms).sum(),
+    };
+    let own_ms = total.and_then(|t| t.own_ms);
     let systemd = t_login - kernel_start - k_init - init_ms / 1000.0;
 
     println!("| phase | seconds |\n|---|---:|");
@@ -66,9 +64,16 @@ fn main() -> Result<()> {
     println!("| systemd to the login prompt | {:.2} |", systemd);
     println!("| **power-on to login prompt** | **{:.2}** |", t_login);
     println!();
-    println!("rkos-init stages (its own kmsg lines):\n\n| stage | ms |\n|---|---:|");
-    for (s, ms) in &stages {
-        println!("| {s} | {ms:.1} |");
+    println!(
+        "rkos-init stages (its own kmsg lines; own work is the stage minus module init, \
+         mount(2) and console output):\n\n| stage | ms | own work ms |\n|---|---:|---:|"
+    );
+    for s in &stages {
+        let own = s
+            .own_ms
+            .map(|o| format!("{o:.1}"))
+            .unwrap_or_else(|| "-".into());
+        println!("| {} | {:.1} | {own} |", s.stage, s.ms);
     }
     println!();
     println!("| artefact | size |\n|---|---:|");

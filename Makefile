@@ -18,7 +18,7 @@ endif
 STANDIN_ISO := dist/rkos-$(VERSION)-amd64-standin.iso
 
 RKOS_BIN := $(TARGET_DIR)/release/rkos
-INIT_BIN := $(TARGET_DIR)/$(TRIPLE)/release/rkos-init
+INIT_BIN := $(TARGET_DIR)/$(TRIPLE)/release-init/rkos-init
 AGENT_BIN := $(TARGET_DIR)/$(TRIPLE)/release/rkos-agent
 AGENT_IMAGE := dist/rkos-agent-image.tar
 # The public key baked into the image; bundles must be signed with its secret half. Made on
@@ -62,7 +62,8 @@ $(ROOTFS_STAMP): $(ROOTFS_INPUTS)
 # cargo knows what changed; the copies below change only when the binaries do
 binaries:
 	$(CARGO) build --release -p rkos-cli
-	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release -p rkos-init -p rkos-agent --target $(TRIPLE)
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release -p rkos-agent --target $(TRIPLE)
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --profile release-init -p rkos-init --target $(TRIPLE)
 	@mkdir -p work/bin
 	@cmp -s $(RKOS_BIN) work/bin/rkos || cp $(RKOS_BIN) work/bin/rkos
 	@cmp -s $(INIT_BIN) work/bin/rkos-init || cp $(INIT_BIN) work/bin/rkos-init

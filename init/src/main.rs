@@ -266,15 +266,10 @@ fn cpu_ms() -> (f64, f64) {
     }
 }
 
+/// Milliseconds since the kernel started (the clock /proc/uptime shows), without /proc.
 fn uptime_ms() -> f64 {
-    fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map(|s| s * 1000.0)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as f64 * 1000.0 + t.tv_nsec() as f64 / 1e6)
         .unwrap_or(0.0)
 }
 
@@ -295,6 +290,7 @@ fn main() {
         );
         rescue::shell_forever(&consoles)
     }));
+    let started_after_kernel_ms = uptime_ms();
     let mut t = Timings::new(NOT_OWN_WORK);
     // Fault the whole binary in at once: under emulation each page fault taken one by one as
     // the code first runs costs far more than populating the pages in one call.
@@ -313,10 +309,11 @@ fn main() {
     let basic = t.stage("mount-basic", system::mount_basic);
     log::open_kmsg();
     // User writes to /dev/kmsg are rate limited (10 lines per 5 s by default), which would
-    // drop stage lines; the default is put back before handing over.
-    let devkmsg = fs::read_to_string("/proc/sys/kernel/printk_devkmsg").ok();
-    let _ = fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
-    let started_after_kernel_ms = uptime_ms();
+    // drop stage lines. The setting can be changed only when the command line did not set
+    // printk.devkmsg, so a change succeeds only over the default, which is put back before
+    // handing over.
+    const DEVKMSG: &str = "/proc/sys/kernel/printk_devkmsg";
+    let devkmsg_changed = fs::write(DEVKMSG, "on\n").is_ok();
     if let Err(e) = basic {
         ctx.fail(format!("cannot mount the API filesystems: {e}"));
     }
@@ -651,8 +648,8 @@ fn main() {
             loader.loaded.len()
         ),
     );
-    if let Some(v) = devkmsg {
-        let _ = fs::write("/proc/sys/kernel/printk_devkmsg", v);
+    if devkmsg_changed {
+        let _ = fs::write(DEVKMSG, "ratelimit\n");
     }
     let e = system::switch_root(sysroot, &params.init);
     ctx.fail(format!("switch_root to {SYSROOT}: {e}"));

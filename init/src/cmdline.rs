@@ -51,6 +51,11 @@ impl Mode {
     pub fn is_ephemeral(self) -> bool {
         matches!(self, Mode::Live | Mode::Install | Mode::Netboot)
     }
+
+    /// Live and install run from the `RKOS_LIVE` medium, which may carry a config.
+    pub fn boots_from_live_medium(self) -> bool {
+        matches!(self, Mode::Live | Mode::Install)
+    }
 }
 
 impl fmt::Display for Mode {

@@ -201,7 +201,7 @@ fn gather_config_sources(
 ) -> (Option<PathBuf>, Vec<String>) {
     let run_rkos = Path::new(RUN_RKOS);
     let mut problems = Vec::new();
-    if mode.is_ephemeral() && mode != Mode::Netboot {
+    if mode.boots_from_live_medium() {
         if let Err(e) = early::copy_boot_config(Path::new(plan::MEDIUM), run_rkos) {
             problems.push(format!(
                 "error: cannot copy the boot medium's rkos/config.yaml: {e}"
@@ -438,9 +438,10 @@ fn main() {
     };
     let mut exec = system::Executor::new(&mut loader);
     let mut stage: Option<(Stage, log::Mark)> = None;
-    // In live mode every config source is in place once the medium is mounted (the image
-    // defaults are in the initramfs; nothing persists): the config loads on the other
-    // thread while the image is mounted. Elsewhere the config stage loads it.
+    // Booted from the live medium (live and install modes), every config source is in place
+    // once the medium is mounted (the image defaults are in the initramfs; nothing
+    // persists): the config loads on the other thread while the image is mounted. Elsewhere
+    // the config stage loads it.
     let mut config_sources: Option<(Option<PathBuf>, Vec<String>)> = None;
     for (st, step) in &steps {
         match stage {
@@ -448,7 +449,7 @@ fn main() {
             _ => {
                 if let Some((prev, since)) = stage {
                     t.record(prev.as_str(), since);
-                    if prev == Stage::Medium && mode == Mode::Live {
+                    if prev == Stage::Medium && mode.boots_from_live_medium() {
                         config_sources = Some(t.stage("config-sources", || {
                             gather_config_sources(mode, &devs, exec.loader)
                         }));

@@ -180,9 +180,11 @@ impl EarlyWork {
     fn config(mut self, root: &Path, cmdline: &str) -> EarlyConfig {
         self.load_config_from(root, cmdline);
         let from_thread = self.thread.take().and_then(|h| {
-            // A panic on the thread is a bug: re-raised here, it ends in the panic hook's
-            // rescue shell like any other.
-            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            // A panic on the thread is a bug: raised again here (the hook did not stop the
+            // thread), it ends in the panic hook's rescue shell like any other.
+            h.join().unwrap_or_else(|_| {
+                panic!("the early thread failed; its error is in the kernel log")
+            })
         });
         from_thread.unwrap_or_else(|| {
             let (root, cmdline) = self.inline_from.take().unwrap_or_default();
@@ -280,6 +282,15 @@ fn main() {
     }
     // A bug must not end PID 1: the kernel would panic (and with panic=N reboot in a loop).
     std::panic::set_hook(Box::new(|info| {
+        // On the early thread: let it unwind; the main thread re-raises the panic when it
+        // collects the thread's work, and only one rescue shell starts, from there.
+        if std::thread::current().name() != Some("main") {
+            log::kmsg(
+                log::ERR,
+                &format!("internal error on a helper thread: {info}"),
+            );
+            return;
+        }
         let consoles = log::console_paths(&cmdline::consoles(
             &fs::read_to_string("/proc/cmdline").unwrap_or_default(),
         ));

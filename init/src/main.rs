@@ -485,8 +485,10 @@ fn main() {
     let loop_devices = std::mem::take(&mut exec.loops);
     let mut seeded = std::mem::take(&mut exec.seeded);
     if mode == Mode::Disk {
-        let id = system::persist_machine_id(Path::new(plan::DATA), Path::new(SYSROOT), || {
-            fs::read_to_string("/proc/sys/kernel/random/uuid")
+        let id = t.stage("machine-id", || {
+            system::persist_machine_id(Path::new(plan::DATA), Path::new(SYSROOT), || {
+                fs::read_to_string("/proc/sys/kernel/random/uuid")
+            })
         });
         match id {
             Ok((_, true)) => seeded.push(Path::new(plan::DATA).join("etc/machine-id")),

@@ -484,6 +484,32 @@ fn main() {
     }
     let loop_devices = std::mem::take(&mut exec.loops);
     let mut seeded = std::mem::take(&mut exec.seeded);
+    // Put /run into the real root now, so the config sources under /run/rkos are where
+    // `rkos_config::source::collect(SYSROOT)` reads them; a symlink keeps /run/... paths
+    // (the data volume's mount among them) working.
+    let sysroot = Path::new(SYSROOT);
+    let moved = t.stage("move-run", || -> Result<(), String> {
+        system::move_mount(Path::new("/run"), &sysroot.join("run")).map_err(|e| e.to_string())?;
+        fs::remove_dir("/run").map_err(|e| format!("rmdir /run: {e}"))?;
+        std::os::unix::fs::symlink("/sysroot/run", "/run").map_err(|e| format!("symlink /run: {e}"))
+    });
+    if let Err(e) = moved {
+        ctx.fail(e);
+    }
+
+    // Everywhere but live and install, the config sources are in place only now: the config
+    // loads on the other thread while the machine id is written and the data volume synced.
+    let (cidata_device, gather_problems) = match config_sources {
+        Some(gathered) => gathered,
+        None => {
+            let gathered = t.stage("config-sources", || {
+                gather_config_sources(mode, &devs, &mut loader)
+            });
+            early_work.load_config_from(sysroot, &ctx.cmdline);
+            gathered
+        }
+    };
+
     if mode == Mode::Disk {
         let id = t.stage("machine-id", || {
             system::persist_machine_id(Path::new(plan::DATA), Path::new(SYSROOT), || {
@@ -503,27 +529,9 @@ fn main() {
         }
     }
 
-    // Put /run into the real root now, so the config sources under /run/rkos are where
-    // `rkos_config::source::collect(SYSROOT)` reads them; a symlink keeps /run/... paths working.
-    let sysroot = Path::new(SYSROOT);
-    let moved = t.stage("move-run", || -> Result<(), String> {
-        system::move_mount(Path::new("/run"), &sysroot.join("run")).map_err(|e| e.to_string())?;
-        fs::remove_dir("/run").map_err(|e| format!("rmdir /run: {e}"))?;
-        std::os::unix::fs::symlink("/sysroot/run", "/run").map_err(|e| format!("symlink /run: {e}"))
-    });
-    if let Err(e) = moved {
-        ctx.fail(e);
-    }
-
     let run_rkos = Path::new(RUN_RKOS);
-    let mut cidata_device = None;
-    let mut problems: Vec<String> = Vec::new();
+    let mut problems: Vec<String> = gather_problems;
     t.stage("config", || {
-        let (seed, gather_problems) = config_sources
-            .take()
-            .unwrap_or_else(|| gather_config_sources(mode, &devs, &mut loader));
-        cidata_device = seed;
-        problems.extend(gather_problems);
         let EarlyConfig {
             config,
             problems: config_problems,

@@ -51,8 +51,9 @@ pub fn copy_cidata(seed: &Path, run_rkos: &Path) -> io::Result<Vec<String>> {
     Ok(copied)
 }
 
-/// Config sources parsed ahead of the merge: the image defaults, which are in the initramfs
-/// from the start, so rkos-init parses them on a thread while the kernel probes hardware.
+/// Config sources parsed ahead of the merge, with the problems met reading them. The image
+/// defaults are in the initramfs from the start, so rkos-init parses them on a thread while
+/// the kernel probes hardware.
 pub struct ParsedSources {
     parsed: Vec<(String, Parsed)>,
     read_problems: Vec<Diagnostic>,

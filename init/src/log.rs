@@ -247,6 +247,12 @@ pub struct Mark {
     kernel: [Duration; 3],
 }
 
+impl Mark {
+    pub fn elapsed(&self) -> Duration {
+        self.at.elapsed()
+    }
+}
+
 /// The duration of each stage, logged as it ends, and the split of the whole run into the
 /// init's own work and the rest: stages it does not control (`not_own`: waiting for
 /// devices, downloading, hashing a large image) and [`KernelWork`].
@@ -259,8 +265,14 @@ pub struct Timings {
     kernel_in_not_own: [Duration; 3],
 }
 
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 10_000.0).round() / 10.0
+/// `v` rounded to one decimal, as every figure the init reports is.
+pub fn tenths(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// `d` in milliseconds, to one decimal.
+pub fn ms(d: Duration) -> f64 {
+    tenths(d.as_secs_f64() * 1000.0)
 }
 
 impl Timings {
@@ -284,33 +296,30 @@ impl Timings {
     pub fn record(&mut self, stage: &str, since: Mark) {
         let now = kernel_times();
         let kernel: [Duration; 3] = std::array::from_fn(|i| now[i].saturating_sub(since.kernel[i]));
-        self.add(stage, since.at.elapsed(), kernel);
+        self.add(stage, since.elapsed(), kernel);
     }
 
     /// Adds a stage that took `wall`, of which `kernel` was [`KernelWork`] by kind.
     fn add(&mut self, stage: &str, wall: Duration, kernel: [Duration; 3]) {
-        let (wall_ms, own_ms) = if self.not_own.contains(&stage) {
+        let wall_ms = ms(wall);
+        let own_ms = if self.not_own.contains(&stage) {
             for (sum, k) in self.kernel_in_not_own.iter_mut().zip(kernel) {
                 *sum += k;
             }
-            (ms(wall), 0.0)
-        } else {
-            let kernel_total: Duration = kernel.iter().sum();
-            (ms(wall), ms(wall.saturating_sub(kernel_total)))
-        };
-        if self.not_own.contains(&stage) {
             kmsg(INFO, &format!("{stage} {} ms", Ms(wall_ms)));
+            0.0
         } else {
+            let own_ms = ms(wall.saturating_sub(kernel.iter().sum()));
             kmsg(
                 INFO,
                 &format!("{stage} {} ms (own work {} ms)", Ms(wall_ms), Ms(own_ms)),
             );
-        }
-        let round = |v: f64| (v * 10.0).round() / 10.0;
+            own_ms
+        };
         match self.stages.iter_mut().find(|s| s.stage == stage) {
             Some(s) => {
-                s.ms = round(s.ms + wall_ms);
-                s.own_ms = round(s.own_ms + own_ms);
+                s.ms = tenths(s.ms + wall_ms);
+                s.own_ms = tenths(s.own_ms + own_ms);
             }
             None => self.stages.push(StageTime {
                 stage: stage.to_string(),
@@ -329,7 +338,7 @@ impl Timings {
     }
 
     pub fn elapsed(&self) -> Duration {
-        self.start.at.elapsed()
+        self.start.elapsed()
     }
 
     /// Kernel work of `kind` since the start, outside the `not_own` stages, in ms.
@@ -351,8 +360,7 @@ impl Timings {
             .filter(|s| self.not_own.contains(&s.stage.as_str()))
             .map(|s| s.ms)
             .sum();
-        let own = ms(at) - not_own - kernel_ms;
-        (own.max(0.0) * 10.0).round() / 10.0
+        tenths((ms(at) - not_own - kernel_ms).max(0.0))
     }
 }
 

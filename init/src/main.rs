@@ -124,19 +124,22 @@ fn load_early_config(defaults: Option<ParsedSources>, root: &Path, cmdline: &str
 /// default config while the kernel probes hardware, and, once the main thread says where
 /// the other config sources are, loading the config while it mounts the image. On one CPU
 /// the thread costs nothing but its start.
+/// Where the config loads from (the root its sources are under) and the command line.
+type ConfigJob = (PathBuf, String);
+
 struct EarlyWork {
     index: mpsc::Receiver<Result<ModuleIndex, ModulesError>>,
-    /// Where to load the config from (the root its sources are under) and the command line.
-    config_from: Option<mpsc::Sender<(PathBuf, String)>>,
-    thread: Option<JoinHandle<Option<EarlyConfig>>>,
-    /// Set when the config is to be loaded here, without the thread.
-    inline_from: Option<(PathBuf, String)>,
+    /// The thread, with the way to tell it where to load the config from; `None` when no
+    /// thread could be started.
+    thread: Option<(mpsc::Sender<ConfigJob>, JoinHandle<Option<EarlyConfig>>)>,
+    /// Where the config loads from, once said.
+    config_from: Option<ConfigJob>,
 }
 
 impl EarlyWork {
     fn start() -> Self {
         let (index_tx, index) = mpsc::channel();
-        let (config_tx, config_rx) = mpsc::channel::<(PathBuf, String)>();
+        let (config_tx, config_rx) = mpsc::channel::<ConfigJob>();
         let thread = std::thread::Builder::new()
             .name("early".into())
             .spawn(move || {
@@ -147,12 +150,12 @@ impl EarlyWork {
                 Some(load_early_config(defaults, &root, &cmdline))
             })
             // No thread (PID 1 out of memory already): the main thread does it all itself.
-            .ok();
+            .ok()
+            .map(|h| (config_tx, h));
         EarlyWork {
             index,
-            config_from: Some(config_tx),
             thread,
-            inline_from: None,
+            config_from: None,
         }
     }
 
@@ -164,22 +167,25 @@ impl EarlyWork {
     }
 
     /// Starts loading the config from the sources under `root`; only the first call counts.
-    fn load_config_from(&mut self, root: &Path, cmdline: &str) {
-        if let Some(tx) = self.config_from.take() {
-            let job = (root.to_path_buf(), cmdline.to_string());
-            if self.thread.is_none() {
-                self.inline_from = Some(job);
-            } else {
-                let _ = tx.send(job);
-            }
-        }
+    /// Returns where it loads from.
+    fn load_config_from(&mut self, root: &Path, cmdline: &str) -> ConfigJob {
+        let thread = &self.thread;
+        self.config_from
+            .get_or_insert_with(|| {
+                let job = (root.to_path_buf(), cmdline.to_string());
+                if let Some((tx, _)) = thread {
+                    let _ = tx.send(job.clone());
+                }
+                job
+            })
+            .clone()
     }
 
     /// The config, loaded from `root` unless [`load_config_from`](Self::load_config_from)
     /// named another.
     fn config(mut self, root: &Path, cmdline: &str) -> EarlyConfig {
-        self.load_config_from(root, cmdline);
-        let from_thread = self.thread.take().and_then(|h| {
+        let (root, cmdline) = self.load_config_from(root, cmdline);
+        let from_thread = self.thread.take().and_then(|(_, h)| {
             // A panic on the thread is a bug: raised again here (the hook did not stop the
             // thread), it ends in the panic hook's rescue shell like any other.
             h.join().unwrap_or_else(|_| {
@@ -187,7 +193,6 @@ impl EarlyWork {
             })
         });
         from_thread.unwrap_or_else(|| {
-            let (root, cmdline) = self.inline_from.take().unwrap_or_default();
             load_early_config(early::parse_image_defaults(Path::new("/")), &root, &cmdline)
         })
     }
@@ -260,8 +265,8 @@ fn cpu_ms() -> (f64, f64) {
                 tv.tv_sec() as f64 * 1000.0 + tv.tv_usec() as f64 / 1000.0
             };
             (
-                (ms(u.user_time()) * 10.0).round() / 10.0,
-                (ms(u.system_time()) * 10.0).round() / 10.0,
+                log::tenths(ms(u.user_time())),
+                log::tenths(ms(u.system_time())),
             )
         }
         Err(_) => (0.0, 0.0),
@@ -391,7 +396,6 @@ fn main() {
 
     ctx.looked_for = detect::looked_for(params.mode, params.slot, params.wait);
     let wait_start = Timings::mark();
-    let wait_clock = Instant::now();
     let mut rounds = 0u32;
     let (mode, boot, data, devs) = loop {
         let scan_start = Instant::now();
@@ -404,11 +408,11 @@ fn main() {
         if let Some((m, b, d)) = detect::decide(params.mode, &devs) {
             break (m, b, d, devs);
         }
-        if wait_clock.elapsed() >= params.wait {
+        if wait_start.elapsed() >= params.wait {
             t.record("wait-devices", wait_start);
             ctx.fail(format!(
                 "no boot volume found after {:.1} s",
-                wait_clock.elapsed().as_secs_f64()
+                wait_start.elapsed().as_secs_f64()
             ));
         }
         sleep(Duration::from_millis(20));
@@ -621,13 +625,12 @@ fn main() {
         tracing::info!("hostname {name}");
     });
 
-    let round = |ms: f64| (ms * 10.0).round() / 10.0;
     let elapsed = t.elapsed();
     let module_kernel_ms = t.kernel_ms(KernelWork::ModuleInit);
     let mount_kernel_ms = t.kernel_ms(KernelWork::Mount);
     let console_kernel_ms = t.kernel_ms(KernelWork::Console);
     let own_ms = t.own_ms(elapsed);
-    let total_ms = round(elapsed.as_secs_f64() * 1000.0);
+    let total_ms = log::ms(elapsed);
     let (cpu_user_ms, cpu_sys_ms) = cpu_ms();
     let report = InitReport {
         version,
@@ -641,7 +644,7 @@ fn main() {
         modules_loaded: &loader.loaded,
         modules_failed: &loader.failed,
         config_problems: problems.len(),
-        started_after_kernel_ms: (started_after_kernel_ms * 10.0).round() / 10.0,
+        started_after_kernel_ms: log::tenths(started_after_kernel_ms),
         stages: &t.stages,
         module_kernel_ms,
         mount_kernel_ms,

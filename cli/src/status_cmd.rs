@@ -15,7 +15,7 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
     /// Where RKOS_STATE is mounted.
-    #[arg(long, default_value = rkos_slots::DEFAULT_STATE_MOUNT)]
+    #[arg(long, default_value = rkos_contract::paths::STATE_MOUNT)]
     pub state_dir: PathBuf,
     #[arg(long, default_value = "/", hide = true)]
     pub root: PathBuf,

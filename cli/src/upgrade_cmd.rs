@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rkos_bundle::{BundleError, ConsoleProgress, Source, StageOptions, TrustedKeys};
+use rkos_contract::{files, paths, InitReport};
 use rkos_slots::{Slot, StateDir};
 
 #[derive(Debug, Args)]
@@ -20,7 +21,7 @@ pub struct UpgradeArgs {
     #[arg(long)]
     pub reboot: bool,
     /// Where RKOS_STATE is mounted (read-write).
-    #[arg(long, default_value = rkos_slots::DEFAULT_STATE_MOUNT)]
+    #[arg(long, default_value = paths::STATE_MOUNT)]
     pub state_dir: PathBuf,
     /// Boots the new version gets to be marked good before GRUB goes back by itself.
     #[arg(long, default_value_t = rkos_slots::DEFAULT_TRIES,
@@ -31,7 +32,7 @@ pub struct UpgradeArgs {
     #[arg(long = "trusted-key", value_name = "KEY")]
     pub trusted_keys: Vec<String>,
     /// Directory of the image's trusted public keys (`*.pub`).
-    #[arg(long, default_value = rkos_bundle::IMAGE_KEYS_DIR)]
+    #[arg(long, default_value = paths::TRUSTED_KEYS_DIR)]
     pub keys_dir: PathBuf,
     /// Root of the running system (for /proc/cmdline and /run/rkos/init.json; tests).
     #[arg(long, default_value = "/", hide = true)]
@@ -49,7 +50,7 @@ pub struct UpgradeArgs {
 #[derive(Debug, Args)]
 pub struct MarkGoodArgs {
     /// Where RKOS_STATE is mounted (read-write).
-    #[arg(long, default_value = rkos_slots::DEFAULT_STATE_MOUNT)]
+    #[arg(long, default_value = paths::STATE_MOUNT)]
     pub state_dir: PathBuf,
     /// Wait until the node is healthy first; if it is not within --timeout and the running
     /// slot is on trial, reboot so GRUB can fall back.
@@ -73,16 +74,18 @@ pub struct MarkGoodArgs {
     pub root: PathBuf,
 }
 
-/// The slot the running system was booted from.
+/// The slot the running system was booted from: `rkos.slot=`, else what rkos-init recorded.
 pub fn booted_slot(root: &Path) -> Option<Slot> {
     std::fs::read_to_string(root.join("proc/cmdline"))
         .ok()
         .and_then(|c| rkos_slots::status::booted_slot_from_cmdline(&c))
-        .or_else(|| {
-            std::fs::read(root.join("run/rkos/init.json"))
-                .ok()
-                .and_then(|j| rkos_slots::status::booted_slot_from_init_json(&j))
-        })
+        .or_else(|| init_report(root)?.slot)
+}
+
+/// What rkos-init recorded about this boot (`ROOT/run/rkos/init.json`), if it is readable.
+pub fn init_report(root: &Path) -> Option<InitReport> {
+    let json = std::fs::read(paths::under(root, paths::INIT_REPORT)).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 /// `rkos.upgrade.trusted_keys` from the node's merged config (its own sources only: image
@@ -98,8 +101,9 @@ pub fn run_upgrade(args: &UpgradeArgs) -> Result<()> {
     let state = StateDir::new(&args.state_dir);
     if !state.grubenv().exists() {
         bail!(
-            "{} not found: is RKOS_STATE mounted at {}? (`rkos upgrade` needs an installed node)",
+            "{} not found: is {} mounted at {}? (`rkos upgrade` needs an installed node)",
             state.grubenv().display(),
+            rkos_contract::label::STATE,
             args.state_dir.display()
         );
     }
@@ -156,9 +160,8 @@ pub fn run_upgrade(args: &UpgradeArgs) -> Result<()> {
 /// Verifies the bundle's signed manifest and compares its version with `want`. Staging
 /// verifies the manifest again (it is small): this check only decides whether to start.
 fn check_version(source: &Source, keys: &TrustedKeys, want: &str) -> Result<()> {
-    use rkos_slots::manifest::{MANIFEST_NAME, SIGNATURE_NAME};
-    let manifest = source.read_small(MANIFEST_NAME)?;
-    let sig = source.read_small(SIGNATURE_NAME)?;
+    let manifest = source.read_small(files::MANIFEST)?;
+    let sig = source.read_small(files::SIGNATURE)?;
     let sig = std::str::from_utf8(&sig).context("the manifest signature is not UTF-8")?;
     let (manifest, _) = keys.verify_manifest(&manifest, sig)?;
     if manifest.version != want {
@@ -281,8 +284,13 @@ mod tests {
     fn booted_slot_sources() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(booted_slot(d.path()), None);
-        std::fs::create_dir_all(d.path().join("run/rkos")).unwrap();
-        std::fs::write(d.path().join("run/rkos/init.json"), r#"{"slot":"B"}"#).unwrap();
+        let report = paths::under(d.path(), paths::INIT_REPORT);
+        std::fs::create_dir_all(report.parent().unwrap()).unwrap();
+        std::fs::write(&report, "{}").unwrap();
+        assert_eq!(booted_slot(d.path()), None, "not an init.json");
+        std::fs::write(&report, r#"{"mode":"live"}"#).unwrap();
+        assert_eq!(booted_slot(d.path()), None);
+        std::fs::write(&report, r#"{"mode":"disk","slot":"B"}"#).unwrap();
         assert_eq!(booted_slot(d.path()), Some(Slot::B));
         std::fs::create_dir_all(d.path().join("proc")).unwrap();
         std::fs::write(d.path().join("proc/cmdline"), "rkos.slot=A quiet\n").unwrap();
@@ -339,7 +347,7 @@ mod tests {
         let (pub_path, secret) = sign::keygen(&t.path().join("keys")).unwrap();
         let src = t.path().join("src");
         fs::create_dir_all(&src).unwrap();
-        let files: Vec<_> = ["vmlinuz", "initrd", "rootfs.squashfs"]
+        let files: Vec<_> = files::SLOT_FILES
             .iter()
             .map(|n| {
                 let p = src.join(n);
@@ -347,9 +355,10 @@ mod tests {
                 p
             })
             .collect();
-        sign::create("1", "amd64", &secret, &state.slot_dir(Slot::A), &files).unwrap();
+        let arch = rkos_contract::arch();
+        sign::create("1", arch, &secret, &state.slot_dir(Slot::A), &files).unwrap();
         let bundle = t.path().join("bundle");
-        sign::create("2", rkos_bundle::node_arch(), &secret, &bundle, &files).unwrap();
+        sign::create("2", arch, &secret, &bundle, &files).unwrap();
 
         fs::create_dir_all(root.join("proc")).unwrap();
         fs::write(root.join("proc/cmdline"), "rkos.mode=disk rkos.slot=A\n").unwrap();
@@ -373,9 +382,10 @@ mod tests {
         // The key in the node's persistent config.
         let key_line = fs::read_to_string(&pub_path).unwrap();
         let key_line = key_line.lines().nth(1).unwrap();
-        fs::create_dir_all(root.join("var/lib/rkos")).unwrap();
+        let config = paths::under(&root, paths::PERSISTENT_CONFIG);
+        fs::create_dir_all(config.parent().unwrap()).unwrap();
         fs::write(
-            root.join("var/lib/rkos/config.yaml"),
+            &config,
             format!("rkos:\n  upgrade:\n    trusted_keys:\n      - {key_line}\n"),
         )
         .unwrap();

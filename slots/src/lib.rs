@@ -11,15 +11,14 @@ pub mod size;
 pub mod state;
 pub mod status;
 
-pub use boot::{BootError, BootState, Outcome, Slot, Trial, DEFAULT_TRIES, MAX_TRIES};
+pub use boot::{BootError, BootState, Outcome, Trial, DEFAULT_TRIES, MAX_TRIES};
 pub use grubenv::GrubEnv;
 pub use manifest::{FileEntry, Manifest};
+/// The slot type is the contract's: `rkos.slot=`, `slots/<X>/` and `init.json` name it too.
+pub use rkos_contract::Slot;
 pub use size::human_size;
 pub use state::{StateDir, StateError};
 pub use status::Status;
 
 /// The `grub.cfg` installed on `RKOS_STATE:/grub/grub.cfg`: implements [`boot`]'s model.
 pub const GRUB_CFG: &str = include_str!("../grub/grub.cfg");
-
-/// Where `RKOS_STATE` is mounted on a running node (by rkos-init in disk mode).
-pub const DEFAULT_STATE_MOUNT: &str = "/run/rkos/state";

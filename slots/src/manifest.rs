@@ -7,10 +7,10 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Files every slot must hold.
-pub const REQUIRED_FILES: [&str; 3] = ["vmlinuz", "initrd", "rootfs.squashfs"];
-pub const MANIFEST_NAME: &str = "manifest.json";
-pub const SIGNATURE_NAME: &str = "manifest.json.minisig";
+use rkos_contract::files::SLOT_FILES;
+/// The contract's names, kept here for `bundle/src/stage.rs` until it imports them from
+/// `rkos_contract::files` itself.
+pub use rkos_contract::files::{MANIFEST as MANIFEST_NAME, SIGNATURE as SIGNATURE_NAME};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,7 +95,7 @@ impl Manifest {
                 ));
             }
         }
-        for req in REQUIRED_FILES {
+        for req in SLOT_FILES {
             if !seen.contains(req) {
                 return bad(format!("required file {req:?} missing"));
             }
@@ -122,7 +122,7 @@ mod tests {
         Manifest {
             version: "1.2.3".into(),
             arch: "amd64".into(),
-            files: REQUIRED_FILES
+            files: SLOT_FILES
                 .iter()
                 .map(|n| FileEntry {
                     name: n.to_string(),

@@ -4,21 +4,15 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::boot::{BootState, Outcome, Slot, Trial};
+use rkos_contract::{Cmdline, Slot};
+
+use crate::boot::{BootState, Outcome, Trial};
 use crate::state::{StateDir, StateError};
 
-/// The slot the kernel was booted from: `rkos.slot=` on the command line (set by grub.cfg).
+/// The slot the kernel was booted from: `rkos.slot=` on the command line (set by grub.cfg;
+/// the last one wins, as for rkos-init).
 pub fn booted_slot_from_cmdline(cmdline: &str) -> Option<Slot> {
-    cmdline
-        .split_ascii_whitespace()
-        .find_map(|w| w.strip_prefix("rkos.slot="))
-        .and_then(|v| v.parse().ok())
-}
-
-/// The slot recorded by rkos-init in `/run/rkos/init.json` (`"slot": "A"`).
-pub fn booted_slot_from_init_json(json: &[u8]) -> Option<Slot> {
-    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
-    v.get("slot")?.as_str()?.parse().ok()
+    Cmdline::parse(cmdline).slot()?.ok()
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -162,18 +156,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cmdline_and_init_json() {
+    fn booted_slot_from_the_cmdline() {
         assert_eq!(
             booted_slot_from_cmdline("BOOT_IMAGE=/x rkos.mode=disk rkos.slot=B quiet"),
             Some(Slot::B)
         );
         assert_eq!(booted_slot_from_cmdline("rkos.slot=C"), None);
         assert_eq!(booted_slot_from_cmdline("quiet"), None);
+        // The last `rkos.slot=` wins, as rkos-init reads it (an operator's addition in the
+        // GRUB editor comes after grub.cfg's).
         assert_eq!(
-            booted_slot_from_init_json(br#"{"mode":"disk","slot":"A"}"#),
-            Some(Slot::A)
+            booted_slot_from_cmdline("rkos.slot=A quiet rkos.slot=B"),
+            Some(Slot::B)
         );
-        assert_eq!(booted_slot_from_init_json(br#"{"mode":"live"}"#), None);
     }
 
     #[test]

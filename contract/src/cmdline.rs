@@ -230,6 +230,13 @@ mod tests {
                 ("plain", None, false),
             ]
         );
+        // Quoting a whole word, as GRUB users write option-like values.
+        let w = words(r#"quiet rkos.labels[desc]="a b c" "rkos.k3s_args=--x y" x"#);
+        assert_eq!(w.len(), 4);
+        assert_eq!(w[1].value.as_deref(), Some("a b c"));
+        assert_eq!(w[2].key, "rkos.k3s_args");
+        assert_eq!(w[2].value.as_deref(), Some("--x y"));
+        assert!(w[2].quoted && !w[3].quoted);
         // No escapes: a backslash is an ordinary character and does not protect the quote.
         assert_eq!(pairs(r#"k="a\" b"#), [kv("k", Some(r"a\")), kv("b", None)]);
     }

@@ -74,8 +74,9 @@ pub const IMAGE_VERSION: &str = "/etc/rkos/version";
 
 /// `path` (absolute, from this module) under `root`: `under("/mnt", BOOT_CONFIG)` is
 /// `/mnt/run/rkos/boot/config.yaml`; under `/` it is the path itself.
-pub fn under(root: &Path, path: &str) -> PathBuf {
-    root.join(path.trim_start_matches('/'))
+pub fn under(root: impl AsRef<Path>, path: impl AsRef<Path>) -> PathBuf {
+    let path = path.as_ref();
+    root.as_ref().join(path.strip_prefix("/").unwrap_or(path))
 }
 
 #[cfg(test)]
@@ -88,7 +89,11 @@ mod tests {
             under(Path::new("/mnt"), BOOT_CONFIG),
             Path::new("/mnt/run/rkos/boot/config.yaml")
         );
-        assert_eq!(under(Path::new("/"), INIT_REPORT), Path::new(INIT_REPORT));
+        assert_eq!(under("/", INIT_REPORT), Path::new(INIT_REPORT));
+        assert_eq!(
+            under(IMAGE_MOUNT, Path::new("/usr")),
+            Path::new("/run/rkos/image/usr")
+        );
         assert_eq!(
             under(Path::new("rel"), "/var/lib/rkos"),
             Path::new("rel/var/lib/rkos")

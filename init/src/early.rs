@@ -8,9 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rkos_config::{Config, Diagnostic, Parsed, Source};
-
-/// Files a NoCloud seed may carry; `user-data` is the config, the rest are kept for tools.
-pub const CIDATA_FILES: &[&str] = &["user-data", "meta-data", "network-config", "vendor-data"];
+use rkos_contract::files::{CIDATA_FILES, MEDIUM_CONFIG};
+use rkos_contract::paths::{self, under};
 
 /// Copies `from` to `to` with mode 0600 (a config may hold a cluster token), creating the
 /// parent. The copy is written under a temporary name and renamed, so readers never see half.
@@ -26,25 +25,25 @@ fn copy_private(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(&tmp, to)
 }
 
-/// Copies the boot medium's `rkos/config.yaml` to `RUN_RKOS/boot/config.yaml`. Returns whether
-/// the medium had one.
-pub fn copy_boot_config(medium: &Path, run_rkos: &Path) -> io::Result<bool> {
-    let src = medium.join("rkos/config.yaml");
+/// Copies the boot medium's `rkos/config.yaml` to `ROOT/run/rkos/boot/config.yaml`. Returns
+/// whether the medium had one.
+pub fn copy_boot_config(medium: &Path, root: &Path) -> io::Result<bool> {
+    let src = medium.join(MEDIUM_CONFIG);
     if !src.is_file() {
         return Ok(false);
     }
-    copy_private(&src, &run_rkos.join("boot/config.yaml"))?;
+    copy_private(&src, &under(root, paths::BOOT_CONFIG))?;
     Ok(true)
 }
 
-/// Copies the NoCloud files found in the mounted seed `seed` to `RUN_RKOS/cidata/`.
+/// Copies the NoCloud files found in the mounted seed `seed` to `ROOT/run/rkos/cidata/`.
 /// Returns the names copied.
-pub fn copy_cidata(seed: &Path, run_rkos: &Path) -> io::Result<Vec<String>> {
+pub fn copy_cidata(seed: &Path, root: &Path) -> io::Result<Vec<String>> {
     let mut copied = Vec::new();
     for name in CIDATA_FILES {
         let src = seed.join(name);
         if src.is_file() {
-            copy_private(&src, &run_rkos.join("cidata").join(name))?;
+            copy_private(&src, &under(root, paths::CIDATA_DIR).join(name))?;
             copied.push(name.to_string());
         }
     }
@@ -93,7 +92,7 @@ fn parse_all(
 /// The image defaults under `root` (the initramfs's copy), parsed; `None` when `root` holds
 /// none.
 pub fn parse_image_defaults(root: &Path) -> Option<ParsedSources> {
-    root.join(rkos_config::source::IMAGE_DEFAULTS_DIR)
+    under(root, paths::IMAGE_DEFAULTS_DIR)
         .is_dir()
         .then(|| parse_all(root, rkos_config::source::image_defaults(root)))
 }
@@ -126,17 +125,17 @@ pub fn load_config(
     (loaded.config, lines)
 }
 
-/// Writes the problems for the login prompt (`/run/rkos/config-errors`, one per line); removes
-/// a stale file when there are none.
-pub fn write_problems(run_rkos: &Path, lines: &[String]) -> io::Result<()> {
-    let path = run_rkos.join("config-errors");
+/// Writes the problems for the login prompt (`ROOT/run/rkos/config-errors`, one per line);
+/// removes a stale file when there are none.
+pub fn write_problems(root: &Path, lines: &[String]) -> io::Result<()> {
+    let path = under(root, paths::CONFIG_ERRORS);
     if lines.is_empty() {
         return match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         };
     }
-    fs::create_dir_all(run_rkos)?;
+    fs::create_dir_all(under(root, paths::RUN_RKOS))?;
     let mut text = lines.join("\n");
     text.push('\n');
     fs::write(path, text)
@@ -209,11 +208,12 @@ mod tests {
     #[test]
     fn copies_boot_config_and_seed_privately() {
         let d = tempfile::tempdir().unwrap();
-        let (medium, run) = (d.path().join("medium"), d.path().join("run/rkos"));
-        assert!(!copy_boot_config(&medium, &run).unwrap());
+        let (medium, root) = (d.path().join("medium"), d.path());
+        let run = root.join("run/rkos");
+        assert!(!copy_boot_config(&medium, root).unwrap());
         fs::create_dir_all(medium.join("rkos")).unwrap();
         fs::write(medium.join("rkos/config.yaml"), "hostname: a\n").unwrap();
-        assert!(copy_boot_config(&medium, &run).unwrap());
+        assert!(copy_boot_config(&medium, root).unwrap());
         let copy = run.join("boot/config.yaml");
         assert_eq!(fs::read_to_string(&copy).unwrap(), "hostname: a\n");
         assert_eq!(fs::metadata(&copy).unwrap().mode() & 0o777, 0o600);
@@ -223,7 +223,7 @@ mod tests {
         fs::write(seed.join("meta-data"), "instance-id: x\n").unwrap();
         fs::write(seed.join("other"), "ignored").unwrap();
         assert_eq!(
-            copy_cidata(&seed, &run).unwrap(),
+            copy_cidata(&seed, root).unwrap(),
             ["user-data", "meta-data"]
         );
         assert!(run.join("cidata/meta-data").is_file());
@@ -269,19 +269,22 @@ mod tests {
     fn image_defaults_come_from_the_initramfs_copy_when_there() {
         let d = tempfile::tempdir().unwrap();
         let (initramfs, sysroot) = (d.path().join("initramfs"), d.path().join("sysroot"));
-        let defaults = rkos_config::source::IMAGE_DEFAULTS_DIR;
-        fs::create_dir_all(sysroot.join(defaults)).unwrap();
+        let (sysroot_defaults, initramfs_defaults) = (
+            under(&sysroot, paths::IMAGE_DEFAULTS_DIR),
+            under(&initramfs, paths::IMAGE_DEFAULTS_DIR),
+        );
+        fs::create_dir_all(&sysroot_defaults).unwrap();
         fs::write(
-            sysroot.join(defaults).join("00-image.yaml"),
+            sysroot_defaults.join("00-image.yaml"),
             "rkos:\n  modules: [from_sysroot]\n",
         )
         .unwrap();
         // No copy in the initramfs: the sysroot's defaults.
         let (config, _) = load_config(parse_image_defaults(&initramfs), &sysroot, "");
         assert_eq!(config.rkos.modules, ["from_sysroot"]);
-        fs::create_dir_all(initramfs.join(defaults)).unwrap();
+        fs::create_dir_all(&initramfs_defaults).unwrap();
         fs::write(
-            initramfs.join(defaults).join("00-image.yaml"),
+            initramfs_defaults.join("00-image.yaml"),
             "rkos:\n  modules: [from_initramfs\n",
         )
         .unwrap();
@@ -293,7 +296,7 @@ mod tests {
             "{problems:?}"
         );
         fs::write(
-            initramfs.join(defaults).join("00-image.yaml"),
+            initramfs_defaults.join("00-image.yaml"),
             "rkos:\n  modules: [from_initramfs]\n",
         )
         .unwrap();
@@ -304,13 +307,11 @@ mod tests {
     #[test]
     fn problems_file() {
         let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("run/rkos/config-errors");
         write_problems(d.path(), &["error: a".into(), "warning: b".into()]).unwrap();
-        assert_eq!(
-            fs::read_to_string(d.path().join("config-errors")).unwrap(),
-            "error: a\nwarning: b\n"
-        );
+        assert_eq!(fs::read_to_string(&file).unwrap(), "error: a\nwarning: b\n");
         write_problems(d.path(), &[]).unwrap();
-        assert!(!d.path().join("config-errors").exists());
+        assert!(!file.exists());
         write_problems(d.path(), &[]).unwrap();
     }
 

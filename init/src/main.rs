@@ -9,17 +9,16 @@ use std::sync::mpsc;
 use std::thread::{sleep, JoinHandle};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use rkos_init::cmdline::{self, BootParams, Mode, Slot};
-use rkos_init::detect::{self, CIDATA_LABEL, DATA_LABEL, LIVE_LABEL, STATE_LABEL};
+use rkos_contract::{label, paths, BootMode, InitReport, Slot};
+use rkos_init::cmdline::{self, BootParams};
+use rkos_init::detect;
 use rkos_init::devices::{self, BlockDevice};
 use rkos_init::early::ParsedSources;
 use rkos_init::kmod;
 use rkos_init::kmod::Loader;
 use rkos_init::log::{self, KernelWork, Ms, Timings};
 use rkos_init::modules::{ModuleIndex, ModulesError};
-use rkos_init::plan::{self, PlanInput, Stage, Volume, RUN_RKOS, SYSROOT};
+use rkos_init::plan::{self, PlanInput, Stage, SYSROOT};
 use rkos_init::{early, rescue, system};
 
 /// Stages whose time the init does not control: devices appearing, hashing the image.
@@ -58,7 +57,7 @@ const TRIAL_RESTART_DELAY: Duration = Duration::from_secs(10);
 /// state volume is not mounted yet, GRUB's environment cannot be read and the shell is the
 /// safe answer (the panic=/watchdog path still covers a hang).
 fn restart_if_on_trial(booted: Slot, consoles: &[PathBuf]) {
-    let state = rkos_slots::StateDir::new(plan::STATE);
+    let state = rkos_slots::StateDir::new(paths::STATE_MOUNT);
     let on_trial = matches!(state.boot_state(), Ok(s) if s.trial.map(|t| t.slot) == Some(booted));
     if !on_trial {
         return;
@@ -202,14 +201,13 @@ impl EarlyWork {
 /// config.yaml (live) and the NoCloud seed's files. Returns the seed device, if any, and the
 /// problems met.
 fn gather_config_sources(
-    mode: Mode,
+    mode: BootMode,
     devs: &[BlockDevice],
     loader: &mut Loader,
 ) -> (Option<PathBuf>, Vec<String>) {
-    let run_rkos = Path::new(RUN_RKOS);
     let mut problems = Vec::new();
     if mode.boots_from_live_medium() {
-        if let Err(e) = early::copy_boot_config(Path::new(plan::MEDIUM), run_rkos) {
+        if let Err(e) = early::copy_boot_config(Path::new(paths::MEDIUM), Path::new("/")) {
             problems.push(format!(
                 "error: cannot copy the boot medium's rkos/config.yaml: {e}"
             ));
@@ -217,44 +215,13 @@ fn gather_config_sources(
     }
     // The seed is attached with the boot volume (a hypervisor's second drive): the wait
     // loop's scan already saw it, and probing optical drives again is slow.
-    let seed = devices::find_label(devs, CIDATA_LABEL, true);
+    let seed = devices::find_label(devs, label::CIDATA, true);
     if let Some(seed) = seed {
-        if let Err(e) = copy_cidata(loader, seed, run_rkos) {
+        if let Err(e) = copy_cidata(loader, seed) {
             problems.push(format!("error: NoCloud seed {}: {e}", seed.path.display()));
         }
     }
     (seed.map(|s| s.path.clone()), problems)
-}
-
-#[derive(Serialize)]
-struct InitReport<'a> {
-    version: String,
-    mode: Mode,
-    slot: Option<Slot>,
-    boot_device: Option<&'a Volume>,
-    data_device: Option<&'a Volume>,
-    cidata_device: Option<PathBuf>,
-    loop_devices: Vec<(PathBuf, PathBuf)>,
-    seeded: &'a [PathBuf],
-    modules_loaded: &'a [String],
-    modules_failed: &'a [String],
-    config_problems: usize,
-    started_after_kernel_ms: f64,
-    stages: &'a [log::StageTime],
-    /// Time inside finit_module outside the device wait (driver probing).
-    module_kernel_ms: f64,
-    /// Time inside mount(2) and loop device set-up (superblock reads, journal replay, block
-    /// device configuration).
-    mount_kernel_ms: f64,
-    /// Time inside writes to /dev/kmsg: the kernel printing the log lines on the consoles.
-    console_kernel_ms: f64,
-    /// Wall time minus waiting for devices, checking/fetching the image, module init,
-    /// mount(2) and console output: what the init itself computes and the small syscalls it
-    /// makes.
-    own_ms: f64,
-    total_ms: f64,
-    cpu_user_ms: f64,
-    cpu_sys_ms: f64,
 }
 
 fn cpu_ms() -> (f64, f64) {
@@ -340,7 +307,7 @@ fn main() {
         Err(e) => ctx.fail(format!("bad kernel command line: {e}")),
     };
     log::init_tracing(params.debug);
-    let version = fs::read_to_string("/etc/rkos/version")
+    let version = fs::read_to_string(paths::IMAGE_VERSION)
         .map(|v| v.trim().to_string())
         .unwrap_or_default();
     tracing::info!(
@@ -385,7 +352,7 @@ fn main() {
     }
     t.record("modules", modules_start);
 
-    if params.mode == Some(Mode::Rescue) {
+    if params.mode == Some(BootMode::Rescue) {
         log::to_consoles(
             &ctx.consoles,
             "rkos-init: rkos.mode=rescue: starting the rescue shell as asked\n",
@@ -424,7 +391,7 @@ fn main() {
         }
     };
     t.record("wait-devices", wait_start);
-    for label in [LIVE_LABEL, STATE_LABEL, DATA_LABEL] {
+    for label in [label::LIVE, label::STATE, label::DATA] {
         if devices::count_label(&devs, label) > 1 {
             tracing::warn!("more than one volume labelled {label}; using the first in name order");
         }
@@ -436,7 +403,7 @@ fn main() {
             .unwrap_or_else(|| "none".into())
     );
 
-    if mode == Mode::Disk {
+    if mode == BootMode::Disk {
         ctx.disk_slot = params.slot;
     }
     let input = PlanInput {
@@ -514,26 +481,27 @@ fn main() {
         }
     };
 
-    if mode == Mode::Disk {
+    if mode == BootMode::Disk {
         let id = t.stage("machine-id", || {
-            system::persist_machine_id(Path::new(plan::DATA), Path::new(SYSROOT), || {
+            system::persist_machine_id(Path::new(paths::DATA_MOUNT), Path::new(SYSROOT), || {
                 fs::read_to_string("/proc/sys/kernel/random/uuid")
             })
         });
         match id {
-            Ok((_, true)) => seeded.push(Path::new(plan::DATA).join("etc/machine-id")),
+            Ok((_, true)) => seeded.push(Path::new(paths::DATA_MOUNT).join("etc/machine-id")),
             Ok(_) => {}
-            Err(e) => tracing::warn!("machine id not kept on RKOS_DATA: {e}"),
+            Err(e) => tracing::warn!("machine id not kept on {}: {e}", label::DATA),
         }
     }
 
     if !seeded.is_empty() {
-        if let Err(e) = t.stage("sync-data", || system::sync_fs(Path::new(plan::DATA))) {
+        if let Err(e) = t.stage("sync-data", || {
+            system::sync_fs(Path::new(paths::DATA_MOUNT))
+        }) {
             ctx.fail(e);
         }
     }
 
-    let run_rkos = Path::new(RUN_RKOS);
     let mut problems: Vec<String> = gather_problems;
     t.stage("config", || {
         let EarlyConfig {
@@ -576,7 +544,7 @@ fn main() {
                 .into_iter()
                 .map(|p| format!("error: {p}")),
         );
-        if mode == Mode::Disk && !config.rkos.persistent_paths.is_empty() {
+        if mode == BootMode::Disk && !config.rkos.persistent_paths.is_empty() {
             let already: Vec<PathBuf> =
                 plan::DEFAULT_PERSISTENT.iter().map(PathBuf::from).collect();
             // Bad paths are reported and skipped; the good ones are bound together so parents
@@ -603,7 +571,7 @@ fn main() {
                 }
             }
             if !exec.seeded.is_empty() {
-                if let Err(e) = system::sync_fs(Path::new(plan::DATA)) {
+                if let Err(e) = system::sync_fs(Path::new(paths::DATA_MOUNT)) {
                     problems.push(format!("error: {e}"));
                 }
             }
@@ -619,8 +587,8 @@ fn main() {
             }
             log::to_consoles(&ctx.consoles, &text);
         }
-        if let Err(e) = early::write_problems(run_rkos, &problems) {
-            tracing::warn!("cannot write {RUN_RKOS}/config-errors: {e}");
+        if let Err(e) = early::write_problems(Path::new("/"), &problems) {
+            tracing::warn!("cannot write {}: {e}", paths::CONFIG_ERRORS);
         }
         tracing::info!("hostname {name}");
     });
@@ -632,20 +600,21 @@ fn main() {
     let own_ms = t.own_ms(elapsed);
     let total_ms = log::ms(elapsed);
     let (cpu_user_ms, cpu_sys_ms) = cpu_ms();
+    let modules = loader.loaded.len();
     let report = InitReport {
         version,
         mode,
-        slot: params.slot.filter(|_| mode == Mode::Disk),
-        boot_device: boot.as_ref(),
-        data_device: data.as_ref(),
+        slot: params.slot.filter(|_| mode == BootMode::Disk),
+        boot_device: boot,
+        data_device: data,
         cidata_device,
         loop_devices,
-        seeded: &seeded,
-        modules_loaded: &loader.loaded,
-        modules_failed: &loader.failed,
+        seeded,
+        modules_loaded: std::mem::take(&mut loader.loaded),
+        modules_failed: std::mem::take(&mut loader.failed),
         config_problems: problems.len(),
         started_after_kernel_ms: log::tenths(started_after_kernel_ms),
-        stages: &t.stages,
+        stages: std::mem::take(&mut t.stages),
         module_kernel_ms,
         mount_kernel_ms,
         console_kernel_ms,
@@ -655,14 +624,14 @@ fn main() {
         cpu_sys_ms,
     };
     if let Ok(json) = serde_json::to_string_pretty(&report) {
-        let _ = fs::write(run_rkos.join("init.json"), json + "\n");
+        let _ = fs::write(paths::INIT_REPORT, json + "\n");
     }
     log::kmsg(
         log::INFO,
         &format!(
             "total {} ms, own work {} ms (not counted: waiting for devices, checking the image, \
              module init {} ms, mount(2) and loop set-up {} ms, console output {} ms), \
-             cpu user {} ms sys {} ms, mode {mode}, {} modules",
+             cpu user {} ms sys {} ms, mode {mode}, {modules} modules",
             Ms(total_ms),
             Ms(own_ms),
             Ms(module_kernel_ms),
@@ -670,7 +639,6 @@ fn main() {
             Ms(console_kernel_ms),
             Ms(cpu_user_ms),
             Ms(cpu_sys_ms),
-            loader.loaded.len()
         ),
     );
     if devkmsg_changed {
@@ -681,22 +649,22 @@ fn main() {
 }
 
 /// Mounts the NoCloud seed read-only, copies its files, unmounts it.
-fn copy_cidata(loader: &mut Loader, seed: &BlockDevice, run_rkos: &Path) -> Result<(), String> {
+fn copy_cidata(loader: &mut Loader, seed: &BlockDevice) -> Result<(), String> {
     let fstype = seed.fstype().ok_or("unknown filesystem")?.mount_type();
     loader.ensure_fs(fstype);
-    let mnt = run_rkos.join("cidata.mnt");
-    fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+    let mnt = Path::new(paths::CIDATA_MOUNT);
+    fs::create_dir_all(mnt).map_err(|e| e.to_string())?;
     system::mount_fs(
         &seed.path.to_string_lossy(),
-        &mnt,
+        mnt,
         fstype,
         nix::mount::MsFlags::MS_RDONLY,
         "",
     )
     .map_err(|e| e.to_string())?;
-    let copied = early::copy_cidata(&mnt, run_rkos);
-    let _ = nix::mount::umount(&mnt);
-    let _ = fs::remove_dir(&mnt);
+    let copied = early::copy_cidata(mnt, Path::new("/"));
+    let _ = nix::mount::umount(mnt);
+    let _ = fs::remove_dir(mnt);
     let copied = copied.map_err(|e| e.to_string())?;
     tracing::info!(
         "NoCloud seed {}: {}",

@@ -102,7 +102,8 @@ pub fn shell_forever(consoles: &[PathBuf]) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{FsType, Probe};
+    use crate::probe::Probe;
+    use rkos_contract::FsType;
 
     #[test]
     fn message_names_what_was_wanted_and_found() {

@@ -15,6 +15,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rkos_config::render::{PASSWORD_HASH, USER};
 use rkos_config::{load, source, BootMode, Config, Diagnostic, RenderContext};
+use rkos_contract::paths::{self, under};
+use rkos_contract::Cmdline;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 pub enum Stage {
@@ -36,8 +38,6 @@ pub struct ApplyArgs {
     pub cmdline: Option<String>,
 }
 
-pub const ERRORS_FILE: &str = "run/rkos/config-errors";
-pub const KEY_CACHE_DIR: &str = "var/lib/rkos/cache/keys";
 const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub fn run(a: &ApplyArgs) -> anyhow::Result<()> {
@@ -137,28 +137,28 @@ fn write_errors(root: &Path, errors: &[String]) -> anyhow::Result<()> {
         text.push('\n');
     }
     let file = rkos_config::RenderedFile {
-        path: Path::new("/").join(ERRORS_FILE),
+        path: PathBuf::from(paths::CONFIG_ERRORS),
         mode: 0o644,
         uid: 0,
         gid: 0,
         content: text.into_bytes(),
     };
-    rkos_config::apply::write_rendered(root, &[file]).context("writing /run/rkos/config-errors")?;
+    rkos_config::apply::write_rendered(root, &[file])
+        .with_context(|| format!("writing {}", paths::CONFIG_ERRORS))?;
     Ok(())
 }
 
 /// Version, boot mode, primary MAC, previous password hash and accounts, read from the root.
 fn context(root: &Path, cmdline: &str) -> RenderContext {
-    let version = std::fs::read_to_string(root.join("etc/rkos/version"))
+    let version = std::fs::read_to_string(under(root, paths::IMAGE_VERSION))
         .map(|v| v.trim().to_string())
         .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_string());
     let mode = boot_mode(root, cmdline);
     let mut ctx = RenderContext::new(version, mode);
     ctx.primary_mac = rkos_config::primary_mac(&root.join("sys/class/net"));
-    ctx.previous_password_hash =
-        std::fs::read_to_string(root.join(PASSWORD_HASH.trim_start_matches('/')))
-            .ok()
-            .map(|h| h.trim().to_string());
+    ctx.previous_password_hash = std::fs::read_to_string(under(root, PASSWORD_HASH))
+        .ok()
+        .map(|h| h.trim().to_string());
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         use std::io::Read;
         let _ = f.read_exact(&mut ctx.password_salt);
@@ -186,19 +186,13 @@ pub fn parse_ids(text: &str) -> BTreeMap<String, u32> {
         .collect()
 }
 
-/// `rkos.mode=` on the command line, else the mode rkos-init recorded, else live.
+/// `rkos.mode=` on the command line (read as rkos-init reads it), else the mode rkos-init
+/// recorded, else live.
 pub fn boot_mode(root: &Path, cmdline: &str) -> BootMode {
-    let from_cmdline = cmdline
-        .split_whitespace()
-        .rev()
-        .find_map(|w| w.strip_prefix("rkos.mode="))
-        .and_then(|m| m.parse().ok());
-    from_cmdline
-        .or_else(|| {
-            let text = std::fs::read_to_string(root.join("run/rkos/init.json")).ok()?;
-            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-            v.get("mode")?.as_str()?.parse().ok()
-        })
+    Cmdline::parse(cmdline)
+        .mode()
+        .and_then(Result::ok)
+        .or_else(|| crate::upgrade_cmd::init_report(root).map(|r| r.mode))
         .unwrap_or(BootMode::Live)
 }
 
@@ -247,9 +241,7 @@ fn fetch_data_sources(root: &Path, cfg: &Config, problems: &mut Vec<String>) {
         }
         match fetch_text(&client, url) {
             Ok(text) => files.push(rkos_config::RenderedFile {
-                path: Path::new("/")
-                    .join(source::DATASOURCES_DIR)
-                    .join(format!("{:02}.yaml", i + 1)),
+                path: Path::new(paths::DATASOURCES_DIR).join(format!("{:02}.yaml", i + 1)),
                 mode: 0o600,
                 uid: 0,
                 gid: 0,
@@ -287,7 +279,7 @@ fn cache_file(root: &Path, entry: &str) -> PathBuf {
             }
         })
         .collect();
-    root.join(KEY_CACHE_DIR).join(format!("{safe}.keys"))
+    under(root, paths::KEY_CACHE_DIR).join(format!("{safe}.keys"))
 }
 
 /// Fetches remote key entries into the cache; a failed fetch keeps the cached keys, so an
@@ -510,9 +502,19 @@ mod tests {
         assert_eq!(ids.len(), 2);
         let d = tempfile::tempdir().unwrap();
         assert_eq!(boot_mode(d.path(), "ro rkos.mode=disk"), BootMode::Disk);
-        std::fs::create_dir_all(d.path().join("run/rkos")).unwrap();
-        std::fs::write(d.path().join("run/rkos/init.json"), r#"{"mode":"netboot"}"#).unwrap();
+        let report = under(d.path(), paths::INIT_REPORT);
+        std::fs::create_dir_all(report.parent().unwrap()).unwrap();
+        std::fs::write(report, r#"{"mode":"netboot"}"#).unwrap();
         assert_eq!(boot_mode(d.path(), ""), BootMode::Netboot);
+        // A malformed mode on the command line is rkos-init's to report: the recorded one counts.
+        assert_eq!(boot_mode(d.path(), "rkos.mode=dsik"), BootMode::Netboot);
+        assert_eq!(
+            boot_mode(
+                d.path(),
+                "rkos.mode=live k3os.mode=disk -- rkos.mode=rescue"
+            ),
+            BootMode::Disk
+        );
         assert_eq!(
             key_url("github:octo"),
             Some("https://github.com/octo.keys".into())
@@ -528,9 +530,10 @@ mod tests {
     fn apply_to_a_root_writes_files_and_errors() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        std::fs::create_dir_all(r.join("var/lib/rkos")).unwrap();
+        let config = under(r, paths::PERSISTENT_CONFIG);
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
         std::fs::write(
-            r.join("var/lib/rkos/config.yaml"),
+            config,
             "hostname: node-1\nrkos:\n  server_url: https://s.example\n",
         )
         .unwrap();
@@ -546,13 +549,13 @@ mod tests {
         );
         let k3s = std::fs::read_to_string(r.join("etc/rancher/k3s/config.yaml")).unwrap();
         assert!(k3s.contains("zone=a"), "{k3s}");
-        let errors = std::fs::read_to_string(r.join(ERRORS_FILE)).unwrap();
+        let errors = std::fs::read_to_string(under(r, paths::CONFIG_ERRORS)).unwrap();
         assert!(
             errors.contains("rkos.token: an agent needs a `token`"),
             "{errors}"
         );
         // The good persistent file was saved as last good.
-        assert!(r.join("var/lib/rkos/last-good/config.yaml").exists());
+        assert!(under(r, paths::LAST_GOOD_DIR).join("config.yaml").exists());
     }
 
     #[test]
@@ -579,7 +582,8 @@ mod tests {
         fetch_data_sources(d.path(), &cfg, &mut problems);
         server.join().unwrap();
         assert!(problems.is_empty(), "{problems:?}");
-        let got = std::fs::read_to_string(d.path().join("run/rkos/datasources/01.yaml")).unwrap();
+        let got = std::fs::read_to_string(under(d.path(), paths::DATASOURCES_DIR).join("01.yaml"))
+            .unwrap();
         assert_eq!(got, "hostname: from-url\n");
         let loaded = load(&source::collect(d.path(), ""));
         assert_eq!(loaded.config.hostname.as_deref(), Some("from-url"));

@@ -23,10 +23,12 @@ pub mod validate;
 pub use diag::{Diagnostic, Severity};
 pub use load::{
     count, load, load_parsed, parse_source, provenance, validate_text, Loaded, Parsed, Source,
-    SourceKind, USER_DATA_SCRIPT,
+    SourceKind,
 };
 pub use model::{
-    default_hostname, primary_mac, Bond, BootMode, BootModeError, Config, DataDisk, Install,
-    Interface, Network, Proxy, Rkos, Role, Upgrade, Vlan, Wifi, WriteFile,
+    default_hostname, primary_mac, Bond, Config, DataDisk, Install, Interface, Network, Proxy,
+    Rkos, Role, Upgrade, Vlan, Wifi, WriteFile,
 };
 pub use render::{render, render_report, RenderContext, Rendered, RenderedFile};
+/// How the node booted: the contract's type, which rkos-init records in `init.json`.
+pub use rkos_contract::{BootMode, BootModeError};

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use indexmap::IndexMap;
+use rkos_contract::paths::USER_DATA_SCRIPT;
 
 use crate::cmdline;
 use crate::de::{from_node, DeError};
@@ -83,9 +84,6 @@ impl Parsed {
 }
 
 const CLOUD_INIT_NOTE: &str = "; rkos reads only hostname, ssh_authorized_keys, write_files, runcmd, bootcmd and rkos/k3os from cloud-init user-data";
-
-/// Path at which a `#!` user-data script is written and run.
-pub const USER_DATA_SCRIPT: &str = "/var/lib/rkos/user-data.sh";
 
 fn empty_map(name: &str) -> Node {
     let src: Arc<str> = Arc::from(name);

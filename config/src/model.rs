@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -184,47 +183,6 @@ impl Config {
     }
 }
 
-/// How the node booted (`rkos.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BootMode {
-    Live,
-    Disk,
-    Netboot,
-    Install,
-    Rescue,
-}
-
-impl fmt::Display for BootMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BootMode::Live => "live",
-            BootMode::Disk => "disk",
-            BootMode::Netboot => "netboot",
-            BootMode::Install => "install",
-            BootMode::Rescue => "rescue",
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown boot mode `{0}`: expected live, disk, netboot, install or rescue")]
-pub struct BootModeError(pub String);
-
-impl FromStr for BootMode {
-    type Err = BootModeError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "live" => BootMode::Live,
-            "disk" => BootMode::Disk,
-            "netboot" => BootMode::Netboot,
-            "install" => BootMode::Install,
-            "rescue" => BootMode::Rescue,
-            _ => return Err(BootModeError(s.to_string())),
-        })
-    }
-}
-
 /// The MAC address the default hostname is derived from: the interface backed by a device
 /// that sits first on its bus (the `device` link's target, e.g. a PCI address), with a
 /// non-zero address. Ordering by bus position rather than by name gives the same answer in
@@ -283,14 +241,6 @@ mod tests {
         assert_ne!(a, default_hostname(Some("52:54:00:12:34:57")));
         assert!(a.starts_with("rkos-") && a.len() == 9);
         assert_eq!(default_hostname(None), "rkos-0000");
-    }
-
-    #[test]
-    fn boot_mode_round_trip() {
-        for m in ["live", "disk", "netboot", "install", "rescue"] {
-            assert_eq!(m.parse::<BootMode>().unwrap().to_string(), m);
-        }
-        assert!("usb".parse::<BootMode>().is_err());
     }
 
     #[test]

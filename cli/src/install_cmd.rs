@@ -8,15 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use rkos_wizard::{disks, grow, install, net, system, ui};
 
-/// The architecture this binary was built for, as slot manifests name it.
-pub const ARCH: &str = if cfg!(target_arch = "x86_64") {
-    "amd64"
-} else if cfg!(target_arch = "aarch64") {
-    "arm64"
-} else {
-    std::env::consts::ARCH
-};
-
 #[derive(clap::Args, Debug)]
 pub struct InstallArgs {
     /// Target disk (`/dev/sda`); everything on it is erased.
@@ -26,7 +17,7 @@ pub struct InstallArgs {
     #[arg(long, value_name = "PATH|URL")]
     pub config: Option<String>,
     /// Where the OS files are (`boot/vmlinuz`, `boot/initrd`, `rootfs.squashfs`).
-    #[arg(long, default_value = "/run/rkos/medium")]
+    #[arg(long, default_value = rkos_contract::paths::MEDIUM)]
     pub source: PathBuf,
     /// Version recorded in slot A's manifest (default: this image's version).
     #[arg(long, value_name = "VERSION")]
@@ -107,7 +98,7 @@ pub fn run(args: InstallArgs) -> Result<()> {
         reboot |= u.reboot;
         // Without a config URL, a config on the boot medium (rkos/config.yaml on the ISO or
         // stick, copied by rkos-init) becomes the installed node's config.
-        let boot_cfg = args.root.join("run/rkos/boot/config.yaml");
+        let boot_cfg = rkos_contract::paths::under(&args.root, rkos_contract::paths::BOOT_CONFIG);
         if boot_cfg.is_file() {
             fallback_config = Some(boot_cfg.to_string_lossy().into_owned());
         }
@@ -174,7 +165,7 @@ pub fn run(args: InstallArgs) -> Result<()> {
         }
     }
     let version = args.image_version.clone().unwrap_or_else(image_version);
-    let source = install::Source::from_dir(&args.source, &version, ARCH)?;
+    let source = install::Source::from_dir(&args.source, &version, rkos_contract::arch())?;
     let work = tempfile::Builder::new().prefix("rkos-install").tempdir()?;
     let req = install::Request {
         disk: disk.dev_path(),
@@ -185,9 +176,10 @@ pub fn run(args: InstallArgs) -> Result<()> {
     };
     let done = install::install(&req, &mut ui::BarProgress::new())?;
     eprintln!(
-        "rkos-install: installed rkos {} on {} (RKOS_STATE {} MiB)",
+        "rkos-install: installed rkos {} on {} ({} {} MiB)",
         done.manifest.version,
         req.disk.display(),
+        rkos_contract::label::STATE,
         done.layout.state_mib
     );
     if power_off || reboot {

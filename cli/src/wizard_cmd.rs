@@ -71,7 +71,7 @@ pub struct WizardArgs {
     #[arg(long, default_value = "/")]
     pub root: PathBuf,
     /// Where the OS files to install are (the live medium by default).
-    #[arg(long, default_value = "/run/rkos/medium")]
+    #[arg(long, default_value = rkos_contract::paths::MEDIUM)]
     pub source: PathBuf,
     /// Version recorded in slot A's manifest (default: this image's version).
     #[arg(long, value_name = "VERSION")]
@@ -281,8 +281,7 @@ fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
                 .image_version
                 .clone()
                 .unwrap_or_else(crate::install_cmd::image_version);
-            let source =
-                install::Source::from_dir(&args.source, &version, crate::install_cmd::ARCH)?;
+            let source = install::Source::from_dir(&args.source, &version, rkos_contract::arch())?;
             let work = tempfile::Builder::new().prefix("rkos-install").tempdir()?;
             let req = install::Request {
                 disk: disk.dev_path(),

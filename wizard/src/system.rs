@@ -6,11 +6,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rkos_contract::cmdline::{keys, truthy, Cmdline};
+use rkos_contract::paths;
+
 use crate::atomic::write_atomic;
 
 /// `ROOT/var/lib/rkos/config.yaml`.
 pub fn config_path(root: &Path) -> PathBuf {
-    root.join("var/lib/rkos/config.yaml")
+    paths::under(root, paths::PERSISTENT_CONFIG)
 }
 
 /// Writes the persistent config atomically with mode 0600 (it holds the token and the
@@ -55,57 +58,13 @@ pub struct Unattended {
     pub tty: Option<String>,
 }
 
-fn truthy(v: Option<&str>) -> bool {
-    !matches!(
-        v.map(str::to_ascii_lowercase).as_deref(),
-        Some("false" | "0" | "no" | "off")
-    )
-}
-
-/// Splits a kernel command line into words; double quotes group words with spaces, as the
-/// kernel itself does for parameter values.
-fn words(cmdline: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut any = false;
-    for c in cmdline.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if any {
-                    out.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                any = true;
-            }
-        }
-    }
-    if any {
-        out.push(cur);
-    }
-    out
-}
-
 pub fn unattended_from_cmdline(cmdline: &str) -> Unattended {
     let mut u = Unattended::default();
-    for w in words(cmdline) {
-        let (k, v) = match w.split_once('=') {
-            Some((k, v)) => (k.to_string(), Some(v.to_string())),
-            None => (w.clone(), None),
-        };
-        let Some(key) = k
-            .strip_prefix("rkos.install.")
-            .or_else(|| k.strip_prefix("k3os.install."))
-        else {
+    for (key, w) in Cmdline::parse(cmdline).rkos_words() {
+        let Some(key) = key.strip_prefix("install.") else {
             continue;
         };
+        let v = w.value.clone();
         match key.replace('-', "_").as_str() {
             "device" => u.device = v.filter(|s| !s.is_empty()),
             "config_url" => u.config_url = v.filter(|s| !s.is_empty()),
@@ -121,9 +80,11 @@ pub fn unattended_from_cmdline(cmdline: &str) -> Unattended {
 /// Kernel arguments an installed node should keep from the live boot: the serial console
 /// the install ran on, so the installed system talks on the same console.
 pub fn consoles_from_cmdline(cmdline: &str) -> Vec<String> {
-    words(cmdline)
-        .into_iter()
-        .filter(|w| w.starts_with("console="))
+    Cmdline::parse(cmdline)
+        .words()
+        .iter()
+        .filter(|w| w.key == keys::CONSOLE)
+        .filter_map(|w| Some(format!("{}={}", keys::CONSOLE, w.value.as_ref()?)))
         .collect()
 }
 
@@ -155,7 +116,7 @@ mod tests {
     #[test]
     fn consoles() {
         assert_eq!(
-            consoles_from_cmdline("a console=tty0 b console=ttyS0,115200n8"),
+            consoles_from_cmdline("a console=tty0 b console console=ttyS0,115200n8"),
             ["console=tty0", "console=ttyS0,115200n8"]
         );
     }

@@ -639,12 +639,11 @@ const CHECK_PREFIX: &str = "# check: ";
 /// hash in the same root-only 0600 file: whoever can read it can read the clear password
 /// in the 0600 config it came from anyway.
 fn password_check(hash: &str, password: &str) -> String {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
+    let mut h = rkos_io::Hasher::new();
     h.update(hash.as_bytes());
-    h.update([0u8]);
+    h.update(&[0u8]);
     h.update(password.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    h.finish().sha256
 }
 
 fn write_files(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {

@@ -149,7 +149,12 @@ pub fn parse_source(source: &Source) -> Parsed {
 /// Warnings for secrets given on the kernel command line: `/proc/cmdline` is readable by
 /// every process on the node, pods included, and GRUB's menu shows it.
 fn cmdline_secrets(tree: &Node, source: &str) -> Vec<Diagnostic> {
-    fn walk(node: &Node, path: &mut Vec<PathSeg>, root: &Node, out: &mut Vec<(Vec<PathSeg>, Mark)>) {
+    fn walk(
+        node: &Node,
+        path: &mut Vec<PathSeg>,
+        root: &Node,
+        out: &mut Vec<(Vec<PathSeg>, Mark)>,
+    ) {
         if crate::show::is_secret_path(path, root) && !node.is_null() {
             out.push((path.clone(), node.mark.clone()));
             return;

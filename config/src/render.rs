@@ -255,7 +255,10 @@ fn k3s(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
         // The cluster-admin kubeconfig: readable by the node's admin user (group rkos)
         // for kubectl without sudo, by nobody else (not by pods with a host mount).
         // k3s has had --write-kubeconfig-group since v1.27.14/1.28.10/1.29.5/1.30.1.
-        m.insert("write-kubeconfig-mode".into(), s(KUBECONFIG_MODE.to_string()));
+        m.insert(
+            "write-kubeconfig-mode".into(),
+            s(KUBECONFIG_MODE.to_string()),
+        );
         m.insert("write-kubeconfig-group".into(), s(ADMIN_GROUP.to_string()));
     }
     let (flags, warnings) = parse_k3s_args(&rk.k3s_args);

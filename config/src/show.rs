@@ -166,7 +166,10 @@ mod tests {
             mask_userinfo("a https://tok@git.example/x and http://u:p@h:1 b"),
             "a https://<redacted>@git.example/x and http://<redacted>@h:1 b"
         );
-        assert!(matches!(mask_userinfo("https://host/a@b"), Cow::Borrowed(_)));
+        assert!(matches!(
+            mask_userinfo("https://host/a@b"),
+            Cow::Borrowed(_)
+        ));
         assert!(matches!(mask_userinfo("no url"), Cow::Borrowed(_)));
     }
 
@@ -190,7 +193,10 @@ mod tests {
             "rkos:\n  data_sources:\n    - https://user:URLPASS@cfg.example/node.yaml\n  \
              environment:\n    MIRROR: http://mirror:MIRRORPASS@10.0.0.2/\n",
         );
-        assert!(!out.contains("URLPASS") && !out.contains("MIRRORPASS"), "{out}");
+        assert!(
+            !out.contains("URLPASS") && !out.contains("MIRRORPASS"),
+            "{out}"
+        );
         assert!(out.contains("cfg.example/node.yaml"), "{out}");
     }
 }

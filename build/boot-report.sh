@@ -11,6 +11,9 @@ runs=${2:-3}
 cd "$top"
 # Emulated boots vary with the host's load: one boot is an anecdote, the median of several a
 # figure.
+# One accelerator verdict for every boot (the probe prints it once, with its reason).
+RKOS_ACCEL=$(cargo run -q --release -p rkos-vm --bin rkos-accel -- --iso "$iso")
+export RKOS_ACCEL
 declare -a reports owns
 for i in $(seq "$runs"); do
     r=$(cargo run -q --release -p rkos-tests --features qemu --bin boot-report -- "$iso")

@@ -85,8 +85,12 @@ pub fn create(
             .and_then(|n| n.to_str())
             .ok_or_else(|| BundleError::Refused(format!("{}: no usable file name", f.display())))?
             .to_string();
-        let (size, sha256) = crate::stage::sha256_file(f)?;
-        entries.push(FileEntry { name, size, sha256 });
+        let h = rkos_io::sha256_file(f).ctx(|| format!("reading {}", f.display()))?;
+        entries.push(FileEntry {
+            name,
+            size: h.size,
+            sha256: h.sha256,
+        });
     }
     let manifest = Manifest {
         version: version.to_string(),

@@ -3,14 +3,11 @@
 //! offset (HTTP `Range`), so staging code is one path for both.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::Once;
 use std::time::Duration;
 
-use reqwest::blocking::Client;
-use reqwest::header::{CONTENT_RANGE, RANGE};
-use reqwest::StatusCode;
+use rkos_http::{Client, HttpError};
 
 use crate::error::{BundleError, IoContext, Result};
 
@@ -31,22 +28,13 @@ pub struct Opened {
     pub total: Option<u64>,
 }
 
-static RUSTLS_PROVIDER: Once = Once::new();
-
 impl Source {
     /// `http://...` or `https://...` (a base URL: files are fetched as `URL/name`), else a
     /// directory path.
     pub fn parse(s: &str) -> Result<Self> {
         if s.starts_with("http://") || s.starts_with("https://") {
-            RUSTLS_PROVIDER.call_once(|| {
-                // Another part of the process may have installed one already: either is fine.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-            });
-            let client = Client::builder()
-                .connect_timeout(Duration::from_secs(15))
-                // Applies to each read, so a stalled transfer fails and is retried with Range.
-                .timeout(Duration::from_secs(60))
-                .build()
+            // A stalled transfer fails its read after a minute and is retried with Range.
+            let client = Client::for_downloads(Duration::from_secs(15), Duration::from_secs(60))
                 .map_err(|e| BundleError::Source(s.to_string(), e.to_string()))?;
             Ok(Source::Http {
                 base: s.trim_end_matches('/').to_string(),
@@ -116,49 +104,24 @@ impl Source {
                 })
             }
             Source::Http { client, .. } => {
-                let mut req = client.get(&what);
-                if offset > 0 {
-                    req = req.header(RANGE, format!("bytes={offset}-"));
-                }
-                let resp = req.send().map_err(|e| BundleError::Transfer {
-                    what: what.clone(),
-                    attempts: 1,
-                    last: error_chain(&e),
-                })?;
-                let status = resp.status();
-                match status {
-                    StatusCode::PARTIAL_CONTENT if offset > 0 => {
-                        let total = resp
-                            .headers()
-                            .get(CONTENT_RANGE)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(parse_content_range_total);
-                        Ok(Opened {
-                            reader: Box::new(resp),
-                            start: offset,
-                            total,
-                        })
-                    }
-                    StatusCode::OK => {
-                        let total = resp.content_length();
-                        Ok(Opened {
-                            reader: Box::new(resp),
-                            start: 0,
-                            total,
-                        })
-                    }
-                    StatusCode::RANGE_NOT_SATISFIABLE => Ok(Opened {
-                        // Asked past the end: the part on disk is already complete (or too
-                        // long, which the size check reports).
-                        reader: Box::new(io::empty()),
-                        start: offset,
-                        total: None,
-                    }),
-                    s => Err(BundleError::HttpStatus {
+                let r = client.open(&what, offset).map_err(|e| match e {
+                    HttpError::Status { status, .. } => BundleError::HttpStatus { what, status },
+                    HttpError::Request { detail, .. } => BundleError::Transfer {
                         what,
-                        status: s.as_u16(),
-                    }),
-                }
+                        attempts: 1,
+                        last: detail,
+                    },
+                    other => BundleError::Transfer {
+                        what,
+                        attempts: 1,
+                        last: other.reason(),
+                    },
+                })?;
+                Ok(Opened {
+                    reader: r.reader,
+                    start: r.start,
+                    total: r.total,
+                })
             }
         }
     }
@@ -173,31 +136,9 @@ impl Source {
     }
 }
 
-/// `bytes 100-199/1000` -> 1000.
-fn parse_content_range_total(v: &str) -> Option<u64> {
-    v.rsplit_once('/')?.1.trim().parse().ok()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn content_range() {
-        assert_eq!(parse_content_range_total("bytes 100-199/1000"), Some(1000));
-        assert_eq!(parse_content_range_total("bytes 100-199/*"), None);
-    }
 
     #[test]
     fn parse_sources() {

@@ -15,15 +15,14 @@
 //!    fsync the directory;
 //! 6. [`flip`]: put the slot on trial in `grubenv` (one atomic rename).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::fs::{self, OpenOptions};
+use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rkos_slots::fsio::{fsync_dir, write_atomic};
+use rkos_io::{fsync_dir, HashReader, HashWriter, VerifyError};
 use rkos_slots::manifest::{FileEntry, MANIFEST_NAME, SIGNATURE_NAME};
 use rkos_slots::{BootState, Manifest, Slot, StateDir};
-use sha2::{Digest, Sha256};
 
 use crate::error::{BundleError, IoContext, Result};
 use crate::keys::TrustedKeys;
@@ -196,7 +195,7 @@ pub fn stage(
     invalidate_slot(&slot_dir, &staging, resumable)?;
     fs::create_dir_all(&staging).ctx(|| format!("creating {}", staging.display()))?;
     if !resumable {
-        write_atomic(&staging_manifest, &manifest_bytes)
+        rkos_io::write_atomic(&staging_manifest, &manifest_bytes, 0o644)
             .ctx(|| format!("writing {}", staging_manifest.display()))?;
     }
 
@@ -235,10 +234,10 @@ pub fn stage(
                 .ctx(|| format!("moving {} into place", to.display()))?;
         }
         fsync_dir(&slot_dir).ctx(|| format!("fsync {}", slot_dir.display()))?;
-        write_atomic(&state.signature(target), &sig_bytes)
+        rkos_io::write_atomic(&state.signature(target), &sig_bytes, 0o644)
             .ctx(|| format!("writing {}", state.signature(target).display()))?;
         // The manifest last: it is what makes the slot complete.
-        write_atomic(&state.manifest(target), &manifest_bytes)
+        rkos_io::write_atomic(&state.manifest(target), &manifest_bytes, 0o644)
             .ctx(|| format!("writing {}", state.manifest(target).display()))?;
         fs::remove_dir_all(&staging).ctx(|| format!("removing {}", staging.display()))?;
         fsync_dir(&slot_dir).ctx(|| format!("fsync {}", slot_dir.display()))
@@ -296,43 +295,32 @@ pub fn verify_slot(state: &StateDir, slot: Slot) -> Result<Manifest> {
     Ok(manifest)
 }
 
-/// Checks one file's size and sha256 in a single pass.
+/// Checks one file's size and sha256 against its manifest entry.
 pub fn verify_file(path: &Path, entry: &FileEntry) -> Result<()> {
-    let (len, actual) = sha256_file(path)?;
-    if len != entry.size {
-        return Err(BundleError::Truncated {
+    entry.verify(path).map_err(|e| match e {
+        VerifyError::Size {
+            path,
+            expected,
+            found,
+        } => BundleError::Truncated {
             file: path.display().to_string(),
-            expected: entry.size,
-            got: len,
-        });
-    }
-    if actual != entry.sha256 {
-        return Err(BundleError::Sha256Mismatch {
+            expected,
+            got: found,
+        },
+        VerifyError::Sha256 {
+            path,
+            expected,
+            found,
+        } => BundleError::Sha256Mismatch {
             file: path.display().to_string(),
-            expected: entry.sha256.clone(),
-            actual,
-        });
-    }
-    Ok(())
-}
-
-/// Size and sha256 (lowercase hex) of a file, read once.
-pub fn sha256_file(path: &Path) -> Result<(u64, String)> {
-    let mut f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut len = 0u64;
-    loop {
-        let n = f
-            .read(&mut buf)
-            .ctx(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((len, hex::encode(h.finalize())))
+            expected,
+            actual: found,
+        },
+        VerifyError::Io { path, source } => BundleError::Io {
+            context: format!("reading {}", path.display()),
+            source,
+        },
+    })
 }
 
 fn part_path(staging: &Path, name: &str) -> PathBuf {
@@ -414,14 +402,13 @@ fn fetch_file(
 ) -> Result<(u64, u64)> {
     let path = part_path(staging, &entry.name);
     let what = source.describe(&entry.name);
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
         .ctx(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
     let mut len = file
         .metadata()
         .ctx(|| format!("stat {}", path.display()))?
@@ -432,24 +419,16 @@ fn fetch_file(
         len = 0;
     }
     // A part left by an earlier run: hash what is there so the digest covers the whole file.
-    let reused = len;
-    if len > 0 {
-        let mut buf = vec![0u8; CHUNK];
-        let mut left = len;
-        while left > 0 {
-            let n = file
-                .read(&mut buf[..CHUNK.min(left as usize)])
-                .ctx(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            left -= n as u64;
-        }
-    }
-    file.seek(SeekFrom::Start(len))
+    let mut prefix = HashReader::new((&file).take(len));
+    rkos_io::copy(&mut prefix, io::sink(), |_| {}).ctx(|| format!("reading {}", path.display()))?;
+    let (_, hasher) = prefix.into_parts();
+    let reused = hasher.len();
+    (&file)
+        .seek(SeekFrom::Start(reused))
         .ctx(|| format!("seeking {}", path.display()))?;
-    progress.file_started(&entry.name, entry.size, len);
+    // From here the hash covers the part from its first byte: its length is the part's.
+    let mut out = HashWriter::with_hasher(file, hasher);
+    progress.file_started(&entry.name, entry.size, reused);
 
     let mut downloaded = 0u64;
     let mut attempt = 0u32;
@@ -458,15 +437,15 @@ fn fetch_file(
     loop {
         attempt += 1;
         let result: Result<bool> = (|| {
-            let opened = source.open(&entry.name, len)?;
-            if opened.start != len {
+            let opened = source.open(&entry.name, out.len())?;
+            if opened.start != out.len() {
                 // The server ignored the Range request: start the file over.
-                file.set_len(0)
+                let f = out.get_mut();
+                f.set_len(0)
                     .ctx(|| format!("truncating {}", path.display()))?;
-                file.seek(SeekFrom::Start(0))
+                f.seek(SeekFrom::Start(0))
                     .ctx(|| format!("seeking {}", path.display()))?;
-                hasher = Sha256::new();
-                len = 0;
+                out.restart();
             }
             if let Some(total) = opened.total {
                 if total > entry.size {
@@ -497,24 +476,24 @@ fn fetch_file(
                         })
                     }
                 };
+                let len = out.len();
                 if len + n as u64 > entry.size {
                     return Err(BundleError::TooLong {
                         file: what.clone(),
                         expected: entry.size,
                     });
                 }
-                file.write_all(&buf[..n])
+                out.write_all(&buf[..n])
                     .ctx(|| format!("writing {}", path.display()))?;
-                hasher.update(&buf[..n]);
                 if len / SYNC_EVERY != (len + n as u64) / SYNC_EVERY {
-                    file.sync_data()
+                    out.get_ref()
+                        .sync_data()
                         .ctx(|| format!("fsync {}", path.display()))?;
                 }
-                len += n as u64;
                 downloaded += n as u64;
                 progress.advanced(n as u64);
             }
-            Ok(len == entry.size)
+            Ok(out.len() == entry.size)
         })();
         let err = match result {
             Ok(true) => break,
@@ -523,22 +502,27 @@ fn fetch_file(
             Ok(false) if matches!(source, Source::Dir(_)) => BundleError::Truncated {
                 file: what.clone(),
                 expected: entry.size,
-                got: len,
+                got: out.len(),
             },
             Ok(false) => BundleError::Transfer {
                 what: what.clone(),
                 attempts: attempt,
-                last: format!("connection closed after {len} of {} bytes", entry.size),
+                last: format!(
+                    "connection closed after {} of {} bytes",
+                    out.len(),
+                    entry.size
+                ),
             },
             Err(e) => e,
         };
         if !Source::is_transient(&err) {
-            drop(file);
+            drop(out);
             let _ = fs::remove_file(&path);
             return Err(err);
         }
         if attempt >= opts.attempts {
-            file.sync_all()
+            out.get_ref()
+                .sync_all()
                 .ctx(|| format!("fsync {}", path.display()))?;
             return Err(match err {
                 BundleError::Transfer { what, last, .. } => BundleError::Transfer {
@@ -554,16 +538,16 @@ fn fetch_file(
         delay = (delay * 2).min(MAX_BACKOFF);
     }
 
+    let (file, hashed) = out.finish();
     file.sync_all()
         .ctx(|| format!("fsync {}", path.display()))?;
-    let actual = hex::encode(hasher.finalize());
-    if actual != entry.sha256 {
-        drop(file);
+    drop(file);
+    if hashed.sha256 != entry.sha256 {
         let _ = fs::remove_file(&path);
         return Err(BundleError::Sha256Mismatch {
             file: what,
             expected: entry.sha256.clone(),
-            actual,
+            actual: hashed.sha256,
         });
     }
     progress.file_done(&entry.name);

@@ -196,31 +196,14 @@ pub fn boot_mode(root: &Path, cmdline: &str) -> BootMode {
         .unwrap_or(BootMode::Live)
 }
 
-fn http_client() -> anyhow::Result<reqwest::blocking::Client> {
-    // The workspace compiles one TLS provider (ring) and reqwest wants it installed first;
-    // an Err only means another part of the process installed it already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder()
-        .timeout(FETCH_TIMEOUT)
-        .user_agent(concat!("rkos/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client")
+fn http_client() -> anyhow::Result<rkos_http::Client> {
+    rkos_http::Client::new(FETCH_TIMEOUT).context("building the HTTP client")
 }
 
-pub fn fetch_text(client: &reqwest::blocking::Client, url: &str) -> anyhow::Result<String> {
-    let resp = client
-        .get(url)
-        .send()
-        .with_context(|| format!("fetching {url}"))?;
-    let status = resp.status();
-    if !status.is_success() {
-        anyhow::bail!("fetching {url}: HTTP {status}");
-    }
-    let body = resp.text().with_context(|| format!("reading {url}"))?;
-    if body.len() as u64 > source::MAX_SOURCE_BYTES {
-        anyhow::bail!("{url}: response too big");
-    }
-    Ok(body)
+/// The text at `url`, refused when it is bigger than a config source may be (checked while
+/// reading, so a server cannot make the node buffer more).
+pub fn fetch_text(client: &rkos_http::Client, url: &str) -> anyhow::Result<String> {
+    Ok(client.get_text(url, source::MAX_SOURCE_BYTES)?)
 }
 
 /// Fetches each `data_sources` URL into `run/rkos/datasources/NN.yaml`. A URL that fails

@@ -3,10 +3,14 @@
 //! run by rkos-install.service), and `rkos install --grow-data` (rkos-grow-data.service).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use rkos_wizard::{disks, grow, install, net, system, ui};
+use rkos_install::unattended::{self, Unattended};
+use rkos_install::{disks, grow, layout, InstallReport, InstallRequest, Target};
+use rkos_wizard::progress::BarProgress;
+use rkos_wizard::{net, ui};
 
 #[derive(clap::Args, Debug)]
 pub struct InstallArgs {
@@ -60,49 +64,37 @@ pub fn image_version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
-/// The `console=` arguments of this boot, kept for the installed system's GRUB.
-pub fn console_args(root: &Path) -> Option<String> {
-    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
-    let c = system::consoles_from_cmdline(&cmdline);
-    // grub.cfg already passes tty0 and ttyS0; only other consoles need carrying over.
-    let extra: Vec<_> = c
-        .into_iter()
-        .filter(|a| a != "console=tty0" && !a.starts_with("console=ttyS0"))
-        .collect();
-    (!extra.is_empty()).then(|| extra.join(" "))
+/// Set while the disk is being written: Ctrl-C then cannot stop half-way.
+static WRITING: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C: before the install starts, leave at once with nothing written; while it writes,
+/// refuse (the tools themselves never see it: see `rkos_install::cmd`).
+pub fn refuse_ctrlc_while_writing() -> Result<()> {
+    ui::install_ctrlc_handler(&WRITING)
+        .map_err(|e| anyhow::anyhow!("installing the Ctrl-C handler: {e}"))
+}
+
+/// The install with a progress bar on the terminal, Ctrl-C refused while it runs.
+pub fn install(req: &InstallRequest) -> Result<InstallReport> {
+    WRITING.store(true, Ordering::SeqCst);
+    let res = rkos_install::run(req, &mut BarProgress::new());
+    WRITING.store(false, Ordering::SeqCst);
+    Ok(res?)
 }
 
 pub fn run(args: InstallArgs) -> Result<()> {
     if args.grow_data {
         return grow_data(&args.root);
     }
-    let mut device = args.device.clone();
-    let mut config = args.config.clone();
-    let mut power_off = args.power_off;
-    let mut reboot = args.reboot;
-    let mut fallback_config = None;
-    if args.from_cmdline {
-        let cmdline = std::fs::read_to_string(args.root.join("proc/cmdline"))
-            .context("reading /proc/cmdline")?;
-        let u = system::unattended_from_cmdline(&cmdline);
-        // As with k3OS, the install settings may also come from the boot medium's config or
-        // a NoCloud seed: the merged live config's `install` section fills what the command
-        // line leaves out.
-        let merged = rkos_config::load(&rkos_config::source::collect(&args.root, &cmdline))
-            .config
-            .rkos
-            .install;
-        device = device.or(u.device).or(merged.device);
-        config = config.or(u.config_url).or(merged.config_url);
-        power_off |= u.power_off || merged.power_off == Some(true);
-        reboot |= u.reboot;
-        // Without a config URL, a config on the boot medium (rkos/config.yaml on the ISO or
-        // stick, copied by rkos-init) becomes the installed node's config.
-        let boot_cfg = rkos_contract::paths::under(&args.root, rkos_contract::paths::BOOT_CONFIG);
-        if boot_cfg.is_file() {
-            fallback_config = Some(boot_cfg.to_string_lossy().into_owned());
-        }
-    }
+    refuse_ctrlc_while_writing()?;
+    let (settings, fallback_config) = settings(&args)?;
+    let Unattended {
+        device,
+        config_url: config,
+        power_off,
+        reboot,
+        ..
+    } = settings;
     let boot = disks::boot_disks(&args.root);
     let mut candidates = disks::list(&args.root, &boot);
     // Loop devices are never offered, but one named explicitly is how a disk image is made
@@ -165,20 +157,17 @@ pub fn run(args: InstallArgs) -> Result<()> {
         }
     }
     let version = args.image_version.clone().unwrap_or_else(image_version);
-    let source = install::Source::from_dir(&args.source, &version, rkos_contract::arch())?;
-    let work = tempfile::Builder::new().prefix("rkos-install").tempdir()?;
-    let req = install::Request {
-        disk: disk.dev_path(),
-        source,
+    let req = InstallRequest {
+        target: Target::Device(disk.dev_path()),
+        source: rkos_install::Source::from_dir(&args.source, &version, rkos_contract::arch())?,
         config_yaml,
-        extra_cmdline: console_args(&args.root),
-        work_dir: work.path().to_path_buf(),
+        extra_cmdline: unattended::extra_cmdline(&args.root),
     };
-    let done = install::install(&req, &mut ui::BarProgress::new())?;
+    let done = install(&req)?;
     eprintln!(
         "rkos-install: installed rkos {} on {} ({} {} MiB)",
         done.manifest.version,
-        req.disk.display(),
+        done.target.display(),
         rkos_contract::label::STATE,
         done.layout.state_mib
     );
@@ -191,6 +180,41 @@ pub fn run(args: InstallArgs) -> Result<()> {
             .with_context(|| format!("systemctl {what}"))?;
     }
     Ok(())
+}
+
+/// What to install where: the flags, and with `--from-cmdline` what they leave unset taken
+/// from the kernel command line, then the live system's merged config (`install:`); also a
+/// config on the boot medium to fall back on.
+fn settings(args: &InstallArgs) -> Result<(Unattended, Option<String>)> {
+    let settings = Unattended {
+        device: args.device.clone(),
+        config_url: args.config.clone(),
+        power_off: args.power_off,
+        reboot: args.reboot,
+        tty: None,
+    };
+    if !args.from_cmdline {
+        return Ok((settings, None));
+    }
+    let cmdline =
+        std::fs::read_to_string(args.root.join("proc/cmdline")).context("reading /proc/cmdline")?;
+    // As with k3OS, the install settings may also come from the boot medium's config or a
+    // NoCloud seed: the merged live config's `install` section fills what the command line
+    // leaves out.
+    let merged = rkos_config::load(&rkos_config::source::collect(&args.root, &cmdline))
+        .config
+        .rkos
+        .install;
+    let settings = settings
+        .or(unattended::unattended_from_cmdline(&cmdline))
+        .or(Unattended::from_config(&merged));
+    // Without a config URL, a config on the boot medium (rkos/config.yaml on the ISO or
+    // stick, copied by rkos-init) becomes the installed node's config.
+    let boot_cfg = rkos_contract::paths::under(&args.root, rkos_contract::paths::BOOT_CONFIG);
+    let fallback = boot_cfg
+        .is_file()
+        .then(|| boot_cfg.to_string_lossy().into_owned());
+    Ok((settings, fallback))
 }
 
 /// The network may come up after the install unit starts: retry a URL for a minute.
@@ -214,9 +238,9 @@ fn fetch_with_retry(src: &str, patient: bool) -> Result<String> {
 }
 
 fn grow_data(root: &Path) -> Result<()> {
-    let link = root.join("dev/disk/by-label").join(install::LABEL_DATA);
+    let link = root.join("dev/disk/by-label").join(layout::LABEL_DATA);
     let part = std::fs::canonicalize(&link)
-        .with_context(|| format!("no {} volume ({})", install::LABEL_DATA, link.display()))?;
+        .with_context(|| format!("no {} volume ({})", layout::LABEL_DATA, link.display()))?;
     let disk = disks::parent_disk(root, &part.to_string_lossy())
         .with_context(|| format!("cannot find the disk holding {}", part.display()))?;
     let disk = PathBuf::from("/dev").join(disk);
@@ -252,26 +276,5 @@ mod tests {
         let c = Cli::try_parse_from(["rkos", "--from-cmdline", "--image-version", "2"]).unwrap();
         assert!(c.args.from_cmdline);
         assert_eq!(c.args.image_version.as_deref(), Some("2"));
-    }
-
-    #[test]
-    fn consoles_other_than_the_default_ones_are_carried_over() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(t.path().join("proc")).unwrap();
-        std::fs::write(
-            t.path().join("proc/cmdline"),
-            "rkos.mode=live console=tty0 console=ttyS0,115200n8\n",
-        )
-        .unwrap();
-        assert_eq!(console_args(t.path()), None);
-        std::fs::write(
-            t.path().join("proc/cmdline"),
-            "console=ttyS1,9600 console=tty0 quiet\n",
-        )
-        .unwrap();
-        assert_eq!(
-            console_args(t.path()).as_deref(),
-            Some("console=ttyS1,9600")
-        );
     }
 }

@@ -3,15 +3,12 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
+use rkos_install::{disks, unattended, InstallRequest, Target};
 use rkos_wizard::answers::{self, Action, Answers, NetMode, Role};
-use rkos_wizard::{disks, install, net, system, ui};
-
-/// Set while the disk is being written: Ctrl-C then cannot stop half-way.
-static WRITING: AtomicBool = AtomicBool::new(false);
+use rkos_wizard::{net, system, ui};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct WizardArgs {
@@ -152,8 +149,7 @@ pub fn run(args: WizardArgs) -> Result<()> {
     if args.root == Path::new("/") && !is_root() {
         bail!("os-config changes the system: run it as root (sudo os-config)");
     }
-    ui::install_ctrlc_handler(&WRITING)
-        .map_err(|e| anyhow::anyhow!("installing the Ctrl-C handler: {e}"))?;
+    crate::install_cmd::refuse_ctrlc_while_writing()?;
 
     let mut preset = match &args.answers {
         Some(p) => {
@@ -281,23 +277,21 @@ fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
                 .image_version
                 .clone()
                 .unwrap_or_else(crate::install_cmd::image_version);
-            let source = install::Source::from_dir(&args.source, &version, rkos_contract::arch())?;
-            let work = tempfile::Builder::new().prefix("rkos-install").tempdir()?;
-            let req = install::Request {
-                disk: disk.dev_path(),
-                source,
+            let req = InstallRequest {
+                target: Target::Device(disk.dev_path()),
+                source: rkos_install::Source::from_dir(
+                    &args.source,
+                    &version,
+                    rkos_contract::arch(),
+                )?,
                 config_yaml: o.config_yaml,
-                extra_cmdline: crate::install_cmd::console_args(&args.root),
-                work_dir: work.path().to_path_buf(),
+                extra_cmdline: unattended::extra_cmdline(&args.root),
             };
-            WRITING.store(true, Ordering::SeqCst);
-            let res = install::install(&req, &mut ui::BarProgress::new());
-            WRITING.store(false, Ordering::SeqCst);
-            let done = res?;
+            let done = crate::install_cmd::install(&req)?;
             eprintln!(
                 "Installed rkos {} on {}. Remove the installation medium and reboot.",
                 done.manifest.version,
-                req.disk.display()
+                done.target.display()
             );
             if interactive && ui::confirm("Reboot now?", true) {
                 let _ = std::process::Command::new("systemctl")

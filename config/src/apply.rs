@@ -1,8 +1,9 @@
 //! Writing a rendered file set under a root directory.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use rkos_io::AtomicFile;
 
 use crate::render::RenderedFile;
 
@@ -38,10 +39,10 @@ pub fn target(root: &Path, path: &Path) -> Result<PathBuf, ApplyError> {
 }
 
 /// Writes each file under `root` unless it is already there with the same content, mode and
-/// owner. Each write is atomic: a temporary file in the same directory is created with
-/// the final mode (so a secret is never readable by others, not even briefly), written,
-/// fsynced, given its owner, renamed over the target, and the directory is fsynced.
-/// Returns the paths (as rendered, not joined with root) that changed.
+/// owner. Each write is atomic (rkos-io's `AtomicFile`): a temporary file in the same
+/// directory is created with the final mode (so a secret is never readable by others, not
+/// even briefly), written, given its owner, fsynced, renamed over the target, and the
+/// directory is fsynced. Returns the paths (as rendered, not joined with root) that changed.
 pub fn write_rendered(root: &Path, files: &[RenderedFile]) -> Result<Vec<PathBuf>, ApplyError> {
     let mut changed = Vec::new();
     for f in files {
@@ -53,54 +54,29 @@ pub fn write_rendered(root: &Path, files: &[RenderedFile]) -> Result<Vec<PathBuf
             .parent()
             .ok_or_else(|| ApplyError::BadPath(f.path.clone()))?;
         std::fs::create_dir_all(dir).map_err(io(dir, "create directory"))?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.rkos-tmp"));
-        let _ = std::fs::remove_file(&tmp);
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(f.mode & 0o7777)
-            .open(&tmp)
-            .map_err(io(&tmp, "create"))?;
-        // The umask may have narrowed the mode given to open(); set it exactly.
-        out.set_permissions(std::fs::Permissions::from_mode(f.mode & 0o7777))
-            .map_err(io(&tmp, "chmod"))?;
-        let result = (|| {
-            out.write_all(&f.content).map_err(io(&tmp, "write"))?;
-            out.sync_all().map_err(io(&tmp, "fsync"))?;
-            chown_if_needed(&tmp, f)?;
-            std::fs::rename(&tmp, &dest).map_err(io(&dest, "rename"))?;
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
+        let mut out = AtomicFile::new(&dest, f.mode).map_err(io(&dest, "create"))?;
+        out.write_all(&f.content).map_err(io(&dest, "write"))?;
+        chown_if_needed(out.file(), &dest, f)?;
+        out.commit().map_err(io(&dest, "replace"))?;
         changed.push(f.path.clone());
     }
     Ok(changed)
 }
 
-fn chown_if_needed(path: &Path, f: &RenderedFile) -> Result<(), ApplyError> {
+fn chown_if_needed(file: &std::fs::File, dest: &Path, f: &RenderedFile) -> Result<(), ApplyError> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(io(path, "stat"))?;
+    let meta = file.metadata().map_err(io(dest, "stat"))?;
     if meta.uid() == f.uid && meta.gid() == f.gid {
         return Ok(());
     }
-    match std::os::unix::fs::chown(path, Some(f.uid), Some(f.gid)) {
+    match std::os::unix::fs::fchown(file, Some(f.uid), Some(f.gid)) {
         Ok(()) => Ok(()),
         // Tests and `rkos config render` run unprivileged: keep the file, skip the owner.
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            tracing::debug!(path = %path.display(), "not root: owner left as is");
+            tracing::debug!(path = %dest.display(), "not root: owner left as is");
             Ok(())
         }
-        Err(e) => Err(io(path, "chown")(e)),
+        Err(e) => Err(io(dest, "chown")(e)),
     }
 }
 
@@ -163,12 +139,12 @@ mod tests {
             write_rendered(d.path(), &f2).unwrap(),
             vec![PathBuf::from("/etc/hostname")]
         );
-        let leftovers: Vec<_> = std::fs::read_dir(d.path().join("etc"))
+        let mut names: Vec<_> = std::fs::read_dir(d.path().join("etc"))
             .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().contains("rkos-tmp"))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(leftovers.is_empty());
+        names.sort();
+        assert_eq!(names, ["hostname", "rancher"], "no temporaries left");
     }
 
     #[test]

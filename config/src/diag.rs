@@ -57,13 +57,20 @@ impl Diagnostic {
         path: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
+        let message = message.into();
+        // Messages quote what was found; a URL's password must not reach the console banner
+        // or the world-readable /run/rkos/config-errors through them.
+        let message = match crate::show::mask_userinfo(&message) {
+            std::borrow::Cow::Owned(m) => m,
+            std::borrow::Cow::Borrowed(_) => message,
+        };
         Diagnostic {
             severity,
             source: source.into(),
             line: None,
             column: None,
             path: path.into(),
-            message: message.into(),
+            message,
         }
     }
 

@@ -129,6 +129,9 @@ pub fn parse_source(source: &Source) -> Parsed {
             d.source = source.name.clone();
         }
     }
+    if source.kind == SourceKind::Cmdline {
+        diags.extend(cmdline_secrets(&tree, &source.name));
+    }
     match from_node::<Config>(&tree) {
         Ok(cfg) => diags.extend(findings(&tree, &source.name, check_fields(&cfg))),
         Err(_) => diags.extend(type_errors(&tree).iter().map(|e| de_diag(e, &source.name))),
@@ -139,6 +142,54 @@ pub fn parse_source(source: &Source) -> Parsed {
         tree,
         diagnostics: diags,
     }
+}
+
+/// Warnings for secrets given on the kernel command line: `/proc/cmdline` is readable by
+/// every process on the node, pods included, and GRUB's menu shows it.
+fn cmdline_secrets(tree: &Node, source: &str) -> Vec<Diagnostic> {
+    fn walk(
+        node: &Node,
+        path: &mut Vec<PathSeg>,
+        root: &Node,
+        out: &mut Vec<(Vec<PathSeg>, Mark)>,
+    ) {
+        if crate::show::is_secret_path(path, root) && !node.is_null() {
+            out.push((path.clone(), node.mark.clone()));
+            return;
+        }
+        match &node.value {
+            Value::Map(m) => {
+                for (k, e) in m {
+                    path.push(PathSeg::Key(k.clone()));
+                    walk(&e.node, path, root, out);
+                    path.pop();
+                }
+            }
+            Value::Seq { items, .. } => {
+                for (i, n) in items.iter().enumerate() {
+                    path.push(PathSeg::Index(i));
+                    walk(n, path, root, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(tree, &mut Vec::new(), tree, &mut found);
+    found
+        .into_iter()
+        .map(|(path, mark)| {
+            Diagnostic::warning(
+                source,
+                path_string(&path),
+                "a secret on the kernel command line can be read by every process on the node, \
+                 pods included (/proc/cmdline); put it in /var/lib/rkos/config.yaml (mode 0600) \
+                 instead",
+            )
+            .at(&mark)
+        })
+        .collect()
 }
 
 /// cloud-init NoCloud user-data: `#cloud-config` YAML, or a `#!` script that is written to

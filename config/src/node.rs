@@ -19,6 +19,10 @@ use crate::diag::Diagnostic;
 pub const MAX_DEPTH: usize = 64;
 /// Alias expansion beyond this many nodes is refused ("billion laughs").
 pub const MAX_NODES: usize = 200_000;
+/// Text (scalars, aliases expanded) beyond this many bytes is refused: a few aliases of one
+/// large anchored scalar cost little to write and gigabytes to expand, and rkos-init, which
+/// loads the config as PID 1, must never run out of memory on a seed.
+pub const MAX_TEXT_BYTES: usize = 32 * 1024 * 1024;
 
 /// Where a key or value was written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -252,6 +256,7 @@ pub fn parse_yaml(source: &str, text: &str) -> Result<Node, Diagnostic> {
         root: None,
         error: None,
         nodes: 0,
+        bytes: 0,
         docs: 0,
     };
     let mut parser = Parser::new_from_str(text);
@@ -294,12 +299,23 @@ struct Builder {
     root: Option<Node>,
     error: Option<Diagnostic>,
     nodes: usize,
+    /// Scalar text so far, aliases expanded (see [`MAX_TEXT_BYTES`]).
+    bytes: usize,
     docs: usize,
 }
 
 fn is_replace(tag: &Option<Tag>) -> bool {
     tag.as_ref()
         .is_some_and(|t| t.handle == "!" && t.suffix == "replace")
+}
+
+fn text_bytes(n: &Node) -> usize {
+    match &n.value {
+        Value::Seq { items, .. } => items.iter().map(text_bytes).sum(),
+        Value::Map(m) => m.iter().map(|(k, e)| k.len() + text_bytes(&e.node)).sum(),
+        Value::Scalar(s) => s.text.len(),
+        _ => 0,
+    }
 }
 
 fn count_nodes(n: &Node) -> usize {
@@ -381,6 +397,7 @@ impl MarkedEventReceiver for Builder {
             }
             Event::Scalar(text, style, anchor, tag) => {
                 self.nodes += 1;
+                self.bytes += text.len();
                 let quoted = !matches!(style, TScalarStyle::Plain)
                     || tag.as_ref().is_some_and(|t| {
                         t.suffix == "str" && (t.handle == "!!" || t.handle == "tag:yaml.org,2002:")
@@ -457,6 +474,17 @@ impl MarkedEventReceiver for Builder {
                 match found {
                     Some(n) => {
                         self.nodes += count_nodes(&n);
+                        self.bytes += text_bytes(&n);
+                        if self.bytes > MAX_TEXT_BYTES {
+                            self.fail(
+                                mark,
+                                format!(
+                                    "aliases expand to more than {} MiB of text",
+                                    MAX_TEXT_BYTES >> 20
+                                ),
+                            );
+                            return;
+                        }
                         if self.nodes > MAX_NODES {
                             self.fail(
                                 mark,

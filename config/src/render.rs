@@ -209,6 +209,11 @@ pub fn parse_k3s_args(args: &[String]) -> (Vec<K3sFlag>, Vec<String>) {
     (out, warnings)
 }
 
+/// Mode and group of k3s's admin kubeconfig (/etc/rancher/k3s/k3s.yaml) on servers.
+pub const KUBECONFIG_MODE: &str = "0640";
+/// The node's admin group: the login user `rkos` is its member.
+pub const ADMIN_GROUP: &str = "rkos";
+
 fn k3s(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
     let rk = &cfg.rkos;
     let role = cfg.role();
@@ -246,9 +251,31 @@ fn k3s(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
                 list(rk.tls_san.iter().map(|t| s(t.clone())).collect()),
             );
         }
+        // The cluster-admin kubeconfig: readable by the node's admin user (group rkos)
+        // for kubectl without sudo, by nobody else (not by pods with a host mount).
+        // k3s has had --write-kubeconfig-group since v1.27.14/1.28.10/1.29.5/1.30.1.
+        m.insert(
+            "write-kubeconfig-mode".into(),
+            s(KUBECONFIG_MODE.to_string()),
+        );
+        m.insert("write-kubeconfig-group".into(), s(ADMIN_GROUP.to_string()));
     }
     let (flags, warnings) = parse_k3s_args(&rk.k3s_args);
     r.warnings.extend(warnings);
+    if let Some(mode) = flags
+        .iter()
+        .find(|f| f.name == "write-kubeconfig-mode")
+        .and_then(|f| f.values.last())
+        .and_then(|v| u32::from_str_radix(v.trim_start_matches("0o"), 8).ok())
+    {
+        if mode & 0o004 != 0 {
+            r.warnings.push(format!(
+                "k3s_args: --write-kubeconfig-mode {mode:04o} lets every local user and every pod \
+                 with a host mount read the cluster-admin kubeconfig; rkos's default is \
+                 {KUBECONFIG_MODE} with group {ADMIN_GROUP}"
+            ));
+        }
+    }
     for K3sFlag {
         name,
         values: vals,
@@ -353,8 +380,10 @@ fn environment(cfg: &Config, r: &mut Rendered) {
     for (k, v) in &cfg.rkos.environment {
         out.push_str(&format!("{k}={}\n", env_quote(v)));
     }
+    // 0600: proxy URLs and variables can hold credentials, and pam_env reads the file as
+    // root at login, so nobody else needs to.
     r.files
-        .push(RenderedFile::new("/etc/environment", 0o644, out));
+        .push(RenderedFile::new("/etc/environment", 0o600, out));
 }
 
 fn network(cfg: &Config, r: &mut Rendered) {
@@ -612,12 +641,11 @@ const CHECK_PREFIX: &str = "# check: ";
 /// hash in the same root-only 0600 file: whoever can read it can read the clear password
 /// in the 0600 config it came from anyway.
 fn password_check(hash: &str, password: &str) -> String {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
+    let mut h = rkos_io::Hasher::new();
     h.update(hash.as_bytes());
-    h.update([0u8]);
+    h.update(&[0u8]);
     h.update(password.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    h.finish().sha256
 }
 
 fn write_files(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {

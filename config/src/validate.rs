@@ -82,6 +82,7 @@ pub fn check_fields(cfg: &Config) -> Vec<Finding> {
         }
     });
     c.key("write_files", |c| {
+        let mut total = 0usize;
         for (i, wf) in cfg.write_files.iter().enumerate() {
             c.at(PathSeg::Index(i), |c| {
                 c.key("path", |c| {
@@ -108,7 +109,12 @@ pub fn check_fields(cfg: &Config) -> Vec<Finding> {
                 match decode_content(&wf.content, wf.encoding.as_deref()) {
                     Err(DecodeError::Encoding(e)) => c.key("encoding", |c| c.error(e)),
                     Err(DecodeError::Content(e)) => c.key("content", |c| c.error(e)),
-                    Ok(_) => {}
+                    Ok(bytes) => {
+                        total += bytes.len();
+                        if total > MAX_WRITE_FILES_BYTES {
+                            c.key("content", |c| c.error(write_files_too_big()))
+                        }
+                    }
                 }
             });
         }
@@ -294,9 +300,15 @@ fn check_rkos(c: &mut Checker, cfg: &Config) {
                     if !url::Url::parse(v)
                         .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
                     {
-                        c.error(format!(
-                            "expected a proxy URL like http://proxy:3128, found `{v}`"
-                        ))
+                        // an unparsable URL may still hold a password: quote it only
+                        // when it has no user information at all
+                        c.error(if v.contains('@') {
+                            "expected a proxy URL like http://user:password@proxy:3128 (the \
+                             value is not shown: it may hold a password)"
+                                .to_string()
+                        } else {
+                            format!("expected a proxy URL like http://proxy:3128, found `{v}`")
+                        })
                     }
                 });
             }
@@ -443,12 +455,37 @@ fn check_interface(c: &mut Checker, itf: &crate::model::Interface) {
     }
 }
 
+/// All `write_files` together may decode to at most this much: each entry is decoded on its
+/// own, but every one is written to the tmpfs root at boot (and into RAM on a live node).
+pub const MAX_WRITE_FILES_BYTES: usize = 64 * 1024 * 1024;
+
+fn write_files_too_big() -> String {
+    format!(
+        "write_files decode to more than {} MiB in all; ship large files another way \
+         (a data_disks volume, a container image)",
+        MAX_WRITE_FILES_BYTES >> 20
+    )
+}
+
 /// Checks that need the whole merged config (a lone source may legitimately lack them).
 pub fn check_whole(cfg: &Config) -> Vec<Finding> {
     let mut c = Checker {
         out: Vec::new(),
         path: Vec::new(),
     };
+    // each source was within the limit on its own; together they may not be
+    let mut total = 0usize;
+    for (i, wf) in cfg.write_files.iter().enumerate() {
+        total += decode_content(&wf.content, wf.encoding.as_deref()).map_or(0, |b| b.len());
+        if total > MAX_WRITE_FILES_BYTES {
+            c.key("write_files", |c| {
+                c.at(PathSeg::Index(i), |c| {
+                    c.key("content", |c| c.error(write_files_too_big()))
+                })
+            });
+            break;
+        }
+    }
     c.key("rkos", |c| {
         let r = &cfg.rkos;
         if cfg.role() == Role::Agent {
@@ -820,6 +857,19 @@ pub fn check_minisign_key(k: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invalid_proxy_url_with_credentials_is_not_echoed() {
+        let mut cfg = Config::default();
+        // an unparsable URL: a space in the host
+        cfg.rkos.proxy.http_proxy = Some("http://user:SECRET@pro xy:3128".into());
+        let msgs: Vec<String> = check_fields(&cfg).into_iter().map(|f| f.message).collect();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(!msgs[0].contains("SECRET"), "{msgs:?}");
+        cfg.rkos.proxy.http_proxy = Some("proxy:3128 x".into());
+        let msgs: Vec<String> = check_fields(&cfg).into_iter().map(|f| f.message).collect();
+        assert!(msgs[0].contains("`proxy:3128 x`"), "{msgs:?}");
+    }
 
     #[test]
     fn tokens() {

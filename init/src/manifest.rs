@@ -2,13 +2,11 @@
 //! manifest format and its validation belong to `rkos-slots`; signature checking
 //! (`manifest.json.minisig`) belongs to the upgrade path, not to the boot.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use rkos_slots::manifest::ManifestError;
 pub use rkos_slots::{FileEntry, Manifest};
-use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -21,18 +19,9 @@ pub enum VerifyError {
     },
     #[error("{manifest} has no entry for {name:?}")]
     NoEntry { manifest: PathBuf, name: String },
-    #[error("{path} is {actual} bytes, the manifest says {expected}")]
-    Size {
-        path: PathBuf,
-        expected: u64,
-        actual: u64,
-    },
-    #[error("{path} has sha256 {actual}, the manifest says {expected}")]
-    Sha256 {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    /// The file itself: unreadable, wrong size or wrong sha256 (rkos-io's check).
+    #[error(transparent)]
+    File(#[from] rkos_io::VerifyError),
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Manifest, VerifyError> {
@@ -42,75 +31,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, VerifyError> {
     })
 }
 
-/// Lower-case hex of a byte string.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
-/// sha256 of a stream, read in 1 MiB blocks.
-pub fn sha256_reader(mut r: impl Read) -> io::Result<(String, u64)> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                h.update(&buf[..n]);
-                total += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((hex(&h.finalize()), total))
-}
-
 /// Checks `file` against the entry named by its file name in `manifest_path`. The size is
 /// compared first: a truncated copy fails at once and says so.
 pub fn verify_file(manifest_path: &Path, file: &Path) -> Result<FileEntry, VerifyError> {
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| VerifyError::Io { path, source }
-    };
-    let text = std::fs::read_to_string(manifest_path).map_err(io_err(manifest_path))?;
+    let text = std::fs::read_to_string(manifest_path).map_err(|source| VerifyError::Io {
+        path: manifest_path.to_path_buf(),
+        source,
+    })?;
     let manifest = parse(manifest_path, &text)?;
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let entry = manifest
-        .files
-        .iter()
-        .find(|f| f.name == name)
+        .file(&name)
         .cloned()
         .ok_or_else(|| VerifyError::NoEntry {
             manifest: manifest_path.to_path_buf(),
             name: name.clone(),
         })?;
-    let f = File::open(file).map_err(io_err(file))?;
-    let actual_size = f.metadata().map_err(io_err(file))?.len();
-    if actual_size != entry.size {
-        return Err(VerifyError::Size {
-            path: file.to_path_buf(),
-            expected: entry.size,
-            actual: actual_size,
-        });
-    }
-    let (actual, _) = sha256_reader(f).map_err(io_err(file))?;
-    if !actual.eq_ignore_ascii_case(&entry.sha256) {
-        return Err(VerifyError::Sha256 {
-            path: file.to_path_buf(),
-            expected: entry.sha256.to_ascii_lowercase(),
-            actual,
-        });
-    }
+    entry.verify(file)?;
     Ok(entry)
 }
 
@@ -152,7 +92,10 @@ mod tests {
         let (_d, m, f) = setup(&manifest(6, HELLO), b"hellO\n");
         let e = verify_file(&m, &f).unwrap_err();
         let msg = e.to_string();
-        assert!(matches!(e, VerifyError::Sha256 { .. }));
+        assert!(matches!(
+            e,
+            VerifyError::File(rkos_io::VerifyError::Sha256 { .. })
+        ));
         assert!(
             msg.contains(HELLO) && msg.contains("rootfs.squashfs"),
             "{msg}"
@@ -204,14 +147,5 @@ mod tests {
         let (d, m, _f) = setup(&manifest(6, HELLO), b"x");
         let e = verify_file(&m, &d.path().join("rootfs.squashfs.missing")).unwrap_err();
         assert!(matches!(e, VerifyError::NoEntry { .. }));
-    }
-
-    #[test]
-    fn hex_and_stream_hash() {
-        assert_eq!(hex(&[0x00, 0xab, 0x0f]), "00ab0f");
-        assert_eq!(
-            sha256_reader(&b"hello\n"[..]).unwrap(),
-            (HELLO.to_string(), 6)
-        );
     }
 }

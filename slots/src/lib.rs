@@ -1,11 +1,12 @@
 //! rkos-slots: the A/B slot layout, the GRUB environment block and boot counting.
 //!
 //! Pure logic ([`grubenv`], [`boot`], [`manifest`], [`status`] formatting) is separate from the
-//! few file operations ([`fsio`], [`state`]), which all take the `RKOS_STATE` root as a path.
+//! few file operations ([`state`], [`journal`]), which all take the `RKOS_STATE` root as a
+//! path; the atomic writes themselves are rkos-io's.
 
 pub mod boot;
-pub mod fsio;
 pub mod grubenv;
+pub mod journal;
 pub mod manifest;
 pub mod size;
 pub mod state;

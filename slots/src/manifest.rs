@@ -3,6 +3,7 @@
 //! against it at boot; the bundle's signature covers its exact bytes.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -27,6 +28,13 @@ pub struct FileEntry {
     pub size: u64,
     /// Lowercase hex.
     pub sha256: String,
+}
+
+impl FileEntry {
+    /// Checks the file at `path` against this entry: size first, then sha256.
+    pub fn verify(&self, path: &Path) -> Result<(), rkos_io::VerifyError> {
+        rkos_io::verify_file(path, self.size, &self.sha256)
+    }
 }
 
 #[derive(Debug, Error)]

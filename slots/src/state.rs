@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::boot::{BootError, BootState};
-use crate::fsio::write_atomic;
 use crate::grubenv::{EnvError, GrubEnv};
 use crate::manifest::{Manifest, ManifestError};
 use rkos_contract::files::{MANIFEST, SIGNATURE};
@@ -126,9 +125,9 @@ impl StateDir {
             path: path.clone(),
             source,
         })?;
-        write_atomic(&path, &bytes).map_err(io_err(&path))?;
+        rkos_io::write_atomic(&path, &bytes, 0o644).map_err(io_err(&path))?;
         // GRUB must see this edit even if the power goes right now.
-        crate::fsio::checkpoint_journal(&self.grub_dir());
+        crate::journal::checkpoint_journal(&self.grub_dir());
         Ok(())
     }
 

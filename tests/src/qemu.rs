@@ -4,12 +4,13 @@
 
 use crate::console;
 use anyhow::{anyhow, bail, Context, Result};
+use rkos_vm::Accel;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -57,49 +58,46 @@ pub struct VmConfig {
     pub memory_mb: u32,
 }
 
-/// The accelerator to use: KVM when a vCPU really runs (a device node alone is not enough:
-/// it can exist and fail), else TCG. Probed once per test process.
-pub fn accelerator() -> &'static str {
-    static ACCEL: OnceLock<&'static str> = OnceLock::new();
-    ACCEL.get_or_init(|| {
-        if std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .is_err()
-        {
-            return "tcg";
-        }
-        // A working KVM guest sits in the firmware looking for a boot device until killed;
-        // a broken one aborts at once.
-        let child = Command::new("qemu-system-x86_64")
-            .args([
-                "-accel",
-                "kvm",
-                "-cpu",
-                "host",
-                "-machine",
-                "q35",
-                "-nodefaults",
-            ])
-            .args([
-                "-display", "none", "-m", "64", "-monitor", "none", "-serial", "none",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(mut child) = child else { return "tcg" };
-        thread::sleep(Duration::from_secs(3));
-        match child.try_wait() {
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                "kvm"
-            }
-            _ => "tcg",
-        }
-    })
+/// The accelerator for this test process: [`rkos_vm::accel::verdict`] (`RKOS_ACCEL`, or a
+/// real kernel booted under KVM), probed once with the kernel `probe_kernel` finds for `cfg`.
+pub fn accelerator_for(cfg: &VmConfig) -> Accel {
+    rkos_vm::verdict(probe_kernel(&cfg.boot).as_deref()).accel
 }
+
+/// The accelerator, probed with the kernel of `RKOS_ISO` when this process has not decided yet.
+pub fn accelerator() -> Accel {
+    rkos_vm::verdict(probe_kernel(&Boot::Disk { uefi_vars: None }).as_deref()).accel
+}
+
+/// The kernel the probe boots: `RKOS_PROBE_KERNEL`, the VM's own kernel, or the one on its
+/// ISO (or on `RKOS_ISO`), extracted once under the log directory. Nothing is extracted when
+/// `RKOS_ACCEL` decides.
+fn probe_kernel(boot: &Boot) -> Option<PathBuf> {
+    if rkos_vm::accel::forced().is_some() {
+        return None;
+    }
+    if let Some(k) = std::env::var_os("RKOS_PROBE_KERNEL") {
+        return Some(PathBuf::from(k));
+    }
+    let iso = match boot {
+        Boot::Kernel { kernel, .. } => return Some(kernel.clone()),
+        Boot::Iso(iso) | Boot::IsoUefi { iso, .. } => Some(iso.clone()),
+        Boot::Disk { .. } => std::env::var_os("RKOS_ISO").map(PathBuf::from),
+    }?;
+    let dir = log_dir().join("accel-probe");
+    std::fs::create_dir_all(&dir).ok()?;
+    match rkos_vm::iso::extract_vmlinuz(&iso, &dir) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            eprintln!("accelerator probe: {e}");
+            None
+        }
+    }
+}
+
+/// Under KVM, a boot that shows nothing new on its console for this long before its kernel
+/// has run (and before anything was typed) is taken for a KVM that cannot run a kernel.
+const KVM_STALL: Duration = Duration::from_secs(30);
 
 /// The directory of console logs: `<workspace>/target/boot-logs` (or under CARGO_TARGET_DIR).
 pub fn log_dir() -> PathBuf {
@@ -110,13 +108,31 @@ pub fn log_dir() -> PathBuf {
 }
 
 struct Shared {
-    text: Mutex<(String, bool)>, // console text so far, and whether QEMU's output ended
+    text: Mutex<Console>,
     changed: Condvar,
+}
+
+struct Console {
+    /// Cleaned console text so far.
+    text: String,
+    /// QEMU's serial output ended (it exited).
+    ended: bool,
+    /// When the console last printed.
+    last_output: Instant,
+    /// QEMU's own stderr (echoed to the test's stderr as well): where it reports a KVM
+    /// internal error.
+    qemu_errors: String,
 }
 
 /// A running VM.
 pub struct Vm {
     name: String,
+    cfg: VmConfig,
+    accel: Accel,
+    /// Something was typed on the console: a boot can no longer be retried from scratch.
+    typed: bool,
+    /// Already retried under TCG once.
+    retried: bool,
     child: Child,
     stdin: ChildStdin,
     shared: Arc<Shared>,
@@ -130,112 +146,14 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Vm {
     pub fn start(cfg: &VmConfig) -> Result<Vm> {
-        let accel = accelerator();
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args([
-            "-accel",
-            accel,
-            "-cpu",
-            if accel == "kvm" { "host" } else { "max" },
-        ]);
-        cmd.args([
-            "-machine",
-            "q35",
-            "-smp",
-            "2",
-            "-m",
-            &cfg.memory_mb.to_string(),
-        ]);
-        cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
-        // No option ROM: iPXE would spend seconds of emulated time announcing itself.
-        cmd.args([
-            "-netdev",
-            "user,id=net0",
-            "-device",
-            "virtio-net-pci,netdev=net0,romfile=",
-        ]);
-        match &cfg.boot {
-            Boot::Iso(iso) => {
-                // CD first: SeaBIOS would otherwise try a seed disk's FAT boot sector first
-                // and stop there ("not a bootable disk", on VGA only)
-                cmd.arg("-drive")
-                    .arg(cdrom(iso))
-                    .args(["-boot", "order=d,menu=off"]);
-            }
-            Boot::Kernel {
-                kernel,
-                initrd,
-                cmdline,
-                medium,
-            } => {
-                cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
-                cmd.arg("-append").arg(cmdline);
-                if let Some(iso) = medium {
-                    cmd.arg("-drive").arg(cdrom(iso));
-                }
-            }
-            Boot::IsoUefi { iso, uefi_vars } => {
-                ovmf(&mut cmd, uefi_vars);
-                cmd.arg("-drive").arg(cdrom(iso));
-            }
-            Boot::Disk { uefi_vars } => {
-                if let Some(vars) = uefi_vars {
-                    ovmf(&mut cmd, vars);
-                }
-                cmd.args(["-boot", "order=c,menu=off"]);
-            }
-        }
-        for d in &cfg.disks {
-            cmd.arg("-drive")
-                .arg(format!("file={},format=raw,if=virtio", d.display()));
-        }
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd
-            .spawn()
-            .context("starting qemu-system-x86_64 (is QEMU installed?)")?;
-        let stdin = child.stdin.take().context("qemu stdin")?;
-        let mut stdout = child.stdout.take().context("qemu stdout")?;
-
-        let dir = log_dir();
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let log_path = dir.join(format!("{}.log", cfg.name));
-        let mut log =
-            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-        let shared = Arc::new(Shared {
-            text: Mutex::new((String::new(), false)),
-            changed: Condvar::new(),
-        });
-        let reader = Arc::clone(&shared);
-        thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            // bytes of a UTF-8 sequence split across reads wait for the rest
-            let mut pending: Vec<u8> = Vec::new();
-            loop {
-                let n = match stdout.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                let _ = log.write_all(&buf[..n]);
-                pending.extend_from_slice(&buf[..n]);
-                let valid = match std::str::from_utf8(&pending) {
-                    Ok(s) => s.len(),
-                    Err(e) if e.error_len().is_none() => e.valid_up_to(),
-                    Err(_) => pending.len(),
-                };
-                let chunk = String::from_utf8_lossy(&pending[..valid]).into_owned();
-                pending.drain(..valid);
-                let mut g = reader.text.lock().expect("console lock");
-                g.0.push_str(&console::clean(&chunk));
-                reader.changed.notify_all();
-            }
-            let mut g = reader.text.lock().expect("console lock");
-            g.1 = true;
-            reader.changed.notify_all();
-        });
+        let accel = accelerator_for(cfg);
+        let (child, stdin, shared, log_path) = spawn(cfg, accel)?;
         Ok(Vm {
             name: cfg.name.clone(),
+            cfg: cfg.clone(),
+            accel,
+            typed: false,
+            retried: false,
             child,
             stdin,
             shared,
@@ -245,51 +163,114 @@ impl Vm {
         })
     }
 
+    /// Why this boot looks like a KVM that cannot run a kernel, while a retry from scratch
+    /// is still possible (under KVM, nothing typed yet, not retried before).
+    fn kvm_failure(&self, c: &Console) -> Option<String> {
+        if self.accel != Accel::Kvm || self.typed || self.retried {
+            return None;
+        }
+        if let Some(line) = c
+            .qemu_errors
+            .lines()
+            .find(|l| l.contains("KVM internal error"))
+        {
+            return Some(format!("QEMU reported \"{}\"", line.trim()));
+        }
+        // once the kernel has started its init, a stop is the test's business, not KVM's
+        let kernel_ran = c.text.contains("Run /") || c.text.contains("rkos-init");
+        if kernel_ran {
+            return None;
+        }
+        if c.ended {
+            return Some("QEMU exited before the kernel ran".into());
+        }
+        let quiet = c.last_output.elapsed();
+        (quiet >= KVM_STALL).then(|| {
+            format!(
+                "the console printed nothing for {} s before the kernel ran",
+                quiet.as_secs()
+            )
+        })
+    }
+
+    /// Starts this VM again from scratch under TCG, keeping the KVM try's console log
+    /// beside the new one, and tells the test output and the rest of the process.
+    fn retry_under_tcg(&mut self, reason: &str) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let kvm_log = self.log_path.with_extension("kvm.log");
+        let _ = std::fs::rename(&self.log_path, &kvm_log);
+        eprintln!(
+            "{}: the boot failed under KVM ({reason}); retrying once under TCG (console of the \
+             KVM try: {})",
+            self.name,
+            kvm_log.display()
+        );
+        rkos_vm::accel::demote(&format!("a boot failed under KVM ({reason})"));
+        let (child, stdin, shared, log_path) = spawn(&self.cfg, Accel::Tcg)?;
+        self.accel = Accel::Tcg;
+        self.retried = true;
+        self.child = child;
+        self.stdin = stdin;
+        self.shared = shared;
+        self.cursor = 0;
+        self.log_path = log_path;
+        self.started = Instant::now();
+        Ok(())
+    }
+
     /// Waits until the console, past what earlier expectations consumed, matches `pattern`
     /// (a regex); returns the text up to and including the match and consumes it.
     pub fn expect(&mut self, pattern: &str, timeout: Duration) -> Result<String> {
         let re = regex::Regex::new(pattern).with_context(|| format!("bad pattern {pattern}"))?;
-        let deadline = Instant::now() + timeout;
-        let mut g = self.shared.text.lock().expect("console lock");
+        let mut deadline = Instant::now() + timeout;
         loop {
-            if let Some(m) = re.find(&g.0[self.cursor..]) {
+            let shared = Arc::clone(&self.shared);
+            let g = shared.text.lock().expect("console lock");
+            if let Some(m) = re.find(&g.text[self.cursor..]) {
                 let end = self.cursor + m.end();
-                let got = g.0[self.cursor..end].to_string();
+                let got = g.text[self.cursor..end].to_string();
                 self.cursor = end;
                 return Ok(got);
             }
+            if let Some(reason) = self.kvm_failure(&g) {
+                drop(g);
+                self.retry_under_tcg(&reason)?;
+                // the retry starts the boot over: so does the wait
+                deadline = Instant::now() + timeout;
+                continue;
+            }
             let now = Instant::now();
-            if g.1 || now >= deadline {
-                let tail_from = g.0.len().saturating_sub(3000);
-                let tail_from = (tail_from..g.0.len())
-                    .find(|i| g.0.is_char_boundary(*i))
+            if g.ended || now >= deadline {
+                let tail_from = g.text.len().saturating_sub(3000);
+                let tail_from = (tail_from..g.text.len())
+                    .find(|i| g.text.is_char_boundary(*i))
                     .unwrap_or(0);
                 bail!(
-                    "{}: {} waiting for /{}/ after {:?}; console log {}; last output:\n{}",
+                    "{}: {} waiting for /{}/ after {:?} under {}; console log {}; last output:\n{}",
                     self.name,
-                    if g.1 { "QEMU exited" } else { "timed out" },
+                    if g.ended { "QEMU exited" } else { "timed out" },
                     pattern,
                     self.started.elapsed(),
+                    self.accel,
                     self.log_path.display(),
-                    &g.0[tail_from..]
+                    &g.text[tail_from..]
                 );
             }
-            g = self
-                .shared
-                .changed
-                .wait_timeout(g, deadline - now)
-                .expect("console lock")
-                .0;
+            // wake at least every second under KVM to notice a stall
+            let wait = (deadline - now).min(Duration::from_secs(1));
+            drop(shared.changed.wait_timeout(g, wait).expect("console lock"));
         }
     }
 
     /// The whole cleaned console text so far.
     pub fn transcript(&self) -> String {
-        self.shared.text.lock().expect("console lock").0.clone()
+        self.shared.text.lock().expect("console lock").text.clone()
     }
 
     /// Types `text` on the serial console.
     pub fn send(&mut self, text: &str) -> Result<()> {
+        self.typed = true;
         self.stdin
             .write_all(text.as_bytes())
             .context("writing to the serial console")?;
@@ -362,6 +343,130 @@ impl Drop for Vm {
     }
 }
 
+/// Starts QEMU for `cfg` under `accel` with its console read into a [`Shared`] buffer (and
+/// the log file) by a thread, and QEMU's stderr by another.
+fn spawn(cfg: &VmConfig, accel: Accel) -> Result<(Child, ChildStdin, Arc<Shared>, PathBuf)> {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-accel", accel.as_str(), "-cpu", accel.cpu()]);
+    cmd.args([
+        "-machine",
+        "q35",
+        "-smp",
+        "2",
+        "-m",
+        &cfg.memory_mb.to_string(),
+    ]);
+    cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+    // No option ROM: iPXE would spend seconds of emulated time announcing itself.
+    cmd.args([
+        "-netdev",
+        "user,id=net0",
+        "-device",
+        "virtio-net-pci,netdev=net0,romfile=",
+    ]);
+    match &cfg.boot {
+        Boot::Iso(iso) => {
+            // CD first: SeaBIOS would otherwise try a seed disk's FAT boot sector first
+            // and stop there ("not a bootable disk", on VGA only)
+            cmd.arg("-drive")
+                .arg(cdrom(iso))
+                .args(["-boot", "order=d,menu=off"]);
+        }
+        Boot::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+            medium,
+        } => {
+            cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
+            cmd.arg("-append").arg(cmdline);
+            if let Some(iso) = medium {
+                cmd.arg("-drive").arg(cdrom(iso));
+            }
+        }
+        Boot::IsoUefi { iso, uefi_vars } => {
+            ovmf(&mut cmd, uefi_vars);
+            cmd.arg("-drive").arg(cdrom(iso));
+        }
+        Boot::Disk { uefi_vars } => {
+            if let Some(vars) = uefi_vars {
+                ovmf(&mut cmd, vars);
+            }
+            cmd.args(["-boot", "order=c,menu=off"]);
+        }
+    }
+    for d in &cfg.disks {
+        cmd.arg("-drive")
+            .arg(format!("file={},format=raw,if=virtio", d.display()));
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .context("starting qemu-system-x86_64 (is QEMU installed?)")?;
+    let stdin = child.stdin.take().context("qemu stdin")?;
+    let mut stdout = child.stdout.take().context("qemu stdout")?;
+    let mut stderr = child.stderr.take().context("qemu stderr")?;
+
+    let dir = log_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let log_path = dir.join(format!("{}.log", cfg.name));
+    let mut log =
+        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let shared = Arc::new(Shared {
+        text: Mutex::new(Console {
+            text: String::new(),
+            ended: false,
+            last_output: Instant::now(),
+            qemu_errors: String::new(),
+        }),
+        changed: Condvar::new(),
+    });
+    let reader = Arc::clone(&shared);
+    thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        // bytes of a UTF-8 sequence split across reads wait for the rest
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let n = match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let _ = log.write_all(&buf[..n]);
+            pending.extend_from_slice(&buf[..n]);
+            let valid = match std::str::from_utf8(&pending) {
+                Ok(s) => s.len(),
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                Err(_) => pending.len(),
+            };
+            let chunk = String::from_utf8_lossy(&pending[..valid]).into_owned();
+            pending.drain(..valid);
+            let mut g = reader.text.lock().expect("console lock");
+            g.text.push_str(&console::clean(&chunk));
+            g.last_output = Instant::now();
+            reader.changed.notify_all();
+        }
+        let mut g = reader.text.lock().expect("console lock");
+        g.ended = true;
+        reader.changed.notify_all();
+    });
+    let errors = Arc::clone(&shared);
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let _ = std::io::stderr().write_all(&buf[..n]);
+            let mut g = errors.text.lock().expect("console lock");
+            g.qemu_errors.push_str(&String::from_utf8_lossy(&buf[..n]));
+            errors.changed.notify_all();
+        }
+    });
+    Ok((child, stdin, shared, log_path))
+}
+
 fn ovmf(cmd: &mut Command, vars: &Path) {
     cmd.arg("-drive")
         .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
@@ -376,26 +481,5 @@ fn cdrom(iso: &Path) -> String {
 /// Extracts `/boot/vmlinuz` and `/boot/initrd` from an rkos ISO into `dir` (xorriso), for
 /// boots that need their own kernel command line.
 pub fn extract_kernel(iso: &Path, dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let kernel = dir.join("vmlinuz");
-    let initrd = dir.join("initrd");
-    let status = Command::new("xorriso")
-        .args(["-osirrox", "on", "-indev"])
-        .arg(iso)
-        .arg("-extract")
-        .arg("/boot/vmlinuz")
-        .arg(&kernel)
-        .arg("-extract")
-        .arg("/boot/initrd")
-        .arg(&initrd)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .context("running xorriso")?;
-    if !status.success() || !kernel.is_file() || !initrd.is_file() {
-        bail!(
-            "could not extract /boot/vmlinuz and /boot/initrd from {}",
-            iso.display()
-        );
-    }
-    Ok((kernel, initrd))
+    Ok(rkos_vm::iso::extract_kernel(iso, dir)?)
 }

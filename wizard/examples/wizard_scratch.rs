@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use rkos_wizard::{answers::Answers, disks, net, system, ui, Action};
+use rkos_install::disks;
+use rkos_wizard::{answers::Answers, net, system, ui, Action};
 
 static WRITING: AtomicBool = AtomicBool::new(false);
 

@@ -1,19 +1,17 @@
-//! rkos-wizard: the interactive configurator (`os-config`) and the install-to-disk path.
+//! rkos-wizard: the interactive configurator (`os-config`). It only asks: the install
+//! itself is rkos-install's (`rkos_install::run`), called by the command with the answers.
 //!
 //! - [`answers`], [`checks`], [`secrets`]: the pure model (answers -> config.yaml).
-//! - [`disks`], [`net`]: what the questions offer (install targets, GitHub keys, probes).
+//! - [`net`]: what the questions look up (GitHub keys, server probes, a config by URL);
+//!   the install targets come from `rkos_install::disks`.
 //! - [`ui`]: the dialoguer questions, which only fill [`answers::Answers`].
-//! - [`system`]: the configure path (write config.yaml atomically, apply) and the
-//!   unattended install parameters from the kernel command line.
-//! - [`install`]: partitions, file systems, slot A, GRUB, the config on the data volume.
+//! - [`progress`]: the install's progress bar.
+//! - [`system`]: the configure path (write config.yaml atomically, apply).
 
 pub mod answers;
-pub mod atomic;
 pub mod checks;
-pub mod disks;
-pub mod grow;
-pub mod install;
 pub mod net;
+pub mod progress;
 pub mod secrets;
 pub mod system;
 pub mod ui;

@@ -4,6 +4,8 @@
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use rkos_http::{Client, HttpError};
+
 use crate::checks::ServerUrl;
 
 pub const GITHUB: &str = "https://github.com";
@@ -19,55 +21,30 @@ pub enum KeysLookup {
     Unreachable(String),
 }
 
-fn http_client(timeout: Duration) -> reqwest::Result<reqwest::blocking::Client> {
-    // The workspace compiles one TLS provider (ring) and reqwest wants it installed first;
-    // an Err only means another part of the process installed it already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder()
-        .timeout(timeout)
-        .build()
-}
+/// Largest key listing or config text the wizard reads (a config is capped as the node caps
+/// its own sources).
+const MAX_BYTES: u64 = rkos_config::source::MAX_SOURCE_BYTES;
 
 /// `BASE/USER.keys`, GitHub's public key listing. `base` is a parameter so tests use a
 /// server on loopback.
 pub fn github_keys(base: &str, user: &str, timeout: Duration) -> KeysLookup {
-    let client = match http_client(timeout) {
-        Ok(c) => c,
-        Err(e) => return KeysLookup::Unreachable(e.to_string()),
-    };
     let url = format!("{}/{user}.keys", base.trim_end_matches('/'));
-    match client.get(&url).send() {
-        Err(e) => KeysLookup::Unreachable(plain_error(&e)),
-        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => KeysLookup::NotFound,
-        Ok(r) if !r.status().is_success() => {
-            KeysLookup::Unreachable(format!("{url} answered {}", r.status()))
-        }
-        Ok(r) => match r.text() {
-            Ok(body) => {
-                let keys: Vec<String> = body
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(String::from)
-                    .collect();
-                if keys.is_empty() {
-                    KeysLookup::NoKeys
-                } else {
-                    KeysLookup::Found(keys)
-                }
-            }
-            Err(e) => KeysLookup::Unreachable(plain_error(&e)),
-        },
-    }
-}
-
-fn plain_error(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "no answer in time (is the network up?)".into()
-    } else if e.is_connect() {
-        "could not connect (offline, or DNS does not resolve)".into()
+    let body = match Client::new(timeout).and_then(|c| c.get_text(&url, MAX_BYTES)) {
+        Ok(body) => body,
+        Err(HttpError::Status { status: 404, .. }) => return KeysLookup::NotFound,
+        Err(e @ HttpError::Status { .. }) => return KeysLookup::Unreachable(e.to_string()),
+        Err(e) => return KeysLookup::Unreachable(e.reason()),
+    };
+    let keys: Vec<String> = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if keys.is_empty() {
+        KeysLookup::NoKeys
     } else {
-        e.to_string()
+        KeysLookup::Found(keys)
     }
 }
 
@@ -147,15 +124,9 @@ pub fn scan_wifi(root: &std::path::Path) -> Vec<String> {
 /// wizard's "use a config file" answer).
 pub fn fetch_text(src: &str, timeout: Duration) -> Result<String, String> {
     if src.starts_with("http://") || src.starts_with("https://") {
-        let client = http_client(timeout).map_err(|e| e.to_string())?;
-        let r = client
-            .get(src)
-            .send()
-            .map_err(|e| format!("{src}: {}", plain_error(&e)))?;
-        if !r.status().is_success() {
-            return Err(format!("{src} answered {}", r.status()));
-        }
-        r.text().map_err(|e| format!("{src}: {}", plain_error(&e)))
+        Client::new(timeout)
+            .and_then(|c| c.get_text(src, MAX_BYTES))
+            .map_err(|e| e.to_string())
     } else {
         let path = src.strip_prefix("file://").unwrap_or(src);
         std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))

@@ -8,12 +8,11 @@ use console::style;
 pub use console::Term;
 use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Confirm, Input, Password, Select};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::answers::{Action, Answers, NetMode, Role};
 use crate::checks;
-use crate::disks::{self, Disk};
 use crate::net::{self, KeysLookup, Probe};
+use rkos_install::disks::{self, Disk};
 
 /// What the questions need from the system, gathered by the caller (so a test can give a
 /// fake set of disks and a loopback GitHub).
@@ -586,50 +585,6 @@ fn ask_server(ctx: &Context, a: &mut Answers, theme: &ColorfulTheme, term: &Term
         }
     }
     Ok(())
-}
-
-/// Install progress: a byte bar for the copy, a line per step.
-pub struct BarProgress {
-    bar: Option<ProgressBar>,
-}
-
-impl BarProgress {
-    pub fn new() -> Self {
-        BarProgress { bar: None }
-    }
-}
-
-impl Default for BarProgress {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl crate::install::Progress for BarProgress {
-    fn step(&mut self, what: &str) {
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
-        }
-        eprintln!("==> {what}");
-        tracing::debug!("install: {what}");
-    }
-    fn bytes(&mut self, done: u64, total: u64) {
-        let bar = self.bar.get_or_insert_with(|| {
-            let b = ProgressBar::new(total);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "    [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b
-        });
-        bar.set_position(done);
-        if done >= total {
-            bar.finish();
-        }
-    }
 }
 
 /// A yes/no question outside the wizard's flow; `false` when it cannot be asked.

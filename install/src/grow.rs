@@ -3,14 +3,14 @@
 //! disk was enlarged; on a disk installed by the wizard it finds nothing to do.
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::install::PART_DATA;
+use crate::cmd::{self, CommandError};
+use crate::layout::{self, DATA};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrowError {
-    #[error("`{cmd}` failed: {msg}")]
-    Command { cmd: String, msg: String },
+    #[error(transparent)]
+    Command(#[from] CommandError),
     #[error("cannot read the partition table of {disk}: {msg}")]
     Table { disk: String, msg: String },
 }
@@ -56,29 +56,6 @@ pub fn parse_last_usable(text: &str) -> Option<u64> {
     text.lines().rev().find_map(|l| l.trim().parse().ok())
 }
 
-fn run(cmd: &str, args: &[&str]) -> Result<String, GrowError> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| GrowError::Command {
-            cmd: cmd.into(),
-            msg: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(GrowError::Command {
-            cmd: format!("{cmd} {}", args.join(" ")),
-            msg: format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stderr),
-                String::from_utf8_lossy(&out.stdout)
-            )
-            .trim()
-            .to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn is_mounted(dev: &Path) -> bool {
     let canon = std::fs::canonicalize(dev).unwrap_or_else(|_| dev.to_path_buf());
     std::fs::read_to_string("/proc/self/mounts")
@@ -88,28 +65,25 @@ fn is_mounted(dev: &Path) -> bool {
         .any(|src| std::fs::canonicalize(src).is_ok_and(|c| c == canon))
 }
 
-/// Grows partition 4 of `disk` (`data_part`, mounted or not) to the disk's end.
+/// Grows the DATA partition of `disk` (`data_part`, mounted or not) to the disk's end.
 pub fn grow_data(disk: &Path, data_part: &Path) -> Result<Grown, GrowError> {
     let d = disk.to_string_lossy();
+    let n = DATA.number.to_string();
     // Moves the backup GPT to the real end of a disk that grew (a no-op otherwise).
-    run("sgdisk", &["-e", &d])?;
-    let info_text = run("sgdisk", &["-i", &PART_DATA.to_string(), &d])?;
-    let info = parse_part_info(&info_text).ok_or_else(|| GrowError::Table {
-        disk: d.to_string(),
-        msg: format!("no partition {PART_DATA}"),
-    })?;
-    if info.name != crate::install::LABEL_DATA {
+    cmd::run("sgdisk", &["-e", &d])?;
+    let info =
+        parse_part_info(&cmd::run("sgdisk", &["-i", &n, &d])?).ok_or_else(|| GrowError::Table {
+            disk: d.to_string(),
+            msg: format!("no partition {n}"),
+        })?;
+    if info.name != DATA.name {
         return Err(GrowError::Table {
             disk: d.to_string(),
-            msg: format!(
-                "partition {PART_DATA} is `{}`, not {}",
-                info.name,
-                crate::install::LABEL_DATA
-            ),
+            msg: format!("partition {n} is `{}`, not {}", info.name, DATA.name),
         });
     }
     let last_usable =
-        parse_last_usable(&run("sgdisk", &["-E", &d])?).ok_or_else(|| GrowError::Table {
+        parse_last_usable(&cmd::run("sgdisk", &["-E", &d])?).ok_or_else(|| GrowError::Table {
             disk: d.to_string(),
             msg: "sgdisk -E printed no sector".into(),
         })?;
@@ -117,42 +91,31 @@ pub fn grow_data(disk: &Path, data_part: &Path) -> Result<Grown, GrowError> {
     if last_usable < info.last + 2048 {
         return Ok(Grown::AlreadyFull);
     }
-    // Same first sector, same unique GUID, same name: only the end moves, the data stays.
-    let n = PART_DATA;
-    run(
+    // Same first sector, same unique GUID, same name and type: only the end moves, the data
+    // stays.
+    let [typecode, name] = layout::type_and_name(&DATA);
+    cmd::run(
         "sgdisk",
         &[
             &format!("--delete={n}"),
             &format!("--new={n}:{}:0", info.first),
-            &format!("--typecode={n}:8300"),
-            &format!("--change-name={n}:{}", crate::install::LABEL_DATA),
+            &typecode,
+            &name,
             &format!("--partition-guid={n}:{}", info.unique_guid),
             &d,
         ],
     )?;
     // Tell the kernel about the new size of the partition in use (BLKPG resize).
-    run("partx", &["--update", "--nr", &n.to_string(), &d])?;
-    let _ = run("udevadm", &["settle", "--timeout=10"]);
+    cmd::run("partx", &["--update", "--nr", &n, &d])?;
+    let _ = cmd::run("udevadm", &["settle", "--timeout=10"]);
     let part = data_part.to_string_lossy();
     if !is_mounted(data_part) {
         // Offline (an image being prepared): resize2fs wants a freshly checked file system.
         // e2fsck exits 1 when it fixed something, which is fine here.
-        let st = Command::new("e2fsck")
-            .args(["-f", "-p", &part])
-            .status()
-            .map_err(|e| GrowError::Command {
-                cmd: "e2fsck".into(),
-                msg: e.to_string(),
-            })?;
-        if !matches!(st.code(), Some(0 | 1)) {
-            return Err(GrowError::Command {
-                cmd: format!("e2fsck -f -p {part}"),
-                msg: st.to_string(),
-            });
-        }
+        cmd::run_accepting("e2fsck", &["-f", "-p", &part], &[0, 1])?;
     }
-    run("resize2fs", &[&part])?;
-    let new_last = parse_part_info(&run("sgdisk", &["-i", &n.to_string(), &d])?)
+    cmd::run("resize2fs", &[&part])?;
+    let new_last = parse_part_info(&cmd::run("sgdisk", &["-i", &n, &d])?)
         .map(|i| i.last)
         .unwrap_or(last_usable);
     Ok(Grown::Grown {

@@ -5,9 +5,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The smallest disk the installer takes: BIOS boot + ESP + `RKOS_STATE` (room for two
-/// slots) + at least 1 GiB of `RKOS_DATA`. See [`crate::install::Layout`].
-pub const MIN_DISK_BYTES: u64 = 4 << 30;
+pub use crate::layout::MIN_DISK_BYTES;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {

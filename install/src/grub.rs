@@ -1,0 +1,153 @@
+//! GRUB for BIOS and UEFI on the new disk, and its first boot configuration: rkos-slots'
+//! `grub.cfg`, slot A as the default with nothing on trial, the kernel arguments.
+
+use std::fs;
+use std::path::Path;
+
+use rkos_io::write_atomic;
+use rkos_slots::{BootState, StateDir};
+
+use crate::cmd;
+use crate::target::p;
+use crate::InstallError;
+
+/// Kernel arguments every installed node boots with (GRUB's `rkos_cmdline`).
+pub const BASE_CMDLINE: &str = "gpt";
+
+/// GRUB's BIOS core image in the BIOS boot partition, its modules in `RKOS_STATE:/grub`.
+pub(crate) fn install_bios(disk: &Path, state_mnt: &Path) -> Result<(), InstallError> {
+    // grub-install cannot map some devices (loop devices, some virtual disks) to a BIOS
+    // drive by itself; a device map naming the target as the first disk settles it. It
+    // serves only this run and is removed afterwards.
+    let sd = StateDir::new(state_mnt);
+    let map = sd.grub_dir().join("device.map");
+    fs::create_dir_all(sd.grub_dir()).map_err(|e| InstallError::io(&sd.grub_dir(), e))?;
+    fs::write(&map, format!("(hd0) {}\n", p(disk))).map_err(|e| InstallError::io(&map, e))?;
+    cmd::run(
+        "grub-install",
+        &[
+            "--target=i386-pc",
+            &format!("--boot-directory={}", p(state_mnt)),
+            "--modules=part_gpt ext2",
+            &p(disk),
+        ],
+    )?;
+    fs::remove_file(&map).map_err(|e| InstallError::io(&map, e))
+}
+
+/// GRUB for UEFI, as `grub-install --target=x86_64-efi --removable` would lay it out, but
+/// written into the ESP with mtools instead of through a mount: `grub-install` insists on a
+/// mounted FAT directory, and the ESP is the one file system the installer would otherwise
+/// need the vfat driver for. The EFI image finds `RKOS_STATE` by UUID and loads its modules
+/// and grub.cfg from there, like the BIOS image.
+pub(crate) fn install_efi(
+    esp: &Path,
+    state_dev: &Path,
+    state_mnt: &Path,
+    work: &Path,
+) -> Result<(), InstallError> {
+    let uuid = cmd::run("blkid", &["-s", "UUID", "-o", "value", &p(state_dev)])?
+        .trim()
+        .to_string();
+    if uuid.is_empty() {
+        return Err(InstallError::Target(format!(
+            "{} has no UUID",
+            state_dev.display()
+        )));
+    }
+    let lib = Path::new("/usr/lib/grub/x86_64-efi");
+    if !lib.join("normal.mod").exists() {
+        return Err(InstallError::Target(format!(
+            "{} is missing: the image needs the grub-efi-amd64-bin package",
+            lib.display()
+        )));
+    }
+    let mods = state_mnt.join("grub/x86_64-efi");
+    fs::create_dir_all(&mods).map_err(|e| InstallError::io(&mods, e))?;
+    for e in fs::read_dir(lib)
+        .map_err(|e| InstallError::io(lib, e))?
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".mod") || name.ends_with(".lst") {
+            fs::copy(e.path(), mods.join(&name)).map_err(|err| InstallError::io(&e.path(), err))?;
+        }
+    }
+    let early = work.join("efi-early.cfg");
+    let cfg = format!("search --no-floppy --fs-uuid --set=root {uuid}\nset prefix=($root)/grub\n");
+    fs::write(&early, cfg).map_err(|e| InstallError::io(&early, e))?;
+    let image = work.join("BOOTX64.EFI");
+    cmd::run(
+        "grub-mkimage",
+        &[
+            "--format=x86_64-efi",
+            &format!("--directory={}", p(lib)),
+            &format!("--output={}", p(&image)),
+            &format!("--config={}", p(&early)),
+            "--prefix=/grub",
+            "part_gpt",
+            "part_msdos",
+            "ext2",
+            "fat",
+            "search",
+            "search_fs_uuid",
+            "normal",
+            "configfile",
+        ],
+    )?;
+    let img = p(esp);
+    cmd::run("mmd", &["-i", &img, "::/EFI", "::/EFI/BOOT"])?;
+    cmd::run(
+        "mcopy",
+        &["-i", &img, &p(&image), "::/EFI/BOOT/BOOTX64.EFI"],
+    )?;
+    Ok(())
+}
+
+/// rkos-slots' `grub.cfg`, the default boot state (slot A, nothing on trial) and the kernel
+/// arguments in the GRUB environment.
+pub(crate) fn write_boot_config(
+    sd: &StateDir,
+    extra_cmdline: Option<&str>,
+) -> Result<(), InstallError> {
+    write_atomic(&sd.grub_cfg(), rkos_slots::GRUB_CFG.as_bytes(), 0o644)
+        .map_err(|e| InstallError::io(&sd.grub_cfg(), e))?;
+    sd.write_boot_state(&BootState::default())?;
+    // `gpt`: the kernel otherwise ignores a GPT whose protective MBR no longer matches the
+    // disk's size, which is what a disk image written to a bigger disk (or a VM disk that
+    // was enlarged) looks like until rkos-grow-data.service has run.
+    let cmdline = match extra_cmdline {
+        Some(extra) => format!("{BASE_CMDLINE} {extra}"),
+        None => BASE_CMDLINE.to_string(),
+    };
+    let mut env = sd.read_env()?;
+    env.set("rkos_cmdline", &cmdline)
+        .map_err(|e| InstallError::Source(format!("kernel arguments: {e}")))?;
+    let bytes = env
+        .serialize()
+        .map_err(|e| InstallError::Source(format!("kernel arguments: {e}")))?;
+    write_atomic(&sd.grubenv(), &bytes, 0o644).map_err(|e| InstallError::io(&sd.grubenv(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_boot_configuration() {
+        let t = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(t.path());
+        fs::create_dir_all(sd.grub_dir()).unwrap();
+        write_boot_config(&sd, Some("console=ttyS1,9600")).unwrap();
+        assert_eq!(
+            fs::read_to_string(sd.grub_cfg()).unwrap(),
+            rkos_slots::GRUB_CFG
+        );
+        assert_eq!(sd.boot_state().unwrap(), BootState::default());
+        let env = sd.read_env().unwrap();
+        assert_eq!(env.get("rkos_cmdline"), Some("gpt console=ttyS1,9600"));
+        assert_eq!(env.get("rkos_default"), Some("A"));
+        // GRUB reads a fixed 1024-byte block.
+        assert_eq!(fs::metadata(sd.grubenv()).unwrap().len(), 1024);
+    }
+}

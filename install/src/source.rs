@@ -1,0 +1,74 @@
+//! The OS files an install puts into slot A.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::InstallError;
+
+/// Where the OS files come from: the live medium (`/run/rkos/medium` on the ISO: its
+/// `boot/vmlinuz`, `boot/initrd`, `rootfs.squashfs`) or any directory laid out the same way.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub vmlinuz: PathBuf,
+    pub initrd: PathBuf,
+    pub rootfs: PathBuf,
+    pub version: String,
+    pub arch: String,
+}
+
+impl Source {
+    /// The ISO layout under `dir`; also accepts a slot layout (`vmlinuz`, `initrd` at top).
+    pub fn from_dir(dir: &Path, version: &str, arch: &str) -> Result<Source, InstallError> {
+        let pick = |a: &str, b: &str| -> Result<PathBuf, InstallError> {
+            [dir.join(a), dir.join(b)]
+                .into_iter()
+                .find(|p| p.is_file())
+                .ok_or_else(|| InstallError::Source(format!("no {a} or {b} in {}", dir.display())))
+        };
+        Ok(Source {
+            vmlinuz: pick("boot/vmlinuz", "vmlinuz")?,
+            initrd: pick("boot/initrd", "initrd")?,
+            rootfs: pick("rootfs.squashfs", "rootfs.squashfs")?,
+            version: version.to_string(),
+            arch: arch.to_string(),
+        })
+    }
+
+    /// Each file with its name in the slot.
+    pub(crate) fn files(&self) -> [(&'static str, &Path); 3] {
+        [
+            ("vmlinuz", self.vmlinuz.as_path()),
+            ("initrd", self.initrd.as_path()),
+            ("rootfs.squashfs", self.rootfs.as_path()),
+        ]
+    }
+
+    pub fn total_bytes(&self) -> Result<u64, InstallError> {
+        let mut total = 0;
+        for (_, p) in self.files() {
+            total += fs::metadata(p).map_err(|e| InstallError::io(p, e))?.len();
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_from_iso_layout_or_slot_layout() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(Source::from_dir(t.path(), "1", "amd64")
+            .unwrap_err()
+            .to_string()
+            .contains("no boot/vmlinuz"));
+        fs::create_dir_all(t.path().join("boot")).unwrap();
+        fs::write(t.path().join("boot/vmlinuz"), b"k").unwrap();
+        fs::write(t.path().join("initrd"), b"ii").unwrap();
+        fs::write(t.path().join("rootfs.squashfs"), b"rrr").unwrap();
+        let src = Source::from_dir(t.path(), "1", "amd64").unwrap();
+        assert_eq!(src.total_bytes().unwrap(), 6);
+        assert!(src.initrd.ends_with("initrd"));
+    }
+}

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use rkos_contract::{label, paths};
 use rkos_install::unattended::{self, Unattended};
-use rkos_install::{disks, grow, layout, InstallReport, InstallRequest, Target};
+use rkos_install::{disks, grow, InstallReport, InstallRequest, Target};
 use rkos_wizard::progress::BarProgress;
 use rkos_wizard::{net, ui};
 
@@ -21,7 +22,7 @@ pub struct InstallArgs {
     #[arg(long, value_name = "PATH|URL")]
     pub config: Option<String>,
     /// Where the OS files are (`boot/vmlinuz`, `boot/initrd`, `rootfs.squashfs`).
-    #[arg(long, default_value = rkos_contract::paths::MEDIUM)]
+    #[arg(long, default_value = paths::MEDIUM)]
     pub source: PathBuf,
     /// Version recorded in slot A's manifest (default: this image's version).
     #[arg(long, value_name = "VERSION")]
@@ -168,7 +169,7 @@ pub fn run(args: InstallArgs) -> Result<()> {
         "rkos-install: installed rkos {} on {} ({} {} MiB)",
         done.manifest.version,
         done.target.display(),
-        rkos_contract::label::STATE,
+        label::STATE,
         done.layout.state_mib
     );
     if power_off || reboot {
@@ -210,7 +211,7 @@ fn settings(args: &InstallArgs) -> Result<(Unattended, Option<String>)> {
         .or(Unattended::from_config(&merged));
     // Without a config URL, a config on the boot medium (rkos/config.yaml on the ISO or
     // stick, copied by rkos-init) becomes the installed node's config.
-    let boot_cfg = rkos_contract::paths::under(&args.root, rkos_contract::paths::BOOT_CONFIG);
+    let boot_cfg = paths::under(&args.root, paths::BOOT_CONFIG);
     let fallback = boot_cfg
         .is_file()
         .then(|| boot_cfg.to_string_lossy().into_owned());
@@ -238,9 +239,9 @@ fn fetch_with_retry(src: &str, patient: bool) -> Result<String> {
 }
 
 fn grow_data(root: &Path) -> Result<()> {
-    let link = root.join("dev/disk/by-label").join(layout::LABEL_DATA);
+    let link = root.join("dev/disk/by-label").join(label::DATA);
     let part = std::fs::canonicalize(&link)
-        .with_context(|| format!("no {} volume ({})", layout::LABEL_DATA, link.display()))?;
+        .with_context(|| format!("no {} volume ({})", label::DATA, link.display()))?;
     let disk = disks::parent_disk(root, &part.to_string_lossy())
         .with_context(|| format!("cannot find the disk holding {}", part.display()))?;
     let disk = PathBuf::from("/dev").join(disk);

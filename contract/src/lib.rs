@@ -3,7 +3,7 @@
 //! - [`label`], [`partition`], [`files`], [`paths`]: the volumes, the installed disk's GPT
 //!   layout, the OS files in a slot and on the live medium, and the well-known paths
 //!   (`/run/rkos/...` left by rkos-init for the real root, `/var/lib/rkos`, `/usr/lib/rkos`);
-//! - [`arch`]: the architecture name manifests and bundles carry;
+//! - [`arch`]: the architecture name manifests and bundles carry ([`arch_name`]: the known ones);
 //! - [`BootMode`] and [`Slot`]: `rkos.mode=` and `rkos.slot=`;
 //! - [`cmdline`]: the only kernel command-line splitter, and the boot parameters' keys;
 //! - [`InitReport`]: what rkos-init records in `/run/rkos/init.json`, read back by the same type.
@@ -26,14 +26,21 @@ pub use mode::{BootMode, BootModeError};
 pub use report::{FsType, InitReport, StageTime, Volume};
 pub use slot::{Slot, SlotError};
 
-/// Debian's name for the architecture this was built for (`amd64`, `arm64`; another target
+/// Debian's names of the architectures rkos is built for: what [`arch`] returns on them, and
+/// what code that depends on the platform (the installer's GRUB targets) matches on.
+pub mod arch_name {
+    pub const AMD64: &str = "amd64";
+    pub const ARM64: &str = "arm64";
+}
+
+/// Debian's name for the architecture this was built for ([`arch_name`]; another target
 /// keeps Rust's name): what slot manifests and bundles record, and what a node compares a
 /// bundle against.
 pub const fn arch() -> &'static str {
     if cfg!(target_arch = "x86_64") {
-        "amd64"
+        arch_name::AMD64
     } else if cfg!(target_arch = "aarch64") {
-        "arm64"
+        arch_name::ARM64
     } else {
         std::env::consts::ARCH
     }

@@ -7,6 +7,8 @@
 
 use std::path::Path;
 
+use rkos_contract::cmdline::{keys, truthy, Cmdline};
+
 /// What an unattended install does: `rkos.install.device=`, `rkos.install.config_url=`,
 /// `rkos.install.power_off`, `rkos.install.reboot`, `rkos.install.tty=`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -43,58 +45,15 @@ impl Unattended {
     }
 }
 
-fn truthy(v: Option<&str>) -> bool {
-    !matches!(
-        v.map(str::to_ascii_lowercase).as_deref(),
-        Some("false" | "0" | "no" | "off")
-    )
-}
-
-/// Splits a kernel command line into words; double quotes group words with spaces, as the
-/// kernel itself does for parameter values.
-fn words(cmdline: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut any = false;
-    for c in cmdline.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if any {
-                    out.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                any = true;
-            }
-        }
-    }
-    if any {
-        out.push(cur);
-    }
-    out
-}
-
-/// The `rkos.install.*` words of a kernel command line (`k3os.install.*` accepted as well).
+/// The `rkos.install.*` words of a kernel command line (`k3os.install.*` accepted as well),
+/// split by the one splitter ([`Cmdline`]): a later word overrides an earlier one.
 pub fn unattended_from_cmdline(cmdline: &str) -> Unattended {
     let mut u = Unattended::default();
-    for w in words(cmdline) {
-        let (k, v) = match w.split_once('=') {
-            Some((k, v)) => (k.to_string(), Some(v.to_string())),
-            None => (w.clone(), None),
-        };
-        let Some(key) = k
-            .strip_prefix("rkos.install.")
-            .or_else(|| k.strip_prefix("k3os.install."))
-        else {
+    for (key, w) in Cmdline::parse(cmdline).rkos_words() {
+        let Some(key) = key.strip_prefix("install.") else {
             continue;
         };
+        let v = w.value.clone();
         match key.replace('-', "_").as_str() {
             "device" => u.device = v.filter(|s| !s.is_empty()),
             "config_url" => u.config_url = v.filter(|s| !s.is_empty()),
@@ -108,11 +67,14 @@ pub fn unattended_from_cmdline(cmdline: &str) -> Unattended {
 }
 
 /// Kernel arguments an installed node should keep from the live boot: the serial console
-/// the install ran on, so the installed system talks on the same console.
+/// the install ran on, so the installed system talks on the same console. A bare `console`
+/// names no console and is not kept.
 pub fn consoles_from_cmdline(cmdline: &str) -> Vec<String> {
-    words(cmdline)
-        .into_iter()
-        .filter(|w| w.starts_with("console="))
+    Cmdline::parse(cmdline)
+        .words()
+        .iter()
+        .filter(|w| w.key == keys::CONSOLE)
+        .filter_map(|w| Some(format!("{}={}", keys::CONSOLE, w.value.as_ref()?)))
         .collect()
 }
 
@@ -150,6 +112,12 @@ mod tests {
         assert!(!k.power_off);
         assert!(k.reboot);
         assert_eq!(unattended_from_cmdline("quiet"), Unattended::default());
+        // The last word wins, as for every key; nothing after `--` counts.
+        let last = unattended_from_cmdline(
+            "rkos.install.device=/dev/sda rkos.install.device=/dev/vdb -- rkos.install.reboot",
+        );
+        assert_eq!(last.device.as_deref(), Some("/dev/vdb"));
+        assert!(!last.reboot);
     }
 
     #[test]
@@ -170,8 +138,13 @@ mod tests {
     #[test]
     fn consoles() {
         assert_eq!(
-            consoles_from_cmdline("a console=tty0 b console=ttyS0,115200n8"),
+            consoles_from_cmdline("a console=tty0 b console console=ttyS0,115200n8"),
             ["console=tty0", "console=ttyS0,115200n8"]
+        );
+        // The kernel hands the words after `--` to init: they are not its consoles.
+        assert_eq!(
+            consoles_from_cmdline("console=ttyS1 -- console=ttyS2"),
+            ["console=ttyS1"]
         );
     }
 

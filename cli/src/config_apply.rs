@@ -150,9 +150,7 @@ fn write_errors(root: &Path, errors: &[String]) -> anyhow::Result<()> {
 
 /// Version, boot mode, primary MAC, previous password hash and accounts, read from the root.
 fn context(root: &Path, cmdline: &str) -> RenderContext {
-    let version = std::fs::read_to_string(under(root, paths::IMAGE_VERSION))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_string());
+    let version = crate::image_version(root);
     let mode = boot_mode(root, cmdline);
     let mut ctx = RenderContext::new(version, mode);
     ctx.primary_mac = rkos_config::primary_mac(&root.join("sys/class/net"));

@@ -47,24 +47,6 @@ pub struct InstallArgs {
     pub root: PathBuf,
 }
 
-/// The version of the running image (`VERSION_ID` of os-release), else this binary's.
-pub fn image_version() -> String {
-    for p in ["/etc/os-release", "/usr/lib/os-release"] {
-        if let Ok(text) = std::fs::read_to_string(p) {
-            if let Some(v) = text.lines().find_map(|l| {
-                l.strip_prefix("RKOS_VERSION=")
-                    .or_else(|| l.strip_prefix("VERSION_ID="))
-            }) {
-                let v = v.trim_matches('"');
-                if !v.is_empty() {
-                    return v.to_string();
-                }
-            }
-        }
-    }
-    env!("CARGO_PKG_VERSION").to_string()
-}
-
 /// Set while the disk is being written: Ctrl-C then cannot stop half-way.
 static WRITING: AtomicBool = AtomicBool::new(false);
 
@@ -157,7 +139,10 @@ pub fn run(args: InstallArgs) -> Result<()> {
             return Ok(());
         }
     }
-    let version = args.image_version.clone().unwrap_or_else(image_version);
+    let version = args
+        .image_version
+        .clone()
+        .unwrap_or_else(|| crate::image_version(&args.root));
     let req = InstallRequest {
         target: Target::Device(disk.dev_path()),
         source: rkos_install::Source::from_dir(&args.source, &version, rkos_contract::arch())?,

@@ -276,7 +276,7 @@ fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
             let version = args
                 .image_version
                 .clone()
-                .unwrap_or_else(crate::install_cmd::image_version);
+                .unwrap_or_else(|| crate::image_version(&args.root));
             let req = InstallRequest {
                 target: Target::Device(disk.dev_path()),
                 source: rkos_install::Source::from_dir(

@@ -57,6 +57,25 @@ pub fn refuse_ctrlc_while_writing() -> Result<()> {
         .map_err(|e| anyhow::anyhow!("installing the Ctrl-C handler: {e}"))
 }
 
+/// What `rkos install` and `os-config` install: the OS files in `source` for this machine's
+/// arch, as version `image_version` (default: the running image's, under `root`), onto
+/// `disk`, keeping the consoles of this boot (`root`'s `/proc/cmdline`).
+pub fn request(
+    root: &Path,
+    source: &Path,
+    image_version: Option<&str>,
+    disk: &disks::Disk,
+    config_yaml: String,
+) -> Result<InstallRequest> {
+    let version = image_version.map_or_else(|| crate::image_version(root), str::to_string);
+    Ok(InstallRequest {
+        target: Target::Device(disk.dev_path()),
+        source: rkos_install::Source::from_dir(source, &version, rkos_contract::arch())?,
+        config_yaml,
+        extra_cmdline: unattended::extra_cmdline(root),
+    })
+}
+
 /// The install with a progress bar on the terminal, Ctrl-C refused while it runs.
 pub fn install(req: &InstallRequest) -> Result<InstallReport> {
     WRITING.store(true, Ordering::SeqCst);
@@ -139,16 +158,13 @@ pub fn run(args: InstallArgs) -> Result<()> {
             return Ok(());
         }
     }
-    let version = args
-        .image_version
-        .clone()
-        .unwrap_or_else(|| crate::image_version(&args.root));
-    let req = InstallRequest {
-        target: Target::Device(disk.dev_path()),
-        source: rkos_install::Source::from_dir(&args.source, &version, rkos_contract::arch())?,
+    let req = request(
+        &args.root,
+        &args.source,
+        args.image_version.as_deref(),
+        &disk,
         config_yaml,
-        extra_cmdline: unattended::extra_cmdline(&args.root),
-    };
+    )?;
     let done = install(&req)?;
     eprintln!(
         "rkos-install: installed rkos {} on {} ({} {} MiB)",

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rkos_agent::api::AgentConfig;
 use rkos_agent::drain::PodRef;
-use rkos_agent::kube_io::{Agent, AgentConfig};
+use rkos_agent::lease::DEFAULT_LEASE_SECONDS;
 use rkos_agent::metrics::{self, Metrics};
 use rkos_agent::nodeops::HostNodeOps;
+use rkos_agent::reconcile::Agent;
 
 #[derive(Parser)]
 #[command(
@@ -51,7 +53,7 @@ struct RunArgs {
     metrics_addr: SocketAddr,
     /// Lease duration: a node that crashes mid-upgrade frees its slot after this long.
     /// Longer than a reboot, so a rebooting node keeps its slot.
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = DEFAULT_LEASE_SECONDS)]
     lease_seconds: i32,
     /// Reconcile at least this often.
     #[arg(long, default_value_t = 10)]
@@ -83,7 +85,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let config = kube::Config::infer()
         .await
         .context("finding the Kubernetes API (in-cluster config or KUBECONFIG)")?;
-    let client = rkos_agent::kube_io::client(config).context("building the API client")?;
+    let client = rkos_agent::api::client(config).context("building the API client")?;
     let mut cfg = AgentConfig::new(&a.node_name, &a.namespace);
     cfg.own_pod = a.pod_name.map(|name| PodRef {
         namespace: a.namespace.clone(),

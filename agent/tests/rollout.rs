@@ -5,10 +5,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use rkos_agent::api::AgentConfig;
 use rkos_agent::crd::{CORDON_ANNOTATION, PLAN_LABEL};
-use rkos_agent::kube_io::{Agent, AgentConfig};
 use rkos_agent::metrics::Metrics;
 use rkos_agent::nodeops::FakeNodeOps;
+use rkos_agent::reconcile::Agent;
 use serde_json::{json, Value};
 use support::apiserver_standin::{Pdb, StandIn, LEASES, NODES, NUS, PLANS, PODS};
 use tokio::task::JoinHandle;

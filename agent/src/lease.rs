@@ -17,9 +17,25 @@ use crate::api::{api_code, now_secs, AgentError, Ctx, MANAGED_BY};
 use crate::crd::PLAN_LABEL;
 use crate::machine::LeaseView;
 
-/// `--lease-seconds`' default: a node that crashes mid-upgrade frees its place after this
-/// long; longer than a reboot, so a rebooting node keeps its place.
-pub const DEFAULT_LEASE_SECONDS: i32 = 900;
+/// What one boot of a node may take, from the reboot request to its agent running again
+/// (firmware, kernel, rkos-init, k3s, the agent's pod).
+pub const BOOT_SECONDS: i32 = 300;
+/// How long `rkos-mark-good.service` waits for a trial boot to become healthy before it
+/// restarts the node (`rkos mark-good --timeout`'s default; `tests/real_rkos.rs` checks it).
+pub const MARK_GOOD_TIMEOUT_SECONDS: i32 = 900;
+/// The longest a trial may keep a node away: each of the trial slot's tries (`rkos upgrade`
+/// gives it rkos-slots' `DEFAULT_TRIES`) boots and waits for health until mark-good gives
+/// up, then GRUB falls back and the old slot boots once more.
+pub const WORST_CASE_TRIAL_SECONDS: i32 =
+    rkos_slots::DEFAULT_TRIES as i32 * (BOOT_SECONDS + MARK_GOOD_TIMEOUT_SECONDS) + BOOT_SECONDS;
+
+/// `--lease-seconds`' default. The lease is renewed right before the reboot and must outlast
+/// the worst-case trial (with one boot to spare): a lease that lapses while its node is in
+/// flight counts that node as failed. A node that crashes while draining or staging frees
+/// its place after this long; one that never comes back from its reboot keeps it (see
+/// `machine::lease`).
+pub const DEFAULT_LEASE_SECONDS: i32 = WORST_CASE_TRIAL_SECONDS + BOOT_SECONDS;
+const _: () = assert!(DEFAULT_LEASE_SECONDS > WORST_CASE_TRIAL_SECONDS);
 
 pub fn lease_name(plan: &str, index: u32) -> String {
     format!("rkos-upgrade-{plan}-{index}")

@@ -311,13 +311,13 @@ pub fn decide(o: &Observed) -> Vec<Action> {
         Phase::Verifying => phases::verifying(o, plan, st, target),
         Phase::Pending | Phase::Succeeded | Phase::Failed | Phase::RolledBack => Vec::new(),
     };
-    // In flight the lease is renewed first, except in a pass that gives it back: the release
-    // is made at the version observed, which a renewal would change (the release would then
-    // fail and wait for the next pass).
-    let gives_back = next
+    // In flight the lease is renewed first when due, except in a pass that gives it back:
+    // the release is made at the version observed, which a renewal would change (the release
+    // would then fail and wait for the next pass).
+    let lease_handled = next
         .iter()
-        .any(|a| matches!(a, Action::ReleaseLease { .. }));
-    if phase.in_flight() && !gives_back {
+        .any(|a| matches!(a, Action::ReleaseLease { .. } | Action::RenewLease { .. }));
+    if phase.in_flight() && !lease_handled {
         out.extend(o.renew(&plan.name));
     }
     out.extend(next);

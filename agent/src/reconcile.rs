@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use crate::api::{api_code, now_secs, AgentConfig, AgentError, Ctx};
 use crate::crd::{Phase, UpgradePlan};
 use crate::execute::{Done, Exec};
-use crate::machine::{self, Action};
+use crate::machine::{self, Action, Observed};
 use crate::metrics::Metrics;
 use crate::nodeops::NodeOps;
 use crate::observe::{self, Snapshot};
@@ -202,15 +202,25 @@ impl<N: NodeOps> Agent<N> {
                 )
             });
             if changed || plan.status.is_none() {
-                self.update_plan_status(plan).await?;
+                self.update_plan_status(&snap.obs, plan).await?;
             }
         }
         Ok(())
     }
 
-    async fn update_plan_status(&self, plan: &UpgradePlan) -> Result<(), AgentError> {
-        let peers = observe::plan_peers(&self.ctx, &plan.name_any()).await?;
-        let nodes: Vec<(Phase, String)> = peers.into_iter().map(|p| (p.phase, p.target)).collect();
+    /// Rolls the plan's NodeUpgrades up (read again: this pass changed this node's), each
+    /// counted as the machine counts it (a node whose lease lapsed in flight as failed).
+    async fn update_plan_status(
+        &self,
+        obs: &Observed,
+        plan: &UpgradePlan,
+    ) -> Result<(), AgentError> {
+        let name = plan.name_any();
+        let peers = observe::plan_peers(&self.ctx, &name).await?;
+        let nodes: Vec<(Phase, String)> = peers
+            .iter()
+            .map(|p| (obs.counted_phase(&name, p), p.target.clone()))
+            .collect();
         let new = rollup::plan_status(
             &plan.spec.version,
             plan.spec.max_failures.max(1),

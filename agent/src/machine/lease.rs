@@ -1,5 +1,13 @@
 //! The rollout leases and the plan's NodeUpgrades as the machine reads them: which leases this
 //! node holds, which it may take, when it renews them, and how many nodes count as failed.
+//!
+//! A lease bounds the nodes in flight only while it is live. So a node past its drain
+//! (staging, rebooting, verifying) whose lease lapsed counts as failed — by itself when it
+//! looks again, and by every other node meanwhile, which stops the rollout at `maxFailures`
+//! — and the lease of a node that is rebooting or verifying is never taken over, even
+//! expired: a node that never comes back keeps its place, and the rollout waits for a
+//! person instead of taking down node after node. The lease duration outlasts the worst-case
+//! trial (`lease::DEFAULT_LEASE_SECONDS`), so a slow fallback is not a lapse.
 
 use super::{Action, Observed, PlanView};
 use crate::crd::Phase;
@@ -32,6 +40,12 @@ pub struct PeerView {
     pub target: String,
 }
 
+/// The phases past the drain: the node's slot or boot is being changed, and its lease must
+/// stay live until it is done.
+pub(super) fn on_trial_path(phase: Phase) -> bool {
+    matches!(phase, Phase::Staging | Phase::Rebooting | Phase::Verifying)
+}
+
 impl Observed {
     fn mine(&self) -> impl Iterator<Item = &LeaseView> {
         self.leases
@@ -55,6 +69,18 @@ impl Observed {
         self.mine().any(|l| l.plan == plan)
     }
 
+    /// `node` holds a lease of `plan` that has not expired.
+    fn holds_live(&self, plan: &str, node: &str) -> bool {
+        self.leases
+            .iter()
+            .any(|l| l.plan == plan && l.holder.as_deref() == Some(node) && !l.expired(self.now))
+    }
+
+    /// This node is past its drain without a live lease: another node may have started.
+    pub(super) fn lapsed(&self, plan: &str, phase: Phase) -> bool {
+        on_trial_path(phase) && !self.holds_live(plan, &self.node.name)
+    }
+
     /// Renew the leases of `plan` once a third of their duration has passed since the last
     /// renewal, so that two missed passes still leave time.
     pub(super) fn renew(&self, plan: &str) -> Option<Action> {
@@ -67,25 +93,42 @@ impl Observed {
     }
 
     /// The indices of the plan's `concurrency` leases this node may take, in order: those
-    /// that do not exist, have no holder, or have expired.
+    /// that do not exist, have no holder, or have expired while their holder is not
+    /// rebooting or verifying.
     pub(super) fn free_leases(&self, plan: &PlanView) -> Vec<u32> {
         (0..plan.concurrency)
             .filter(|&i| {
                 let name = lease_name(&plan.name, i);
-                match self.leases.iter().find(|l| l.name == name) {
-                    None => true,
-                    Some(l) => l.holder.is_none() || l.expired(self.now),
-                }
+                let Some(l) = self.leases.iter().find(|l| l.name == name) else {
+                    return true;
+                };
+                let Some(holder) = &l.holder else {
+                    return true;
+                };
+                let rebooting = self.peers.iter().any(|p| {
+                    p.node == *holder && matches!(p.phase, Phase::Rebooting | Phase::Verifying)
+                });
+                l.expired(self.now) && !rebooting
             })
             .collect()
     }
 
-    /// The plan's nodes that failed its current version (Failed or RolledBack): `maxFailures`
-    /// of them stop the rollout.
+    /// A node of the plan as the rollout counts it: past its drain with its lease lapsed, it
+    /// counts as `Failed` (its own NodeUpgrade says so once it looks again).
+    pub fn counted_phase(&self, plan: &str, peer: &PeerView) -> Phase {
+        if on_trial_path(peer.phase) && !self.holds_live(plan, &peer.node) {
+            Phase::Failed
+        } else {
+            peer.phase
+        }
+    }
+
+    /// The plan's nodes that failed its current version (Failed, RolledBack, or lapsed in
+    /// flight): `maxFailures` of them stop the rollout.
     pub fn failures(&self, plan: &PlanView) -> u32 {
         self.peers
             .iter()
-            .filter(|p| p.target == plan.version && p.phase.is_failure())
+            .filter(|p| p.target == plan.version && self.counted_phase(&plan.name, p).is_failure())
             .count() as u32
     }
 }

@@ -192,6 +192,9 @@ pub(super) fn staging(
         // would only say so and arm nothing, so staging would never end.
         return finish(o, &plan.name, st, Phase::Succeeded, None);
     }
+    if o.lapsed(&plan.name, st.phase) {
+        return lapsed(o, plan, st);
+    }
     let mut out = Vec::new();
     if o.facts.trial_armed.as_deref() == Some(target) {
         let mut s = enter(st, Phase::Rebooting, o.now);
@@ -217,10 +220,20 @@ pub(super) fn rebooting(
     st: &NodeUpgradeStatus,
     target: &str,
 ) -> Vec<Action> {
-    let mut out = Vec::new();
     let same_boot = st.boot_id.as_deref().is_none_or(|b| b == o.facts.boot_id);
+    if !same_boot && o.facts.version != target {
+        return rolled_back(o, plan, st, target);
+    }
+    if o.lapsed(&plan.name, st.phase) {
+        return lapsed(o, plan, st);
+    }
+    let mut out = Vec::new();
     if same_boot {
         if o.facts.trial_armed.as_deref() == Some(target) {
+            // Renewed right before going down, so the whole lease covers the trial.
+            out.push(Action::RenewLease {
+                plan: plan.name.clone(),
+            });
             out.push(Action::Reboot);
         } else if o.facts.version == target {
             out.push(Action::SetStatus(enter(st, Phase::Verifying, o.now)));
@@ -230,13 +243,11 @@ pub(super) fn rebooting(
             );
             out.extend(finish(o, &plan.name, st, Phase::Failed, Some(msg)));
         }
-    } else if o.facts.version == target {
+    } else {
         let mut s = enter(st, Phase::Verifying, o.now);
         s.current_version = Some(o.facts.version.clone());
         s.slot = Some(o.facts.slot.clone());
         out.push(Action::SetStatus(s));
-    } else {
-        out.extend(rolled_back(o, plan, st, target));
     }
     out
 }
@@ -247,10 +258,14 @@ pub(super) fn verifying(
     st: &NodeUpgradeStatus,
     target: &str,
 ) -> Vec<Action> {
-    let mut out = Vec::new();
     if o.facts.version != target {
-        out.extend(rolled_back(o, plan, st, target));
-    } else if o.node.ready && o.healthy {
+        return rolled_back(o, plan, st, target);
+    }
+    if o.lapsed(&plan.name, st.phase) {
+        return lapsed(o, plan, st);
+    }
+    let mut out = Vec::new();
+    if o.node.ready && o.healthy {
         if o.facts.running_on_trial {
             out.push(Action::MarkGood);
         } else {
@@ -275,4 +290,18 @@ fn rolled_back(o: &Observed, plan: &PlanView, st: &NodeUpgradeStatus, target: &s
         )
     });
     finish(o, &plan.name, st, Phase::RolledBack, Some(reason))
+}
+
+/// Past the drain without a live lease: the attempt counts as failed (another node may have
+/// started meanwhile), and nothing more is done to the slot or the boot.
+fn lapsed(o: &Observed, plan: &PlanView, st: &NodeUpgradeStatus) -> Vec<Action> {
+    let mut msg = format!(
+        "lost the rollout lease while {} (it lapsed, or was taken over after it expired); \
+         counted as failed, since another node may have started meanwhile",
+        st.phase.as_str().to_lowercase()
+    );
+    if o.facts.running_on_trial {
+        msg.push_str("; the slot stays on trial and GRUB falls back at the next reboot");
+    }
+    finish(o, &plan.name, st, Phase::Failed, Some(msg))
 }

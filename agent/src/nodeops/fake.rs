@@ -28,6 +28,9 @@ pub struct FakeNode {
     pub stage_delay: std::time::Duration,
     pub stages: u32,
     pub reboots: u32,
+    /// A reboot request never returns (the node went down and never came back): the agent
+    /// asking for it is gone with it.
+    pub never_returns: bool,
     pub calls: Vec<String>,
 }
 
@@ -47,6 +50,7 @@ impl FakeNode {
             stage_delay: std::time::Duration::ZERO,
             stages: 0,
             reboots: 0,
+            never_returns: false,
             calls: Vec::new(),
         }
     }
@@ -153,6 +157,10 @@ impl NodeOps for FakeNodeOps {
         self.with(|n| n.flip(version))
     }
     async fn reboot(&self) -> Result<(), NodeOpsError> {
+        if self.with(|n| n.never_returns) {
+            self.with(|n| n.calls.push("reboot (never returns)".into()));
+            return std::future::pending().await;
+        }
         self.with(|n| n.reboot());
         Ok(())
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::lease::{lease_name, DEFAULT_LEASE_SECONDS};
+use crate::lease::{lease_name, DEFAULT_LEASE_SECONDS, WORST_CASE_TRIAL_SECONDS};
 use crate::nodeops::FakeNode;
 
 mod outcomes;
@@ -35,6 +35,8 @@ struct World {
     actions_done: usize,
     /// Set by tests that take a lease away behind the agent's back (expiry).
     lease_stolen: bool,
+    /// How long the node is away after a reboot request (its agent with it).
+    reboot_takes: i64,
 }
 
 fn plan(version: &str) -> PlanView {
@@ -84,6 +86,7 @@ impl World {
             phases_seen: BTreeSet::new(),
             actions_done: 0,
             lease_stolen: false,
+            reboot_takes: 0,
         }
     }
 
@@ -212,7 +215,10 @@ impl World {
                     outcome = Some(Outcome::FlipFailed(e.to_string()));
                 }
             }
-            Action::Reboot => self.node.reboot(),
+            Action::Reboot => {
+                self.node.reboot();
+                self.now += self.reboot_takes;
+            }
             Action::MarkGood => self.node.mark_good(),
         }
         self.check_invariants();

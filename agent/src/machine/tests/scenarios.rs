@@ -324,3 +324,62 @@ fn staging_a_node_already_on_target_succeeds_instead_of_staging_forever() {
     assert_eq!(w.cordoned_by, None);
     assert!(!w.holds());
 }
+
+#[test]
+fn a_trial_as_slow_as_the_worst_case_keeps_its_lease() {
+    for broken in [false, true] {
+        let mut w = World::new();
+        w.reboot_takes = i64::from(WORST_CASE_TRIAL_SECONDS);
+        if broken {
+            w.node.broken.push("2".into());
+        }
+        w.run(None, 100);
+        let want = if broken {
+            Phase::RolledBack
+        } else {
+            Phase::Succeeded
+        };
+        assert_eq!(w.phase(), want, "{:?}", w.status().last_error);
+        assert!(!w.holds() && w.cordoned_by.is_none());
+    }
+}
+
+#[test]
+fn a_node_back_after_its_lease_lapsed_fails_without_marking_the_slot_good() {
+    let mut w = World::new();
+    w.reboot_takes = i64::from(DEFAULT_LEASE_SECONDS) + 1;
+    w.run(None, 100);
+    assert_eq!(w.phase(), Phase::Failed);
+    let e = w.status().last_error.clone().unwrap();
+    assert!(e.contains("lost the rollout lease while rebooting"), "{e}");
+    assert!(w.node.running_on_trial, "never marked good");
+    assert!(!w.holds() && w.cordoned_by.is_none());
+}
+
+#[test]
+fn a_node_that_never_returns_stops_the_rollout() {
+    // n2 took the only lease, asked for its reboot and was never seen again.
+    let mut w = World::new();
+    w.plan.as_mut().unwrap().concurrency = 1;
+    w.leases = vec![Some("n2".into())];
+    w.renewed = vec![w.now];
+    w.others.push(peer("n2", Phase::Rebooting, "2"));
+    w.run(None, 10);
+    assert_eq!(w.phase(), Phase::Waiting);
+    assert!(
+        w.status().conditions.is_empty(),
+        "just waiting for the lease"
+    );
+    // Its lease lapses: n2 counts as failed, and its place is not taken.
+    w.now += i64::from(DEFAULT_LEASE_SECONDS) + 1;
+    w.run(None, 10);
+    assert_eq!(w.phase(), Phase::Waiting);
+    let c = &w.status().conditions[0];
+    assert_eq!(c.reason, "RolloutStopped", "{}", c.message);
+    assert_eq!(w.leases, [Some("n2".to_string())]);
+    assert_eq!(w.node.stages, 0);
+    // An operator gives up on n2 and deletes its NodeUpgrade: the rollout goes on.
+    w.others.clear();
+    w.run(None, 100);
+    assert_eq!(w.phase(), Phase::Succeeded);
+}

@@ -64,8 +64,8 @@ impl<N: NodeOps> Exec<'_, N> {
                 lease::release(self.ctx, &self.snap.my_leases(plan)).await?;
                 Ok(Done::Changed)
             }
-            Action::Cordon { plan } => self.cordon(plan).await,
-            Action::Uncordon => self.uncordon().await,
+            Action::Cordon { plan } => self.set_cordon(Some(plan)).await,
+            Action::Uncordon => self.set_cordon(None).await,
             Action::Evict(pods) => self.evict(pods).await,
             Action::Stage {
                 bundle_url,
@@ -164,29 +164,21 @@ impl<N: NodeOps> Exec<'_, N> {
         Ok(Done::Changed)
     }
 
-    async fn cordon(&self, plan: &str) -> Result<Done, AgentError> {
+    /// Cordons the node for `plan`, or (`None`) takes the agent's cordon back: the
+    /// annotation and `spec.unschedulable` go together.
+    async fn set_cordon(&self, plan: Option<&str>) -> Result<Done, AgentError> {
         let patch = json!({
             "metadata": {"annotations": {CORDON_ANNOTATION: plan}},
-            "spec": {"unschedulable": true},
+            "spec": {"unschedulable": plan.map(|_| true)},
         });
         self.ctx
             .nodes()
             .patch(self.ctx.me(), &PatchParams::default(), &Patch::Merge(patch))
             .await?;
-        info!(plan, "node cordoned");
-        Ok(Done::Changed)
-    }
-
-    async fn uncordon(&self) -> Result<Done, AgentError> {
-        let patch = json!({
-            "metadata": {"annotations": {CORDON_ANNOTATION: null}},
-            "spec": {"unschedulable": null},
-        });
-        self.ctx
-            .nodes()
-            .patch(self.ctx.me(), &PatchParams::default(), &Patch::Merge(patch))
-            .await?;
-        info!("node uncordoned");
+        match plan {
+            Some(plan) => info!(plan, "node cordoned"),
+            None => info!("node uncordoned"),
+        }
         Ok(Done::Changed)
     }
 

@@ -304,7 +304,13 @@ pub fn decide(o: &Observed) -> Vec<Action> {
         out.push(Action::Uncordon);
     }
     let next = match phase {
-        Phase::Waiting => phases::waiting(o, plan, st, target),
+        // Already running the target (nothing to do, or upgraded by other means meanwhile):
+        // done. While staging this matters: `rkos upgrade` would only say so and arm
+        // nothing, so staging would never end.
+        Phase::Waiting | Phase::Staging if o.facts.version == target => {
+            finish(o, &plan.name, st, Phase::Succeeded, None)
+        }
+        Phase::Waiting => phases::waiting(o, plan, st),
         Phase::Draining => phases::draining(o, plan, st),
         Phase::Staging => phases::staging(o, plan, st, target),
         Phase::Rebooting => phases::rebooting(o, plan, st, target),

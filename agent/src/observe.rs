@@ -21,7 +21,6 @@ use crate::select;
 /// versions read.
 pub struct Snapshot {
     pub obs: Observed,
-    pub node: Node,
     pub plan: Option<UpgradePlan>,
     pub nu: Option<NodeUpgrade>,
     /// The rollout leases of every plan and holder.
@@ -119,7 +118,6 @@ pub async fn observe<N: NodeOps>(
     };
     Ok(Snapshot {
         obs,
-        node,
         plan,
         nu,
         leases,

@@ -3,14 +3,17 @@
 //! this Node, and at least every `tick`.
 
 use std::collections::VecDeque;
+use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::StreamExt;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
@@ -44,34 +47,21 @@ impl<N: NodeOps> Agent<N> {
     pub async fn run(&self) {
         let notify = Notify::new();
         let name_field = format!("metadata.name={}", self.ctx.me());
-        let trigger = |s: futures::stream::BoxStream<'static, ()>| {
+        let wake_on = |events: BoxStream<'static, ()>| {
             let notify = &notify;
             async move {
-                let mut s = s;
-                while s.next().await.is_some() {
+                let mut events = events;
+                while events.next().await.is_some() {
                     notify.notify_one();
                 }
             }
         };
-        let plans = watcher(self.ctx.plans(), watcher::Config::default())
-            .default_backoff()
-            .map(|_| ())
-            .boxed();
-        let nus = watcher(
-            self.ctx.nus(),
-            watcher::Config::default().fields(&name_field),
-        )
-        .default_backoff()
-        .map(|_| ())
-        .boxed();
-        let node = watcher(
-            self.ctx.nodes(),
-            watcher::Config::default().fields(&name_field),
-        )
-        .default_backoff()
-        .map(|_| ())
-        .boxed();
-        let watches = futures::future::join3(trigger(plans), trigger(nus), trigger(node));
+        let mine = || watcher::Config::default().fields(&name_field);
+        let watches = futures::future::join3(
+            wake_on(changes(self.ctx.plans(), watcher::Config::default())),
+            wake_on(changes(self.ctx.nus(), mine())),
+            wake_on(changes(self.ctx.nodes(), mine())),
+        );
         let work = async {
             loop {
                 match self.reconcile_once().await {
@@ -247,4 +237,12 @@ impl<N: NodeOps> Agent<N> {
         }
         Ok(())
     }
+}
+
+/// One item per event of a watch on `api` (list, then watch, with kube's backoff).
+fn changes<K>(api: Api<K>, config: watcher::Config) -> BoxStream<'static, ()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher(api, config).default_backoff().map(|_| ()).boxed()
 }

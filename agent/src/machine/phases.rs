@@ -83,15 +83,7 @@ fn blocked(o: &Observed, plan: &PlanView) -> Option<(&'static str, String)> {
     None
 }
 
-pub(super) fn waiting(
-    o: &Observed,
-    plan: &PlanView,
-    st: &NodeUpgradeStatus,
-    target: &str,
-) -> Vec<Action> {
-    if o.facts.version == target {
-        return finish(o, &plan.name, st, Phase::Succeeded, None);
-    }
+pub(super) fn waiting(o: &Observed, plan: &PlanView, st: &NodeUpgradeStatus) -> Vec<Action> {
     let holds = o.holds(&plan.name);
     let mut out = Vec::new();
     if let Some((reason, message)) = blocked(o, plan) {
@@ -187,11 +179,6 @@ pub(super) fn staging(
     st: &NodeUpgradeStatus,
     target: &str,
 ) -> Vec<Action> {
-    if o.facts.version == target {
-        // Already running the target (upgraded by other means meanwhile): `rkos upgrade`
-        // would only say so and arm nothing, so staging would never end.
-        return finish(o, &plan.name, st, Phase::Succeeded, None);
-    }
     if o.lapsed(&plan.name, st.phase) {
         return lapsed(o, plan, st);
     }

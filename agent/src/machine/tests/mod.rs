@@ -309,4 +309,17 @@ impl World {
     fn status(&self) -> &NodeUpgradeStatus {
         &self.nu.as_ref().unwrap().status
     }
+
+    /// The attempt ended in `phase` with an error saying each of `says`, the node uncordoned
+    /// and its lease released; returns the error.
+    fn ended(&self, phase: Phase, says: &[&str]) -> String {
+        assert_eq!(self.phase(), phase, "{:?}", self.status().last_error);
+        let err = self.status().last_error.clone().expect("an error");
+        for s in says {
+            assert!(err.contains(s), "{err:?} lacks {s:?}");
+        }
+        assert_eq!(self.cordoned_by, None, "left cordoned");
+        assert!(!self.holds(), "lease kept");
+        err
+    }
 }

@@ -79,13 +79,14 @@ fn pdb_blocked_drain_fails_cleanly_after_timeout() {
     let mut w = World::new();
     w.pdb_blocked.insert("db-0".into());
     w.run(None, 100);
-    assert_eq!(w.phase(), Phase::Failed);
-    let err = w.status().last_error.clone().unwrap();
-    assert!(err.contains("drain timed out after 60s"), "{err}");
-    assert!(err.contains("default/db-0"), "{err}");
-    assert!(err.contains("PodDisruptionBudget db-0-pdb"), "{err}");
-    assert_eq!(w.cordoned_by, None, "uncordoned");
-    assert!(!w.holds(), "lease released");
+    w.ended(
+        Phase::Failed,
+        &[
+            "drain timed out after 60s",
+            "default/db-0",
+            "PodDisruptionBudget db-0-pdb",
+        ],
+    );
     assert_eq!(w.node.stages, 0, "nothing staged");
     assert_eq!(w.node.facts().version, "1");
 }
@@ -96,15 +97,7 @@ fn unevictable_pod_fails_at_once() {
     w.refused
         .push("pod default/bare is not managed by a controller".into());
     w.run(None, 100);
-    assert_eq!(w.phase(), Phase::Failed);
-    assert!(w
-        .status()
-        .last_error
-        .as_ref()
-        .unwrap()
-        .contains("drain refused"));
-    assert_eq!(w.cordoned_by, None);
-    assert!(!w.holds());
+    w.ended(Phase::Failed, &["drain refused"]);
 }
 
 #[test]
@@ -116,12 +109,8 @@ fn broken_version_rolls_back_with_reason_at_every_crash_point() {
         let mut w = World::new();
         w.node.broken.push("2".into());
         w.run(Some(crash), 100);
-        assert_eq!(w.phase(), Phase::RolledBack, "crash at {crash}");
-        let err = w.status().last_error.clone().unwrap();
-        assert!(err.contains("never marked good"), "{err}");
+        w.ended(Phase::RolledBack, &["never marked good"]);
         assert_eq!(w.node.facts().version, "1");
-        assert_eq!(w.cordoned_by, None, "crash at {crash}");
-        assert!(!w.holds(), "crash at {crash}");
         assert_eq!(w.node.reboots, 1, "crash at {crash}");
     }
 }
@@ -131,15 +120,7 @@ fn stage_failure_fails_and_releases() {
     let mut w = World::new();
     w.node.fail_stage = Some("signature verification failed: wrong key".into());
     w.run(None, 100);
-    assert_eq!(w.phase(), Phase::Failed);
-    assert!(w
-        .status()
-        .last_error
-        .as_ref()
-        .unwrap()
-        .contains("wrong key"));
-    assert_eq!(w.cordoned_by, None);
-    assert!(!w.holds());
+    w.ended(Phase::Failed, &["staging 2 failed", "wrong key"]);
     assert_eq!(w.node.facts().version, "1");
 }
 
@@ -261,12 +242,8 @@ fn unhealthy_after_reboot_fails_after_the_verify_timeout() {
     let mut w = World::new();
     w.ready = false;
     w.run(None, 200);
-    assert_eq!(w.phase(), Phase::Failed);
-    let e = w.status().last_error.clone().unwrap();
-    assert!(e.contains("not healthy within 600s"), "{e}");
+    w.ended(Phase::Failed, &["not healthy within 600s"]);
     assert!(w.node.running_on_trial, "never marked good");
-    assert_eq!(w.cordoned_by, None);
-    assert!(!w.holds());
 }
 
 #[test]
@@ -349,11 +326,8 @@ fn a_node_back_after_its_lease_lapsed_fails_without_marking_the_slot_good() {
     let mut w = World::new();
     w.reboot_takes = i64::from(DEFAULT_LEASE_SECONDS) + 1;
     w.run(None, 100);
-    assert_eq!(w.phase(), Phase::Failed);
-    let e = w.status().last_error.clone().unwrap();
-    assert!(e.contains("lost the rollout lease while rebooting"), "{e}");
+    w.ended(Phase::Failed, &["lost the rollout lease while rebooting"]);
     assert!(w.node.running_on_trial, "never marked good");
-    assert!(!w.holds() && w.cordoned_by.is_none());
 }
 
 #[test]

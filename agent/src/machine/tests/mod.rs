@@ -1,5 +1,5 @@
-//! The state machine's tests: `transitions` checks each transition on its own, `scenarios`
-//! runs whole rollouts against the simulated node and cluster below, where every action is
+//! The state machine's tests: `transitions` checks each transition on its own, `leases` the
+//! lease rules, `outcomes` what follows an action's outcome, `scenarios` runs whole rollouts against the simulated node and cluster below, where every action is
 //! applied to the simulation and an agent "restart" drops the rest of a pass at any point.
 
 use std::collections::BTreeSet;
@@ -8,6 +8,7 @@ use super::*;
 use crate::lease::{lease_name, DEFAULT_LEASE_SECONDS, WORST_CASE_TRIAL_SECONDS};
 use crate::nodeops::FakeNode;
 
+mod leases;
 mod outcomes;
 mod scenarios;
 mod transitions;

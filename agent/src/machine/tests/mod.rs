@@ -1,6 +1,7 @@
 //! The state machine's tests: `transitions` checks each transition on its own, `leases` the
-//! lease rules, `outcomes` what follows an action's outcome, `scenarios` runs whole rollouts against the simulated node and cluster below, where every action is
-//! applied to the simulation and an agent "restart" drops the rest of a pass at any point.
+//! lease rules, `outcomes` what follows an action's outcome, and `scenarios` runs whole
+//! rollouts against the simulated node and cluster below, where every action is applied to
+//! the simulation and an agent "restart" drops the rest of a pass at any point.
 
 use std::collections::BTreeSet;
 

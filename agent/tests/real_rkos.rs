@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use rkos_agent::lease;
 use rkos_agent::nodeops::{self, HostNodeOps, NodeOps};
 use rkos_slots::{BootState, Slot, StateDir};
 use serde_json::json;
@@ -485,6 +486,34 @@ fn host_paths_are_the_commands_defaults() {
     }
     let help = rkos(&["upgrade", "--help"]);
     assert!(help.contains(&keys), "{help}");
+}
+
+/// What `--help` says about one option (its line, and the lines clap wraps it onto).
+fn option_help(help: &str, option: &str) -> String {
+    // The option's own line: its flags come first, then two spaces and the text.
+    let names = |l: &str| l.trim_start().split("  ").next().unwrap_or("").to_string();
+    let mut lines = help.lines().skip_while(|l| !names(l).contains(option));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("no {option} in {help}"));
+    let rest = lines.take_while(|l| !l.trim_start().starts_with('-'));
+    std::iter::once(first)
+        .chain(rest)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The node-side figures the lease's duration is computed from
+/// (`lease::WORST_CASE_TRIAL_SECONDS`) are the command's: the tries `rkos upgrade` gives a
+/// trial, and how long `rkos mark-good` waits for health before restarting the node.
+#[test]
+fn the_worst_case_trial_uses_the_commands_figures() {
+    let tries = option_help(&rkos(&["upgrade", "--help"]), "--tries");
+    let want = format!("[default: {}]", rkos_slots::DEFAULT_TRIES);
+    assert!(tries.contains(&want), "{tries}");
+    let timeout = option_help(&rkos(&["mark-good", "--help"]), "--timeout");
+    let want = format!("[default: {}]", lease::MARK_GOOD_TIMEOUT_SECONDS);
+    assert!(timeout.contains(&want), "{timeout}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,250 @@
+//! The real node side: the `rkos` command on the host, chrooted into its root.
+
+use std::path::{Path, PathBuf};
+
+use super::cli_error::error_text;
+use super::cli_status::facts_from_status_json;
+use super::cli_upgrade::{downloaded_bytes, first_line, slot_bytes};
+use super::{NodeFacts, NodeOps, NodeOpsError, StageReport};
+
+/// Runs `rkos` on the host. `host_root` is where the host's `/` is mounted (`/host` in the
+/// DaemonSet): the boot id and the k3s socket are read under it, and commands run chrooted
+/// into it when `chroot` is set (tests point it at a temp dir and run without a chroot).
+#[derive(Clone, Debug)]
+pub struct HostNodeOps {
+    pub host_root: PathBuf,
+    pub chroot: bool,
+    /// The `rkos` binary, as seen inside the chroot.
+    pub rkos: PathBuf,
+    /// The reboot command, as seen inside the chroot.
+    pub reboot: Vec<String>,
+}
+
+impl HostNodeOps {
+    pub fn new(host_root: impl Into<PathBuf>) -> Self {
+        let host_root = host_root.into();
+        HostNodeOps {
+            chroot: host_root != Path::new("/"),
+            host_root,
+            rkos: PathBuf::from("/usr/bin/rkos"),
+            reboot: vec!["/usr/bin/systemctl".into(), "reboot".into()],
+        }
+    }
+
+    /// `rkos SUB...` with the options that point it at the host when it runs without a chroot
+    /// (tests, or an agent started on the host itself): `rkos`'s defaults are absolute paths
+    /// of the host, right only inside the chroot. `--keys-dir` exists on `upgrade` only.
+    fn rkos_args(&self, sub: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = sub.iter().map(|s| s.to_string()).collect();
+        if !self.chroot {
+            let at = |p: &str| self.host_root.join(p).display().to_string();
+            v.extend(["--root".into(), self.host_root.display().to_string()]);
+            v.extend(["--state-dir".into(), at(STATE_MOUNT)]);
+            if sub.first() == Some(&"upgrade") {
+                v.extend(["--keys-dir".into(), at(IMAGE_KEYS_DIR)]);
+            }
+        }
+        v
+    }
+
+    /// `rkos upgrade` of the bundle, refusing any version but the plan's: staging and arming
+    /// both go through it (arming re-verifies the staged slot).
+    async fn upgrade(&self, bundle_url: &str, version: &str) -> Result<String, NodeOpsError> {
+        self.rkos(&[
+            "upgrade",
+            "--bundle",
+            bundle_url,
+            "--expect-version",
+            version,
+        ])
+        .await
+    }
+
+    async fn rkos(&self, sub: &[&str]) -> Result<String, NodeOpsError> {
+        let args = self.rkos_args(sub);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&self.rkos, &args).await
+    }
+
+    async fn run(&self, program: &Path, args: &[&str]) -> Result<String, NodeOpsError> {
+        let cmd = format!("{} {}", program.display(), args.join(" "));
+        let mut command = tokio::process::Command::new(program);
+        // The command's error ends up in the NodeUpgrade's lastError: no backtraces (the
+        // agent's own RUST_BACKTRACE must not leak into them) and no colour codes.
+        command
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0")
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true);
+        if self.chroot {
+            let root = self.host_root.clone();
+            // SAFETY: between fork and exec only async-signal-safe calls are allowed; chroot
+            // and chdir are plain system calls. std's chroot is used rather than a `chroot`
+            // binary because the agent's image holds nothing but the agent.
+            unsafe {
+                command.pre_exec(move || {
+                    std::os::unix::fs::chroot(&root)?;
+                    std::env::set_current_dir("/")
+                });
+            }
+        }
+        let out = command
+            .output()
+            .await
+            .map_err(|source| NodeOpsError::Spawn {
+                cmd: cmd.clone(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(NodeOpsError::Command {
+                cmd,
+                status: out.status.to_string(),
+                stderr: error_text(&String::from_utf8_lossy(&out.stderr)),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// Where `rkos` looks for RKOS_STATE and the image's trusted keys by default (rkos-slots'
+/// `DEFAULT_STATE_MOUNT`, rkos-bundle's `IMAGE_KEYS_DIR`), relative to the host's `/`; the
+/// contract test (`tests/real_rkos.rs`) checks they still match.
+pub const STATE_MOUNT: &str = "run/rkos/state";
+pub const IMAGE_KEYS_DIR: &str = "usr/lib/rkos/trusted-keys";
+
+impl NodeOps for HostNodeOps {
+    async fn facts(&self) -> Result<NodeFacts, NodeOpsError> {
+        let path = self.host_root.join("proc/sys/kernel/random/boot_id");
+        let boot_id = tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|source| NodeOpsError::Read { path, source })?;
+        let json = self.rkos(&["status", "--json"]).await?;
+        facts_from_status_json(&json, &boot_id)
+    }
+
+    async fn stage(&self, bundle_url: &str, version: &str) -> Result<StageReport, NodeOpsError> {
+        let out = self.upgrade(bundle_url, version).await?;
+        let after = self.armed(bundle_url, version, &out).await?;
+        let bytes = downloaded_bytes(&out)
+            // Output without the figure: count what the staged slot holds.
+            .or_else(|| slot_bytes(&self.host_root, &after.slot))
+            .unwrap_or(0);
+        Ok(StageReport { bytes })
+    }
+
+    async fn flip(&self, bundle_url: &str, version: &str) -> Result<(), NodeOpsError> {
+        let f = self.facts().await?;
+        if f.trial_armed.as_deref() == Some(version) {
+            return Ok(());
+        }
+        // `rkos upgrade` arms the trial only right after verifying every staged file against
+        // the signed manifest; running it again re-checks the slot and arms it. There is
+        // deliberately no way to arm a slot without that check.
+        let out = self.upgrade(bundle_url, version).await?;
+        self.armed(bundle_url, version, &out).await.map(|_| ())
+    }
+
+    async fn reboot(&self) -> Result<(), NodeOpsError> {
+        let (program, args) = self
+            .reboot
+            .split_first()
+            .ok_or_else(|| NodeOpsError::Failed("no reboot command configured".into()))?;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(Path::new(program), &args).await.map(|_| ())
+    }
+
+    async fn healthy(&self) -> Result<bool, NodeOpsError> {
+        // k3s answering is the node-side half; the agent also requires the Node to be Ready.
+        let sock = self.host_root.join("run/k3s/containerd/containerd.sock");
+        Ok(tokio::fs::metadata(&sock).await.is_ok())
+    }
+
+    async fn mark_good(&self) -> Result<(), NodeOpsError> {
+        self.rkos(&["mark-good"]).await.map(|_| ())
+    }
+}
+
+impl HostNodeOps {
+    /// Checks that the `rkos upgrade` that just succeeded armed a trial boot of `version`.
+    /// `--expect-version` makes it refuse a bundle of another version, but it exits 0
+    /// without arming anything when the node already runs that version ("already running
+    /// version V; nothing to do"): the state machine would then stage over and over. Returns
+    /// the facts read.
+    async fn armed(
+        &self,
+        bundle_url: &str,
+        version: &str,
+        out: &str,
+    ) -> Result<NodeFacts, NodeOpsError> {
+        let f = self.facts().await?;
+        if f.trial_armed.as_deref() == Some(version) {
+            return Ok(f);
+        }
+        let said = first_line(out).unwrap_or("nothing");
+        Err(NodeOpsError::Failed(format!(
+            "`rkos upgrade --bundle {bundle_url}` did not arm a trial boot of {version}: it said \
+             \"{said}\" (running {}, inactive slot holds {}, trial armed for {}); \
+             is {version} the version in that bundle's manifest?",
+            f.version,
+            f.staged.as_deref().unwrap_or("nothing"),
+            f.trial_armed.as_deref().unwrap_or("nothing"),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nodeops::cli_status::tests::STATUS_TRIAL_ARMED;
+
+    #[tokio::test]
+    async fn host_ops_report_a_missing_command_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = HostNodeOps {
+            rkos: dir.path().join("no-such-rkos"),
+            ..HostNodeOps::new("/")
+        };
+        let e = ops.run(&ops.rkos.clone(), &["status"]).await.unwrap_err();
+        assert!(e.to_string().contains("no-such-rkos"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn host_ops_parse_a_real_command() {
+        // A stand-in `rkos` script prints a status; the facts come from it and the boot id
+        // file under the given root.
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("rkos");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\ncat <<'EOF'\n{STATUS_TRIAL_ARMED}\nEOF\n"),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ops = HostNodeOps {
+            rkos: script,
+            ..HostNodeOps::new("/")
+        };
+        let f = ops
+            .run(&ops.rkos.clone(), &["status", "--json"])
+            .await
+            .unwrap();
+        assert_eq!(
+            facts_from_status_json(&f, "b")
+                .unwrap()
+                .trial_armed
+                .as_deref(),
+            Some("2")
+        );
+        let failing = dir.path().join("fail");
+        std::fs::write(&failing, "#!/bin/sh\necho 'bad signature' >&2\nexit 3\n").unwrap();
+        std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = ops
+            .run(&failing, &["upgrade"])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad signature"), "{e}");
+    }
+}

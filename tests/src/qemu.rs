@@ -89,7 +89,7 @@ fn probe_kernel(boot: &Boot) -> Option<PathBuf> {
     match rkos_vm::iso::extract_vmlinuz(&iso, &dir) {
         Ok(k) => Some(k),
         Err(e) => {
-            eprintln!("accelerator probe: {e}");
+            rkos_vm::accel::say(&format!("accelerator probe: {e}"));
             None
         }
     }
@@ -200,12 +200,12 @@ impl Vm {
         let _ = self.child.wait();
         let kvm_log = self.log_path.with_extension("kvm.log");
         let _ = std::fs::rename(&self.log_path, &kvm_log);
-        eprintln!(
+        rkos_vm::accel::say(&format!(
             "{}: the boot failed under KVM ({reason}); retrying once under TCG (console of the \
              KVM try: {})",
             self.name,
             kvm_log.display()
-        );
+        ));
         rkos_vm::accel::demote(&format!("a boot failed under KVM ({reason})"));
         let (child, stdin, shared, log_path) = spawn(&self.cfg, Accel::Tcg)?;
         self.accel = Accel::Tcg;

@@ -86,14 +86,18 @@ mod tests {
         Seen::Fails(w.into())
     }
 
+    fn seen(k3s_unit: Seen, kubelet_healthz: Seen, node_ready: Seen) -> HealthFacts {
+        HealthFacts {
+            k3s_unit,
+            kubelet_healthz,
+            node_ready,
+        }
+    }
+
     #[test]
     fn on_the_node_unit_and_healthz() {
         // What `rkos mark-good` sees.
-        let mut f = HealthFacts {
-            k3s_unit: Seen::Holds,
-            kubelet_healthz: Seen::Holds,
-            node_ready: Seen::Unseen,
-        };
+        let mut f = seen(Seen::Holds, Seen::Holds, Seen::Unseen);
         assert_eq!(verdict(&f), Ok(()));
         f.kubelet_healthz = fails("connection refused");
         assert_eq!(
@@ -110,11 +114,7 @@ mod tests {
     #[test]
     fn in_the_cluster_unit_and_node_ready() {
         // What the agent sees.
-        let mut f = HealthFacts {
-            k3s_unit: Seen::Holds,
-            kubelet_healthz: Seen::Unseen,
-            node_ready: Seen::Holds,
-        };
+        let mut f = seen(Seen::Holds, Seen::Unseen, Seen::Holds);
         assert_eq!(verdict(&f), Ok(()));
         f.node_ready = fails("the Node is not Ready");
         assert!(verdict(&f).is_err());
@@ -125,18 +125,12 @@ mod tests {
 
     #[test]
     fn the_kubelet_must_be_seen_one_way() {
-        let unit_only = HealthFacts {
-            k3s_unit: Seen::Holds,
-            ..HealthFacts::default()
-        };
+        let unit_only = seen(Seen::Holds, Seen::Unseen, Seen::Unseen);
         let e = verdict(&unit_only).unwrap_err();
         assert!(e.to_string().contains("not seen"), "{e}");
         assert!(verdict(&HealthFacts::default()).is_err());
         // Without a unit to check (`rkos mark-good --unit ''`), the kubelet decides.
-        let kubelet_only = HealthFacts {
-            kubelet_healthz: Seen::Holds,
-            ..HealthFacts::default()
-        };
+        let kubelet_only = seen(Seen::Unseen, Seen::Holds, Seen::Unseen);
         assert_eq!(verdict(&kubelet_only), Ok(()));
     }
 

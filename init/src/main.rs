@@ -9,11 +9,12 @@ use std::sync::mpsc;
 use std::thread::{sleep, JoinHandle};
 use std::time::{Duration, Instant};
 
+use rkos_config::ImageDefaults;
 use rkos_contract::{label, paths, BootMode, InitReport, Slot};
 use rkos_init::cmdline::{self, BootParams};
 use rkos_init::detect;
 use rkos_init::devices::{self, BlockDevice};
-use rkos_init::early::ParsedSources;
+use rkos_init::early::EarlyConfig;
 use rkos_init::kmod;
 use rkos_init::kmod::Loader;
 use rkos_init::log::{self, KernelWork, Ms, Timings};
@@ -99,23 +100,9 @@ fn initramfs_loader() -> Option<Loader> {
     initramfs_index().ok().map(Loader::new)
 }
 
-/// The early config: merged from every source, with the problems found and the hostname
-/// it gives this machine.
-struct EarlyConfig {
-    config: rkos_config::Config,
-    problems: Vec<String>,
-    hostname: String,
-}
-
-fn load_early_config(defaults: Option<ParsedSources>, root: &Path, cmdline: &str) -> EarlyConfig {
-    let (config, problems) = early::load_config(defaults, root, cmdline);
+fn load_early_config(defaults: Option<ImageDefaults>, root: &Path, cmdline: &str) -> EarlyConfig {
     let mac = rkos_config::primary_mac(Path::new("/sys/class/net"));
-    let hostname = early::hostname(&config, mac.as_deref());
-    EarlyConfig {
-        config,
-        problems,
-        hostname,
-    }
+    early::load_config(defaults, root, cmdline, mac.as_deref())
 }
 
 /// Work done on a second thread, off the boot's critical path: the module index while the
@@ -143,7 +130,7 @@ impl EarlyWork {
             .name("early".into())
             .spawn(move || {
                 let _ = index_tx.send(initramfs_index());
-                let defaults = early::parse_image_defaults(Path::new("/"));
+                let defaults = ImageDefaults::parse(Path::new("/"));
                 // No message: the boot failed before the config stage.
                 let (root, cmdline) = config_rx.recv().ok()?;
                 Some(load_early_config(defaults, &root, &cmdline))
@@ -192,7 +179,7 @@ impl EarlyWork {
             })
         });
         from_thread.unwrap_or_else(|| {
-            load_early_config(early::parse_image_defaults(Path::new("/")), &root, &cmdline)
+            load_early_config(ImageDefaults::parse(Path::new("/")), &root, &cmdline)
         })
     }
 }

@@ -278,17 +278,14 @@ mod tests {
 
     #[test]
     fn extra_persistent_paths_parents_first_bad_ones_reported() {
-        let extra: Vec<String> = [
+        let extra = [
             "/srv/data/db",
             "/srv/data",
             "relative",
             "/var/lib/rkos",
             "/srv/data/",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let (groups, problems) = persistent_groups(&extra);
+        ];
+        let (groups, problems) = persistent_groups(&extra.map(String::from));
         let paths: Vec<&Path> = groups.iter().map(|(p, _)| p.as_path()).collect();
         // Built-in paths are bound already; a path given twice is bound once.
         assert_eq!(paths, [Path::new("/srv/data"), Path::new("/srv/data/db")]);

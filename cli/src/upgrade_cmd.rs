@@ -96,11 +96,14 @@ pub fn init_report(root: &Path) -> Option<InitReport> {
 
 /// `rkos.upgrade.trusted_keys` from the node's merged config (its own sources only: image
 /// defaults, boot medium, cloud-init, persistent file, kernel command line — never a cluster
-/// object). A source with errors is left out by the loader, as at boot.
+/// object), read as at boot (`rkos_config::NodeConfig`).
 fn config_trusted_keys(root: &Path) -> Vec<String> {
-    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
-    let sources = rkos_config::source::collect(root, &cmdline);
-    rkos_config::load(&sources).config.rkos.upgrade.trusted_keys
+    rkos_config::NodeConfig::at(root)
+        .load()
+        .config
+        .rkos
+        .upgrade
+        .trusted_keys
 }
 
 pub fn run_upgrade(args: &UpgradeArgs) -> Result<()> {

@@ -125,12 +125,29 @@ fn print_diags(diags: &[rkos_config::Diagnostic]) {
 }
 
 fn show(a: &ShowArgs) -> anyhow::Result<()> {
+    refuse_without_access(&a.sources)?;
     let (sources, mut diags) = gather(&a.sources)?;
     let loaded = load(&sources);
     diags.extend(loaded.diagnostics.iter().cloned());
     print_diags(&diags);
     print!("{}", rkos_config::show::show(&loaded, a.explain));
     Ok(())
+}
+
+/// The node's own config (`/var/lib/rkos`, mode 0700) is root's: shown without it, the
+/// merged config would be the image defaults alone and look like a node never configured.
+fn refuse_without_access(s: &SourceArgs) -> anyhow::Result<()> {
+    if !s.configs.is_empty() {
+        return Ok(());
+    }
+    let dir = rkos_contract::paths::under(&s.source_root, rkos_contract::paths::VAR_LIB_RKOS);
+    match std::fs::read_dir(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => anyhow::bail!(
+            "{} holds the node's config and only root can read it: run sudo rkos config show",
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn validate(a: &ValidateArgs) -> anyhow::Result<()> {

@@ -140,14 +140,18 @@ fn refuse_without_access(s: &SourceArgs) -> anyhow::Result<()> {
     if !s.configs.is_empty() {
         return Ok(());
     }
-    let dir = rkos_contract::paths::under(&s.source_root, rkos_contract::paths::VAR_LIB_RKOS);
-    match std::fs::read_dir(&dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => anyhow::bail!(
+    use rkos_contract::paths::{under, PERSISTENT_CONFIG, VAR_LIB_RKOS};
+    let dir = under(&s.source_root, VAR_LIB_RKOS);
+    let file = under(&s.source_root, PERSISTENT_CONFIG);
+    let denied =
+        |r: std::io::Result<()>| r.is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+    if denied(std::fs::read_dir(&dir).map(drop)) || denied(std::fs::File::open(&file).map(drop)) {
+        anyhow::bail!(
             "{} holds the node's config and only root can read it: run sudo rkos config show",
             dir.display()
-        ),
-        _ => Ok(()),
+        );
     }
+    Ok(())
 }
 
 fn validate(a: &ValidateArgs) -> anyhow::Result<()> {

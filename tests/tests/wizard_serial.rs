@@ -61,14 +61,19 @@ fn matches_docs(name: &str, screen: &str) -> Result<()> {
         .split_once(&marker)
         .with_context(|| format!("docs/install.md has no {marker}"))?
         .1;
-    let block = after
+    // the block may be indented (inside a list item): as deep as its fence
+    let (before, block) = after
         .split_once("```text\n")
-        .and_then(|(_, b)| b.split_once("\n```"))
-        .with_context(|| format!("{marker} is not followed by a text block"))?
-        .0;
+        .with_context(|| format!("{marker} is not followed by a text block"))?;
+    let indent = before.lines().last().unwrap_or("").len();
+    let block = block
+        .split_once("```")
+        .with_context(|| format!("{marker}: the text block does not end"))?
+        .0
+        .trim_end();
     let rows: Vec<&str> = screen.lines().collect();
     let mut at = 0;
-    for want in block.lines() {
+    for want in block.lines().map(|l| l.get(indent..).unwrap_or("")) {
         let found = rows[at..]
             .iter()
             .position(|r| r.trim_end() == want.trim_end())
@@ -197,7 +202,7 @@ fn server(started: Instant) -> Result<String> {
         token.starts_with("K10") && token.ends_with(&format!("::server:{SECRET}")),
         "sudo rkos token: {token}"
     );
-    let issue = vm.run_ok("agetty --show-issue", CMD)?;
+    let issue = vm.run_ok("/sbin/agetty --show-issue", CMD)?;
     ensure!(
         issue.contains(&format!("server URL  https://{ADDR}:6443"))
             && issue.contains("sudo rkos token"),
@@ -233,11 +238,15 @@ fn server(started: Instant) -> Result<String> {
     vm.answer("Which server?", ENTER, STEP)?;
     vm.answer("Cluster token (Enter keeps the current one)", ENTER, STEP)?;
     let s = vm.expect_screen("Apply this configuration?", STEP)?;
-    ensure!(
-        s.contains("hostname                   server-1")
-            && s.contains("password for rkos          set (as a hash)"),
-        "{s}"
-    );
+    for (k, v) in [
+        ("hostname", "server-1"),
+        ("password for rkos", "set (as a hash)"),
+    ] {
+        ensure!(
+            s.contains(&format!("  {k:<26} {v}")),
+            "summary without {k}: {v}\n{s}"
+        );
+    }
     vm.send(&format!("{DOWN}{DOWN}{ENTER}"))?;
     vm.expect_screen("Cancelled: nothing was written.", STEP)?;
     eprintln!("server done: {:?}", started.elapsed());
@@ -284,7 +293,7 @@ fn agent(token: &str, started: Instant) -> Result<()> {
     vm.answer("What now?", &format!("{DOWN}{ENTER}"), STEP)?;
     // the token k3s wrote on the server, typed (masked, longer than a row); first a wrong one
     vm.answer("Cluster token", "K10xyz::server:x\r", STEP)?;
-    vm.expect_screen("must be hex", STEP)?;
+    vm.expect_screen("a secure token has the form", STEP)?;
     vm.send(&format!("{CTRL_U}{token}\r"))?;
     let s = accepted(
         &mut vm,

@@ -146,17 +146,11 @@ pub fn token(root: &Path, cfg: &Config) -> std::io::Result<Option<Token>> {
         .map(|t| Token::Configured(t.to_string())))
 }
 
-/// The node's merged config as it boots (every source under `root`, the kernel command
-/// line of the running system when `root` is `/`), errors aside.
+/// The node's merged config as it boots (every source under `root`, its kernel command
+/// line, last good copies for broken persistent sources), errors aside: read through
+/// `rkos-config`'s one entry point, as rkos-init and `rkos config show` read it.
 pub fn node_config(root: &Path) -> Config {
-    let cmdline = if root == Path::new("/") {
-        std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
-    } else {
-        String::new()
-    };
-    let (sources, _) = rkos_config::source::collect_report(root, &cmdline);
-    let (sources, _) = rkos_config::source::with_last_good(root, sources);
-    rkos_config::load(&sources).config
+    rkos_config::NodeConfig::at(root).load().config
 }
 
 #[cfg(test)]

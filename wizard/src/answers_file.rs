@@ -82,8 +82,13 @@ fn message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
     let first = text.lines().next().unwrap_or("").trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    match first.split_once(": ") {
-        Some((at, rest)) if at.starts_with("line ") => rest.to_string(),
+    let first = match first.split_once(": ") {
+        Some((at, rest)) if at.starts_with("line ") => rest,
+        _ => first,
+    };
+    // Some messages end with the place in the one-key document checked, not in the file.
+    match first.rsplit_once(" at line ") {
+        Some((msg, at)) if at.contains(", column ") => msg.to_string(),
         _ => first.to_string(),
     }
 }
@@ -146,7 +151,10 @@ mod tests {
             errs[3]
         );
         for e in &errs {
-            assert!(!e.contains("<input>") && !e.contains("error"), "{e}");
+            assert!(
+                !e.contains("<input>") && !e.contains("error") && !e.contains(" at line "),
+                "{e}"
+            );
         }
         let broken = parse("answers.yaml", "a: [\n").unwrap_err();
         assert_eq!(broken.len(), 1);

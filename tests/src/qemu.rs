@@ -381,6 +381,34 @@ impl Vm {
             .context(format!("typing `{line}`")))
     }
 
+    /// Waits for the live system's autologin shell, then quiets the kernel on the console:
+    /// messages of drivers still loading would land in the screens the tests read.
+    pub fn live_shell(&mut self, boot: Duration, step: Duration) -> Result<()> {
+        self.expect(r"login:", boot).context("no login prompt")?;
+        self.expect(r"rkos@[^ ]*[:~]|\$ ", boot)
+            .context("no shell (live autologin)")?;
+        self.send("sudo -n dmesg -n 1; echo console-$((6*7))\n")?;
+        self.expect(r"console-42", step)
+            .context("the shell does not answer")?;
+        Ok(())
+    }
+
+    /// Waits for `done` (the kernel's last words of a reboot or power-off) and fails when a
+    /// unit failed on the way down: a clean shutdown looks it (the data volume and its binds
+    /// unmounted, or read-only, before the power-off). Returns the shutdown's console.
+    pub fn clean_shutdown(&mut self, what: &str, done: &str, timeout: Duration) -> Result<String> {
+        let log = self
+            .expect(&regex::escape(done), timeout)
+            .with_context(|| format!("{what}: no {done:?}"))?;
+        let failed: Vec<&str> = log.lines().filter(|l| l.contains("FAILED")).collect();
+        anyhow::ensure!(
+            failed.is_empty(),
+            "{what} did not shut down cleanly:\n{}",
+            failed.join("\n")
+        );
+        Ok(log)
+    }
+
     /// Puts the logged-in shell into a mode fit for scripting: no line editing, no echo, no
     /// prompt, so command output is all that comes back.
     pub fn prepare_shell(&mut self) -> Result<()> {

@@ -51,29 +51,6 @@ fn exp(vm: &mut Vm, text: &str, t: Duration) -> Result<String> {
     vm.expect(&regex::escape(text), t)
 }
 
-fn live_login(vm: &mut Vm) -> Result<()> {
-    vm.expect(r"login:", BOOT).context("no login prompt")?;
-    vm.expect(r"rkos@[^ ]*[:~]|\$ ", BOOT)
-        .context("no shell (live autologin)")?;
-    // Kernel messages of drivers still loading would land in the wizard's screens.
-    vm.send("sudo -n dmesg -n 1; echo console-$((6*7))\n")?;
-    vm.expect(r"console-42", STEP)
-        .context("the shell does not answer")?;
-    Ok(())
-}
-
-/// A shutdown that is clean and looks it: no unit failed on the way down (the data volume
-/// and its binds unmounted, or read-only, before the power-off).
-fn clean_shutdown(what: &str, log: &str) -> Result<()> {
-    let failed: Vec<&str> = log.lines().filter(|l| l.contains("FAILED")).collect();
-    ensure!(
-        failed.is_empty(),
-        "{what} did not shut down cleanly:\n{}",
-        failed.join("\n")
-    );
-    Ok(())
-}
-
 /// The installed disk alone, booted by the firmware through the GRUB the installer wrote.
 fn boot_disk(name: &str, disk: &Path) -> Result<Vm> {
     Vm::start(&VmConfig {
@@ -118,7 +95,7 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
         disks: vec![disk.clone()],
         memory_mb: 2048,
     })?;
-    live_login(&mut vm)?;
+    vm.live_shell(BOOT, STEP)?;
     vm.send("sudo TERM=vt220 os-config\n")?;
 
     exp(&mut vm, "What do you want to do?", STEP)?;
@@ -179,10 +156,7 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
     vm.send("y")?;
     // The reboot the wizard offers; once the system is down the VM stops and the disk boots
     // alone, as it would with the medium removed.
-    let shutdown = vm
-        .expect(r"reboot: Restarting system", BOOT)
-        .context("the wizard's reboot did not happen")?;
-    clean_shutdown("the live system", &shutdown)?;
+    vm.clean_shutdown("the wizard's reboot", "reboot: Restarting system", BOOT)?;
     drop(vm);
     eprintln!("wizard and install: {:?}", started.elapsed());
 
@@ -234,10 +208,7 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
     ensure!(usr != 0, "/usr is writable");
     let hostkey = host_key(&mut vm)?;
     vm.send("sudo systemctl reboot\n")?;
-    let shutdown = vm
-        .expect(r"reboot: Restarting system", BOOT)
-        .context("no reboot")?;
-    clean_shutdown("the installed node", &shutdown)?;
+    vm.clean_shutdown("the installed node", "reboot: Restarting system", BOOT)?;
     vm.expect(r"rkos\.mode=disk", BOOT)
         .context("did not boot from the disk again")?;
     password_login(&mut vm).context("after the reboot")?;

@@ -95,6 +95,19 @@ fn accepted(vm: &mut Vm, next: &str, record: &str, refused: &str) -> Result<Stri
     Ok(s)
 }
 
+/// A refused answer: `error` shows, the line is cleared and `fix` typed, then
+/// [`accepted`].
+fn corrected(
+    vm: &mut Vm,
+    error: &str,
+    fix: &str,
+    (next, record, refused): (&str, &str, &str),
+) -> Result<String> {
+    vm.expect_screen(error, STEP)?;
+    vm.send(&format!("{CTRL_U}{fix}\r"))?;
+    accepted(vm, next, record, refused)
+}
+
 /// The two passwords, the first pair differing.
 fn passwords(vm: &mut Vm) -> Result<()> {
     vm.answer("Password for the user rkos", &format!("{PASSWORD}\r"), STEP)?;
@@ -133,13 +146,15 @@ fn server(started: Instant) -> Result<String> {
         "not a user!\r",
         STEP,
     )?;
-    vm.expect_screen("is not a GitHub user name", STEP)?;
-    vm.send(&format!("{CTRL_U}{ENTER}"))?;
-    accepted(
+    corrected(
         &mut vm,
-        "SSH public key to authorize",
-        "✔ GitHub users whose SSH keys may log in · (none)",
-        "user!",
+        "is not a GitHub user name",
+        "",
+        (
+            "SSH public key to authorize",
+            "✔ GitHub users whose SSH keys may log in · (none)",
+            "user!",
+        ),
     )?;
     vm.send(ENTER)?;
     passwords(&mut vm)?;
@@ -152,13 +167,11 @@ fn server(started: Instant) -> Result<String> {
         "{s}"
     );
     vm.send("Server_1\r")?;
-    vm.expect_screen("✘", STEP)?;
-    vm.send(&format!("{CTRL_U}server-1\r"))?;
-    accepted(
+    corrected(
         &mut vm,
-        "Role of this node",
-        "✔ Host name · server-1",
-        "Server_1",
+        "✘",
+        "server-1",
+        ("Role of this node", "✔ Host name · server-1", "Server_1"),
     )?;
     vm.send(ENTER)?;
     vm.answer("Which server?", ENTER, STEP)?;
@@ -288,13 +301,15 @@ fn agent(token: &str, started: Instant) -> Result<()> {
     vm.answer("What now?", &format!("{DOWN}{ENTER}"), STEP)?;
     // the token k3s wrote on the server, typed (masked, longer than a row); first a wrong one
     vm.answer("Cluster token", "K10xyz::server:x\r", STEP)?;
-    vm.expect_screen("a secure token has the form", STEP)?;
-    vm.send(&format!("{CTRL_U}{token}\r"))?;
-    let s = accepted(
+    let s = corrected(
         &mut vm,
-        "Apply this configuration?",
-        "✔ Cluster token · ********",
-        "must be hex",
+        "a secure token has the form",
+        token,
+        (
+            "Apply this configuration?",
+            "✔ Cluster token · ********",
+            "must be hex",
+        ),
     )?;
     ensure!(!s.contains(SECRET), "the token is shown:\n{s}");
     vm.send(ENTER)?;

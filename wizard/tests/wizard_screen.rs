@@ -193,6 +193,20 @@ fn accepted(t: &Tty, next: &str, record: &str, refused: &str) -> String {
     s
 }
 
+/// A refused answer corrected: waits for `error`, types `fix`, then [`accepted`]. Returns
+/// the screen that showed the error.
+fn corrected(
+    t: &mut Tty,
+    error: &str,
+    fix: &str,
+    (next, record, refused): (&str, &str, &str),
+) -> String {
+    let s = t.wait(error);
+    t.send(fix);
+    accepted(t, next, record, refused);
+    s
+}
+
 #[test]
 fn one_wrong_answer_per_kind_shows_until_accepted() {
     let dir = tempfile::tempdir().unwrap();
@@ -212,16 +226,18 @@ fn one_wrong_answer_per_kind_shows_until_accepted() {
         "GitHub users whose SSH keys may log in",
         "octo, not a user!\r",
     );
-    let s = t.wait("`user!` is not a GitHub user name");
-    // the refused text stays on the line (wrapped at 80 columns), for editing
-    assert!(s.contains("› octo,\nnot a user!"), "{s}");
-    t.send("\x15\r");
-    accepted(
-        &t,
-        "SSH public key to authorize",
-        "✔ GitHub users whose SSH keys may log in · (none)",
-        "user!",
+    let s = corrected(
+        &mut t,
+        "`user!` is not a GitHub user name",
+        "\x15\r",
+        (
+            "SSH public key to authorize",
+            "✔ GitHub users whose SSH keys may log in · (none)",
+            "user!",
+        ),
     );
+    // the refused text stayed on the line (wrapped at 80 columns), for editing
+    assert!(s.contains("› octo,\nnot a user!"), "{s}");
     t.send("\r");
     // a password typed twice, differently
     t.answer("Password for the user rkos", "secret123\r");
@@ -242,13 +258,15 @@ fn one_wrong_answer_per_kind_shows_until_accepted() {
     t.answer("Network", &format!("{DOWN}\r"));
     t.answer("Interface", "\r");
     t.answer("Address/prefix", "10.0.2.15\r");
-    t.wait("needs a prefix length");
-    t.send("/24\r");
-    accepted(
-        &t,
-        "Gateway",
-        "✔ Address/prefix · 10.0.2.15/24",
-        "prefix length",
+    corrected(
+        &mut t,
+        "needs a prefix length",
+        "/24\r",
+        (
+            "Gateway",
+            "✔ Address/prefix · 10.0.2.15/24",
+            "prefix length",
+        ),
     );
     t.send("10.0.2.2\r");
     t.answer("DNS servers", "10.0.2.3\r");
@@ -257,15 +275,13 @@ fn one_wrong_answer_per_kind_shows_until_accepted() {
     assert!(s.contains("QEMU's default MAC address"), "{s}");
     assert!(s.contains("Suggestion: rkos-"), "{s}");
     t.send("\x15Server_1\r");
-    let s = t.wait("✘");
-    assert!(s.contains("› Server_1"), "{s}");
-    t.send("\x15server-1\r");
-    accepted(
-        &t,
-        "Role of this node",
-        "✔ Host name · server-1",
-        "Server_1",
+    let s = corrected(
+        &mut t,
+        "✘",
+        "\x15server-1\r",
+        ("Role of this node", "✔ Host name · server-1", "Server_1"),
     );
+    assert!(s.contains("› Server_1"), "{s}");
     t.send("\r");
     t.answer("Which server?", "\r");
     // the token: masked as typed, Tab shows it, a space is refused

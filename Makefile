@@ -28,7 +28,7 @@ ROOTFS_STAMP := work/rootfs/stamp
 ROOTFS_INPUTS := build/packages.txt build/rootfs.sh build/rootfs-customize.sh build/prune-modules.sh
 IMAGE_INPUTS := $(shell find overlay -type f 2>/dev/null) build/image.sh build/k3s-standin.sh \
 	build/initramfs.sh build/initramfs.modules agent/manifests/crds.yaml agent/manifests/agent.yaml \
-	agent/manifests/policy.yaml
+	agent/manifests/policy.yaml $(wildcard docs/*.md)
 ISO_INPUTS := iso/grub.cfg build/iso.sh $(wildcard iso/config.yaml)
 
 .PHONY: test check fmt clippy unit host-deps iso standin-iso run boot-test boot-report \
@@ -105,12 +105,14 @@ run: iso
 	build/run-qemu.sh $(ISO)
 
 # The QEMU tests of the stand-in ISO (root: loop devices for the installs and bundles):
-# live boots, the wizard install and unattended install, a host-side install booted under
-# BIOS and UEFI, and upgrades of an installed node; then a full disk refusing a bundle.
+# live boots, os-config on the serial console (a server, then an agent joining it), the
+# wizard install and unattended install, a host-side install booted under BIOS and UEFI,
+# and upgrades of an installed node; then a full disk refusing a bundle.
 boot-test: host-deps
 	$(MAKE) K3S_STANDIN=1 iso
 	RKOS_ISO=$(CURDIR)/$(STANDIN_ISO) $(CARGO) test -p rkos-tests --features qemu \
-		--test boot --test install_iso --test install_disk --test upgrade_node -- --test-threads=1
+		--test boot --test wizard_serial --test install_iso --test install_disk \
+		--test upgrade_node -- --test-threads=1
 	$(CARGO) test -p rkos-bundle --features root-tests --test full_disk
 
 boot-report: host-deps

@@ -33,6 +33,9 @@ chmod 0755 "$root"/usr/lib/rkos/*.sh "$root"/usr/lib/systemd/system-generators/*
 
 install -m 0755 "$rkos_bin" "$root/usr/bin/rkos"
 ln -sfn rkos "$root/usr/bin/os-config"
+# The user docs on the node, where os-config --help and the units point.
+install -d -m 0755 "$root/usr/share/doc/rkos"
+install -m 0644 "$top"/docs/*.md "$root/usr/share/doc/rkos/"
 install -d -m 0755 "$root/usr/local/bin"
 install -m 0755 "$top/work/k3s/k3s" "$root/usr/local/bin/k3s"
 for tool in kubectl crictl ctr; do ln -sfn k3s "$root/usr/local/bin/$tool"; done
@@ -71,7 +74,8 @@ mkdir -p "$root/etc/rkos"
 echo "$version" > "$root/etc/rkos/version"
 
 systemctl --root="$root" enable rkos-config-early.service rkos-config-network.service \
-    k3s.service rkos-ssh-keygen.service rkos-issue.service rkos-grow-data.service \
+    k3s.service rkos-ssh-keygen.service rkos-issue.service rkos-issue-watch.service \
+    rkos-grow-data.service \
     rkos-mark-good.service >/dev/null
 # rkos-install.service is pulled in by a generator, only with rkos.mode=install.
 

@@ -107,9 +107,30 @@ fn print_diags(diags: &[rkos_config::Diagnostic]) {
 }
 
 fn show(a: &ShowArgs) -> anyhow::Result<()> {
+    refuse_without_access(&a.sources)?;
     let loaded = load(&a.sources)?;
     print_diags(&loaded.diagnostics);
     print!("{}", rkos_config::show::show(&loaded, a.explain));
+    Ok(())
+}
+
+/// The node's own config (`/var/lib/rkos`, mode 0700) is root's: shown without it, the
+/// merged config would be the image defaults alone and look like a node never configured.
+fn refuse_without_access(s: &SourceArgs) -> anyhow::Result<()> {
+    if !s.configs.is_empty() {
+        return Ok(());
+    }
+    use rkos_contract::paths::{under, PERSISTENT_CONFIG, VAR_LIB_RKOS};
+    let dir = under(&s.source_root, VAR_LIB_RKOS);
+    let file = under(&s.source_root, PERSISTENT_CONFIG);
+    let denied =
+        |r: std::io::Result<()>| r.is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+    if denied(std::fs::read_dir(&dir).map(drop)) || denied(std::fs::File::open(&file).map(drop)) {
+        anyhow::bail!(
+            "{} holds the node's config and only root can read it: run sudo rkos config show",
+            dir.display()
+        );
+    }
     Ok(())
 }
 

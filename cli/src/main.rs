@@ -1,4 +1,5 @@
-//! `rkos`: the node's command (config, install, upgrade, status). Installed also as `os-config`.
+//! `rkos`: the node's command (config, install, upgrade, status, token). Installed also as
+//! `os-config`.
 
 mod bundle_cmd;
 mod config_apply;
@@ -7,6 +8,7 @@ mod install_cmd;
 #[cfg(test)]
 mod last_good_agreement;
 mod status_cmd;
+mod token_cmd;
 mod upgrade_cmd;
 mod wizard_cmd;
 
@@ -38,7 +40,10 @@ enum Command {
     /// Install rkos to a disk without questions (or unattended from the kernel command line).
     Install(install_cmd::InstallArgs),
     /// The interactive configurator (also installed as `os-config`).
+    #[command(after_help = wizard_cmd::DOCS)]
     OsConfig(Box<wizard_cmd::WizardArgs>),
+    /// Print the token agents join this cluster with (`--hint`: how they join).
+    Token(token_cmd::TokenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bundle(a) => bundle_cmd::run_bundle(&a),
         Command::Install(a) => install_cmd::run(a),
         Command::OsConfig(a) => wizard_cmd::run(*a),
+        Command::Token(a) => token_cmd::run(&a),
     }
 }
 

@@ -7,68 +7,79 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use rkos_install::disks;
-use rkos_wizard::answers::{self, Action, Answers, NetMode, Role};
-use rkos_wizard::{net, system, ui};
+use rkos_wizard::answers::{Action, Answers, NetMode, Role};
+use rkos_wizard::{answers_file, checks, current, join, net, system, ui};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct WizardArgs {
-    /// Answers as YAML (keys as in docs/install.md); flags override them.
+    /// Answers as YAML, keys as in the table of install.md (flags override them).
     #[arg(long, value_name = "FILE")]
     pub answers: Option<PathBuf>,
-    /// Do not ask anything: every required answer must be given; no confirmation.
+    /// Ask nothing: every required answer must be given; no confirmation.
     #[arg(long)]
     pub yes: bool,
     /// Install to a disk.
     #[arg(long, conflicts_with = "configure")]
     pub install: bool,
-    /// Configure this node as it runs (no install).
+    /// Configure this node as it runs (no install; in RAM only on the live ISO).
     #[arg(long)]
     pub configure: bool,
     /// Install target (`sda`, `/dev/sda`, `/dev/disk/by-id/...`).
-    #[arg(long)]
+    #[arg(long, value_name = "DISK")]
     pub device: Option<String>,
     /// Use this config file (path or http(s) URL) instead of the questions.
-    #[arg(long)]
+    #[arg(long, value_name = "PATH|URL")]
     pub config_url: Option<String>,
+    /// A GitHub user whose SSH keys may log in as rkos (repeatable; fetched at every boot).
     #[arg(long = "github-user", value_name = "USER")]
     pub github_users: Vec<String>,
+    /// An SSH public key allowed to log in as rkos (repeatable; the whole line, quoted).
     #[arg(long = "ssh-key", value_name = "KEY")]
     pub ssh_keys: Vec<String>,
     /// Password for `rkos` (clear text, hashed before it is written, or a `$6$` hash).
     #[arg(long)]
     pub password: Option<String>,
-    #[arg(long)]
+    /// WiFi network name to join (needs --wifi-passphrase).
+    #[arg(long, value_name = "SSID")]
     pub wifi_ssid: Option<String>,
+    /// WPA passphrase of --wifi-ssid (8-63 characters).
     #[arg(long)]
     pub wifi_passphrase: Option<String>,
     /// Static address `ADDRESS/PREFIX` (default: DHCP).
-    #[arg(long)]
+    #[arg(long, value_name = "ADDRESS/PREFIX")]
     pub address: Option<String>,
-    #[arg(long)]
+    /// Interface of the static address (e.g. `enp1s0`).
+    #[arg(long, value_name = "NAME")]
     pub interface: Option<String>,
-    #[arg(long)]
+    /// Default gateway of the static address.
+    #[arg(long, value_name = "IP")]
     pub gateway: Option<String>,
+    /// A DNS server (repeatable).
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<String>,
-    #[arg(long)]
+    /// Host name (default: `rkos-` and 4 hex digits from the primary MAC address).
+    #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// k3s role: `server` (control plane) or `agent` (joins --server-url).
     #[arg(long, value_parser = ["server", "agent"])]
     pub role: Option<String>,
     /// First server of an HA cluster (embedded etcd).
     #[arg(long)]
     pub cluster_init: bool,
-    #[arg(long)]
+    /// The server to join, `https://HOST:6443` (an agent, or another server of an HA cluster).
+    #[arg(long, value_name = "URL")]
     pub server_url: Option<String>,
+    /// Cluster token (`sudo rkos token` on the server prints it; a new server generates one).
     #[arg(long)]
     pub token: Option<String>,
     /// Do not check that the server URL answers.
     #[arg(long)]
     pub skip_probe: bool,
     /// System root (tests use a temporary directory).
-    #[arg(long, default_value = "/")]
+    #[arg(long, default_value = "/", value_name = "DIR")]
     pub root: PathBuf,
     /// Where the OS files to install are (the live medium by default).
-    #[arg(long, default_value = rkos_contract::paths::MEDIUM)]
+    #[arg(long, default_value = rkos_contract::paths::MEDIUM, value_name = "DIR")]
     pub source: PathBuf,
     /// Version recorded in slot A's manifest (default: this image's version).
     #[arg(long, value_name = "VERSION")]
@@ -155,7 +166,13 @@ pub fn run(args: WizardArgs) -> Result<()> {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            answers::parse_answers(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+            answers_file::parse(&p.display().to_string(), &text).map_err(|problems| {
+                anyhow::anyhow!(
+                    "{} cannot be used:\n  {}",
+                    p.display(),
+                    problems.join("\n  ")
+                )
+            })?
         }
         None => Answers::default(),
     };
@@ -163,10 +180,11 @@ pub fn run(args: WizardArgs) -> Result<()> {
 
     let excluded = disks::boot_disks(&args.root);
     let candidates = disks::list(&args.root, &excluded);
-    let default_hostname = rkos_config::default_hostname(
-        rkos_config::primary_mac(&args.root.join("sys/class/net")).as_deref(),
-    );
+    let primary_mac = rkos_config::primary_mac(&args.root.join("sys/class/net"));
+    let default_hostname = rkos_config::default_hostname(primary_mac.as_deref());
     let net_timeout = Duration::from_secs(5);
+    let mode = crate::upgrade_cmd::init_report(&args.root).map(|r| r.mode);
+    let current_file = std::fs::read_to_string(system::config_path(&args.root)).ok();
 
     let interactive = !args.yes && std::io::stdin().is_terminal();
     let outcome = if interactive {
@@ -174,10 +192,14 @@ pub fn run(args: WizardArgs) -> Result<()> {
             root: args.root.clone(),
             disks: candidates,
             default_hostname,
+            primary_mac,
             github_base: args.github_url.clone(),
             net_timeout,
             interfaces: wired_interfaces(&args.root),
             wifi_scan: net::scan_wifi(&args.root),
+            mode,
+            current: current::answers_from_config(&join::node_config(&args.root)),
+            current_file: current_file.clone(),
         };
         match ui::run(&ctx, preset, &ui::Term::stderr()) {
             Ok(Some(o)) => o,
@@ -188,7 +210,14 @@ pub fn run(args: WizardArgs) -> Result<()> {
     } else {
         non_interactive(&args, preset, &candidates, &default_hostname, net_timeout)?
     };
-    execute(&args, outcome, interactive)
+    let ram_only = mode.is_some_and(|m| m.is_ephemeral());
+    execute(
+        &args,
+        outcome,
+        interactive,
+        current_file.as_deref(),
+        ram_only,
+    )
 }
 
 fn non_interactive(
@@ -220,7 +249,9 @@ fn non_interactive(
         text
     } else {
         if let Some(token) = a.fill_defaults(default_hostname)? {
-            eprintln!("Generated cluster token (shown only this once; agents need it to join):\n  {token}");
+            for line in join::generated_token_lines(&token) {
+                eprintln!("{line}");
+            }
         }
         let problems = a.problems();
         if !problems.is_empty() {
@@ -233,6 +264,7 @@ fn non_interactive(
                     .join("\n")
             );
         }
+        probe(&a, net_timeout);
         let yaml = a.to_config_yaml()?;
         let (errors, _) = rkos_wizard::validate_config("os-config answers", &yaml);
         if !errors.is_empty() {
@@ -243,6 +275,7 @@ fn non_interactive(
         }
         yaml
     };
+    eprintln!("Summary");
     for (k, v) in a.summary() {
         eprintln!("  {k:<26} {v}");
     }
@@ -253,10 +286,35 @@ fn non_interactive(
     })
 }
 
-fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
+/// The same reachability check the questions make, as a warning: without questions the
+/// server may well not be up yet.
+fn probe(a: &Answers, timeout: Duration) {
+    let Some(url) = a.server_url.as_deref().filter(|_| !a.skip_probe) else {
+        return;
+    };
+    let Ok(url) = checks::server_url(url) else {
+        return;
+    };
+    match net::probe_server(&url, timeout) {
+        net::Probe::Reachable => eprintln!("{} answers.", url.as_url()),
+        net::Probe::Unreachable(why) => eprintln!(
+            "warning: {} does not answer ({why}); kept: the server may not be up yet",
+            url.as_url()
+        ),
+    }
+}
+
+fn execute(
+    args: &WizardArgs,
+    o: ui::Outcome,
+    interactive: bool,
+    current_file: Option<&str>,
+    ram_only: bool,
+) -> Result<()> {
     match o.answers.action {
         Some(Action::Configure) | None => {
-            let path = system::write_config(&args.root, &o.config_yaml).with_context(|| {
+            let yaml = current::text_to_write(current_file, &o.config_yaml, &o.answers);
+            let path = system::write_config(&args.root, &yaml).with_context(|| {
                 format!("writing {}", system::config_path(&args.root).display())
             })?;
             eprintln!("Wrote {}.", path.display());
@@ -264,10 +322,28 @@ fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
                 eprintln!(
                     "Not applied (--no-apply or --root): run `rkos config apply` to apply it."
                 );
-            } else {
-                let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rkos"));
-                system::apply(&me).map_err(anyhow::Error::msg)?;
-                eprintln!("Applied: k3s restarted with the new configuration.");
+                return Ok(());
+            }
+            let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rkos"));
+            system::apply(&me).map_err(anyhow::Error::msg)?;
+            system::refresh_banner();
+            let cfg = join::node_config(&args.root);
+            let role = cfg.role();
+            eprintln!(
+                "Applied: k3s restarted as {} {role}.",
+                if role == rkos_config::Role::Agent {
+                    "an"
+                } else {
+                    "a"
+                }
+            );
+            eprintln!();
+            for line in join::hint(&cfg, &join::addresses()) {
+                eprintln!("{line}");
+            }
+            if ram_only {
+                eprintln!();
+                eprintln!("Reminder: {}\n{}", ui::RAM_ONLY[0], ui::RAM_ONLY[1]);
             }
             Ok(())
         }
@@ -286,6 +362,12 @@ fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
                 done.manifest.version,
                 done.target.display()
             );
+            if o.answers.role == Some(Role::Server) {
+                eprintln!(
+                    "Once it runs, its login banner shows the URL agents join, and `{}` prints the token.",
+                    join::TOKEN_COMMAND
+                );
+            }
             if interactive && ui::confirm("Reboot now?", true) {
                 let _ = std::process::Command::new("systemctl")
                     .arg("reboot")
@@ -296,11 +378,16 @@ fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
     }
 }
 
+/// Where the node's own copy of the documentation is (the image ships docs/*.md there).
+pub const DOCS: &str =
+    "The questions, the answers file and every flag: /usr/share/doc/rkos/install.md";
+
 #[derive(clap::Parser)]
 #[command(
     name = "os-config",
     version,
-    about = "Configure this rkos node, or install it to a disk"
+    about = "Configure this rkos node, or install it to a disk",
+    after_help = DOCS
 )]
 struct OsConfigCli {
     #[command(flatten)]
@@ -349,5 +436,24 @@ mod tests {
         assert_eq!(cli.args.image_version.as_deref(), Some("1.2.3"));
         assert!(OsConfigCli::try_parse_from(["os-config", "--install", "--configure"]).is_err());
         assert!(OsConfigCli::try_parse_from(["os-config", "--role", "boss"]).is_err());
+    }
+
+    #[test]
+    fn every_flag_says_what_it_does() {
+        let cmd = OsConfigCli::command();
+        for arg in cmd.get_arguments() {
+            if arg.is_hide_set() || ["help", "version"].contains(&arg.get_id().as_str()) {
+                continue;
+            }
+            assert!(
+                arg.get_help()
+                    .is_some_and(|h| !h.to_string().trim().is_empty()),
+                "--{} has no description",
+                arg.get_id()
+            );
+        }
+        let help = OsConfigCli::command().render_long_help().to_string();
+        assert!(help.contains("/usr/share/doc/rkos/install.md"), "{help}");
+        assert!(!help.contains("docs/install.md"), "{help}");
     }
 }

@@ -627,6 +627,12 @@ pub fn decode_content(content: &str, encoding: Option<&str>) -> Result<Vec<u8>, 
 }
 
 pub fn check_server_url(u: &str) -> Result<(), String> {
+    // Without a scheme the URL library speaks of "a relative URL without a base".
+    if !u.contains("://") {
+        return Err(format!(
+            "`{u}` lacks https://; expected https://HOST[:PORT]"
+        ));
+    }
     let url = url::Url::parse(u)
         .map_err(|e| format!("`{u}` is not a URL ({e}); expected https://HOST[:PORT]"))?;
     if url.scheme() != "https" {
@@ -918,5 +924,10 @@ mod tests {
         );
         assert!(check_server_url("http://a").is_err());
         assert!(check_server_url("https://a").is_ok());
+        let bare = check_server_url("10.0.0.1:6443").unwrap_err();
+        assert!(
+            bare.contains("lacks https://") && !bare.contains("relative"),
+            "{bare}"
+        );
     }
 }

@@ -1,8 +1,11 @@
 //! A QEMU virtual machine driven through its serial console: QEMU's `-serial stdio` is a pair
 //! of pipes, read by a thread into a buffer (and a log file under `target/boot-logs/`) and
-//! written by [`Vm::send`]. The VM is killed when the [`Vm`] is dropped.
+//! written by [`Vm::send`]. The same bytes also go through an 80x24 terminal emulator
+//! ([`crate::screen`]), so a test can assert on what a person at the console sees
+//! ([`Vm::expect_screen`]). The VM is killed when the [`Vm`] is dropped.
 
 use crate::console;
+use crate::screen::Screen;
 use anyhow::{anyhow, bail, Context, Result};
 use rkos_vm::Accel;
 use std::fs::File;
@@ -116,6 +119,10 @@ pub fn log_dir() -> PathBuf {
 struct Shared {
     text: Mutex<Console>,
     changed: Condvar,
+    /// The console as a terminal shows it.
+    screen: Mutex<Screen>,
+    /// QEMU's stdin: the test types on it, and the terminal's answers go there too.
+    stdin: Mutex<ChildStdin>,
 }
 
 struct Console {
@@ -140,8 +147,9 @@ pub struct Vm {
     /// Already retried under TCG once.
     retried: bool,
     child: Child,
-    stdin: ChildStdin,
     shared: Arc<Shared>,
+    /// The terminal answers size queries ([`Vm::answer_terminal_queries`]).
+    answering: bool,
     /// Byte offset in the cleaned text up to which expectations have consumed it.
     cursor: usize,
     pub log_path: PathBuf,
@@ -158,7 +166,7 @@ impl Vm {
     /// [`Vm::start`] under a given accelerator, whatever this process's verdict (the
     /// harness's own tests of the KVM fallback).
     pub fn start_under(cfg: &VmConfig, accel: Accel) -> Result<Vm> {
-        let (child, stdin, shared, log_path) = spawn(cfg, accel)?;
+        let (child, shared, log_path) = spawn(cfg, accel)?;
         Ok(Vm {
             name: cfg.name.clone(),
             cfg: cfg.clone(),
@@ -166,8 +174,8 @@ impl Vm {
             typed: false,
             retried: false,
             child,
-            stdin,
             shared,
+            answering: false,
             cursor: 0,
             log_path,
             started: Instant::now(),
@@ -218,12 +226,12 @@ impl Vm {
             kvm_log.display()
         ));
         rkos_vm::accel::demote(&format!("a boot failed under KVM ({reason})"));
-        let (child, stdin, shared, log_path) = spawn(&self.cfg, Accel::Tcg)?;
+        let (child, shared, log_path) = spawn(&self.cfg, Accel::Tcg)?;
         self.accel = Accel::Tcg;
         self.retried = true;
         self.child = child;
-        self.stdin = stdin;
         self.shared = shared;
+        self.answer_terminal_queries(self.answering);
         self.cursor = 0;
         self.log_path = log_path;
         self.started = Instant::now();
@@ -287,10 +295,67 @@ impl Vm {
     /// Types `text` on the serial console.
     pub fn send(&mut self, text: &str) -> Result<()> {
         self.typed = true;
-        self.stdin
+        let mut stdin = self.shared.stdin.lock().expect("stdin lock");
+        stdin
             .write_all(text.as_bytes())
             .context("writing to the serial console")?;
-        self.stdin.flush().context("writing to the serial console")
+        stdin.flush().context("writing to the serial console")
+    }
+
+    /// From now on the console's terminal answers the cursor-position query, as the
+    /// terminal emulator of a person at a serial console does (how a program learns the
+    /// screen's size on a line that has none).
+    pub fn answer_terminal_queries(&mut self, on: bool) {
+        self.answering = on;
+        self.shared
+            .screen
+            .lock()
+            .expect("screen lock")
+            .answer_queries(on);
+    }
+
+    /// What the 80x24 terminal shows now, one line per row.
+    pub fn screen(&self) -> String {
+        self.shared.screen.lock().expect("screen lock").text()
+    }
+
+    /// Waits until the terminal shows `what` (literal text within one row, or across rows
+    /// when it holds a newline); returns the screen.
+    pub fn expect_screen(&mut self, what: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let shared = Arc::clone(&self.shared);
+            let g = shared.text.lock().expect("console lock");
+            let screen = self.screen();
+            if screen.contains(what) {
+                return Ok(screen);
+            }
+            if g.ended || Instant::now() >= deadline {
+                bail!(
+                    "{}: {} waiting for the screen to show {what:?} after {:?}; console log {}; \
+                     the screen:\n{screen}",
+                    self.name,
+                    if g.ended { "QEMU exited" } else { "timed out" },
+                    self.started.elapsed(),
+                    self.log_path.display(),
+                );
+            }
+            drop(
+                shared
+                    .changed
+                    .wait_timeout(g, Duration::from_millis(500))
+                    .expect("console lock"),
+            );
+        }
+    }
+
+    /// Waits for `prompt` on the screen, gives the program a moment to take the line
+    /// (a question switches the terminal mode when it is drawn), and types `keys`.
+    pub fn answer(&mut self, prompt: &str, keys: &str, timeout: Duration) -> Result<String> {
+        let screen = self.expect_screen(prompt, timeout)?;
+        thread::sleep(Duration::from_millis(300));
+        self.send(keys)?;
+        Ok(screen)
     }
 
     /// Types `line` until the console answers with `pattern`: a shell that has just started
@@ -314,6 +379,34 @@ impl Vm {
         Err(last
             .expect("at least one try")
             .context(format!("typing `{line}`")))
+    }
+
+    /// Waits for the live system's autologin shell, then quiets the kernel on the console:
+    /// messages of drivers still loading would land in the screens the tests read.
+    pub fn live_shell(&mut self, boot: Duration, step: Duration) -> Result<()> {
+        self.expect(r"login:", boot).context("no login prompt")?;
+        self.expect(r"rkos@[^ ]*[:~]|\$ ", boot)
+            .context("no shell (live autologin)")?;
+        self.send("sudo -n dmesg -n 1; echo console-$((6*7))\n")?;
+        self.expect(r"console-42", step)
+            .context("the shell does not answer")?;
+        Ok(())
+    }
+
+    /// Waits for `done` (the kernel's last words of a reboot or power-off) and fails when a
+    /// unit failed on the way down: a clean shutdown looks it (the data volume and its binds
+    /// unmounted, or read-only, before the power-off). Returns the shutdown's console.
+    pub fn clean_shutdown(&mut self, what: &str, done: &str, timeout: Duration) -> Result<String> {
+        let log = self
+            .expect(&regex::escape(done), timeout)
+            .with_context(|| format!("{what}: no {done:?}"))?;
+        let failed: Vec<&str> = log.lines().filter(|l| l.contains("FAILED")).collect();
+        anyhow::ensure!(
+            failed.is_empty(),
+            "{what} did not shut down cleanly:\n{}",
+            failed.join("\n")
+        );
+        Ok(log)
     }
 
     /// Puts the logged-in shell into a mode fit for scripting: no line editing, no echo, no
@@ -360,8 +453,8 @@ impl Drop for Vm {
 }
 
 /// Starts QEMU for `cfg` under `accel` with its console read into a [`Shared`] buffer (and
-/// the log file) by a thread, and QEMU's stderr by another.
-fn spawn(cfg: &VmConfig, accel: Accel) -> Result<(Child, ChildStdin, Arc<Shared>, PathBuf)> {
+/// the log file, and the terminal) by a thread, and QEMU's stderr by another.
+fn spawn(cfg: &VmConfig, accel: Accel) -> Result<(Child, Arc<Shared>, PathBuf)> {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-accel", accel.as_str(), "-cpu", accel.cpu()]);
     cmd.args([
@@ -438,6 +531,8 @@ fn spawn(cfg: &VmConfig, accel: Accel) -> Result<(Child, ChildStdin, Arc<Shared>
             qemu_errors: String::new(),
         }),
         changed: Condvar::new(),
+        screen: Mutex::new(Screen::default()),
+        stdin: Mutex::new(stdin),
     });
     let reader = Arc::clone(&shared);
     thread::spawn(move || {
@@ -450,6 +545,15 @@ fn spawn(cfg: &VmConfig, accel: Accel) -> Result<(Child, ChildStdin, Arc<Shared>
                 Ok(n) => n,
             };
             let _ = log.write_all(&buf[..n]);
+            let reply = reader
+                .screen
+                .lock()
+                .expect("screen lock")
+                .process(&buf[..n]);
+            if !reply.is_empty() {
+                let mut stdin = reader.stdin.lock().expect("stdin lock");
+                let _ = stdin.write_all(&reply).and_then(|()| stdin.flush());
+            }
             pending.extend_from_slice(&buf[..n]);
             let valid = match std::str::from_utf8(&pending) {
                 Ok(s) => s.len(),
@@ -480,7 +584,7 @@ fn spawn(cfg: &VmConfig, accel: Accel) -> Result<(Child, ChildStdin, Arc<Shared>
             errors.changed.notify_all();
         }
     });
-    Ok((child, stdin, shared, log_path))
+    Ok((child, shared, log_path))
 }
 
 fn ovmf(cmd: &mut Command, vars: &Path) {

@@ -51,17 +51,6 @@ fn exp(vm: &mut Vm, text: &str, t: Duration) -> Result<String> {
     vm.expect(&regex::escape(text), t)
 }
 
-fn live_login(vm: &mut Vm) -> Result<()> {
-    vm.expect(r"login:", BOOT).context("no login prompt")?;
-    vm.expect(r"rkos@[^ ]*[:~]|\$ ", BOOT)
-        .context("no shell (live autologin)")?;
-    // Kernel messages of drivers still loading would land in the wizard's screens.
-    vm.send("sudo -n dmesg -n 1; echo console-$((6*7))\n")?;
-    vm.expect(r"console-42", STEP)
-        .context("the shell does not answer")?;
-    Ok(())
-}
-
 /// The installed disk alone, booted by the firmware through the GRUB the installer wrote.
 fn boot_disk(name: &str, disk: &Path) -> Result<Vm> {
     Vm::start(&VmConfig {
@@ -106,7 +95,7 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
         disks: vec![disk.clone()],
         memory_mb: 2048,
     })?;
-    live_login(&mut vm)?;
+    vm.live_shell(BOOT, STEP)?;
     vm.send("sudo TERM=vt220 os-config\n")?;
 
     exp(&mut vm, "What do you want to do?", STEP)?;
@@ -119,16 +108,16 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
     vm.send(ENTER)?; // questions
     exp(&mut vm, "GitHub users", STEP)?;
     vm.send(ENTER)?; // none (the VM may be offline)
-    exp(&mut vm, "Paste an SSH public key", STEP)?;
+    exp(&mut vm, "SSH public key to authorize", STEP)?;
     vm.send(&format!("{KEY}\r"))?;
     exp(&mut vm, "Password for the user rkos", STEP)?;
     type_secret(&mut vm, PASSWORD)?;
-    exp(&mut vm, "Password again", STEP)?;
+    exp(&mut vm, "The password again", STEP)?;
     type_secret(&mut vm, "not-the-same")?;
     exp(&mut vm, "The passwords differ", STEP)?;
     exp(&mut vm, "Password for the user rkos", STEP)?;
     type_secret(&mut vm, PASSWORD)?;
-    exp(&mut vm, "Password again", STEP)?;
+    exp(&mut vm, "The password again", STEP)?;
     type_secret(&mut vm, PASSWORD)?;
     exp(&mut vm, "Configure WiFi?", STEP)?;
     vm.send("n")?;
@@ -149,10 +138,10 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
     exp(&mut vm, "What now?", STEP)?;
     vm.send(DOWN)?;
     vm.send(ENTER)?; // keep it
-    exp(&mut vm, "Token of the cluster", STEP)?;
+    exp(&mut vm, "Cluster token", STEP)?;
     type_secret(&mut vm, "")?;
     exp(&mut vm, "a token is required", STEP)?;
-    exp(&mut vm, "Token of the cluster", STEP)?;
+    exp(&mut vm, "Cluster token", STEP)?;
     type_secret(&mut vm, TOKEN)?;
     let summary = exp(&mut vm, "Erase ALL data on /dev/vda", STEP)?;
     for secret in [PASSWORD, "installpass"] {
@@ -167,12 +156,19 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
     vm.send("y")?;
     // The reboot the wizard offers; once the system is down the VM stops and the disk boots
     // alone, as it would with the medium removed.
-    vm.expect(r"reboot: Restarting system", BOOT)
-        .context("the wizard's reboot did not happen")?;
+    vm.clean_shutdown("the wizard's reboot", "reboot: Restarting system", BOOT)?;
     drop(vm);
     eprintln!("wizard and install: {:?}", started.elapsed());
 
     let mut vm = boot_disk("install-wizard-disk", &disk)?;
+    // GRUB's menu offers what can boot: slot A; slot B is empty after an install.
+    let menu = vm
+        .expect(r"rkos rescue shell", BOOT)
+        .context("no GRUB menu on the serial console")?;
+    ensure!(
+        menu.contains("rkos (slot A") && !menu.contains("slot B"),
+        "the GRUB menu offers an empty slot:\n{menu}"
+    );
     vm.expect(r"rkos\.mode=disk", BOOT)
         .context("did not boot from the disk")?;
     password_login(&mut vm)?;
@@ -212,8 +208,7 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
     ensure!(usr != 0, "/usr is writable");
     let hostkey = host_key(&mut vm)?;
     vm.send("sudo systemctl reboot\n")?;
-    vm.expect(r"reboot: Restarting system", BOOT)
-        .context("no reboot")?;
+    vm.clean_shutdown("the installed node", "reboot: Restarting system", BOOT)?;
     vm.expect(r"rkos\.mode=disk", BOOT)
         .context("did not boot from the disk again")?;
     password_login(&mut vm).context("after the reboot")?;

@@ -30,6 +30,9 @@ pub enum NetMode {
     #[default]
     Dhcp,
     Static,
+    /// Leave the network settings of the node's current config.yaml as they are (offered
+    /// when os-config runs again on a node that has some).
+    Keep,
 }
 
 /// Every answer the wizard can take. Field names are the keys of an `--answers` YAML file
@@ -173,8 +176,10 @@ impl Answers {
                 push("gateway", checks::ip(g));
             }
         }
-        for d in &self.dns {
-            push("dns", checks::ip(d));
+        if self.network != NetMode::Keep {
+            for d in &self.dns {
+                push("dns", checks::ip(d));
+            }
         }
         if let Some(h) = &self.hostname {
             push("hostname", checks::hostname(h));
@@ -270,6 +275,7 @@ impl Answers {
         } else {
             vec![]
         };
+        // Kept settings are copied from the current file by `current::keep_unasked`.
         let out = OutConfig {
             hostname: self.hostname.clone(),
             ssh_authorized_keys: keys,
@@ -333,7 +339,13 @@ impl Answers {
             row("token", secrets::mask(t));
         }
         if let Some(p) = &self.password {
-            row("password for rkos", secrets::mask(p));
+            // A crypt hash is a password set before (kept, or given as a hash).
+            let shown = if p.starts_with('$') {
+                "set (as a hash)".to_string()
+            } else {
+                secrets::mask(p)
+            };
+            row("password for rkos", shown);
         }
         if !self.github_users.is_empty() {
             row("SSH keys of GitHub users", self.github_users.join(", "));
@@ -363,6 +375,7 @@ impl Answers {
         }
         match self.network {
             NetMode::Dhcp => row("network", "DHCP".into()),
+            NetMode::Keep => row("network", "as configured now (kept)".into()),
             NetMode::Static => row(
                 "network",
                 format!(
@@ -373,10 +386,54 @@ impl Answers {
                 ),
             ),
         }
-        if !self.dns.is_empty() {
+        if !self.dns.is_empty() && self.network != NetMode::Keep {
             row("DNS", self.dns.join(", "));
         }
         rows
+    }
+
+    /// Takes out each given answer that its check refuses, so the questions ask it again;
+    /// returns the problems with the refused values (shown, and offered for editing).
+    pub fn take_invalid(&mut self) -> Vec<(Problem, String)> {
+        let mut out = Vec::new();
+        let mut refuse = |key: &'static str, value: String, r: Result<(), String>| {
+            r.err()
+                .map(|message| out.push((Problem { key, message }, value)))
+        };
+        macro_rules! one {
+            ($field:ident, $key:literal, $check:expr) => {
+                if let Some(v) = self.$field.clone() {
+                    if refuse($key, v.clone(), $check(&v)).is_some() {
+                        self.$field = None;
+                    }
+                }
+            };
+        }
+        macro_rules! many {
+            ($field:ident, $key:literal, $check:expr) => {
+                if let Some(bad) = self.$field.iter().find(|v| $check(v).is_err()).cloned() {
+                    refuse($key, self.$field.join(", "), $check(&bad));
+                    self.$field.clear();
+                }
+            };
+        }
+        one!(password, "password", |v: &String| checks::password(v));
+        one!(wifi_ssid, "wifi_ssid", |v: &String| checks::ssid(v));
+        one!(wifi_passphrase, "wifi_passphrase", |v: &String| {
+            checks::wifi_passphrase(v)
+        });
+        one!(address, "address", |v: &String| checks::cidr(v));
+        one!(gateway, "gateway", |v: &String| checks::ip(v));
+        one!(hostname, "hostname", |v: &String| checks::hostname(v));
+        one!(server_url, "server_url", |v: &String| checks::server_url(v)
+            .map(|_| ()));
+        one!(token, "token", |v: &String| checks::token(v));
+        many!(github_users, "github_users", |v: &String| {
+            checks::github_user(v)
+        });
+        many!(ssh_keys, "ssh_keys", |v: &String| checks::ssh_key(v));
+        many!(dns, "dns", |v: &String| checks::ip(v));
+        out
     }
 }
 

@@ -33,9 +33,12 @@ pub fn server_url(text: &str) -> Result<ServerUrl, String> {
     if text.is_empty() {
         return Err("the server URL is required (e.g. https://10.0.0.1:6443)".into());
     }
-    let parsed = url::Url::parse(text).map_err(|e| {
-        format!("`{text}` is not a URL ({e}); write it as https://HOST:PORT, e.g. https://10.0.0.1:6443")
-    })?;
+    const FORM: &str = "write it as https://HOST:PORT, e.g. https://10.0.0.1:6443";
+    if !text.contains("://") {
+        return Err(format!("`{text}` lacks https://; {FORM}"));
+    }
+    let parsed =
+        url::Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL ({e}); {FORM}"))?;
     if parsed.scheme() != "https" {
         return Err(format!(
             "the server URL must use https (k3s serves only TLS), not `{}`",
@@ -69,15 +72,39 @@ pub fn server_url(text: &str) -> Result<ServerUrl, String> {
     Ok(ServerUrl { host, port })
 }
 
+/// QEMU gives the first network card of every VM started without `mac=` this address
+/// (the next cards count up from it): VMs made that way all share it.
+const QEMU_DEFAULT_MAC: &str = "52:54:00:12:34:5";
+
+/// Why a default host name made from `mac` may be shared with other machines: QEMU's
+/// default address, or any locally administered one (set by a hypervisor or by hand, so
+/// clones may carry the same). `None` for a vendor's globally unique address.
+pub fn shared_mac_note(mac: &str) -> Option<String> {
+    let mac = mac.trim().to_ascii_lowercase();
+    if mac.starts_with(QEMU_DEFAULT_MAC) && mac.len() == QEMU_DEFAULT_MAC.len() + 1 {
+        return Some(format!(
+            "{mac} is QEMU's default MAC address: every VM started without its own has it, \
+             and with it the same default name."
+        ));
+    }
+    let first = u8::from_str_radix(mac.get(..2)?, 16).ok()?;
+    (first & 0x02 != 0).then(|| {
+        format!(
+            "{mac} is a locally administered MAC address (set by a hypervisor or by hand): \
+             clones may share it, and with it the default name."
+        )
+    })
+}
+
 /// k3s accepts a secure token `K10<hex>::<user>:<password>` or any plain secret without
 /// whitespace; the rule itself is rkos-config's, so the wizard never accepts what the node
 /// would reject.
 pub fn token(text: &str) -> Result<(), String> {
     if text.is_empty() {
-        return Err(
-            "a token is required: copy it from the server's /var/lib/rancher/k3s/server/node-token"
-                .into(),
-        );
+        return Err(format!(
+            "a token is required: `{}` on the server prints it",
+            crate::join::TOKEN_COMMAND
+        ));
     }
     validate::check_token(text)
 }
@@ -195,7 +222,14 @@ mod tests {
         assert!(server_url("http://10.0.0.1:6443")
             .unwrap_err()
             .contains("https"));
-        assert!(server_url("10.0.0.1:6443").is_err());
+        let bare = server_url("10.0.0.1:6443").unwrap_err();
+        assert!(
+            bare.contains("lacks https://") && !bare.contains("relative URL"),
+            "{bare}"
+        );
+        assert!(server_url("k3s.lan:6443")
+            .unwrap_err()
+            .contains("lacks https://"));
         assert!(server_url("https://").is_err());
         assert!(server_url("https://h:6443/v1")
             .unwrap_err()
@@ -203,6 +237,18 @@ mod tests {
         assert!(server_url("https://u:p@h").unwrap_err().contains("user"));
         assert!(server_url("").unwrap_err().contains("required"));
         assert!(server_url("https://h:0").is_err());
+    }
+
+    #[test]
+    fn shared_macs() {
+        let qemu = shared_mac_note("52:54:00:12:34:56").unwrap();
+        assert!(qemu.contains("QEMU's default"), "{qemu}");
+        let local = shared_mac_note("52:54:00:ab:cd:ef").unwrap();
+        assert!(local.contains("locally administered"), "{local}");
+        assert!(shared_mac_note("02:00:00:00:00:01").is_some());
+        assert_eq!(shared_mac_note("00:1b:21:3a:4f:10"), None);
+        assert_eq!(shared_mac_note("3c:ec:ef:00:11:22"), None);
+        assert_eq!(shared_mac_note(""), None);
     }
 
     #[test]

@@ -9,11 +9,16 @@
 //! - [`system`]: the configure path (write config.yaml atomically, apply).
 
 pub mod answers;
+pub mod answers_file;
 pub mod checks;
+pub mod current;
+pub mod join;
+pub mod line;
 pub mod net;
 pub mod progress;
 pub mod secrets;
 pub mod system;
+pub mod tty;
 pub mod ui;
 
 pub use answers::{Action, Answers, Role};

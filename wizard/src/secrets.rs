@@ -19,6 +19,14 @@ pub fn generate_token() -> Result<String, SecretError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A host name to suggest instead of one that may be shared: `rkos-` and four random hex
+/// digits, the shape of the generated default.
+pub fn random_hostname() -> Result<String, SecretError> {
+    let mut b = [0u8; 2];
+    getrandom::fill(&mut b).map_err(|e| SecretError::Random(e.to_string()))?;
+    Ok(format!("rkos-{:02x}{:02x}", b[0], b[1]))
+}
+
 /// sha512-crypt (`$6$`), what /etc/shadow and `usermod -p` take. A value that is already a
 /// crypt hash (starts with `$`) is kept as given.
 pub fn hash_password(password: &str) -> Result<String, SecretError> {

@@ -29,10 +29,16 @@ pub fn write_config(root: &Path, yaml: &str) -> std::io::Result<PathBuf> {
 
 /// Runs `rkos config apply --stage network` (the same binary) so the new config takes
 /// effect: files rendered, `github:` keys fetched, k3s restarted with the new role. The
-/// network stage because the node is up: it is what the boot's second apply does.
+/// network stage because the node is up: it is what the boot's second apply does. Its log
+/// lines of what it updated are for the journal, not for the person at the wizard: only
+/// its warnings and problems are shown (unless RUST_LOG asks for more).
 pub fn apply(rkos_binary: &Path) -> Result<(), String> {
-    let status = Command::new(rkos_binary)
-        .args(["config", "apply", "--stage", "network"])
+    let mut cmd = Command::new(rkos_binary);
+    cmd.args(["config", "apply", "--stage", "network"]);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "warn");
+    }
+    let status = cmd
         .status()
         .map_err(|e| format!("could not run {} config apply: {e}", rkos_binary.display()))?;
     if status.success() {
@@ -42,6 +48,16 @@ pub fn apply(rkos_binary: &Path) -> Result<(), String> {
             "`rkos config apply --stage network` failed ({status})"
         ))
     }
+}
+
+/// The login banner (`rkos-issue.service`, which writes /run/rkos/issue) says what the
+/// node is and how agents join it: written again for the new role. Best effort: a node
+/// without systemd (a test root) has no banner to refresh.
+pub fn refresh_banner() {
+    let _ = Command::new("systemctl")
+        .args(["restart", "--no-block", "rkos-issue.service"])
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 #[cfg(test)]

@@ -114,24 +114,25 @@ fn install_as_an_agent_with_mistakes_along_the_way() {
     key(&mut p, "ghost\r");
     p.exp_string("There is no GitHub user ghost.").unwrap();
     p.exp_string("GitHub users").unwrap();
-    key(&mut p, "octocat\r");
+    // the refused answer stays on the line for editing: Ctrl-U clears it
+    key(&mut p, "\x15octocat\r");
     p.exp_string("octocat: 1 key(s)").unwrap();
-    p.exp_string("Paste an SSH public key").unwrap();
+    p.exp_string("SSH public key to authorize").unwrap();
     key(&mut p, "ssh-rsa !!!\r");
     p.exp_string("the key data is not valid base64").unwrap();
-    // dialoguer keeps the rejected text for editing: clear it first.
+    // the rejected text stays for editing: clear it first
     key(&mut p, &"\x7f".repeat(20));
     key(&mut p, &format!("{KEY}\r"));
 
     p.exp_string("Password for the user rkos").unwrap();
     p.send_line("secret123").unwrap();
-    p.exp_string("Password again").unwrap();
+    p.exp_string("The password again").unwrap();
     p.send_line("secret124").unwrap();
     p.exp_string("The passwords differ; type them again.")
         .unwrap();
     p.exp_string("Password for the user rkos").unwrap();
     p.send_line("secret123").unwrap();
-    p.exp_string("Password again").unwrap();
+    p.exp_string("The password again").unwrap();
     p.send_line("secret123").unwrap();
 
     p.exp_string("Configure WiFi?").unwrap();
@@ -152,10 +153,10 @@ fn install_as_an_agent_with_mistakes_along_the_way() {
     key(&mut p, &"\x7f".repeat(20));
     key(&mut p, &format!("{server_url}\r"));
     p.exp_string("it answers.").unwrap();
-    p.exp_string("Token of the cluster").unwrap();
+    p.exp_string("Cluster token").unwrap();
     p.send_line("").unwrap();
     p.exp_string("a token is required").unwrap();
-    p.exp_string("Token of the cluster").unwrap();
+    p.exp_string("Cluster token").unwrap();
     p.send_line("K10abc123::server:tokpass").unwrap();
 
     p.exp_string("Summary").unwrap();
@@ -211,11 +212,11 @@ fn ctrl_c_leaves_the_previous_config_byte_for_byte() {
     key(&mut p, ENTER);
     p.exp_string("GitHub users").unwrap();
     key(&mut p, ENTER);
-    p.exp_string("Paste an SSH public key").unwrap();
+    p.exp_string("SSH public key to authorize").unwrap();
     key(&mut p, ENTER);
     p.exp_string("Password for the user rkos").unwrap();
     p.send_line("secret123").unwrap();
-    p.exp_string("Password again").unwrap();
+    p.exp_string("The password again").unwrap();
     p.send_line("secret123").unwrap();
     p.exp_string("Configure WiFi?").unwrap();
     p.send_control('c').unwrap();
@@ -243,11 +244,11 @@ fn declining_at_the_summary_writes_nothing() {
     key(&mut p, ENTER);
     p.exp_string("GitHub users").unwrap();
     key(&mut p, ENTER);
-    p.exp_string("Paste an SSH public key").unwrap();
+    p.exp_string("SSH public key to authorize").unwrap();
     key(&mut p, ENTER);
     p.exp_string("Password for the user rkos").unwrap();
     p.send_line("secret123").unwrap();
-    p.exp_string("Password again").unwrap();
+    p.exp_string("The password again").unwrap();
     p.send_line("secret123").unwrap();
     p.exp_string("Configure WiFi?").unwrap();
     key(&mut p, "n");
@@ -262,7 +263,7 @@ fn declining_at_the_summary_writes_nothing() {
     p.exp_string("Cluster token (empty: generate a strong one)")
         .unwrap();
     key(&mut p, ENTER);
-    p.exp_string("shown only this once").unwrap();
+    p.exp_string("Generated cluster token").unwrap();
     p.exp_regex("[0-9a-f]{64}").unwrap();
     p.exp_string("Write this configuration and apply it now?")
         .unwrap();

@@ -5,7 +5,7 @@
 //! and the files the manifest lists. The node trusts only keys it holds itself
 //! ([`keys::TrustedKeys`]). [`stage`] writes the inactive slot; [`flip`] puts it on trial.
 //!
-//! The network code is blocking (reqwest's blocking client); async callers (the agent) run
+//! The network code is blocking (rkos-http, ureq); async callers (the agent) run
 //! [`stage`] inside `tokio::task::spawn_blocking`.
 
 pub mod error;

@@ -19,6 +19,8 @@ pub mod stage;
 
 pub use error::{BundleError, Result};
 pub use keys::TrustedKeys;
-pub use progress::{ConsoleProgress, NoProgress, Progress};
+#[cfg(feature = "progress-bar")]
+pub use progress::ConsoleProgress;
+pub use progress::{NoProgress, Progress};
 pub use source::Source;
-pub use stage::{flip, stage, verify_file, verify_slot, StageOptions, Staged};
+pub use stage::{fetch_into, flip, stage, verify_file, verify_slot, StageOptions, Staged};

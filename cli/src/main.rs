@@ -3,6 +3,7 @@
 mod bundle_cmd;
 mod config_apply;
 mod config_cmd;
+mod farm_cmd;
 mod install_cmd;
 mod status_cmd;
 mod upgrade_cmd;
@@ -37,6 +38,9 @@ enum Command {
     Install(install_cmd::InstallArgs),
     /// The interactive configurator (also installed as `os-config`).
     OsConfig(Box<wizard_cmd::WizardArgs>),
+    /// The netboot farm: serve images and per-node configs, configure dnsmasq.
+    #[command(subcommand)]
+    Farm(farm_cmd::FarmCmd),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bundle(a) => bundle_cmd::run_bundle(&a),
         Command::Install(a) => install_cmd::run(a),
         Command::OsConfig(a) => wizard_cmd::run(*a),
+        Command::Farm(c) => farm_cmd::run(c),
     }
 }
 

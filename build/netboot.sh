@@ -11,6 +11,7 @@
 #                            server's address, port 8080 (dnsmasq set up by `rkos farm
 #                            dnsmasq` points iPXE at the farm's own /boot.ipxe instead)
 #   undionly.kpxe, ipxe.efi  iPXE for legacy PXE and UEFI, from Debian's ipxe package
+#                            (and undionly.0, the same file, for dnsmasq's proxy mode)
 # Usage: build/netboot.sh VERSION OUT
 # Environment: RKOS_BIN, RKOS_KEYS_DIR, RKOS_IMAGE_DIR (as build/mkbundle.sh), RKOS_TRUSTED_KEY
 # (the public key baked into the image and now the initrd; default KEYS_DIR/rkos.pub).
@@ -53,6 +54,8 @@ cat > "$stage/boot.ipxe" <<'EOS'
 chain --autofree http://${next-server}:8080/boot.ipxe || shell
 EOS
 cp "$ipxe/undionly.kpxe" "$ipxe/ipxe.efi" "$stage/"
+# dnsmasq's proxy mode names legacy PXE boot files without extension and adds ".0".
+ln "$stage/undionly.kpxe" "$stage/undionly.0"
 
 "$rkos" bundle create --version "$version" --arch "${ARCH:-amd64}" \
     --key "$keys/rkos.key" --out "$stage" "$stage/vmlinuz" "$stage/initrd" "$stage/rootfs.squashfs" >&2

@@ -171,7 +171,10 @@ impl Client {
 
     fn send(&self, url: &str, offset: u64) -> Result<ureq::http::Response<ureq::Body>, HttpError> {
         #[cfg(not(feature = "tls"))]
-        if url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")) {
+        if url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        {
             let reason = "https:// is not supported here (built without TLS)".to_string();
             return Err(HttpError::Request {
                 url: url.to_string(),

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{NodeFacts, NodeOps, NodeOpsError, StageReport};
+use super::{netboot, NodeFacts, NodeOps, NodeOpsError, StageReport};
 
 /// State of a simulated node. Reboots are applied at once (the new boot id, the trial slot
 /// booted, or a fallback when the version is in `broken`).
@@ -32,6 +32,11 @@ pub struct FakeNode {
     /// asking for it is gone with it.
     pub never_returns: bool,
     pub calls: Vec<String>,
+    /// Booted from the network: the version the farm serves (what every boot runs). Its
+    /// facts and staging are the real netboot node's ([`netboot`]), slot A its running image.
+    pub farm_serves: Option<String>,
+    /// What `stage` wrote in the netboot node's `/run` (gone at the reboot).
+    pub netboot_marker: Option<String>,
 }
 
 impl FakeNode {
@@ -52,10 +57,26 @@ impl FakeNode {
             reboots: 0,
             never_returns: false,
             calls: Vec::new(),
+            farm_serves: None,
+            netboot_marker: None,
+        }
+    }
+
+    /// A node that booted `version` from a farm that now serves `farm_serves`.
+    pub fn netbooted(version: &str, farm_serves: &str) -> Self {
+        FakeNode {
+            farm_serves: Some(farm_serves.to_string()),
+            ..FakeNode::new(version)
         }
     }
 
     pub fn facts(&self) -> NodeFacts {
+        if self.farm_serves.is_some() {
+            let version = self.slots[self.active].clone().unwrap_or_default();
+            let report = rkos_contract::InitReport::new(&version, rkos_contract::BootMode::Netboot);
+            let boot_id = format!("boot-{}", self.boots);
+            return netboot::facts(&report, &boot_id, self.netboot_marker.as_deref());
+        }
         let name = |i: usize| if i == 0 { "A" } else { "B" };
         let other = 1 - self.active;
         NodeFacts {
@@ -77,6 +98,11 @@ impl FakeNode {
         self.stages += 1;
         if let Some(msg) = self.fail_stage.take() {
             return Err(NodeOpsError::Failed(msg));
+        }
+        if self.farm_serves.is_some() {
+            let boot_id = format!("boot-{}", self.boots);
+            self.netboot_marker = Some(netboot::armed_marker(version, &boot_id));
+            return Ok(StageReport { bytes: 0 });
         }
         let other = 1 - self.active;
         self.slots[other] = Some(version.to_string());
@@ -102,6 +128,11 @@ impl FakeNode {
         self.calls.push("reboot".into());
         self.reboots += 1;
         self.boots += 1;
+        if let Some(served) = &self.farm_serves {
+            self.slots[self.active] = Some(served.clone());
+            self.netboot_marker = None;
+            return;
+        }
         if let Some(t) = self.trial.filter(|&t| t != self.active) {
             let v = self.slots[t].clone().unwrap_or_default();
             if self.broken.contains(&v) {

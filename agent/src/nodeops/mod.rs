@@ -20,6 +20,9 @@
 //!
 //! The boot id comes from `/proc/sys/kernel/random/boot_id` (the pod shares the host
 //! kernel), so the agent can tell whether the reboot it asked for has happened.
+//!
+//! A node booted from the network (`/run/rkos/init.json` says `netboot`) has no slots:
+//! [`netboot`] gives its facts, and staging only records the version the reboot is for.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -30,6 +33,7 @@ mod cli_upgrade;
 #[cfg(any(test, feature = "testing"))]
 mod fake;
 mod host;
+mod netboot;
 
 pub use cli_error::error_text;
 pub use cli_status::facts_from_status_json;

@@ -109,11 +109,17 @@ run: iso
 
 # The QEMU tests of the stand-in ISO (root: loop devices for the installs and bundles):
 # live boots, the wizard install and unattended install, a host-side install booted under
-# BIOS and UEFI, and upgrades of an installed node; then a full disk refusing a bundle.
+# BIOS and UEFI, and upgrades of an installed node; one PXE boot of a diskless node from
+# `rkos farm serve` (the same image, so only build/netboot.sh's packing is added); then a
+# full disk refusing a bundle.
 boot-test: host-deps
 	$(MAKE) K3S_STANDIN=1 iso
 	RKOS_ISO=$(CURDIR)/$(STANDIN_ISO) $(CARGO) test -p rkos-tests --features qemu \
 		--test boot --test install_iso --test install_disk --test upgrade_node -- --test-threads=1
+	$(MAKE) K3S_STANDIN=1 netboot
+	build/netboot-deps.sh
+	RKOS_NETBOOT_DIR=$(CURDIR)/dist/netboot-standin $(CARGO) test -p rkos-tests --features qemu \
+		--test netboot -- --exact pxe_boot_smoke
 	$(CARGO) test -p rkos-bundle --features root-tests --test full_disk
 
 boot-report: host-deps
@@ -162,12 +168,13 @@ netboot: host-deps binaries k3s
 		echo "netboot: the image holds the k3s stand-in; a release name is refused" >&2; exit 1; fi
 	build/netboot.sh $(VERSION) $(NETBOOT_DIR)
 
-# The netboot QEMU tests (root: a network namespace, a bridge and a tap for dnsmasq): PXE
-# under QEMU user networking, two nodes and the catch-all pool, a real dnsmasq, refused
+# The longer netboot QEMU tests (root: a network namespace, a bridge and a tap for dnsmasq):
+# PXE under QEMU user networking, two nodes and the catch-all pool, a real dnsmasq, refused
 # images, the farm gone after boot, a reboot onto a new version, the figures of
-# docs/benchmarks.md. Longer than boot-test's budget allows: run by hand.
+# docs/benchmarks.md. Longer than boot-test's budget allows: run by hand. (boot-test runs
+# the short one, pxe_boot_smoke.)
 test-netboot: host-deps
 	$(MAKE) K3S_STANDIN=1 netboot
 	build/netboot-deps.sh
 	RKOS_NETBOOT_DIR=$(CURDIR)/dist/netboot-standin $(CARGO) test -p rkos-tests --features qemu \
-		--test netboot -- --test-threads=1
+		--test netboot -- --test-threads=1 --skip pxe_boot_smoke

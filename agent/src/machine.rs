@@ -23,6 +23,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::crd::{NodeUpgradeStatus, Phase, WindowSpec};
 use crate::drain::{DrainView, PodRef};
 use crate::nodeops::NodeFacts;
+use rkos_slots::health::HealthFacts;
 
 mod lease;
 mod phases;
@@ -63,7 +64,7 @@ pub struct NodeView {
     pub cordoned_by: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
     /// Unix seconds.
     pub now: i64,
@@ -79,8 +80,10 @@ pub struct Observed {
     /// Pods on the node, classified; only looked at while draining.
     pub drain: DrainView,
     pub facts: NodeFacts,
-    /// The node-side health check (k3s up).
-    pub healthy: bool,
+    /// What the node side shows of its health (k3s's unit); [`phases`] adds the Node's Ready
+    /// condition and decides with `rkos_slots::health::verdict`, the rule `rkos mark-good`
+    /// follows too.
+    pub node_health: HealthFacts,
     /// How long a rebooted node may take to become healthy.
     pub verify_timeout_seconds: u64,
     /// The duration this agent gives its leases when it takes or renews them.
@@ -209,7 +212,7 @@ fn finish(
     let mut s = enter(st, phase, o.now);
     s.last_error = error;
     s.current_version = Some(o.facts.version.clone());
-    s.slot = Some(o.facts.slot.clone());
+    s.slot = Some(o.facts.slot.to_string());
     let mut out = Vec::new();
     if o.node.cordoned_by.is_some() {
         out.push(Action::Uncordon);
@@ -283,7 +286,7 @@ pub fn decide(o: &Observed) -> Vec<Action> {
             phase: Phase::Pending,
             current_version: Some(o.facts.version.clone()),
             target_version: Some(plan.version.clone()),
-            slot: Some(o.facts.slot.clone()),
+            slot: Some(o.facts.slot.to_string()),
             phase_since: Some(ts(o.now).to_string()),
             ..Default::default()
         }));

@@ -16,6 +16,7 @@ use crate::lease;
 use crate::machine::{NodeView, NuView, Observed, PeerView, PlanView};
 use crate::nodeops::{NodeFacts, NodeOps};
 use crate::select;
+use rkos_slots::health::HealthFacts;
 
 /// What one look saw: the machine's input, and the objects the executor writes back at the
 /// versions read.
@@ -94,10 +95,10 @@ pub async fn observe<N: NodeOps>(
             drain_view = drain::plan(&list, &p.spec.drain, ctx.cfg.own_pod.as_ref());
         }
     }
-    let healthy = if phase == Phase::Verifying {
-        ops.healthy().await?
+    let node_health = if phase == Phase::Verifying {
+        ops.health().await?
     } else {
-        false
+        HealthFacts::default()
     };
     let obs = Observed {
         now,
@@ -112,7 +113,7 @@ pub async fn observe<N: NodeOps>(
         peers,
         drain: drain_view,
         facts,
-        healthy,
+        node_health,
         verify_timeout_seconds: ctx.cfg.verify_timeout_seconds,
         lease_seconds: i64::from(ctx.cfg.lease_seconds),
     };

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rkos_config::render::{PASSWORD_HASH, USER};
-use rkos_config::{load, source, BootMode, Config, Diagnostic, RenderContext};
+use rkos_config::{source, BootMode, Config, NodeConfig, RenderContext};
 use rkos_contract::paths::{self, under};
 use rkos_contract::Cmdline;
 
@@ -33,7 +33,7 @@ pub struct ApplyArgs {
     /// The system root to apply to.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
-    /// Kernel command line (default: /proc/cmdline when the root is /).
+    /// Kernel command line (default: the root's /proc/cmdline).
     #[arg(long)]
     pub cmdline: Option<String>,
 }
@@ -46,15 +46,15 @@ pub fn run(a: &ApplyArgs) -> anyhow::Result<()> {
     let cmdline = a
         .cmdline
         .clone()
-        .unwrap_or_else(|| crate::config_cmd::system_cmdline(root));
+        .unwrap_or_else(|| rkos_config::node_config::kernel_cmdline(root));
     let mut problems: Vec<String> = Vec::new();
 
     if a.stage == Stage::Network {
-        let first = load_all(root, &cmdline, &mut Vec::new());
+        let first = load(root, &cmdline);
         fetch_data_sources(root, &first.config, &mut problems);
     }
-    let mut diags = Vec::new();
-    let loaded = load_all(root, &cmdline, &mut diags);
+    let loaded = load(root, &cmdline);
+    let diags = &loaded.diagnostics;
     let mut ctx = context(root, &cmdline);
     if a.stage == Stage::Network {
         fetch_keys(root, &loaded.config, &mut problems);
@@ -102,7 +102,7 @@ pub fn run(a: &ApplyArgs) -> anyhow::Result<()> {
         .map(ToString::to_string)
         .chain(problems.iter().cloned())
         .collect();
-    for d in &diags {
+    for d in diags {
         eprintln!("{d}");
     }
     for p in &problems {
@@ -112,23 +112,13 @@ pub fn run(a: &ApplyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Collects, substitutes last-good copies for broken persistent files, loads, and saves
-/// new last-good copies.
-fn load_all(root: &Path, cmdline: &str, diags: &mut Vec<Diagnostic>) -> rkos_config::Loaded {
-    let (sources, read_diags) = source::collect_report(root, cmdline);
-    diags.extend(read_diags);
-    if let Err(e) = source::save_last_good(root, &sources) {
-        diags.push(Diagnostic::warning(
-            "last-good",
-            "",
-            format!("cannot save the last good config: {e}"),
-        ));
-    }
-    let (sources, lg) = source::with_last_good(root, sources);
-    diags.extend(lg);
-    let loaded = load(&sources);
-    diags.extend(loaded.diagnostics.iter().cloned());
-    loaded
+/// The node's config as every reader sees it, saving new last good copies: `config apply`
+/// runs first thing each boot, so the copies are what the node last loaded cleanly.
+fn load(root: &Path, cmdline: &str) -> rkos_config::Loaded {
+    NodeConfig::at(root)
+        .cmdline(cmdline)
+        .save_last_good()
+        .load()
 }
 
 fn write_errors(root: &Path, errors: &[String]) -> anyhow::Result<()> {
@@ -566,7 +556,7 @@ mod tests {
         let got = std::fs::read_to_string(under(d.path(), paths::DATASOURCES_DIR).join("01.yaml"))
             .unwrap();
         assert_eq!(got, "hostname: from-url\n");
-        let loaded = load(&source::collect(d.path(), ""));
+        let loaded = NodeConfig::at(d.path()).cmdline("").load();
         assert_eq!(loaded.config.hostname.as_deref(), Some("from-url"));
     }
 }

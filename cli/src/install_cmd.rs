@@ -89,7 +89,7 @@ pub fn run(args: InstallArgs) -> Result<()> {
         return grow_data(&args.root);
     }
     refuse_ctrlc_while_writing()?;
-    let (settings, fallback_config) = settings(&args)?;
+    let (settings, fallback_config) = settings(&args);
     let Unattended {
         device,
         config_url: config,
@@ -185,9 +185,9 @@ pub fn run(args: InstallArgs) -> Result<()> {
 }
 
 /// What to install where: the flags, and with `--from-cmdline` what they leave unset taken
-/// from the kernel command line, then the live system's merged config (`install:`); also a
-/// config on the boot medium to fall back on.
-fn settings(args: &InstallArgs) -> Result<(Unattended, Option<String>)> {
+/// from the live system's merged config (`install:`, where the kernel command line's
+/// `rkos.install.*` words land); also a config on the boot medium to fall back on.
+fn settings(args: &InstallArgs) -> (Unattended, Option<String>) {
     let settings = Unattended {
         device: args.device.clone(),
         config_url: args.config.clone(),
@@ -196,27 +196,23 @@ fn settings(args: &InstallArgs) -> Result<(Unattended, Option<String>)> {
         tty: None,
     };
     if !args.from_cmdline {
-        return Ok((settings, None));
+        return (settings, None);
     }
-    let cmdline =
-        std::fs::read_to_string(args.root.join("proc/cmdline")).context("reading /proc/cmdline")?;
-    // As with k3OS, the install settings may also come from the boot medium's config or a
-    // NoCloud seed: the merged live config's `install` section fills what the command line
-    // leaves out.
-    let merged = rkos_config::load(&rkos_config::source::collect(&args.root, &cmdline))
-        .config
-        .rkos
-        .install;
-    let settings = settings
-        .or(unattended::unattended_from_cmdline(&cmdline))
-        .or(Unattended::from_config(&merged));
+    // As with k3OS, the settings may come from the kernel command line, the boot medium's
+    // config or a NoCloud seed: all of them are sources of the live system's config, and the
+    // command line wins as it always does. A source with errors gives none: say why.
+    let merged = rkos_config::NodeConfig::at(&args.root).load();
+    for e in merged.errors() {
+        eprintln!("rkos-install: config: {e}");
+    }
+    let settings = settings.or(Unattended::from_config(&merged.config.rkos.install));
     // Without a config URL, a config on the boot medium (rkos/config.yaml on the ISO or
     // stick, copied by rkos-init) becomes the installed node's config.
     let boot_cfg = paths::under(&args.root, paths::BOOT_CONFIG);
     let fallback = boot_cfg
         .is_file()
         .then(|| boot_cfg.to_string_lossy().into_owned());
-    Ok((settings, fallback))
+    (settings, fallback)
 }
 
 /// The network may come up after the install unit starts: retry a URL for a minute.

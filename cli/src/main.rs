@@ -5,6 +5,8 @@ mod config_apply;
 mod config_cmd;
 mod farm_cmd;
 mod install_cmd;
+#[cfg(test)]
+mod last_good_agreement;
 mod status_cmd;
 mod upgrade_cmd;
 mod wizard_cmd;

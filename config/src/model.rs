@@ -77,6 +77,8 @@ pub struct Install {
     pub force_efi: Option<bool>,
     pub silent: Option<bool>,
     pub power_off: Option<bool>,
+    /// Reboot when the install is done (`power_off` wins when both are set).
+    pub reboot: Option<bool>,
     pub no_format: Option<bool>,
     pub tty: Option<String>,
     pub debug: Option<bool>,
@@ -181,6 +183,15 @@ impl Config {
             _ => Role::Server,
         }
     }
+
+    /// The node's hostname: the config's, else [`default_hostname`] of the primary MAC.
+    /// rkos-init sets it at boot and `rkos config apply` renders `/etc/hostname` from it.
+    pub fn hostname_or_default(&self, primary_mac: Option<&str>) -> String {
+        match self.hostname.as_deref().map(str::trim) {
+            Some(h) if !h.is_empty() => h.to_string(),
+            _ => default_hostname(primary_mac),
+        }
+    }
 }
 
 /// The MAC address the default hostname is derived from: the interface backed by a device
@@ -241,6 +252,17 @@ mod tests {
         assert_ne!(a, default_hostname(Some("52:54:00:12:34:57")));
         assert!(a.starts_with("rkos-") && a.len() == 9);
         assert_eq!(default_hostname(None), "rkos-0000");
+    }
+
+    #[test]
+    fn hostname_from_the_config_else_from_the_mac() {
+        let mac = Some("52:54:00:12:34:56");
+        let mut c = Config::default();
+        assert_eq!(c.hostname_or_default(mac), default_hostname(mac));
+        c.hostname = Some("  ".into());
+        assert_eq!(c.hostname_or_default(None), "rkos-0000");
+        c.hostname = Some("node-7".into());
+        assert_eq!(c.hostname_or_default(mac), "node-7");
     }
 
     #[test]

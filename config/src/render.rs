@@ -563,10 +563,7 @@ fn system(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
             ),
         ));
     }
-    let hostname = cfg
-        .hostname
-        .clone()
-        .unwrap_or_else(|| crate::model::default_hostname(ctx.primary_mac.as_deref()));
+    let hostname = cfg.hostname_or_default(ctx.primary_mac.as_deref());
     r.files.push(RenderedFile::new(
         "/etc/hostname",
         0o644,

@@ -128,52 +128,13 @@ fn read(kind: SourceKind, path: &Path, diags: &mut Vec<Diagnostic>) -> Option<So
 
 /// Where the last good copy of a persistent source is kept: its path relative to
 /// `/var/lib/rkos`, under [`LAST_GOOD_DIR`].
-fn last_good_path(root: &Path, source_name: &str) -> Option<PathBuf> {
+pub(crate) fn last_good_path(root: &Path, source_name: &str) -> Option<PathBuf> {
     let (source, last_good) = (Path::new(source_name), under(root, LAST_GOOD_DIR));
     if source.starts_with(&last_good) {
         return None;
     }
     let rel = source.strip_prefix(under(root, VAR_LIB_RKOS)).ok()?;
     Some(last_good.join(rel))
-}
-
-/// Replaces each persistent source that has errors by its last good copy, when there is
-/// one, so a typo in /var/lib/rkos/config.yaml costs nothing but a message. Returns the
-/// sources to load and a diagnostic for each substitution.
-pub fn with_last_good(root: &Path, sources: Vec<Source>) -> (Vec<Source>, Vec<Diagnostic>) {
-    let mut diags = Vec::new();
-    let out = sources
-        .into_iter()
-        .map(|s| {
-            if s.kind != SourceKind::Persistent {
-                return s;
-            }
-            let parsed = crate::parse_source(&s);
-            if !parsed.has_errors() {
-                return s;
-            }
-            let Some(copy) = last_good_path(root, &s.name) else {
-                return s;
-            };
-            match std::fs::read_to_string(&copy) {
-                Ok(text) => {
-                    // The broken file is not loaded, so its problems are reported here.
-                    diags.extend(parsed.diagnostics);
-                    diags.push(Diagnostic::error(
-                        s.name.clone(),
-                        "",
-                        format!(
-                            "has errors; using its last good copy {} instead",
-                            copy.display()
-                        ),
-                    ));
-                    Source::new(SourceKind::Persistent, copy.display().to_string(), text)
-                }
-                Err(_) => s,
-            }
-        })
-        .collect();
-    (out, diags)
 }
 
 /// Saves a copy of every persistent source that loads without errors as its last good copy
@@ -268,35 +229,5 @@ mod tests {
         );
         let loaded = crate::load(&s);
         assert_eq!(loaded.config.hostname.as_deref(), Some("k"));
-    }
-
-    #[test]
-    fn last_good_replaces_a_broken_persistent_file() {
-        let d = tempfile::tempdir().unwrap();
-        let r = d.path();
-        let cfg = under(r, PERSISTENT_CONFIG);
-        std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
-        std::fs::write(&cfg, "hostname: good\n").unwrap();
-        let s = collect(r, "");
-        save_last_good(r, &s).unwrap();
-        assert!(under(r, LAST_GOOD_DIR).join("config.yaml").exists());
-        std::fs::write(&cfg, "hostname: [oops\n").unwrap();
-        let s = collect(r, "");
-        let (s2, diags) = with_last_good(r, s.clone());
-        let msgs: Vec<String> = diags.iter().map(|d| d.message.clone()).collect();
-        assert_eq!(msgs.len(), 2, "{msgs:?}");
-        assert!(msgs[0].starts_with("not valid YAML"), "{msgs:?}");
-        assert!(msgs[1].contains("last good copy"));
-        assert_eq!(crate::load(&s2).config.hostname.as_deref(), Some("good"));
-        // A broken file does not overwrite its good copy.
-        save_last_good(r, &s).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(under(r, LAST_GOOD_DIR).join("config.yaml")).unwrap(),
-            "hostname: good\n"
-        );
-        // A removed source loses its copy.
-        std::fs::remove_file(&cfg).unwrap();
-        save_last_good(r, &collect(r, "")).unwrap();
-        assert!(!under(r, LAST_GOOD_DIR).join("config.yaml").exists());
     }
 }

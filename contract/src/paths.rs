@@ -82,6 +82,8 @@ pub const IMAGE_DEFAULTS_DIR: &str = "/usr/lib/rkos/config.d";
 pub const TRUSTED_KEYS_DIR: &str = "/usr/lib/rkos/trusted-keys";
 /// The image's version, one line (in the root file system and in the initramfs).
 pub const IMAGE_VERSION: &str = "/etc/rkos/version";
+/// The kernel command line the node booted with (split by [`crate::cmdline::Cmdline`]).
+pub const PROC_CMDLINE: &str = "/proc/cmdline";
 
 /// `path` (absolute, from this module) under `root`: `under("/mnt", BOOT_CONFIG)` is
 /// `/mnt/run/rkos/boot/config.yaml`; under `/` it is the path itself.

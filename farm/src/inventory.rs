@@ -13,6 +13,7 @@ use rkos_config::de::from_node;
 use rkos_config::node::{parse_yaml, Mark, Node, PathSeg};
 use rkos_config::validate::{check_hostname, check_label, check_taint, check_token};
 use rkos_config::Diagnostic;
+use rkos_contract::normalize_mac;
 
 /// `farm.yaml` as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -174,16 +175,6 @@ pub struct Inventory {
 /// The label every farm node gets: its pool, for node selectors (an `UpgradePlan`, a
 /// DaemonSet).
 pub const POOL_LABEL: &str = "farm.rkos.io/pool";
-
-/// A MAC address in any usual spelling as `aa:bb:cc:dd:ee:ff`.
-pub fn normalize_mac(s: &str) -> Option<String> {
-    let parts: Vec<&str> = s.split([':', '-']).collect();
-    let ok = parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
-    ok.then(|| parts.join(":").to_ascii_lowercase())
-}
 
 /// Collects diagnostics, each placed at the mark of its key path in the tree.
 struct Checker<'a> {

@@ -69,7 +69,7 @@ pub fn answer(
     let Some((mac, what)) = path.strip_prefix("/nodes/").and_then(|p| p.split_once('/')) else {
         return Reply::NotFound(format!("{path}: not a path of the farm"));
     };
-    let Some(mac) = crate::inventory::normalize_mac(mac) else {
+    let Some(mac) = rkos_contract::normalize_mac(mac) else {
         return Reply::NotFound(format!("{path}: {mac:?} is not a MAC address"));
     };
     let node = inv.lookup(&mac);

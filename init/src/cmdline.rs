@@ -44,6 +44,25 @@ pub struct BootParams {
     pub debug: bool,
 }
 
+/// The real root's init when the command line names none.
+pub const DEFAULT_INIT: &str = "/sbin/init";
+
+/// What an empty command line gives.
+impl Default for BootParams {
+    fn default() -> Self {
+        BootParams {
+            mode: None,
+            slot: None,
+            image_url: None,
+            image_sha256: None,
+            wait: DEFAULT_WAIT,
+            consoles: Vec::new(),
+            init: DEFAULT_INIT.to_string(),
+            debug: false,
+        }
+    }
+}
+
 /// Parses the keys `rkos-init` acts on. A key given twice counts once, the last one (as
 /// GRUB appends the operator's additions after the defaults); a bad value is an error, not a
 /// guess, so a typo such as `rkos.mode=dsik` stops at the rescue shell with a message.
@@ -70,7 +89,7 @@ pub fn parse(cmdline: &str) -> Result<BootParams, CmdlineError> {
             .get_all(keys::INIT)
             .filter(|v| !v.is_empty())
             .last()
-            .unwrap_or("/sbin/init")
+            .unwrap_or(DEFAULT_INIT)
             .to_string(),
         debug: c.flag(keys::DEBUG),
     })
@@ -116,6 +135,7 @@ mod tests {
         assert_eq!(p.init, "/sbin/init");
         assert!(p.consoles.is_empty());
         assert!(!p.debug);
+        assert_eq!(p, BootParams::default());
     }
 
     #[test]

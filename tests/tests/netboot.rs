@@ -319,40 +319,104 @@ fn newer_version(dist: &Path, to: &Path, version: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// PXE under QEMU's user-mode network: its TFTP gives iPXE the farm's boot script, iPXE
-/// loads kernel and initrd from `rkos farm serve`, rkos-init the image into RAM. Node A's
-/// boot gives the figures; the farm killed after boot leaves it running; a reboot after the
-/// farm serves a new version comes up on it; node B and an unknown MAC get their own names,
-/// labels and taints.
-#[test]
-fn pxe_boot_from_the_farm() -> Result<()> {
-    let dist = netboot_dir()?;
-    let work = tempfile::tempdir()?;
-    let port = free_port()?;
-    let served = work.path().join("served");
-    std::os::unix::fs::symlink(&dist, &served)?;
-    let inv = work.path().join("farm.yaml");
-    fs::write(&inv, inventory(&format!("http://10.0.2.2:{port}"), ""))?;
-    let listen = format!("127.0.0.1:{port}");
-    let mut farm_proc = Some(farm(&served, &inv, &listen, work.path(), None)?);
-    let tftp = work.path().join("tftp");
-    fs::create_dir_all(&tftp)?;
-    let boot_ipxe = sh("curl", &["-sf", &format!("http://{listen}/boot.ipxe")])?;
-    fs::write(tftp.join("boot.ipxe"), boot_ipxe)?;
-    let user_tftp = || NetBackend::UserTftp {
-        tftp: tftp.clone(),
-        bootfile: "boot.ipxe".into(),
-    };
+/// `rkos farm serve` on the host's loopback for PXE under QEMU's user-mode network: its TFTP
+/// hands iPXE the farm's boot script, which loads kernel and initrd from the farm.
+struct UserFarm {
+    work: tempfile::TempDir,
+    dist: PathBuf,
+    /// A symlink to the directory served (a test points it at another version).
+    served: PathBuf,
+    inv: PathBuf,
+    port: u16,
+    listen: String,
+    tftp: PathBuf,
+    proc: Option<Proc>,
+}
 
-    let mut vm = pxe_vm("netboot-pxe-a", MAC_A, user_tftp(), None)?;
-    let to_login = login(&mut vm)?;
-    check_node(
-        &mut vm,
-        "node-a",
-        &["accelerator=gpu-a", "farm.rkos.io/pool=gpu"],
-        &["gpu=true:NoSchedule"],
-    )?;
-    k3s_up(&mut vm)?;
+impl UserFarm {
+    fn start() -> Result<UserFarm> {
+        let dist = netboot_dir()?;
+        let work = tempfile::tempdir()?;
+        let port = free_port()?;
+        let served = work.path().join("served");
+        std::os::unix::fs::symlink(&dist, &served)?;
+        let inv = work.path().join("farm.yaml");
+        fs::write(&inv, inventory(&format!("http://10.0.2.2:{port}"), ""))?;
+        let listen = format!("127.0.0.1:{port}");
+        let tftp = work.path().join("tftp");
+        let mut f = UserFarm {
+            work,
+            dist,
+            served,
+            inv,
+            port,
+            listen,
+            tftp,
+            proc: None,
+        };
+        f.serve()?;
+        fs::create_dir_all(&f.tftp)?;
+        let boot_ipxe = sh("curl", &["-sf", &format!("http://{}/boot.ipxe", f.listen)])?;
+        fs::write(f.tftp.join("boot.ipxe"), boot_ipxe)?;
+        Ok(f)
+    }
+
+    /// (Re)starts `rkos farm serve`.
+    fn serve(&mut self) -> Result<()> {
+        self.proc = None;
+        let p = farm(
+            &self.served,
+            &self.inv,
+            &self.listen,
+            self.work.path(),
+            None,
+        )?;
+        self.proc = Some(p);
+        Ok(())
+    }
+
+    fn pxe(&self, name: &str, mac: &str) -> Result<Vm> {
+        let backend = NetBackend::UserTftp {
+            tftp: self.tftp.clone(),
+            bootfile: "boot.ipxe".into(),
+        };
+        pxe_vm(name, mac, backend, None)
+    }
+
+    /// Node A by PXE to a shell, checked as the inventory says, k3s started; the seconds
+    /// from power-on to the login prompt.
+    fn boot_node_a(&self) -> Result<(Vm, f64)> {
+        let mut vm = self.pxe("netboot-pxe-a", MAC_A)?;
+        let to_login = login(&mut vm)?;
+        check_node(
+            &mut vm,
+            "node-a",
+            &["accelerator=gpu-a", "farm.rkos.io/pool=gpu"],
+            &["gpu=true:NoSchedule"],
+        )?;
+        k3s_up(&mut vm)?;
+        eprintln!("figure: PXE power-on to login prompt {to_login:.0} s ({MEMORY_MB} MiB)");
+        Ok((vm, to_login))
+    }
+}
+
+/// The short one (`make boot-test`): PXE -> iPXE -> `rkos farm serve` -> the image into RAM
+/// -> login, as node A of the inventory, with its name, labels and taints.
+#[test]
+fn pxe_boot_smoke() -> Result<()> {
+    let farm = UserFarm::start()?;
+    farm.boot_node_a()?;
+    Ok(())
+}
+
+/// The long one (`make test-netboot`): node A's boot gives the figures; the farm killed
+/// after boot leaves it running; a reboot after the farm serves a new version comes up on
+/// it; node B and an unknown MAC get their own names, labels and taints.
+#[test]
+fn pxe_farm_gone_new_version_and_pools() -> Result<()> {
+    let mut farm = UserFarm::start()?;
+    let (dist, port) = (farm.dist.clone(), farm.port);
+    let (mut vm, _) = farm.boot_node_a()?;
     let transcript = vm.transcript();
     let rate = transcript
         .lines()
@@ -372,7 +436,6 @@ fn pxe_boot_from_the_farm() -> Result<()> {
     let shmem = mib(&meminfo, "Shmem:").unwrap_or(0.0);
     let avail = mib(&meminfo, "MemAvailable:").unwrap_or(0.0);
     let used = vm.run_ok("free -m | awk '/^Mem:/{print $3}'", CMD)?;
-    eprintln!("figure: PXE power-on to login prompt {to_login:.0} s (TCG, {MEMORY_MB} MiB)");
     eprintln!(
         "figure: image {image_mib:.1} MiB; after boot Shmem (tmpfs: the image and the overlay) \
          {shmem:.1} MiB, MemAvailable {avail:.0} MiB, used {} MiB",
@@ -385,7 +448,7 @@ fn pxe_boot_from_the_farm() -> Result<()> {
     );
 
     // The farm gone: the node does not need it any more.
-    drop(farm_proc.take());
+    farm.proc = None;
     let state = system_running(&mut vm)?;
     ensure!(
         state.lines().next().map(str::trim) == Some("running"),
@@ -395,11 +458,11 @@ fn pxe_boot_from_the_farm() -> Result<()> {
     ensure!(k3s.trim() == "active", "k3s is {k3s}");
 
     // A new version on the farm; a reboot comes up on it.
-    let v2 = work.path().join("v2");
+    let v2 = farm.work.path().join("v2");
     if newer_version(&dist, &v2, "0.1.1")? {
-        fs::remove_file(&served)?;
-        std::os::unix::fs::symlink(&v2, &served)?;
-        let _farm = farm(&served, &inv, &listen, work.path(), None)?;
+        fs::remove_file(&farm.served)?;
+        std::os::unix::fs::symlink(&v2, &farm.served)?;
+        farm.serve()?;
         vm.send("sudo reboot\n")?;
         vm.expect(
             r"downloading http://10\.0\.2\.2:\d+/image/rootfs\.squashfs",
@@ -413,14 +476,14 @@ fn pxe_boot_from_the_farm() -> Result<()> {
             "after the reboot: {v}"
         );
         drop(vm);
-        fs::remove_file(&served)?;
-        std::os::unix::fs::symlink(&dist, &served)?;
+        fs::remove_file(&farm.served)?;
+        std::os::unix::fs::symlink(&dist, &farm.served)?;
     } else {
         drop(vm);
     }
 
-    let _farm = farm(&served, &inv, &listen, work.path(), None)?;
-    let mut vm = pxe_vm("netboot-pxe-b", MAC_B, user_tftp(), None)?;
+    farm.serve()?;
+    let mut vm = farm.pxe("netboot-pxe-b", MAC_B)?;
     login(&mut vm)?;
     check_node(
         &mut vm,
@@ -432,7 +495,7 @@ fn pxe_boot_from_the_farm() -> Result<()> {
     ensure!(!k3s.contains("gpu"), "node B has node A's labels:\n{k3s}");
     drop(vm);
 
-    let mut vm = pxe_vm("netboot-pxe-unknown", MAC_UNKNOWN, user_tftp(), None)?;
+    let mut vm = farm.pxe("netboot-pxe-unknown", MAC_UNKNOWN)?;
     login(&mut vm)?;
     check_node(
         &mut vm,

@@ -3,6 +3,7 @@
 use super::{cordon, elapsed, enter, finish, waiting_condition, Action, Observed, PlanView};
 use crate::crd::{NodeUpgradeStatus, Phase};
 use crate::window;
+use rkos_slots::health::{self, HealthFacts, Seen};
 
 /// Pending, Succeeded, Failed, RolledBack: nothing to do but give back a lease or a cordon a
 /// crash left behind, keep the versions current, and move on from Pending (or from Succeeded
@@ -24,7 +25,7 @@ pub(super) fn at_rest(
     }
     let mut s = st.clone();
     s.current_version = Some(o.facts.version.clone());
-    s.slot = Some(o.facts.slot.clone());
+    s.slot = Some(o.facts.slot.to_string());
     s.target_version = Some(target.to_string());
     match st.phase {
         Phase::Pending => {
@@ -233,7 +234,7 @@ pub(super) fn rebooting(
     } else {
         let mut s = enter(st, Phase::Verifying, o.now);
         s.current_version = Some(o.facts.version.clone());
-        s.slot = Some(o.facts.slot.clone());
+        s.slot = Some(o.facts.slot.to_string());
         out.push(Action::SetStatus(s));
     }
     out
@@ -252,19 +253,22 @@ pub(super) fn verifying(
         return lapsed(o, plan, st);
     }
     let mut out = Vec::new();
-    if o.node.ready && o.healthy {
-        if o.facts.running_on_trial {
-            out.push(Action::MarkGood);
-        } else {
-            out.extend(finish(o, &plan.name, st, Phase::Succeeded, None));
+    let facts = HealthFacts {
+        node_ready: Seen::check(o.node.ready, || "the Node is not Ready".into()),
+        ..o.node_health.clone()
+    };
+    match health::verdict(&facts) {
+        Ok(()) if o.facts.running_on_trial => out.push(Action::MarkGood),
+        Ok(()) => out.extend(finish(o, &plan.name, st, Phase::Succeeded, None)),
+        Err(why) if elapsed(st.phase_since.as_deref(), o.now) > o.verify_timeout_seconds as i64 => {
+            let msg = format!(
+                "{target} booted but the node was not healthy within {}s ({why}); \
+                 the slot stays on trial and GRUB falls back at the next reboot",
+                o.verify_timeout_seconds
+            );
+            out.extend(finish(o, &plan.name, st, Phase::Failed, Some(msg)));
         }
-    } else if elapsed(st.phase_since.as_deref(), o.now) > o.verify_timeout_seconds as i64 {
-        let msg = format!(
-            "{target} booted but the node was not healthy within {}s (node Ready: {}, k3s up: {}); \
-             the slot stays on trial and GRUB falls back at the next reboot",
-            o.verify_timeout_seconds, o.node.ready, o.healthy
-        );
-        out.extend(finish(o, &plan.name, st, Phase::Failed, Some(msg)));
+        Err(_) => {}
     }
     out
 }

@@ -1,42 +1,36 @@
-//! The error report of a failed `rkos` command (its stderr), as it goes into the
-//! NodeUpgrade's `lastError`.
+//! The error report of a failed `rkos` command, as it goes into the NodeUpgrade's
+//! `lastError`: from the `error` list of a JSON report (`rkos upgrade --json`), or from
+//! anyhow's report on stderr (every other command, and anything that fails before it can
+//! print JSON, such as a usage error).
 
-/// What of a failed command's stderr goes into the NodeUpgrade's `lastError`: anyhow's
-/// `Error: ...` report with its "Caused by" chain on one line when there is one (the lines
-/// before it are progress logging), else the last few lines. Bounded: it is stored in an
+use std::process::Output;
+
+use super::NodeOpsError;
+
+/// The error of the command `cmd` that ended with `out` (not successfully), from its stderr.
+pub(super) fn command_error(cmd: &str, out: &Output) -> NodeOpsError {
+    NodeOpsError::Command {
+        cmd: cmd.to_string(),
+        status: out.status.to_string(),
+        error: error_text(&String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+/// An error and its causes (outermost first) on one line, bounded: it is stored in an
 /// object's status.
-pub fn error_text(stderr: &str) -> String {
+pub fn error_line<'a>(chain: impl IntoIterator<Item = &'a str>) -> String {
     const MAX: usize = 1000;
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let mut text = match lines.iter().position(|l| l.starts_with("Error: ")) {
-        Some(i) => {
-            let mut text = lines[i]["Error: ".len()..].to_string();
-            for l in &lines[i + 1..] {
-                if l.starts_with("Stack backtrace:") {
-                    break;
-                }
-                if *l == "Caused by:" {
-                    continue;
-                }
-                // With several causes anyhow numbers them: "0: ...".
-                let cause = match l.split_once(": ") {
-                    Some((n, rest)) if n.bytes().all(|b| b.is_ascii_digit()) => rest,
-                    _ => l,
-                };
-                // Errors often repeat their source's message; say it once.
-                if !text.ends_with(cause) {
-                    text.push_str(": ");
-                    text.push_str(cause);
-                }
-            }
-            text
+    let mut text = String::new();
+    for cause in chain {
+        // Errors often repeat their source's message; say it once.
+        if text.ends_with(cause) {
+            continue;
         }
-        None => lines[lines.len().saturating_sub(3)..].join("; "),
-    };
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(cause);
+    }
     if text.len() > MAX {
         let mut cut = MAX;
         while !text.is_char_boundary(cut) {
@@ -46,6 +40,32 @@ pub fn error_text(stderr: &str) -> String {
         text.push_str("...");
     }
     text
+}
+
+/// A failed command's stderr on one line: anyhow's `Error: ...` report with its "Caused by"
+/// chain when there is one (the lines before it are progress logging), else the last few
+/// lines.
+pub fn error_text(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match lines.iter().position(|l| l.starts_with("Error: ")) {
+        Some(i) => {
+            let causes = lines[i + 1..]
+                .iter()
+                .take_while(|l| !l.starts_with("Stack backtrace:"))
+                .filter(|l| **l != "Caused by:")
+                // With several causes anyhow numbers them: "0: ...".
+                .map(|l| match l.split_once(": ") {
+                    Some((n, rest)) if n.bytes().all(|b| b.is_ascii_digit()) => rest,
+                    _ => l,
+                });
+            error_line(std::iter::once(&lines[i]["Error: ".len()..]).chain(causes))
+        }
+        None => error_line([lines[lines.len().saturating_sub(3)..].join("; ").as_str()]),
+    }
 }
 
 #[cfg(test)]
@@ -73,5 +93,18 @@ mod tests {
         let long = format!("Error: {}", "\u{e9}".repeat(2000));
         let t = error_text(&long);
         assert!(t.len() <= 1003 && t.ends_with("..."), "{}", t.len());
+    }
+
+    #[test]
+    fn an_error_chain_on_one_line() {
+        assert_eq!(
+            error_line(["upgrade refused", "bad key", "bad key", "lower"]),
+            "upgrade refused: bad key: lower"
+        );
+        assert_eq!(
+            error_line(["invalid manifest: file missing", "file missing"]),
+            "invalid manifest: file missing"
+        );
+        assert_eq!(error_line([]), "");
     }
 }

@@ -4,6 +4,11 @@
 
 use std::sync::{Arc, Mutex};
 
+use rkos_slots::health::{self, HealthFacts, Seen};
+use rkos_slots::status::SlotInfo;
+use rkos_slots::{BootState, NodeStatus, Outcome, Slot, Status, Trial};
+
+use super::cli_status::facts_from_status;
 use super::{netboot, NodeFacts, NodeOps, NodeOpsError, StageReport};
 
 /// State of a simulated node. Reboots are applied at once (the new boot id, the trial slot
@@ -16,10 +21,12 @@ pub struct FakeNode {
     /// Index of the slot armed for a trial boot.
     pub trial: Option<usize>,
     pub running_on_trial: bool,
-    pub last_rolled_back: Option<String>,
+    /// Index of the slot whose trial GRUB gave up on, last time.
+    pub rolled_back: Option<usize>,
     pub boots: u32,
     /// Versions whose trial boot never becomes healthy: GRUB falls back by itself.
     pub broken: Vec<String>,
+    /// k3s's unit is active (the node-side half of health).
     pub healthy: bool,
     /// Make the next `stage` fail with this message.
     pub fail_stage: Option<String>,
@@ -46,7 +53,7 @@ impl FakeNode {
             active: 0,
             trial: None,
             running_on_trial: false,
-            last_rolled_back: None,
+            rolled_back: None,
             boots: 1,
             broken: Vec::new(),
             healthy: true,
@@ -70,27 +77,45 @@ impl FakeNode {
         }
     }
 
+    /// What `rkos status --json` would say on this node.
+    pub fn status(&self) -> Status {
+        let default = if self.running_on_trial {
+            1 - self.active
+        } else {
+            self.active
+        };
+        let boot = BootState {
+            default: Slot::ALL[default],
+            trial: self.trial.map(|t| Trial {
+                slot: Slot::ALL[t],
+                tries_left: rkos_slots::DEFAULT_TRIES,
+            }),
+            last: self.rolled_back.map(|i| Outcome::RolledBack(Slot::ALL[i])),
+        };
+        let slots = Slot::ALL
+            .iter()
+            .zip(&self.slots)
+            .map(|(&slot, version)| SlotInfo {
+                slot,
+                version: version.clone(),
+                arch: version.as_ref().map(|_| rkos_contract::arch().to_string()),
+                error: None,
+            })
+            .collect();
+        Status::from_parts(Some(Slot::ALL[self.active]), &boot, slots)
+    }
+
+    /// The facts, read from [`FakeNode::status`] as the agent reads a real node's (a netboot
+    /// node's from its boot report).
     pub fn facts(&self) -> NodeFacts {
+        let boot_id = format!("boot-{}", self.boots);
         if self.farm_serves.is_some() {
             let version = self.slots[self.active].clone().unwrap_or_default();
             let report = rkos_contract::InitReport::new(&version, rkos_contract::BootMode::Netboot);
-            let boot_id = format!("boot-{}", self.boots);
             return netboot::facts(&report, &boot_id, self.netboot_marker.as_deref());
         }
-        let name = |i: usize| if i == 0 { "A" } else { "B" };
-        let other = 1 - self.active;
-        NodeFacts {
-            version: self.slots[self.active].clone().unwrap_or_default(),
-            slot: name(self.active).into(),
-            boot_id: format!("boot-{}", self.boots),
-            staged: self.slots[other].clone(),
-            trial_armed: self
-                .trial
-                .filter(|&t| t != self.active)
-                .and_then(|t| self.slots[t].clone()),
-            running_on_trial: self.running_on_trial,
-            rolled_back: self.last_rolled_back.clone(),
-        }
+        facts_from_status(&NodeStatus::Installed(self.status()), &boot_id)
+            .expect("the booted slot of a fake node holds a version")
     }
 
     pub fn stage(&mut self, version: &str) -> Result<StageReport, NodeOpsError> {
@@ -139,15 +164,11 @@ impl FakeNode {
                 self.boots += 2; // the failed trial boots
                 self.trial = None;
                 self.running_on_trial = false;
-                self.last_rolled_back = Some(format!(
-                    "slot {} ({v}) was never marked good; GRUB fell back to slot {}",
-                    if t == 0 { "A" } else { "B" },
-                    if self.active == 0 { "A" } else { "B" }
-                ));
+                self.rolled_back = Some(t);
             } else {
                 self.active = t;
                 self.running_on_trial = true;
-                self.last_rolled_back = None;
+                self.rolled_back = None;
             }
         }
     }
@@ -195,8 +216,12 @@ impl NodeOps for FakeNodeOps {
         self.with(|n| n.reboot());
         Ok(())
     }
-    async fn healthy(&self) -> Result<bool, NodeOpsError> {
-        Ok(self.with(|n| n.healthy))
+    async fn health(&self) -> Result<HealthFacts, NodeOpsError> {
+        let healthy = self.with(|n| n.healthy);
+        Ok(HealthFacts {
+            k3s_unit: Seen::check(healthy, || format!("{} is not active", health::K3S_UNIT)),
+            ..HealthFacts::default()
+        })
     }
     async fn mark_good(&self) -> Result<(), NodeOpsError> {
         self.with(|n| n.mark_good());
@@ -215,7 +240,7 @@ mod tests {
         assert_eq!(n.facts().trial_armed.as_deref(), Some("2"));
         n.reboot();
         let f = n.facts();
-        assert_eq!((f.version.as_str(), f.slot.as_str()), ("2", "B"));
+        assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B.into()));
         assert!(f.running_on_trial);
         n.mark_good();
         assert!(!n.facts().running_on_trial);
@@ -226,6 +251,9 @@ mod tests {
         b.reboot();
         let f = b.facts();
         assert_eq!(f.version, "1");
-        assert!(f.rolled_back.is_some());
+        assert_eq!(
+            f.rolled_back.as_deref(),
+            Some("slot B (2) was never marked good; GRUB fell back to slot A")
+        );
     }
 }

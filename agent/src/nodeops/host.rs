@@ -1,15 +1,19 @@
 //! The real node side: the `rkos` command on the host, chrooted into its root.
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
-use super::cli_error::error_text;
+use rkos_contract::paths;
+use rkos_slots::health::{self, HealthFacts, Seen};
+
+use super::cli_error::command_error;
 use super::cli_status::facts_from_status_json;
-use super::cli_upgrade::{downloaded_bytes, first_line, slot_bytes};
+use super::cli_upgrade::stage_outcome;
 use super::{netboot, NodeFacts, NodeOps, NodeOpsError, StageReport};
 
 /// Runs `rkos` on the host. `host_root` is where the host's `/` is mounted (`/host` in the
-/// DaemonSet): the boot id and the k3s socket are read under it, and commands run chrooted
-/// into it when `chroot` is set (tests point it at a temp dir and run without a chroot).
+/// DaemonSet): the boot id is read under it, and commands run chrooted into it when `chroot`
+/// is set (tests point it at a temp dir and run without a chroot).
 #[derive(Clone, Debug)]
 pub struct HostNodeOps {
     pub host_root: PathBuf,
@@ -18,16 +22,25 @@ pub struct HostNodeOps {
     pub rkos: PathBuf,
     /// The reboot command, as seen inside the chroot.
     pub reboot: Vec<String>,
+    /// The command that exits 0 when k3s's unit is active, as seen inside the chroot.
+    pub k3s_active: Vec<String>,
 }
 
 impl HostNodeOps {
     pub fn new(host_root: impl Into<PathBuf>) -> Self {
         let host_root = host_root.into();
+        let systemctl = "/usr/bin/systemctl".to_string();
         HostNodeOps {
             chroot: host_root != Path::new("/"),
             host_root,
             rkos: PathBuf::from("/usr/bin/rkos"),
-            reboot: vec!["/usr/bin/systemctl".into(), "reboot".into()],
+            reboot: vec![systemctl.clone(), "reboot".into()],
+            k3s_active: vec![
+                systemctl,
+                "is-active".into(),
+                "--quiet".into(),
+                health::K3S_UNIT.into(),
+            ],
         }
     }
 
@@ -37,27 +50,30 @@ impl HostNodeOps {
     fn rkos_args(&self, sub: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = sub.iter().map(|s| s.to_string()).collect();
         if !self.chroot {
-            let at = |p: &str| self.host_root.join(p).display().to_string();
+            let at = |p: &str| paths::under(&self.host_root, p).display().to_string();
             v.extend(["--root".into(), self.host_root.display().to_string()]);
-            v.extend(["--state-dir".into(), at(STATE_MOUNT)]);
+            v.extend(["--state-dir".into(), at(paths::STATE_MOUNT)]);
             if sub.first() == Some(&"upgrade") {
-                v.extend(["--keys-dir".into(), at(IMAGE_KEYS_DIR)]);
+                v.extend(["--keys-dir".into(), at(paths::TRUSTED_KEYS_DIR)]);
             }
         }
         v
     }
 
-    /// `rkos upgrade` of the bundle, refusing any version but the plan's: staging and arming
-    /// both go through it (arming re-verifies the staged slot).
-    async fn upgrade(&self, bundle_url: &str, version: &str) -> Result<String, NodeOpsError> {
-        self.rkos(&[
+    /// `rkos upgrade --json` of the bundle, refusing any version but the plan's: staging and
+    /// arming both go through it (arming re-verifies the staged slot).
+    async fn upgrade(&self, bundle_url: &str, version: &str) -> Result<StageReport, NodeOpsError> {
+        let args = self.rkos_args(&[
             "upgrade",
             "--bundle",
             bundle_url,
             "--expect-version",
             version,
-        ])
-        .await
+            "--json",
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (cmd, out) = self.output(&self.rkos, &args).await?;
+        stage_outcome(&cmd, &out, bundle_url, version)
     }
 
     async fn rkos(&self, sub: &[&str]) -> Result<String, NodeOpsError> {
@@ -66,7 +82,21 @@ impl HostNodeOps {
         self.run(&self.rkos, &args).await
     }
 
+    /// Runs a command to success; its stdout.
     async fn run(&self, program: &Path, args: &[&str]) -> Result<String, NodeOpsError> {
+        let (cmd, out) = self.output(program, args).await?;
+        if !out.status.success() {
+            return Err(command_error(&cmd, &out));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs a command; the command line (for messages) and what it left, whatever its exit.
+    async fn output(
+        &self,
+        program: &Path,
+        args: &[&str],
+    ) -> Result<(String, Output), NodeOpsError> {
         let cmd = format!("{} {}", program.display(), args.join(" "));
         let mut command = tokio::process::Command::new(program);
         // The command's error ends up in the NodeUpgrade's lastError: no backtraces (the
@@ -89,29 +119,23 @@ impl HostNodeOps {
                 });
             }
         }
-        let out = command
-            .output()
-            .await
-            .map_err(|source| NodeOpsError::Spawn {
-                cmd: cmd.clone(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(NodeOpsError::Command {
-                cmd,
-                status: out.status.to_string(),
-                stderr: error_text(&String::from_utf8_lossy(&out.stderr)),
-            });
+        match command.output().await {
+            Ok(out) => Ok((cmd, out)),
+            Err(source) => Err(NodeOpsError::Spawn { cmd, source }),
         }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 
-/// Where `rkos` looks for RKOS_STATE and the image's trusted keys by default (rkos-slots'
-/// `DEFAULT_STATE_MOUNT`, rkos-bundle's `IMAGE_KEYS_DIR`), relative to the host's `/`; the
-/// contract test (`tests/real_rkos.rs`) checks they still match.
-pub const STATE_MOUNT: &str = "run/rkos/state";
-pub const IMAGE_KEYS_DIR: &str = "usr/lib/rkos/trusted-keys";
+/// A configured command line as program and arguments.
+fn argv(command: &[String]) -> Result<(&Path, Vec<&str>), NodeOpsError> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| NodeOpsError::Failed("an empty command is configured".into()))?;
+    Ok((
+        Path::new(program),
+        args.iter().map(String::as_str).collect(),
+    ))
+}
 
 impl HostNodeOps {
     async fn boot_id(&self) -> Result<String, NodeOpsError> {
@@ -123,13 +147,13 @@ impl HostNodeOps {
 
     /// The boot report, when the node booted from the network.
     async fn netboot(&self) -> Option<rkos_contract::InitReport> {
-        let path = rkos_contract::paths::under(&self.host_root, rkos_contract::paths::INIT_REPORT);
+        let path = paths::under(&self.host_root, paths::INIT_REPORT);
         let json = tokio::fs::read_to_string(path).await.ok()?;
         netboot::netboot_report(&json)
     }
 
     fn netboot_marker(&self) -> PathBuf {
-        rkos_contract::paths::under(&self.host_root, rkos_contract::paths::NETBOOT_UPGRADE)
+        paths::under(&self.host_root, paths::NETBOOT_UPGRADE)
     }
 }
 
@@ -154,13 +178,7 @@ impl NodeOps for HostNodeOps {
                 .map_err(|e| NodeOpsError::Failed(format!("writing {}: {e}", path.display())))?;
             return Ok(StageReport { bytes: 0 });
         }
-        let out = self.upgrade(bundle_url, version).await?;
-        let after = self.armed(bundle_url, version, &out).await?;
-        let bytes = downloaded_bytes(&out)
-            // Output without the figure: count what the staged slot holds.
-            .or_else(|| slot_bytes(&self.host_root, &after.slot))
-            .unwrap_or(0);
-        Ok(StageReport { bytes })
+        self.upgrade(bundle_url, version).await
     }
 
     async fn flip(&self, bundle_url: &str, version: &str) -> Result<(), NodeOpsError> {
@@ -171,23 +189,25 @@ impl NodeOps for HostNodeOps {
         // `rkos upgrade` arms the trial only right after verifying every staged file against
         // the signed manifest; running it again re-checks the slot and arms it. There is
         // deliberately no way to arm a slot without that check.
-        let out = self.upgrade(bundle_url, version).await?;
-        self.armed(bundle_url, version, &out).await.map(|_| ())
+        self.upgrade(bundle_url, version).await.map(|_| ())
     }
 
     async fn reboot(&self) -> Result<(), NodeOpsError> {
-        let (program, args) = self
-            .reboot
-            .split_first()
-            .ok_or_else(|| NodeOpsError::Failed("no reboot command configured".into()))?;
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run(Path::new(program), &args).await.map(|_| ())
+        let (program, args) = argv(&self.reboot)?;
+        self.run(program, &args).await.map(|_| ())
     }
 
-    async fn healthy(&self) -> Result<bool, NodeOpsError> {
-        // k3s answering is the node-side half; the agent also requires the Node to be Ready.
-        let sock = self.host_root.join("run/k3s/containerd/containerd.sock");
-        Ok(tokio::fs::metadata(&sock).await.is_ok())
+    async fn health(&self) -> Result<HealthFacts, NodeOpsError> {
+        // The same question `rkos mark-good` asks; the kubelet's healthz is on the host's
+        // loopback, out of this pod's reach (the machine adds the Node's Ready condition).
+        let (program, args) = argv(&self.k3s_active)?;
+        let (_, out) = self.output(program, &args).await?;
+        Ok(HealthFacts {
+            k3s_unit: Seen::check(out.status.success(), || {
+                format!("{} is not active", health::K3S_UNIT)
+            }),
+            ..HealthFacts::default()
+        })
     }
 
     async fn mark_good(&self) -> Result<(), NodeOpsError> {
@@ -195,38 +215,9 @@ impl NodeOps for HostNodeOps {
     }
 }
 
-impl HostNodeOps {
-    /// Checks that the `rkos upgrade` that just succeeded armed a trial boot of `version`.
-    /// `--expect-version` makes it refuse a bundle of another version, but it exits 0
-    /// without arming anything when the node already runs that version ("already running
-    /// version V; nothing to do"): the state machine would then stage over and over. Returns
-    /// the facts read.
-    async fn armed(
-        &self,
-        bundle_url: &str,
-        version: &str,
-        out: &str,
-    ) -> Result<NodeFacts, NodeOpsError> {
-        let f = self.facts().await?;
-        if f.trial_armed.as_deref() == Some(version) {
-            return Ok(f);
-        }
-        let said = first_line(out).unwrap_or("nothing");
-        Err(NodeOpsError::Failed(format!(
-            "`rkos upgrade --bundle {bundle_url}` did not arm a trial boot of {version}: it said \
-             \"{said}\" (running {}, inactive slot holds {}, trial armed for {}); \
-             is {version} the version in that bundle's manifest?",
-            f.version,
-            f.staged.as_deref().unwrap_or("nothing"),
-            f.trial_armed.as_deref().unwrap_or("nothing"),
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodeops::cli_status::tests::STATUS_TRIAL_ARMED;
 
     #[tokio::test]
     async fn host_ops_report_a_missing_command_clearly() {
@@ -269,7 +260,7 @@ mod tests {
         );
         let f = ops.facts().await.unwrap();
         assert_eq!(f.trial_armed.as_deref(), Some("0.2.0"));
-        assert_eq!(f.slot, "netboot");
+        assert_eq!(f.slot, super::super::Booted::Netboot);
     }
 
     #[tokio::test]
@@ -280,7 +271,10 @@ mod tests {
         let script = dir.path().join("rkos");
         std::fs::write(
             &script,
-            format!("#!/bin/sh\ncat <<'EOF'\n{STATUS_TRIAL_ARMED}\nEOF\n"),
+            format!(
+                "#!/bin/sh\ncat <<'EOF'\n{}\nEOF\n",
+                fixture!("status/trial-armed.json")
+            ),
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;

@@ -7,10 +7,7 @@
 
 use rkos_contract::{BootMode, InitReport};
 
-use super::NodeFacts;
-
-/// The slot a netboot node reports (`NodeUpgrade.status.slot`).
-pub const SLOT: &str = "netboot";
+use super::{Booted, NodeFacts};
 
 /// The boot report, if it says the node booted from the network.
 pub fn netboot_report(init_json: &str) -> Option<InitReport> {
@@ -35,7 +32,7 @@ pub fn facts(report: &InitReport, boot_id: &str, marker: Option<&str>) -> NodeFa
     });
     NodeFacts {
         version: report.version.clone(),
-        slot: SLOT.into(),
+        slot: Booted::Netboot,
         boot_id,
         staged: None,
         trial_armed,
@@ -62,7 +59,7 @@ mod tests {
     fn the_reboot_is_armed_only_in_the_boot_that_armed_it() {
         let r = InitReport::new("0.1.0", BootMode::Netboot);
         let f = facts(&r, "boot-1\n", None);
-        assert_eq!((f.version.as_str(), f.slot.as_str()), ("0.1.0", SLOT));
+        assert_eq!((f.version.as_str(), f.slot), ("0.1.0", Booted::Netboot));
         assert_eq!(
             (f.staged, f.trial_armed, f.running_on_trial),
             (None, None, false)

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rkos_contract::cmdline::{keys, Cmdline};
-use rkos_contract::{files, paths};
+use rkos_contract::{files, normalize_mac, paths};
 use rkos_slots::Manifest;
 
 use crate::log;
@@ -196,16 +196,6 @@ impl Params {
             timeout,
         })
     }
-}
-
-/// A MAC address in any usual spelling (`:` or `-` separated, any case) as `aa:bb:..`.
-pub fn normalize_mac(s: &str) -> Option<String> {
-    let parts: Vec<&str> = s.split([':', '-']).collect();
-    let ok = parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
-    ok.then(|| parts.join(":").to_ascii_lowercase())
 }
 
 /// `BOOTIF=01-aa-bb-cc-dd-ee-ff` (PXELINUX's form: hardware type 1, Ethernet, then the MAC),

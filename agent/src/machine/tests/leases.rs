@@ -34,7 +34,7 @@ fn free_leases_are_missing_holderless_or_expired_within_concurrency() {
 fn leases_are_renewed_once_a_third_of_their_duration_passed() {
     let renew = Action::RenewLease { plan: "p".into() };
     let mut unhealthy = verifying();
-    unhealthy.healthy = false;
+    unhealthy.node_health.k3s_unit = Seen::Fails("k3s.service is not active".into());
     unhealthy.verify_timeout_seconds = 3600;
     for mut o in [at(Phase::Draining), at(Phase::Staging), unhealthy] {
         let phase = o.nu.as_ref().unwrap().status.phase;
@@ -133,7 +133,7 @@ fn without_a_live_lease(o: &Observed) -> [Observed; 2] {
 #[test]
 fn staging_rebooting_or_verifying_without_a_live_lease_fails() {
     let mut unhealthy = verifying();
-    unhealthy.healthy = false;
+    unhealthy.node_health.k3s_unit = Seen::Fails("k3s.service is not active".into());
     for o in [at(Phase::Staging), rebooting(), verifying(), unhealthy] {
         let phase = o.nu.as_ref().unwrap().status.phase;
         for o in without_a_live_lease(&o) {

@@ -8,6 +8,8 @@ use std::collections::BTreeSet;
 use super::*;
 use crate::lease::{lease_name, DEFAULT_LEASE_SECONDS, WORST_CASE_TRIAL_SECONDS};
 use crate::nodeops::FakeNode;
+use rkos_slots::health::Seen;
+use rkos_slots::Slot;
 
 mod leases;
 mod outcomes;
@@ -130,7 +132,10 @@ impl World {
                 refused: self.refused.clone(),
             },
             facts: self.node.facts(),
-            healthy: true,
+            node_health: HealthFacts {
+                k3s_unit: Seen::Holds,
+                ..HealthFacts::default()
+            },
             verify_timeout_seconds: DEFAULT_VERIFY_TIMEOUT,
             lease_seconds,
         }

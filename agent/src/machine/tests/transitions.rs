@@ -442,10 +442,12 @@ fn rebooting_into_the_target_verifies_with_the_new_slot() {
     let mut o = rebooting();
     o.facts = NodeFacts {
         version: "2".into(),
-        slot: "B".into(),
+        slot: Slot::B.into(),
         boot_id: "boot-2".into(),
+        staged: None,
+        trial_armed: None,
         running_on_trial: true,
-        ..Default::default()
+        rolled_back: None,
     };
     let s = written(&decide(&o)).clone();
     assert_eq!(s.phase, Phase::Verifying);
@@ -474,9 +476,8 @@ fn rebooting_back_on_the_old_version_rolled_back_with_grubs_reason() {
 pub(super) fn verifying() -> Observed {
     let mut o = at(Phase::Verifying);
     o.facts.version = "2".into();
-    o.facts.slot = "B".into();
+    o.facts.slot = Slot::B.into();
     o.facts.running_on_trial = true;
-    o.healthy = true;
     o
 }
 
@@ -501,9 +502,17 @@ fn verifying_healthy_and_marked_good_succeeds() {
 
 #[test]
 fn verifying_waits_for_health_until_the_timeout_then_fails() {
-    for unhealthy in [
-        (|o: &mut Observed| o.healthy = false) as fn(&mut Observed),
-        |o| o.node.ready = false,
+    for (unhealthy, why) in [
+        (
+            (|o: &mut Observed| {
+                o.node_health.k3s_unit = Seen::Fails("k3s.service is not active".into())
+            }) as fn(&mut Observed),
+            "not healthy within 600s (k3s.service is not active)",
+        ),
+        (
+            |o| o.node.ready = false,
+            "not healthy within 600s (the Node is not Ready)",
+        ),
     ] {
         let mut o = verifying();
         unhealthy(&mut o);
@@ -511,6 +520,6 @@ fn verifying_waits_for_health_until_the_timeout_then_fails() {
         o.leases[0].renewed = o.now;
         assert_eq!(decide(&o), []);
         o.now += 1;
-        assert_finished(&decide(&o), Phase::Failed, Some("not healthy within 600s"));
+        assert_finished(&decide(&o), Phase::Failed, Some(why));
     }
 }

@@ -296,10 +296,16 @@ fn newer_version(dist: &Path, to: &Path, version: &str) -> Result<bool> {
     )?;
     fs::remove_dir_all(&extra)?;
     fs::remove_file(&pseudo)?;
-    let rkos = rkos_bin()?;
-    let out = to.to_str().unwrap();
+    sign(to, version, &keys.join("rkos.key"))?;
+    Ok(true)
+}
+
+/// Writes `dir`'s signed manifest (`rkos bundle create`) of its kernel, initrd and squashfs
+/// as `version`, with the secret key `key`.
+fn sign(dir: &Path, version: &str, key: &Path) -> Result<()> {
+    let out = dir.to_str().context("a UTF-8 path")?;
     sh(
-        &rkos,
+        &rkos_bin()?,
         &[
             "bundle",
             "create",
@@ -308,7 +314,7 @@ fn newer_version(dist: &Path, to: &Path, version: &str) -> Result<bool> {
             "--arch",
             "amd64",
             "--key",
-            keys.join("rkos.key").to_str().unwrap(),
+            key.to_str().context("a UTF-8 path")?,
             "--out",
             out,
             &format!("{out}/vmlinuz"),
@@ -316,7 +322,7 @@ fn newer_version(dist: &Path, to: &Path, version: &str) -> Result<bool> {
             &format!("{out}/rootfs.squashfs"),
         ],
     )?;
-    Ok(true)
+    Ok(())
 }
 
 /// `rkos farm serve` on the host's loopback for PXE under QEMU's user-mode network: its TFTP
@@ -537,26 +543,8 @@ fn altered_images_are_refused() -> Result<()> {
     for f in ["manifest.json", "manifest.json.minisig"] {
         fs::remove_file(forged.join(f))?;
     }
-    let out = forged.to_str().unwrap();
-    sh(
-        &rkos,
-        &[
-            // The signature is checked before the version: any version shows the refusal.
-            "bundle",
-            "create",
-            "--version",
-            "0.1.0",
-            "--arch",
-            "amd64",
-            "--key",
-            other.join("rkos.key").to_str().unwrap(),
-            "--out",
-            out,
-            &format!("{out}/vmlinuz"),
-            &format!("{out}/initrd"),
-            &format!("{out}/rootfs.squashfs"),
-        ],
-    )?;
+    // The signature is checked before the version: any version shows the refusal.
+    sign(&forged, "0.1.0", &other.join("rkos.key"))?;
 
     for (case, dir, want) in [
         (

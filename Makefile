@@ -4,6 +4,8 @@
 #   make run    boot the ISO in QEMU, serial console on this terminal, empty 8 GiB disk
 #   make test   fmt, clippy, unit tests, then the QEMU tests (boot, install, upgrade) against a
 #               stand-in ISO
+#   make netboot  dist/netboot/ (K3S_STANDIN=1: dist/netboot-standin/): what `rkos farm serve`
+#               serves to diskless nodes (docs/netboot.md)
 SHELL := /bin/bash
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
@@ -32,7 +34,8 @@ IMAGE_INPUTS := $(shell find overlay -type f 2>/dev/null) build/image.sh build/k
 ISO_INPUTS := iso/grub.cfg build/iso.sh $(wildcard iso/config.yaml)
 
 .PHONY: test check fmt clippy unit host-deps iso standin-iso run boot-test boot-report \
-	binaries k3s FORCE bundle agent-image test-root test-upgrade-qemu bench-verify
+	binaries k3s FORCE bundle agent-image test-root test-upgrade-qemu bench-verify \
+	netboot test-netboot
 
 test: check unit boot-test
 
@@ -105,14 +108,20 @@ run: iso
 	build/run-qemu.sh $(ISO)
 
 # The QEMU tests of the stand-in ISO (root: loop devices for the installs and bundles):
-# live boots, os-config on the serial console (a server, then an agent joining it), the
-# wizard install and unattended install, a host-side install booted under BIOS and UEFI,
-# and upgrades of an installed node; then a full disk refusing a bundle.
+# live boots, os-config on the serial console (a server, then an agent configured to join
+# it), the wizard install and unattended install, a host-side install booted under BIOS and
+# UEFI, and upgrades of an installed node; one PXE boot of a diskless node from `rkos farm
+# serve` (the same image, so only build/netboot.sh's packing is added); then a full disk
+# refusing a bundle.
 boot-test: host-deps
 	$(MAKE) K3S_STANDIN=1 iso
 	RKOS_ISO=$(CURDIR)/$(STANDIN_ISO) $(CARGO) test -p rkos-tests --features qemu \
 		--test boot --test wizard_serial --test install_iso --test install_disk \
 		--test upgrade_node -- --test-threads=1
+	$(MAKE) K3S_STANDIN=1 netboot
+	build/netboot-deps.sh
+	RKOS_NETBOOT_DIR=$(CURDIR)/dist/netboot-standin $(CARGO) test -p rkos-tests --features qemu \
+		--test netboot -- --exact pxe_boot_smoke
 	$(CARGO) test -p rkos-bundle --features root-tests --test full_disk
 
 boot-report: host-deps
@@ -144,3 +153,30 @@ test-upgrade-qemu: host-deps
 # sha256 verify throughput of a 1 GiB file.
 bench-verify:
 	$(CARGO) run --release -p rkos-bundle --example verify_bench
+
+# --- netboot -------------------------------------------------------------------------------------
+
+ifeq ($(K3S_STANDIN),1)
+NETBOOT_DIR := dist/netboot-standin
+else
+NETBOOT_DIR := dist/netboot
+endif
+
+# The image's kernel, initrd (with the trusted keys added) and squashfs, signed, with iPXE
+# (docs/netboot.md).
+netboot: host-deps binaries k3s
+	@$(MAKE) --no-print-directory work/image/stamp
+	@if [ "$(K3S_STANDIN)" != 1 ] && [ "$$(cat work/image/k3s-kind)" = stand-in ]; then \
+		echo "netboot: the image holds the k3s stand-in; a release name is refused" >&2; exit 1; fi
+	build/netboot.sh $(VERSION) $(NETBOOT_DIR)
+
+# The longer netboot QEMU tests (root: a network namespace, a bridge and a tap for dnsmasq):
+# PXE under QEMU user networking, two nodes and the catch-all pool, a real dnsmasq, refused
+# images, the farm gone after boot, a reboot onto a new version, the figures of
+# docs/benchmarks.md. Longer than boot-test's budget allows: run by hand. (boot-test runs
+# the short one, pxe_boot_smoke.)
+test-netboot: host-deps
+	$(MAKE) K3S_STANDIN=1 netboot
+	build/netboot-deps.sh
+	RKOS_NETBOOT_DIR=$(CURDIR)/dist/netboot-standin $(CARGO) test -p rkos-tests --features qemu \
+		--test netboot -- --test-threads=1 --skip pxe_boot_smoke

@@ -106,7 +106,7 @@ async fn upgrade_through_the_rkos_command() {
         ["http://127.0.0.1:1/bundles/rkos-2", "reboot", "mark-good"]
     );
     let f = ops.facts().await.unwrap();
-    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
+    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B.into()));
     assert!(!f.running_on_trial);
     let nu = api.get(NUS, "", "n1").unwrap();
     assert_eq!(nu["status"]["currentVersion"], "2");

@@ -370,7 +370,7 @@ async fn the_node_side_step_by_step() {
     let node = Node::new("1");
     let ops = &node.ops;
     let f = ops.facts().await.unwrap();
-    assert_eq!((f.version.as_str(), f.slot), ("1", Slot::A));
+    assert_eq!((f.version.as_str(), f.slot), ("1", Slot::A.into()));
     assert_eq!((f.staged, f.trial_armed), (None, None));
     assert!(!f.running_on_trial && f.rolled_back.is_none());
     assert_eq!(f.boot_id, "boot-0");
@@ -397,7 +397,7 @@ async fn the_node_side_step_by_step() {
     ops.reboot().await.unwrap();
     assert_eq!(node.reboots.load(Ordering::Relaxed), 1);
     let f = ops.facts().await.unwrap();
-    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
+    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B.into()));
     assert_eq!(f.boot_id, "boot-1");
     assert!(f.running_on_trial);
     assert_eq!(f.trial_armed, None, "the trial is the running slot");
@@ -485,24 +485,24 @@ async fn status_json_in_every_state() {
     let facts = |name: &str| nodeops::facts_from_status_json(&node.status_json(name), "b");
 
     let f = facts("fresh").unwrap();
-    assert_eq!((f.version.as_str(), f.slot), ("1", Slot::A));
+    assert_eq!((f.version.as_str(), f.slot), ("1", Slot::A.into()));
     assert_eq!((f.staged, f.trial_armed), (None, None));
 
     let b2 = node.bundle("2", "keys");
     ops.stage(&b2.display().to_string(), "2").await.unwrap();
     let f = facts("trial-armed").unwrap();
-    assert_eq!((f.version.as_str(), f.slot), ("1", Slot::A));
+    assert_eq!((f.version.as_str(), f.slot), ("1", Slot::A.into()));
     assert_eq!(f.trial_armed.as_deref(), Some("2"));
 
     ops.reboot().await.unwrap();
     let f = facts("on-trial").unwrap();
-    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
+    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B.into()));
     assert!(f.running_on_trial);
     assert_eq!(f.trial_armed, None);
 
     ops.mark_good().await.unwrap();
     let f = facts("marked-good").unwrap();
-    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
+    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B.into()));
     assert!(!f.running_on_trial);
     assert_eq!(f.staged.as_deref(), Some("1"));
 
@@ -512,7 +512,7 @@ async fn status_json_in_every_state() {
     ops.stage(&b3.display().to_string(), "3").await.unwrap();
     ops.reboot().await.unwrap();
     let f = facts("rolled-back").unwrap();
-    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
+    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B.into()));
     assert_eq!(
         f.rolled_back.as_deref(),
         Some("slot A (3) was never marked good; GRUB fell back to slot B")

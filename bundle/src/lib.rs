@@ -5,7 +5,7 @@
 //! and the files the manifest lists. The node trusts only keys it holds itself
 //! ([`keys::TrustedKeys`]). [`stage`] writes the inactive slot; [`flip`] puts it on trial.
 //!
-//! The network code is blocking (reqwest's blocking client); async callers (the agent) run
+//! The network code is blocking (rkos-http, ureq); async callers (the agent) run
 //! [`stage`] inside `tokio::task::spawn_blocking`.
 
 pub mod error;
@@ -19,6 +19,8 @@ pub mod stage;
 
 pub use error::{BundleError, Result};
 pub use keys::TrustedKeys;
-pub use progress::{ConsoleProgress, NoProgress, Progress};
+#[cfg(feature = "progress-bar")]
+pub use progress::ConsoleProgress;
+pub use progress::{NoProgress, Progress};
 pub use source::Source;
-pub use stage::{flip, stage, verify_file, verify_slot, StageOptions, Staged};
+pub use stage::{fetch_into, flip, stage, verify_file, verify_slot, StageOptions, Staged};

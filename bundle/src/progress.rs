@@ -1,8 +1,8 @@
 //! Download progress: a bar on a terminal, periodic log lines otherwise (journal, agent).
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
+#[cfg(feature = "progress-bar")]
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::BundleError;
@@ -19,6 +19,7 @@ pub struct NoProgress;
 impl Progress for NoProgress {}
 
 /// A progress bar when stderr is a terminal, else a `tracing` line every 10 %.
+#[cfg(feature = "progress-bar")]
 pub struct ConsoleProgress {
     bar: Option<ProgressBar>,
     tty: bool,
@@ -28,11 +29,12 @@ pub struct ConsoleProgress {
     next_log: u64,
 }
 
+#[cfg(feature = "progress-bar")]
 impl Default for ConsoleProgress {
     fn default() -> Self {
         ConsoleProgress {
             bar: None,
-            tty: std::io::stderr().is_terminal(),
+            tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             name: String::new(),
             size: 0,
             done: 0,
@@ -41,6 +43,7 @@ impl Default for ConsoleProgress {
     }
 }
 
+#[cfg(feature = "progress-bar")]
 impl Progress for ConsoleProgress {
     fn file_started(&mut self, name: &str, size: u64, have: u64) {
         self.name = name.to_string();

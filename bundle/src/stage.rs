@@ -18,7 +18,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rkos_contract::files::{MANIFEST, SIGNATURE};
 use rkos_io::{fsync_dir, HashReader, HashWriter, VerifyError};
@@ -49,6 +49,9 @@ pub struct StageOptions {
     pub attempts: u32,
     /// First retry delay; doubled each time up to 30 s.
     pub backoff: Duration,
+    /// No retry starts after this instant (a network boot's overall deadline); `None`: only
+    /// `attempts` bounds the retries.
+    pub deadline: Option<Instant>,
 }
 
 impl Default for StageOptions {
@@ -57,6 +60,7 @@ impl Default for StageOptions {
             arch: rkos_contract::arch().to_string(),
             attempts: 6,
             backoff: Duration::from_secs(1),
+            deadline: None,
         }
     }
 }
@@ -316,6 +320,23 @@ pub fn verify_file(path: &Path, entry: &FileEntry) -> Result<()> {
     })
 }
 
+/// Downloads `entry` from `source` into `dir/NAME` (through `dir/NAME.part`, resumed with
+/// `Range` and retried as [`stage`] does), checking its size and sha256: a network boot's
+/// image. Returns the bytes downloaded. A file that does not verify is removed.
+pub fn fetch_into(
+    source: &Source,
+    dir: &Path,
+    entry: &FileEntry,
+    opts: &StageOptions,
+    progress: &mut dyn Progress,
+) -> Result<u64> {
+    let (downloaded, _) = fetch_file(source, dir, entry, opts, progress)?;
+    let to = dir.join(&entry.name);
+    fs::rename(part_path(dir, &entry.name), &to)
+        .ctx(|| format!("moving {} into place", to.display()))?;
+    Ok(downloaded)
+}
+
 fn part_path(staging: &Path, name: &str) -> PathBuf {
     staging.join(format!("{name}.part"))
 }
@@ -513,7 +534,10 @@ fn fetch_file(
             let _ = fs::remove_file(&path);
             return Err(err);
         }
-        if attempt >= opts.attempts {
+        let late = opts
+            .deadline
+            .is_some_and(|d| Instant::now() + delay.min(MAX_BACKOFF) >= d);
+        if attempt >= opts.attempts || late {
             out.get_ref()
                 .sync_all()
                 .ctx(|| format!("fsync {}", path.display()))?;

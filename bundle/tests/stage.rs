@@ -398,3 +398,65 @@ fn corrupt_part_from_a_crash_is_downloaded_again() {
     );
     assert_eq!(staged.reused, 200_000 + 150_000);
 }
+
+/// A network boot's image: one file straight into a directory, resumed across cuts, and
+/// retries stop at the deadline rather than after the attempts.
+#[test]
+fn fetch_into_resumes_and_stops_at_the_deadline() {
+    let fx = Fixture::new();
+    let b = fx.bundle("2", ROOTFS);
+    let (manifest, _) = fx
+        .keys()
+        .verify_manifest(
+            &fs::read(b.join("manifest.json")).unwrap(),
+            &fs::read_to_string(b.join("manifest.json.minisig")).unwrap(),
+        )
+        .unwrap();
+    let entry = manifest.file("rootfs.squashfs").unwrap().clone();
+    let srv = TestServer::start(&b);
+    *srv.faults.lock().unwrap() = Faults {
+        cut: [("rootfs.squashfs".to_string(), (1_000_000, 2))].into(),
+        ignore_range: false,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = Source::parse(&srv.url).unwrap();
+    let got = rkos_bundle::fetch_into(
+        &source,
+        dir.path(),
+        &entry,
+        &Fixture::opts(),
+        &mut rkos_bundle::NoProgress,
+    )
+    .unwrap();
+    assert_eq!(got, entry.size);
+    rkos_bundle::verify_file(&dir.path().join("rootfs.squashfs"), &entry).unwrap();
+    assert!(!dir.path().join("rootfs.squashfs.part").exists());
+
+    // Cut on every request: many attempts allowed, but the deadline ends the retries.
+    *srv.faults.lock().unwrap() = Faults {
+        cut: [("rootfs.squashfs".to_string(), (100_000, 1000))].into(),
+        ignore_range: true,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let opts = rkos_bundle::StageOptions {
+        attempts: 1000,
+        backoff: std::time::Duration::from_millis(100),
+        deadline: Some(started + std::time::Duration::from_secs(2)),
+        ..Fixture::opts()
+    };
+    let err = rkos_bundle::fetch_into(
+        &source,
+        dir.path(),
+        &entry,
+        &opts,
+        &mut rkos_bundle::NoProgress,
+    )
+    .unwrap_err();
+    assert!(matches!(err, BundleError::Transfer { .. }), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

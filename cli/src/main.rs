@@ -4,6 +4,7 @@
 mod bundle_cmd;
 mod config_apply;
 mod config_cmd;
+mod farm_cmd;
 mod install_cmd;
 #[cfg(test)]
 mod last_good_agreement;
@@ -44,6 +45,9 @@ enum Command {
     OsConfig(Box<wizard_cmd::WizardArgs>),
     /// Print the token agents join this cluster with (`--hint`: how they join).
     Token(token_cmd::TokenArgs),
+    /// The netboot farm: serve images and per-node configs, configure dnsmasq.
+    #[command(subcommand)]
+    Farm(farm_cmd::FarmCmd),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         Command::Install(a) => install_cmd::run(a),
         Command::OsConfig(a) => wizard_cmd::run(*a),
         Command::Token(a) => token_cmd::run(&a),
+        Command::Farm(c) => farm_cmd::run(c),
     }
 }
 

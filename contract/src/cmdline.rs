@@ -33,6 +33,15 @@ pub mod keys {
     /// Netboot: the image's URL and its sha256.
     pub const IMAGE: &str = "rkos.image";
     pub const IMAGE_SHA256: &str = "rkos.image.sha256";
+    /// Netboot: the node's config.yaml, `${mac}`, `${uuid}` and `${hostname}` substituted.
+    pub const CONFIG_URL: &str = "rkos.config_url";
+    /// Netboot: seconds for the whole network boot (DHCP and downloads), default 300.
+    pub const NETBOOT_TIMEOUT: &str = "rkos.netboot.timeout";
+    /// Netboot: the label of a local disk for `/var/lib/rancher` (containerd's images), off
+    /// when absent.
+    pub const NETBOOT_SCRATCH: &str = "rkos.netboot.scratch";
+    /// The boot NIC, as PXELINUX and iPXE write it: `01-aa-bb-cc-dd-ee-ff`.
+    pub const BOOTIF: &str = "BOOTIF";
     /// Seconds to wait for slow boot devices.
     pub const WAIT: &str = "rkos.wait";
     /// Log every module load and mount to the kernel log.
@@ -43,7 +52,15 @@ pub mod keys {
 
     /// The first segment (after `rkos.`/`k3os.`) of every boot parameter: the config skips
     /// these keys and everything below them.
-    pub const BOOT_PARAMS: &[&str] = &["mode", "slot", "image", "wait", "debug"];
+    pub const BOOT_PARAMS: &[&str] = &[
+        "mode",
+        "slot",
+        "image",
+        "wait",
+        "debug",
+        "config_url",
+        "netboot",
+    ];
     /// The prefixes of rkos's keys.
     pub const PREFIXES: [&str; 2] = ["rkos.", "k3os."];
 }
@@ -357,6 +374,9 @@ mod tests {
             keys::IMAGE_SHA256,
             keys::WAIT,
             keys::DEBUG,
+            keys::CONFIG_URL,
+            keys::NETBOOT_TIMEOUT,
+            keys::NETBOOT_SCRATCH,
         ] {
             let w = &words(key)[0];
             let first = w.rkos_key().unwrap().split('.').next().unwrap();

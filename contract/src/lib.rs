@@ -6,6 +6,7 @@
 //! - [`arch`]: the architecture name manifests and bundles carry ([`arch_name`]: the known ones);
 //! - [`BootMode`] and [`Slot`]: `rkos.mode=` and `rkos.slot=`;
 //! - [`cmdline`]: the only kernel command-line splitter, and the boot parameters' keys;
+//! - [`normalize_mac`]: the one spelling of a MAC address (the netboot farm's and the node's);
 //! - [`InitReport`]: what rkos-init records in `/run/rkos/init.json`, read back by the same type.
 //!
 //! A crate of its own because its two most demanding users cannot take a heavier one:
@@ -15,6 +16,7 @@
 pub mod cmdline;
 pub mod files;
 pub mod label;
+mod mac;
 mod mode;
 pub mod partition;
 pub mod paths;
@@ -22,6 +24,7 @@ pub mod report;
 mod slot;
 
 pub use cmdline::Cmdline;
+pub use mac::normalize_mac;
 pub use mode::{BootMode, BootModeError};
 pub use report::{FsType, InitReport, StageTime, Volume};
 pub use slot::{Slot, SlotError};

@@ -37,6 +37,17 @@ pub const IMAGE_MOUNT: &str = run_rkos!("image");
 pub const RW: &str = run_rkos!("rw");
 /// Netboot downloads the image here (in RAM).
 pub const NETBOOT: &str = run_rkos!("netboot");
+/// Netboot: the DHCP lease rkos-init got, `key=value` lines (udhcpc's names).
+pub const NETBOOT_LEASE: &str = run_rkos!("netboot/lease");
+/// Netboot: where the image and config came from and the image's version, `key=value` lines.
+pub const NETBOOT_SOURCE: &str = run_rkos!("netboot/source");
+/// Netboot: the boot NIC handed to systemd-networkd, which keeps the initramfs's address.
+pub const NETBOOT_NETWORK: &str = "/run/systemd/network/70-rkos-netboot.network";
+/// Netboot: the version the upgrade agent reboots this node for, and the boot it was armed
+/// in (two lines); `/run` is new at every boot, so it never outlives the reboot.
+pub const NETBOOT_UPGRADE: &str = run_rkos!("netboot/upgrade");
+/// Netboot: the local scratch disk, when `rkos.netboot.scratch` names one.
+pub const NETBOOT_SCRATCH: &str = run_rkos!("scratch");
 /// A copy of the live medium's config (`rkos/config.yaml` on it), if it has one.
 pub const BOOT_CONFIG: &str = run_rkos!("boot/config.yaml");
 /// Copies of a NoCloud seed's files (see [`crate::files::CIDATA_FILES`]).

@@ -1,17 +1,16 @@
 //! rkos-http: the one HTTP client of the node's command (config `data_sources`, remote SSH
 //! keys, the wizard's GitHub lookups, `rkos install --config URL`, upgrade bundles).
 //!
-//! Blocking reqwest over rustls with the ring provider (as the rest of the workspace), a
-//! user agent naming rkos, timeouts on every operation, bodies read with a size cap that is
-//! enforced while reading (a server cannot make the node buffer more than the cap), and
-//! `Range` requests so a download resumes where it stopped.
+//! It is also rkos-init's client for a network boot (the image and the node's config), so
+//! it is synchronous without an async runtime: ureq, with rustls (ring provider, as the rest
+//! of the workspace) and the system's CA roots behind the `tls` feature. rkos-init builds
+//! without `tls`: plain HTTP only, what it fetches being checked otherwise (docs/netboot.md).
+//! A user agent naming rkos, timeouts on connecting and on every read, bodies read with a
+//! size cap that is enforced while reading (a server cannot make the node buffer more than
+//! the cap), and `Range` requests so a download resumes where it stopped.
 
 use std::io::{self, Read};
-use std::sync::Once;
 use std::time::Duration;
-
-use reqwest::header::{CONTENT_RANGE, RANGE};
-use reqwest::StatusCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -67,10 +66,11 @@ pub struct Ranged {
 
 #[derive(Clone)]
 pub struct Client {
-    inner: reqwest::blocking::Client,
+    inner: ureq::Agent,
 }
 
-static TLS_PROVIDER: Once = Once::new();
+const PARTIAL_CONTENT: u16 = 206;
+const RANGE_NOT_SATISFIABLE: u16 = 416;
 
 impl Client {
     /// A client whose connect and each read must finish within `timeout`.
@@ -84,28 +84,27 @@ impl Client {
         Self::build(read, Some(connect))
     }
 
-    fn build(timeout: Duration, connect: Option<Duration>) -> Result<Client, HttpError> {
-        TLS_PROVIDER.call_once(|| {
-            // Another part of the process may have installed one already: either is fine.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
-        let mut b = reqwest::blocking::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("rkos/", env!("CARGO_PKG_VERSION")));
-        if let Some(c) = connect {
-            b = b.connect_timeout(c);
-        }
-        let inner = b.build().map_err(|e| HttpError::Build(chain(&e)))?;
-        Ok(Client { inner })
+    fn build(read: Duration, connect: Option<Duration>) -> Result<Client, HttpError> {
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(connect.unwrap_or(read)))
+            .timeout_per_read(Some(read))
+            .user_agent(concat!("rkos/", env!("CARGO_PKG_VERSION")))
+            // Statuses are this crate's to report (with the URL), not errors of the agent.
+            .http_status_as_error(false);
+        #[cfg(feature = "tls")]
+        let config = config.tls_config(tls::config());
+        Ok(Client {
+            inner: config.build().into(),
+        })
     }
 
     /// The body of a successful GET of `url`, at most `limit` bytes.
     pub fn get_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>, HttpError> {
         let resp = self.send(url, 0)?;
         if !resp.status().is_success() {
-            return Err(status_error(url, resp.status()));
+            return Err(status_error(url, resp.status().as_u16()));
         }
-        if resp.content_length().is_some_and(|n| n > limit) {
+        if resp.body().content_length().is_some_and(|n| n > limit) {
             return Err(HttpError::TooBig {
                 url: url.to_string(),
                 limit,
@@ -114,7 +113,9 @@ impl Client {
         // Read one byte past the cap: its presence is the proof of "too big", and nothing
         // beyond it is ever buffered, whatever the server sends (or claims to send).
         let mut body = Vec::new();
-        resp.take(limit.saturating_add(1))
+        resp.into_body()
+            .into_reader()
+            .take(limit.saturating_add(1))
             .read_to_end(&mut body)
             .map_err(|e| read_error(url, &e))?;
         if body.len() as u64 > limit {
@@ -138,28 +139,28 @@ impl Client {
     /// asked past the end (416), the body is empty and the caller's size check decides.
     pub fn open(&self, url: &str, offset: u64) -> Result<Ranged, HttpError> {
         let resp = self.send(url, offset)?;
-        match resp.status() {
-            StatusCode::PARTIAL_CONTENT if offset > 0 => {
+        match resp.status().as_u16() {
+            PARTIAL_CONTENT if offset > 0 => {
                 let total = resp
                     .headers()
-                    .get(CONTENT_RANGE)
+                    .get("content-range")
                     .and_then(|v| v.to_str().ok())
                     .and_then(content_range_total);
                 Ok(Ranged {
-                    reader: Box::new(resp),
+                    reader: Box::new(resp.into_body().into_reader()),
                     start: offset,
                     total,
                 })
             }
-            StatusCode::OK => {
-                let total = resp.content_length();
+            200 => {
+                let total = resp.body().content_length();
                 Ok(Ranged {
-                    reader: Box::new(resp),
+                    reader: Box::new(resp.into_body().into_reader()),
                     start: 0,
                     total,
                 })
             }
-            StatusCode::RANGE_NOT_SATISFIABLE => Ok(Ranged {
+            RANGE_NOT_SATISFIABLE => Ok(Ranged {
                 reader: Box::new(io::empty()),
                 start: offset,
                 total: None,
@@ -168,12 +169,24 @@ impl Client {
         }
     }
 
-    fn send(&self, url: &str, offset: u64) -> Result<reqwest::blocking::Response, HttpError> {
+    fn send(&self, url: &str, offset: u64) -> Result<ureq::http::Response<ureq::Body>, HttpError> {
+        #[cfg(not(feature = "tls"))]
+        if url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        {
+            let reason = "https:// is not supported here (built without TLS)".to_string();
+            return Err(HttpError::Request {
+                url: url.to_string(),
+                detail: reason.clone(),
+                reason,
+            });
+        }
         let mut req = self.inner.get(url);
         if offset > 0 {
-            req = req.header(RANGE, format!("bytes={offset}-"));
+            req = req.header("range", format!("bytes={offset}-"));
         }
-        req.send().map_err(|e| HttpError::Request {
+        req.call().map_err(|e| HttpError::Request {
             url: url.to_string(),
             reason: plain(&e),
             detail: chain(&e),
@@ -181,10 +194,10 @@ impl Client {
     }
 }
 
-fn status_error(url: &str, s: StatusCode) -> HttpError {
+fn status_error(url: &str, status: u16) -> HttpError {
     HttpError::Status {
         url: url.to_string(),
-        status: s.as_u16(),
+        status,
     }
 }
 
@@ -196,13 +209,26 @@ fn read_error(url: &str, e: &io::Error) -> HttpError {
 }
 
 /// What a failed request means to the person at the console.
-fn plain(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "no answer in time (is the network up?)".into()
-    } else if e.is_connect() {
-        "could not connect (offline, or DNS does not resolve)".into()
-    } else {
-        chain(e)
+fn plain(e: &ureq::Error) -> String {
+    use io::ErrorKind::*;
+    match e {
+        ureq::Error::Timeout(_) => "no answer in time (is the network up?)".into(),
+        ureq::Error::HostNotFound => "could not connect (offline, or DNS does not resolve)".into(),
+        ureq::Error::ConnectionFailed => {
+            "could not connect (offline, or DNS does not resolve)".into()
+        }
+        ureq::Error::Io(io)
+            if matches!(
+                io.kind(),
+                ConnectionRefused | NetworkUnreachable | HostUnreachable | AddrNotAvailable
+            ) =>
+        {
+            "could not connect (offline, or DNS does not resolve)".into()
+        }
+        ureq::Error::Io(io) if io.kind() == TimedOut => {
+            "no answer in time (is the network up?)".into()
+        }
+        e => chain(e),
     }
 }
 
@@ -216,6 +242,26 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    use std::sync::Once;
+
+    static PROVIDER: Once = Once::new();
+
+    /// rustls with the process's ring provider (installed once: with two providers compiled
+    /// in, rustls cannot pick a default), verifying against the system's CA store.
+    pub fn config() -> ureq::tls::TlsConfig {
+        PROVIDER.call_once(|| {
+            // Another part of the process may have installed one already: either is fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        });
+        ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build()
+    }
 }
 
 /// `bytes 100-199/1000` -> 1000.

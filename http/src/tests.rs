@@ -165,3 +165,27 @@ fn content_range_totals() {
     assert_eq!(content_range_total("bytes 100-199/1000"), Some(1000));
     assert_eq!(content_range_total("bytes 100-199/*"), None);
 }
+
+/// A transfer that stalls must fail its read (so the caller can resume), not hang: the
+/// timeout is per read, so a slow but steady download is never cut.
+#[test]
+fn a_stalled_transfer_fails_its_read() {
+    let base = serve(|_, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    let c = Client::for_downloads(Duration::from_secs(5), Duration::from_millis(500)).unwrap();
+    let r = c.open(&base, 0).unwrap();
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let e = r.reader.take(1000).read_to_end(&mut got).unwrap_err();
+    assert_eq!(got, b"0123456789");
+    assert!(started.elapsed() < Duration::from_secs(5), "{e}");
+}
+
+#[cfg(not(feature = "tls"))]
+#[test]
+fn https_without_tls_says_so() {
+    let e = client().get_text("https://127.0.0.1:1/x", 10).unwrap_err();
+    assert!(e.reason().contains("without TLS"), "{e}");
+}

@@ -12,6 +12,7 @@ pub mod kmod;
 pub mod log;
 pub mod manifest;
 pub mod modules;
+pub mod netboot;
 pub mod plan;
 pub mod probe;
 pub mod rescue;

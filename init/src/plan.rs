@@ -107,10 +107,11 @@ pub enum Step {
         manifest: PathBuf,
         file: PathBuf,
     },
-    /// Download `url` to `dest`, checking its sha256.
+    /// The network boot: DHCP, then `url` downloaded to `dest` and checked against its
+    /// signed manifest, or against `sha256` when the command line gives one.
     Fetch {
         url: String,
-        sha256: String,
+        sha256: Option<String>,
         dest: PathBuf,
     },
     /// If `to` does not exist, create it as a copy of `from` (or empty when `from` is absent),
@@ -172,7 +173,7 @@ pub enum PlanError {
     NoSlot,
     #[error("disk mode needs the RKOS_DATA volume and none was given")]
     NoDataVolume,
-    #[error("netboot needs rkos.image=URL and rkos.image.sha256=HEX on the kernel command line")]
+    #[error("netboot needs rkos.image=URL on the kernel command line")]
     NoImageUrl,
     #[error("persistent path {path:?}: {reason}")]
     BadPersistentPath { path: String, reason: &'static str },
@@ -248,7 +249,7 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
             file
         }
         BootMode::Netboot => {
-            let (Some(url), Some(sha256)) = (&input.image_url, &input.image_sha256) else {
+            let Some(url) = &input.image_url else {
                 return Err(PlanError::NoImageUrl);
             };
             let dest = Path::new(NETBOOT).join(files::ROOTFS);
@@ -257,7 +258,7 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
                 Stage::Fetch,
                 Step::Fetch {
                     url: url.clone(),
-                    sha256: sha256.clone(),
+                    sha256: input.image_sha256.clone(),
                     dest: dest.clone(),
                 },
             ));
@@ -577,6 +578,9 @@ mod tests {
         let mut i = input(BootMode::Netboot);
         assert_eq!(root_plan(&i), Err(PlanError::NoImageUrl));
         i.image_url = Some("http://10.0.0.1/rootfs.squashfs".into());
+        // The signed manifest is the check; a digest on the command line is optional.
+        let steps = root_plan(&i).unwrap();
+        assert!(matches!(&steps[1].1, Step::Fetch { sha256: None, .. }));
         i.image_sha256 = Some("0".repeat(64));
         let l = lines(&root_plan(&i).unwrap());
         assert_eq!(l[1], "fetch-image: fetch http://10.0.0.1/rootfs.squashfs to /run/rkos/netboot/rootfs.squashfs");

@@ -356,8 +356,16 @@ impl<'a> Executor<'a> {
     pub fn run(&mut self, step: &Step) -> Result<(), SysError> {
         tracing::debug!("{step}");
         match step {
-            Step::MkDir(p) => fs::create_dir_all(p).map_err(io_ctx(format!("mkdir {}", p.display()))),
-            Step::Mount { source, target, fstype, read_only, options } => {
+            Step::MkDir(p) => {
+                fs::create_dir_all(p).map_err(io_ctx(format!("mkdir {}", p.display())))
+            }
+            Step::Mount {
+                source,
+                target,
+                fstype,
+                read_only,
+                options,
+            } => {
                 if fstype != "tmpfs" {
                     self.loader.ensure_fs(fstype);
                 }
@@ -384,17 +392,22 @@ impl<'a> Executor<'a> {
                 crate::manifest::verify_file(manifest, file)?;
                 Ok(())
             }
-            Step::Fetch { url, .. } => Err(SysError::Other(format!(
-                "netboot: downloading {url} is not implemented in this rkos-init; boot from the live medium or an installed disk"
-            ))),
+            // The network boot (rkos.mode=netboot only): crate::netboot.
+            Step::Fetch { url, sha256, dest } => crate::netboot::run(url, sha256.as_deref(), dest)
+                .map_err(|e| SysError::Other(format!("netboot: {e}"))),
             Step::Seed { from, to } => {
-                if seed(from, to).map_err(io_ctx(format!("seed {} from {}", to.display(), from.display())))? {
+                if seed(from, to).map_err(io_ctx(format!(
+                    "seed {} from {}",
+                    to.display(),
+                    from.display()
+                )))? {
                     self.seeded.push(to.clone());
                 }
                 Ok(())
             }
             Step::Bind { from, to } => {
-                let meta = fs::symlink_metadata(to).map_err(io_ctx(format!("bind target {}", to.display())))?;
+                let meta = fs::symlink_metadata(to)
+                    .map_err(io_ctx(format!("bind target {}", to.display())))?;
                 if meta.file_type().is_symlink() {
                     return Err(SysError::Other(format!(
                         "bind target {} is a symlink in the image; persist its target instead",
@@ -402,9 +415,19 @@ impl<'a> Executor<'a> {
                     )));
                 }
                 in_kernel(KernelWork::Mount, || {
-                    mount(Some(from.as_path()), to.as_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                    mount(
+                        Some(from.as_path()),
+                        to.as_path(),
+                        None::<&str>,
+                        MsFlags::MS_BIND,
+                        None::<&str>,
+                    )
                 })
-                .map_err(sys_ctx(format!("bind {} on {}", from.display(), to.display())))
+                .map_err(sys_ctx(format!(
+                    "bind {} on {}",
+                    from.display(),
+                    to.display()
+                )))
             }
         }
     }

@@ -36,6 +36,65 @@ pub enum Boot {
     /// with OVMF when `uefi_vars` names a writable copy of its variable store
     /// ([`ovmf_vars`]). No CD-ROM is attached.
     Disk { uefi_vars: Option<PathBuf> },
+    /// SeaBIOS -> the NIC's iPXE option ROM -> the network ([`Nic`] says which).
+    Pxe,
+}
+
+/// The VM's network card. The default is what every boot test had: QEMU's user-mode network
+/// and no option ROM (iPXE would spend seconds of emulated time announcing itself).
+#[derive(Debug, Clone, Default)]
+pub struct Nic {
+    /// `52:54:00:..`; QEMU's default when `None`.
+    pub mac: Option<String>,
+    /// The NIC's option ROM (`IPXE_ROM` for a network boot); none when `None`.
+    pub rom: Option<PathBuf>,
+    pub backend: NetBackend,
+    /// Run QEMU inside this network namespace (`ip netns exec`), where its tap device is.
+    pub netns: Option<String>,
+}
+
+/// Where the NIC is plugged.
+#[derive(Debug, Clone, Default)]
+pub enum NetBackend {
+    /// QEMU's user-mode network (the host is 10.0.2.2), with its built-in TFTP server serving
+    /// `tftp` and DHCP naming `bootfile`, when given.
+    #[default]
+    User,
+    UserTftp {
+        tftp: PathBuf,
+        bootfile: String,
+    },
+    /// A tap device the test made (`ip tuntap add ... mode tap`).
+    Tap(String),
+}
+
+/// iPXE as the virtio NIC's option ROM (Debian's ipxe-qemu).
+pub const IPXE_ROM: &str = "/usr/lib/ipxe/qemu/pxe-virtio.rom";
+
+impl Nic {
+    fn args(&self) -> Vec<String> {
+        let netdev = match &self.backend {
+            NetBackend::User => "user,id=net0".to_string(),
+            NetBackend::UserTftp { tftp, bootfile } => {
+                format!("user,id=net0,tftp={},bootfile={bootfile}", tftp.display())
+            }
+            NetBackend::Tap(ifname) => {
+                format!("tap,id=net0,ifname={ifname},script=no,downscript=no")
+            }
+        };
+        let mut device = "virtio-net-pci,netdev=net0".to_string();
+        if let Some(mac) = &self.mac {
+            device.push_str(&format!(",mac={mac}"));
+        }
+        device.push_str(&format!(
+            ",romfile={}",
+            self.rom
+                .as_ref()
+                .map(|r| r.display().to_string())
+                .unwrap_or_default()
+        ));
+        vec!["-netdev".into(), netdev, "-device".into(), device]
+    }
 }
 
 /// OVMF's firmware code, read-only (Debian package `ovmf`).
@@ -86,6 +145,7 @@ fn probe_kernel(boot: &Boot) -> Option<PathBuf> {
         Boot::Kernel { kernel, .. } => return Some(kernel.clone()),
         Boot::Iso(iso) | Boot::IsoUefi { iso, .. } => Some(iso.clone()),
         Boot::Disk { .. } => std::env::var_os("RKOS_ISO").map(PathBuf::from),
+        Boot::Pxe => None,
     }?;
     let dir = log_dir().join("accel-probe");
     std::fs::create_dir_all(&dir).ok()?;
@@ -141,6 +201,7 @@ struct Console {
 pub struct Vm {
     name: String,
     cfg: VmConfig,
+    nic: Nic,
     accel: Accel,
     /// Something was typed on the console: a boot can no longer be retried from scratch.
     typed: bool,
@@ -160,16 +221,26 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Vm {
     pub fn start(cfg: &VmConfig) -> Result<Vm> {
-        Self::start_under(cfg, accelerator_for(cfg))
+        Self::launch(cfg, &Nic::default(), accelerator_for(cfg))
+    }
+
+    /// [`Vm::start`] with another network card (a network boot).
+    pub fn start_with_nic(cfg: &VmConfig, nic: &Nic) -> Result<Vm> {
+        Self::launch(cfg, nic, accelerator_for(cfg))
     }
 
     /// [`Vm::start`] under a given accelerator, whatever this process's verdict (the
     /// harness's own tests of the KVM fallback).
     pub fn start_under(cfg: &VmConfig, accel: Accel) -> Result<Vm> {
-        let (child, shared, log_path) = spawn(cfg, accel)?;
+        Self::launch(cfg, &Nic::default(), accel)
+    }
+
+    fn launch(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<Vm> {
+        let (child, shared, log_path) = spawn(cfg, nic, accel)?;
         Ok(Vm {
             name: cfg.name.clone(),
             cfg: cfg.clone(),
+            nic: nic.clone(),
             accel,
             typed: false,
             retried: false,
@@ -226,7 +297,7 @@ impl Vm {
             kvm_log.display()
         ));
         rkos_vm::accel::demote(&format!("a boot failed under KVM ({reason})"));
-        let (child, shared, log_path) = spawn(&self.cfg, Accel::Tcg)?;
+        let (child, shared, log_path) = spawn(&self.cfg, &self.nic, Accel::Tcg)?;
         self.accel = Accel::Tcg;
         self.retried = true;
         self.child = child;
@@ -454,8 +525,20 @@ impl Drop for Vm {
 
 /// Starts QEMU for `cfg` under `accel` with its console read into a [`Shared`] buffer (and
 /// the log file, and the terminal) by a thread, and QEMU's stderr by another.
-fn spawn(cfg: &VmConfig, accel: Accel) -> Result<(Child, Arc<Shared>, PathBuf)> {
-    let mut cmd = Command::new("qemu-system-x86_64");
+fn spawn(
+    cfg: &VmConfig,
+    nic: &Nic,
+    accel: Accel,
+) -> Result<(Child, Arc<Shared>, PathBuf)> {
+    let mut cmd = match &nic.netns {
+        Some(ns) => {
+            // `ip netns exec` execs QEMU: the child's pid is QEMU's.
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+            c
+        }
+        None => Command::new("qemu-system-x86_64"),
+    };
     cmd.args(["-accel", accel.as_str(), "-cpu", accel.cpu()]);
     cmd.args([
         "-machine",
@@ -466,13 +549,7 @@ fn spawn(cfg: &VmConfig, accel: Accel) -> Result<(Child, Arc<Shared>, PathBuf)> 
         &cfg.memory_mb.to_string(),
     ]);
     cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
-    // No option ROM: iPXE would spend seconds of emulated time announcing itself.
-    cmd.args([
-        "-netdev",
-        "user,id=net0",
-        "-device",
-        "virtio-net-pci,netdev=net0,romfile=",
-    ]);
+    cmd.args(nic.args());
     match &cfg.boot {
         Boot::Iso(iso) => {
             // CD first: SeaBIOS would otherwise try a seed disk's FAT boot sector first
@@ -502,6 +579,16 @@ fn spawn(cfg: &VmConfig, accel: Accel) -> Result<(Child, Arc<Shared>, PathBuf)> 
                 ovmf(&mut cmd, vars);
             }
             cmd.args(["-boot", "order=c,menu=off"]);
+        }
+        Boot::Pxe => {
+            // SeaBIOS's console on the serial line too (its `etc/sercon-port`, the port as a
+            // little-endian integer), so iPXE's messages reach the log.
+            let port = log_dir().join("sercon-port.bin");
+            std::fs::create_dir_all(log_dir())?;
+            std::fs::write(&port, 0x3f8u16.to_le_bytes())?;
+            cmd.args(["-boot", "order=n,menu=off"]);
+            cmd.arg("-fw_cfg")
+                .arg(format!("name=etc/sercon-port,file={}", port.display()));
         }
     }
     for d in &cfg.disks {

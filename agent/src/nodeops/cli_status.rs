@@ -42,7 +42,7 @@ pub fn facts_from_status(status: &NodeStatus, boot_id: &str) -> Result<NodeFacts
     };
     Ok(NodeFacts {
         version: version.to_string(),
-        slot: active,
+        slot: active.into(),
         boot_id: boot_id.trim().to_string(),
         staged: s.version_of(active.other()).map(String::from),
         trial_armed: trial_armed.map(String::from),
@@ -68,7 +68,7 @@ mod tests {
             f,
             NodeFacts {
                 version: "1".into(),
-                slot: Slot::A,
+                slot: Slot::A.into(),
                 boot_id: "boot-7".into(),
                 staged: None,
                 trial_armed: None,
@@ -81,7 +81,7 @@ mod tests {
     #[test]
     fn trial_armed() {
         let f = facts(fixture!("status/trial-armed.json"));
-        assert_eq!((f.version.as_str(), f.slot), ("1", Slot::A));
+        assert_eq!((f.version.as_str(), f.slot), ("1", Slot::A.into()));
         assert_eq!(f.staged.as_deref(), Some("2"));
         assert_eq!(f.trial_armed.as_deref(), Some("2"));
         assert!(!f.running_on_trial);
@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn on_trial() {
         let f = facts(fixture!("status/on-trial.json"));
-        assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
+        assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B.into()));
         assert!(f.running_on_trial);
         assert_eq!(f.trial_armed, None, "the trial is the running slot");
         assert_eq!(f.staged.as_deref(), Some("1"));
@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn marked_good() {
         let f = facts(fixture!("status/marked-good.json"));
-        assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
+        assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B.into()));
         assert!(!f.running_on_trial);
         assert_eq!((f.trial_armed, f.rolled_back), (None, None));
     }
@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn rolled_back() {
         let f = facts(fixture!("status/rolled-back.json"));
-        assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
+        assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B.into()));
         assert_eq!(
             f.rolled_back.as_deref(),
             Some("slot A (3) was never marked good; GRUB fell back to slot B")

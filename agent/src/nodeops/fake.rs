@@ -9,7 +9,7 @@ use rkos_slots::status::SlotInfo;
 use rkos_slots::{BootState, NodeStatus, Outcome, Slot, Status, Trial};
 
 use super::cli_status::facts_from_status;
-use super::{NodeFacts, NodeOps, NodeOpsError, StageReport};
+use super::{netboot, NodeFacts, NodeOps, NodeOpsError, StageReport};
 
 /// State of a simulated node. Reboots are applied at once (the new boot id, the trial slot
 /// booted, or a fallback when the version is in `broken`).
@@ -39,6 +39,11 @@ pub struct FakeNode {
     /// asking for it is gone with it.
     pub never_returns: bool,
     pub calls: Vec<String>,
+    /// Booted from the network: the version the farm serves (what every boot runs). Its
+    /// facts and staging are the real netboot node's ([`netboot`]), slot A its running image.
+    pub farm_serves: Option<String>,
+    /// What `stage` wrote in the netboot node's `/run` (gone at the reboot).
+    pub netboot_marker: Option<String>,
 }
 
 impl FakeNode {
@@ -59,6 +64,16 @@ impl FakeNode {
             reboots: 0,
             never_returns: false,
             calls: Vec::new(),
+            farm_serves: None,
+            netboot_marker: None,
+        }
+    }
+
+    /// A node that booted `version` from a farm that now serves `farm_serves`.
+    pub fn netbooted(version: &str, farm_serves: &str) -> Self {
+        FakeNode {
+            farm_serves: Some(farm_serves.to_string()),
+            ..FakeNode::new(version)
         }
     }
 
@@ -90,9 +105,15 @@ impl FakeNode {
         Status::from_parts(Some(Slot::ALL[self.active]), &boot, slots)
     }
 
-    /// The facts, read from [`FakeNode::status`] as the agent reads a real node's.
+    /// The facts, read from [`FakeNode::status`] as the agent reads a real node's (a netboot
+    /// node's from its boot report).
     pub fn facts(&self) -> NodeFacts {
         let boot_id = format!("boot-{}", self.boots);
+        if self.farm_serves.is_some() {
+            let version = self.slots[self.active].clone().unwrap_or_default();
+            let report = rkos_contract::InitReport::new(&version, rkos_contract::BootMode::Netboot);
+            return netboot::facts(&report, &boot_id, self.netboot_marker.as_deref());
+        }
         facts_from_status(&NodeStatus::Installed(self.status()), &boot_id)
             .expect("the booted slot of a fake node holds a version")
     }
@@ -102,6 +123,11 @@ impl FakeNode {
         self.stages += 1;
         if let Some(msg) = self.fail_stage.take() {
             return Err(NodeOpsError::Failed(msg));
+        }
+        if self.farm_serves.is_some() {
+            let boot_id = format!("boot-{}", self.boots);
+            self.netboot_marker = Some(netboot::armed_marker(version, &boot_id));
+            return Ok(StageReport { bytes: 0 });
         }
         let other = 1 - self.active;
         self.slots[other] = Some(version.to_string());
@@ -127,6 +153,11 @@ impl FakeNode {
         self.calls.push("reboot".into());
         self.reboots += 1;
         self.boots += 1;
+        if let Some(served) = &self.farm_serves {
+            self.slots[self.active] = Some(served.clone());
+            self.netboot_marker = None;
+            return;
+        }
         if let Some(t) = self.trial.filter(|&t| t != self.active) {
             let v = self.slots[t].clone().unwrap_or_default();
             if self.broken.contains(&v) {
@@ -209,7 +240,7 @@ mod tests {
         assert_eq!(n.facts().trial_armed.as_deref(), Some("2"));
         n.reboot();
         let f = n.facts();
-        assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
+        assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B.into()));
         assert!(f.running_on_trial);
         n.mark_good();
         assert!(!n.facts().running_on_trial);

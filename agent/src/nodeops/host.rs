@@ -9,7 +9,7 @@ use rkos_slots::health::{self, HealthFacts, Seen};
 use super::cli_error::command_error;
 use super::cli_status::facts_from_status_json;
 use super::cli_upgrade::stage_outcome;
-use super::{NodeFacts, NodeOps, NodeOpsError, StageReport};
+use super::{netboot, NodeFacts, NodeOps, NodeOpsError, StageReport};
 
 /// Runs `rkos` on the host. `host_root` is where the host's `/` is mounted (`/host` in the
 /// DaemonSet): the boot id is read under it, and commands run chrooted into it when `chroot`
@@ -137,17 +137,47 @@ fn argv(command: &[String]) -> Result<(&Path, Vec<&str>), NodeOpsError> {
     ))
 }
 
+impl HostNodeOps {
+    async fn boot_id(&self) -> Result<String, NodeOpsError> {
+        let path = self.host_root.join("proc/sys/kernel/random/boot_id");
+        tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|source| NodeOpsError::Read { path, source })
+    }
+
+    /// The boot report, when the node booted from the network.
+    async fn netboot(&self) -> Option<rkos_contract::InitReport> {
+        let path = paths::under(&self.host_root, paths::INIT_REPORT);
+        let json = tokio::fs::read_to_string(path).await.ok()?;
+        netboot::netboot_report(&json)
+    }
+
+    fn netboot_marker(&self) -> PathBuf {
+        paths::under(&self.host_root, paths::NETBOOT_UPGRADE)
+    }
+}
+
 impl NodeOps for HostNodeOps {
     async fn facts(&self) -> Result<NodeFacts, NodeOpsError> {
-        let path = self.host_root.join("proc/sys/kernel/random/boot_id");
-        let boot_id = tokio::fs::read_to_string(&path)
-            .await
-            .map_err(|source| NodeOpsError::Read { path, source })?;
+        let boot_id = self.boot_id().await?;
+        if let Some(report) = self.netboot().await {
+            let marker = tokio::fs::read_to_string(self.netboot_marker()).await.ok();
+            return Ok(netboot::facts(&report, &boot_id, marker.as_deref()));
+        }
         let json = self.rkos(&["status", "--json"]).await?;
         facts_from_status_json(&json, &boot_id)
     }
 
     async fn stage(&self, bundle_url: &str, version: &str) -> Result<StageReport, NodeOpsError> {
+        if self.netboot().await.is_some() {
+            // Nothing to download: the reboot boots what the farm serves.
+            let path = self.netboot_marker();
+            let marker = netboot::armed_marker(version, &self.boot_id().await?);
+            tokio::fs::write(&path, marker)
+                .await
+                .map_err(|e| NodeOpsError::Failed(format!("writing {}: {e}", path.display())))?;
+            return Ok(StageReport { bytes: 0 });
+        }
         self.upgrade(bundle_url, version).await
     }
 
@@ -198,6 +228,39 @@ mod tests {
         };
         let e = ops.run(&ops.rkos.clone(), &["status"]).await.unwrap_err();
         assert!(e.to_string().contains("no-such-rkos"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_netboot_node_stages_nothing_and_reboots_for_the_plan() {
+        let root = tempfile::tempdir().unwrap();
+        let at = |p: &str| rkos_contract::paths::under(root.path(), p);
+        std::fs::create_dir_all(at("/proc/sys/kernel/random")).unwrap();
+        std::fs::create_dir_all(at(rkos_contract::paths::NETBOOT)).unwrap();
+        std::fs::write(at("/proc/sys/kernel/random/boot_id"), "boot-1\n").unwrap();
+        let report = rkos_contract::InitReport::new("0.1.0", rkos_contract::BootMode::Netboot);
+        std::fs::write(
+            at(rkos_contract::paths::INIT_REPORT),
+            serde_json::to_string(&report).unwrap(),
+        )
+        .unwrap();
+        // No `rkos` is run for such a node: a missing binary proves it.
+        let ops = HostNodeOps {
+            rkos: root.path().join("no-such-rkos"),
+            chroot: false,
+            ..HostNodeOps::new(root.path())
+        };
+        let f = ops.facts().await.unwrap();
+        assert_eq!((f.version.as_str(), f.trial_armed), ("0.1.0", None));
+        assert_eq!(
+            ops.stage("http://farm/image/", "0.2.0")
+                .await
+                .unwrap()
+                .bytes,
+            0
+        );
+        let f = ops.facts().await.unwrap();
+        assert_eq!(f.trial_armed.as_deref(), Some("0.2.0"));
+        assert_eq!(f.slot, super::super::Booted::Netboot);
     }
 
     #[tokio::test]

@@ -24,6 +24,9 @@
 //!
 //! The boot id comes from `/proc/sys/kernel/random/boot_id` (the pod shares the host
 //! kernel), so the agent can tell whether the reboot it asked for has happened.
+//!
+//! A node booted from the network (`/run/rkos/init.json` says `netboot`) has no slots:
+//! [`netboot`] gives its facts, and staging only records the version the reboot is for.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -50,6 +53,7 @@ mod cli_upgrade;
 #[cfg(any(test, feature = "testing"))]
 mod fake;
 mod host;
+mod netboot;
 
 pub use cli_error::{error_line, error_text};
 pub use cli_status::{facts_from_status, facts_from_status_json};
@@ -91,10 +95,10 @@ pub enum NodeOpsError {
 /// agent restart that is not in the NodeUpgrade status.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeFacts {
-    /// The version the node runs (the booted slot's manifest).
+    /// The version the node runs (the booted slot's manifest, or the booted netboot image's).
     pub version: String,
-    /// The booted slot.
-    pub slot: Slot,
+    /// The booted slot, or the network.
+    pub slot: Booted,
     /// The kernel's boot id; changes on every boot.
     pub boot_id: String,
     /// The complete version in the slot not running, if any.
@@ -105,6 +109,29 @@ pub struct NodeFacts {
     pub running_on_trial: bool,
     /// The last boot outcome was a fallback, e.g. `slot B was never marked good`.
     pub rolled_back: Option<String>,
+}
+
+/// Where the running system came from: a slot of the disk, or the network (no slots at all).
+/// Shown as `A`, `B` or `netboot` (`NodeUpgrade.status.slot`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Booted {
+    Slot(Slot),
+    Netboot,
+}
+
+impl From<Slot> for Booted {
+    fn from(s: Slot) -> Self {
+        Booted::Slot(s)
+    }
+}
+
+impl std::fmt::Display for Booted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Booted::Slot(s) => s.fmt(f),
+            Booted::Netboot => f.write_str("netboot"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

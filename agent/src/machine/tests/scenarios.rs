@@ -357,3 +357,43 @@ fn a_node_that_never_returns_stops_the_rollout() {
     w.run(None, 100);
     assert_eq!(w.phase(), Phase::Succeeded);
 }
+
+#[test]
+fn a_netboot_node_reboots_onto_what_the_farm_serves_at_every_crash_point() {
+    let mut total = World::new();
+    total.node = FakeNode::netbooted("1", "2");
+    total.run(None, 100);
+    let n = total.actions_done;
+    for crash in 0..=n {
+        let mut w = World::new();
+        w.node = FakeNode::netbooted("1", "2");
+        w.run(Some(crash), 100);
+        assert_eq!(w.phase(), Phase::Succeeded, "crash at {crash}");
+        assert_eq!(w.node.facts().version, "2", "crash at {crash}");
+        assert_eq!(w.node.reboots, 1, "crash at {crash}: rebooted twice");
+        assert!(
+            !w.node
+                .calls
+                .iter()
+                .any(|c| c.starts_with("flip") || c == "mark-good"),
+            "crash at {crash}: slot commands on a netboot node: {:?}",
+            w.node.calls
+        );
+        assert_eq!(w.cordoned_by, None, "crash at {crash}: left cordoned");
+        assert!(!w.holds(), "crash at {crash}: lease kept");
+        assert_eq!(w.status().slot.as_deref(), Some("netboot"));
+    }
+}
+
+#[test]
+fn a_farm_still_serving_the_old_build_rolls_the_netboot_node_back() {
+    let mut w = World::new();
+    w.node = FakeNode::netbooted("1", "1");
+    w.run(None, 100);
+    w.ended(
+        Phase::RolledBack,
+        &["rebooted into 2 but came back on 1", "netboot"],
+    );
+    assert_eq!((w.node.stages, w.node.reboots), (1, 1));
+    assert_eq!(w.status().attempts, 1);
+}

@@ -442,7 +442,7 @@ fn rebooting_into_the_target_verifies_with_the_new_slot() {
     let mut o = rebooting();
     o.facts = NodeFacts {
         version: "2".into(),
-        slot: Slot::B,
+        slot: Slot::B.into(),
         boot_id: "boot-2".into(),
         staged: None,
         trial_armed: None,
@@ -476,7 +476,7 @@ fn rebooting_back_on_the_old_version_rolled_back_with_grubs_reason() {
 pub(super) fn verifying() -> Observed {
     let mut o = at(Phase::Verifying);
     o.facts.version = "2".into();
-    o.facts.slot = Slot::B;
+    o.facts.slot = Slot::B.into();
     o.facts.running_on_trial = true;
     o
 }

@@ -26,7 +26,8 @@ pub use load::{
     SourceKind, USER_DATA_SCRIPT,
 };
 pub use model::{
-    default_hostname, primary_mac, Bond, BootMode, BootModeError, Config, DataDisk, Install,
-    Interface, Network, Proxy, Rkos, Role, Upgrade, Vlan, Wifi, WriteFile,
+    default_hostname, node_default_hostname, primary_mac, Bond, BootMode, BootModeError, Bridge,
+    Config, DataDisk, Install, Interface, Network, Proxy, Rkos, Role, Route, Upgrade, Vlan, Wifi,
+    WriteFile,
 };
 pub use render::{render, render_report, RenderContext, Rendered, RenderedFile};

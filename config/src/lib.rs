@@ -4,8 +4,11 @@
 //! against the schema ([`schema`]), checked on its own, merged with the others lowest
 //! first ([`merge`]), deserialized into the typed [`Config`] and checked as a whole
 //! ([`load`]). [`render()`] turns a config into files; [`apply`] writes them under a root.
+//! cloud-init seeds (NoCloud, ConfigDrive: meta-data, user-data, network config) are read
+//! into the same model by [`cloudinit`].
 
 pub mod apply;
+pub mod cloudinit;
 pub mod cmdline;
 pub mod de;
 pub mod diag;
@@ -20,10 +23,11 @@ pub mod show;
 pub mod source;
 pub mod validate;
 
+pub use cloudinit::USER_DATA_SCRIPT;
 pub use diag::{Diagnostic, Severity};
 pub use load::{
     count, load, load_parsed, parse_source, provenance, validate_text, Loaded, Parsed, Source,
-    SourceKind, USER_DATA_SCRIPT,
+    SourceKind,
 };
 pub use model::{
     default_hostname, node_default_hostname, primary_mac, Bond, BootMode, BootModeError, Bridge,

@@ -80,7 +80,9 @@ pub fn collect_report_after_defaults(root: &Path, cmdline: &str) -> (Vec<Source>
         }
     };
     add(SourceKind::BootMedium, root.join(BOOT_CONFIG));
-    add(SourceKind::CloudInit, root.join(CIDATA_USER_DATA));
+    for (kind, p) in crate::cloudinit::seed_sources(root) {
+        add(kind, p);
+    }
     for p in yaml_files(&root.join(DATASOURCES_DIR)) {
         add(SourceKind::DataSource, p);
     }

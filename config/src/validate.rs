@@ -260,10 +260,12 @@ fn check_rkos(c: &mut Checker, cfg: &Config) {
             Ok(url) if url.scheme() == "http" => {
                 c.warn("plain http: the config is fetched without protection")
             }
-            // k3OS named metadata providers here (`aws`, `cdrom`, ...); such a file must
-            // still load, so a bare word is only a warning.
+            // k3OS named metadata providers here. `cdrom` is the seed volumes rkos always
+            // reads (NoCloud `CIDATA`, ConfigDrive `config-2`); for the others such a file
+            // must still load, so a bare word is only a warning.
+            Err(_) if u == "cdrom" => {}
             Err(url::ParseError::RelativeUrlWithoutBase) if !u.contains('/') => c.warn(format!(
-                "`{u}`: k3OS's provider names are not supported; rkos fetches https URLs (ignored)"
+                "`{u}`: of k3OS's provider names only `cdrom` (the seed volumes, always read) is supported; rkos fetches https URLs (ignored)"
             )),
             _ => c.error(format!("expected an https URL, found `{u}`")),
         },

@@ -75,11 +75,22 @@ pub fn kind_of(name: &str, text: &str) -> Option<SourceKind> {
         .file_name()
         .map(|b| b.to_string_lossy().into_owned())
         .unwrap_or_default();
-    match base.as_str() {
-        "meta-data" | "meta_data.json" => return Some(SourceKind::CloudMetaData),
-        "network-config" | "network_data.json" => return Some(SourceKind::CloudNetwork),
-        "user-data" | "user_data" | "vendor-data" => return Some(SourceKind::CloudInit),
-        _ => {}
+    // `meta-data`, and also `vm1.meta-data`
+    let named = |n: &str| base == n || base.ends_with(&format!(".{n}"));
+    if ["meta-data", "meta_data.json"].into_iter().any(named) {
+        return Some(SourceKind::CloudMetaData);
+    }
+    if ["network-config", "network_data.json"]
+        .into_iter()
+        .any(named)
+    {
+        return Some(SourceKind::CloudNetwork);
+    }
+    if ["user-data", "user_data", "vendor-data"]
+        .into_iter()
+        .any(named)
+    {
+        return Some(SourceKind::CloudInit);
     }
     let t = text.trim_start_matches('\u{feff}');
     let first = t.lines().next().unwrap_or("");

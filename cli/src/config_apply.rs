@@ -50,6 +50,7 @@ pub fn run(a: &ApplyArgs) -> anyhow::Result<()> {
     let mut problems: Vec<String> = Vec::new();
 
     if a.stage == Stage::Network {
+        fetch_nocloud_seed(root, &cmdline, &mut problems);
         let first = load_all(root, &cmdline, &mut Vec::new());
         fetch_data_sources(root, &first.config, &mut problems);
     }
@@ -155,6 +156,14 @@ fn context(root: &Path, cmdline: &str) -> RenderContext {
     let mode = boot_mode(root, cmdline);
     let mut ctx = RenderContext::new(version, mode);
     ctx.primary_mac = rkos_config::primary_mac(&root.join("sys/class/net"));
+    // An installed node's machine id is its own, kept per instance by rkos-init (elsewhere
+    // systemd makes a new one at every boot): it names the node when the config does not.
+    if mode == BootMode::Disk {
+        ctx.machine_id = std::fs::read_to_string(root.join("etc/machine-id"))
+            .ok()
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty());
+    }
     ctx.previous_password_hash =
         std::fs::read_to_string(root.join(PASSWORD_HASH.trim_start_matches('/')))
             .ok()
@@ -243,6 +252,50 @@ fn fetch_data_sources(root: &Path, cfg: &Config, problems: &mut Vec<String>) {
     }
     if let Err(e) = rkos_config::apply::write_rendered(root, &files) {
         problems.push(format!("saving data sources: {e}"));
+    }
+}
+
+/// A NoCloud seed named on the kernel command line (`ds=nocloud;s=URL`): its files fetched
+/// into `run/rkos/nocloud-net/` (`meta-data` and `user-data` as cloud-init requires them,
+/// `network-config` and `vendor-data` when the server has them). A failure keeps what an
+/// earlier fetch left (the boot continues with the other sources).
+fn fetch_nocloud_seed(root: &Path, cmdline: &str, problems: &mut Vec<String>) {
+    let Some(base) = rkos_config::cloudinit::nocloud_seed_url(cmdline) else {
+        return;
+    };
+    if !(base.starts_with("https://") || base.starts_with("http://")) {
+        return problems.push(format!(
+            "ds=nocloud;s={base}: rkos fetches seeds over http(s) only"
+        ));
+    }
+    let client = match http_client() {
+        Ok(c) => c,
+        Err(e) => return problems.push(format!("{e:#}")),
+    };
+    let base = if base.ends_with('/') {
+        base
+    } else {
+        format!("{base}/")
+    };
+    let mut files = Vec::new();
+    for name in rkos_config::cloudinit::NOCLOUD_FILES {
+        let url = format!("{base}{name}");
+        match fetch_text(&client, &url) {
+            Ok(text) => files.push(rkos_config::RenderedFile {
+                path: Path::new("/")
+                    .join(rkos_config::cloudinit::NOCLOUD_NET_DIR)
+                    .join(name),
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+                content: text.into_bytes(),
+            }),
+            Err(_) if matches!(*name, "network-config" | "vendor-data") => {}
+            Err(e) => problems.push(format!("NoCloud seed {url}: {e:#}")),
+        }
+    }
+    if let Err(e) = rkos_config::apply::write_rendered(root, &files) {
+        problems.push(format!("saving the NoCloud seed: {e}"));
     }
 }
 
@@ -381,6 +434,9 @@ fn set_hostname(root: &Path, problems: &mut Vec<String>) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     DaemonReload,
+    /// udev replays the network devices' "add" (`udevadm trigger`), so a new `.link` file
+    /// renames a device that is already there; before networkd takes them up.
+    UdevNet,
     /// Restart only if running (`systemctl try-restart`).
     TryRestart(String),
     /// Start or restart (`systemctl restart`): services that must run once configured.
@@ -399,6 +455,12 @@ pub fn plan_actions(changed: &[PathBuf]) -> Vec<Action> {
     let under = |p: &Path, d: &str| p.starts_with(d);
     if changed.iter().any(|p| under(p, "/etc/systemd/system")) {
         push(Action::DaemonReload);
+    }
+    if changed
+        .iter()
+        .any(|p| under(p, "/etc/systemd/network") && p.extension().is_some_and(|e| e == "link"))
+    {
+        push(Action::UdevNet);
     }
     for p in changed {
         let p = p.as_path();
@@ -427,8 +489,22 @@ pub fn plan_actions(changed: &[PathBuf]) -> Vec<Action> {
     out
 }
 
+fn udev_net(problems: &mut Vec<String>) {
+    for args in [
+        &["trigger", "--action=add", "--subsystem-match=net"][..],
+        &["settle", "--timeout=10"][..],
+    ] {
+        match Command::new("udevadm").args(args).status() {
+            Ok(s) if s.success() => {}
+            Ok(s) => problems.push(format!("udevadm {}: {s}", args.join(" "))),
+            Err(e) => problems.push(format!("udevadm {}: {e}", args.join(" "))),
+        }
+    }
+}
+
 fn run_action(a: &Action, problems: &mut Vec<String>) {
     let args: Vec<&str> = match a {
+        Action::UdevNet => return udev_net(problems),
         Action::DaemonReload => vec!["daemon-reload"],
         Action::TryRestart(u) => vec!["try-restart", u],
         Action::Restart(u) => vec!["restart", u],
@@ -462,6 +538,7 @@ mod tests {
             "/etc/systemd/system/var-lib-rancher.mount",
             "/etc/systemd/system/local-fs.target.d/50-rkos-mounts.conf",
             "/etc/systemd/network/10-rkos-eth0.network",
+            "/etc/systemd/network/10-rkos-lan0.link",
             "/etc/systemd/network/80-rkos-dhcp.network",
             "/etc/rancher/k3s/config.yaml",
             "/etc/default/k3s",
@@ -475,6 +552,7 @@ mod tests {
             plan_actions(&changed),
             vec![
                 Action::DaemonReload,
+                Action::UdevNet,
                 Action::Start("var-lib-rancher.mount".into()),
                 Action::TryRestart("systemd-networkd.service".into()),
                 Action::TryRestart("k3s.service".into()),
@@ -536,6 +614,58 @@ mod tests {
         );
         // The good persistent file was saved as last good.
         assert!(r.join("var/lib/rkos/last-good/config.yaml").exists());
+    }
+
+    #[test]
+    fn a_nocloud_seed_url_is_fetched_over_loopback() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            // meta-data, network-config (missing), vendor-data (missing), user-data
+            for _ in 0..4 {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 2048];
+                let n = s.read(&mut buf).unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let body = if req.starts_with("GET /seed/meta-data ") {
+                    "instance-id: net-1\nlocal-hostname: from-url\n"
+                } else if req.starts_with("GET /seed/user-data ") {
+                    "#cloud-config\nrkos:\n  labels: {seeded: url}\n"
+                } else {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    continue;
+                };
+                write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
+        });
+        let d = tempfile::tempdir().unwrap();
+        let mut problems = Vec::new();
+        let cmdline = format!("quiet ds=nocloud-net;s=http://{addr}/seed");
+        fetch_nocloud_seed(d.path(), &cmdline, &mut problems);
+        server.join().unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let loaded = load(&source::collect(d.path(), ""));
+        assert_eq!(loaded.config.hostname.as_deref(), Some("from-url"));
+        assert_eq!(loaded.config.rkos.labels["seeded"], "url");
+        assert!(!d
+            .path()
+            .join("run/rkos/nocloud-net/network-config")
+            .exists());
+        let mut problems = Vec::new();
+        fetch_nocloud_seed(d.path(), "ds=nocloud;s=file:///seed/", &mut problems);
+        assert_eq!(
+            problems,
+            ["ds=nocloud;s=file:///seed/: rkos fetches seeds over http(s) only"]
+        );
     }
 
     #[test]

@@ -104,12 +104,9 @@ pub fn gather(a: &SourceArgs) -> anyhow::Result<(Vec<Source>, Vec<rkos_config::D
     for p in &a.configs {
         let text =
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        let first = text.lines().next().unwrap_or("");
-        let kind = if first.starts_with("#cloud-config") || first.starts_with("#!") {
-            SourceKind::CloudInit
-        } else {
-            SourceKind::Persistent
-        };
+        // cloud-init seed files by their name (`meta-data`, `network-config`, ...) or text
+        let kind = rkos_config::cloudinit::kind_of(&p.display().to_string(), &text)
+            .unwrap_or(SourceKind::Persistent);
         out.push(Source::new(kind, p.display().to_string(), text));
     }
     if !cmdline.trim().is_empty() {

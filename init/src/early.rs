@@ -1,4 +1,5 @@
-//! The early config: copying the boot medium's and the NoCloud seed's config into `/run/rkos`,
+//! The early config: copying the boot medium's config and the cloud-init seeds (NoCloud,
+//! ConfigDrive) into `/run/rkos`,
 //! loading the merged config with `rkos-config`, and what must be in place before systemd
 //! starts (hostname, modules, sysctls). Config problems are reported, never fatal.
 
@@ -9,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use rkos_config::{Config, Diagnostic, Parsed, Source};
 
-/// Files a NoCloud seed may carry; `user-data` is the config, the rest are kept for tools.
-pub const CIDATA_FILES: &[&str] = &["user-data", "meta-data", "network-config", "vendor-data"];
+/// Files a NoCloud seed may carry (all read by `rkos_config::cloudinit`).
+pub const CIDATA_FILES: &[&str] = rkos_config::cloudinit::NOCLOUD_FILES;
 
 /// Copies `from` to `to` with mode 0600 (a config may hold a cluster token), creating the
 /// parent. The copy is written under a temporary name and renamed, so readers never see half.
@@ -45,6 +46,22 @@ pub fn copy_cidata(seed: &Path, run_rkos: &Path) -> io::Result<Vec<String>> {
         let src = seed.join(name);
         if src.is_file() {
             copy_private(&src, &run_rkos.join("cidata").join(name))?;
+            copied.push(name.to_string());
+        }
+    }
+    Ok(copied)
+}
+
+/// Copies the files rkos reads from a mounted ConfigDrive (`config-2`: `openstack/latest/`
+/// `meta_data.json`, `network_data.json`, `user_data`) to `RUN_RKOS/config-2/`. Returns the
+/// names copied.
+pub fn copy_config_drive(drive: &Path, run_rkos: &Path) -> io::Result<Vec<String>> {
+    let latest = drive.join("openstack/latest");
+    let mut copied = Vec::new();
+    for name in rkos_config::cloudinit::CONFIG_DRIVE_FILES {
+        let src = latest.join(name);
+        if src.is_file() {
+            copy_private(&src, &run_rkos.join("config-2").join(name))?;
             copied.push(name.to_string());
         }
     }
@@ -185,11 +202,12 @@ pub fn write_sysctls<'a>(
     problems
 }
 
-/// The hostname to set: the config's, else the stable default from the primary MAC.
-pub fn hostname(config: &Config, primary_mac: Option<&str>) -> String {
+/// The hostname to set: the config's, else the stable default, from the machine id where
+/// the node has one of its own (installed: see `identity`), else from the primary MAC.
+pub fn hostname(config: &Config, machine_id: Option<&str>, primary_mac: Option<&str>) -> String {
     match config.hostname.as_deref().map(str::trim) {
         Some(h) if !h.is_empty() => h.to_string(),
-        _ => rkos_config::default_hostname(primary_mac),
+        _ => rkos_config::node_default_hostname(machine_id, primary_mac),
     }
 }
 
@@ -224,11 +242,30 @@ mod tests {
         fs::write(seed.join("other"), "ignored").unwrap();
         assert_eq!(
             copy_cidata(&seed, &run).unwrap(),
-            ["user-data", "meta-data"]
+            ["meta-data", "user-data"]
         );
         assert!(run.join("cidata/meta-data").is_file());
         assert!(!run.join("cidata/other").exists());
         assert!(!run.join("cidata/user-data.rkos-tmp").exists());
+        let drive = d.path().join("drive");
+        fs::create_dir_all(drive.join("openstack/latest")).unwrap();
+        fs::create_dir_all(drive.join("openstack/2012-08-10")).unwrap();
+        fs::write(drive.join("openstack/latest/meta_data.json"), "{}").unwrap();
+        fs::write(
+            drive.join("openstack/latest/user_data"),
+            "#cloud-config
+",
+        )
+        .unwrap();
+        fs::write(drive.join("openstack/latest/vendor_data.json"), "{}").unwrap();
+        fs::write(drive.join("openstack/2012-08-10/meta_data.json"), "{}").unwrap();
+        assert_eq!(
+            copy_config_drive(&drive, &run).unwrap(),
+            ["meta_data.json", "user_data"]
+        );
+        let copy = run.join("config-2/user_data");
+        assert_eq!(fs::metadata(&copy).unwrap().mode() & 0o777, 0o600);
+        assert!(!run.join("config-2/vendor_data.json").exists());
     }
 
     #[test]
@@ -351,7 +388,7 @@ mod tests {
     #[test]
     fn hostname_choice() {
         let mut c = Config::default();
-        let default = hostname(&c, Some("52:54:00:12:34:56"));
+        let default = hostname(&c, None, Some("52:54:00:12:34:56"));
         assert!(
             default.starts_with("rkos-") && default.len() == 9,
             "{default}"
@@ -361,9 +398,17 @@ mod tests {
             rkos_config::default_hostname(Some("52:54:00:12:34:56"))
         );
         c.hostname = Some("  ".into());
-        assert_eq!(hostname(&c, None), rkos_config::default_hostname(None));
+        assert_eq!(
+            hostname(&c, None, None),
+            rkos_config::default_hostname(None)
+        );
+        let id = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+        assert_eq!(
+            hostname(&c, Some(id), Some("52:54:00:12:34:56")),
+            rkos_config::node_default_hostname(Some(id), None)
+        );
         c.hostname = Some("node-7".into());
-        assert_eq!(hostname(&c, None), "node-7");
+        assert_eq!(hostname(&c, Some(id), None), "node-7");
         let d = tempfile::tempdir().unwrap();
         write_hostname(d.path(), "node-7").unwrap();
         assert_eq!(

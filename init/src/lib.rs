@@ -6,6 +6,7 @@ pub mod cmdline;
 pub mod detect;
 pub mod devices;
 pub mod early;
+pub mod identity;
 pub mod kmod;
 pub mod log;
 pub mod manifest;

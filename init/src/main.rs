@@ -15,6 +15,7 @@ use rkos_init::cmdline::{self, BootParams, Mode, Slot};
 use rkos_init::detect::{self, CIDATA_LABEL, DATA_LABEL, LIVE_LABEL, STATE_LABEL};
 use rkos_init::devices::{self, BlockDevice};
 use rkos_init::early::ParsedSources;
+use rkos_init::identity::{self, Identity};
 use rkos_init::kmod;
 use rkos_init::kmod::Loader;
 use rkos_init::log::{self, KernelWork, Ms, Timings};
@@ -100,22 +101,21 @@ fn initramfs_loader() -> Option<Loader> {
     initramfs_index().ok().map(Loader::new)
 }
 
-/// The early config: merged from every source, with the problems found and the hostname
-/// it gives this machine.
+/// The early config: merged from every source, with the problems found and the primary MAC
+/// (for the default hostname).
 struct EarlyConfig {
     config: rkos_config::Config,
     problems: Vec<String>,
-    hostname: String,
+    mac: Option<String>,
 }
 
 fn load_early_config(defaults: Option<ParsedSources>, root: &Path, cmdline: &str) -> EarlyConfig {
     let (config, problems) = early::load_config(defaults, root, cmdline);
     let mac = rkos_config::primary_mac(Path::new("/sys/class/net"));
-    let hostname = early::hostname(&config, mac.as_deref());
     EarlyConfig {
         config,
         problems,
-        hostname,
+        mac,
     }
 }
 
@@ -199,8 +199,8 @@ impl EarlyWork {
 }
 
 /// Copies the config sources the boot volumes carry into /run/rkos: the boot medium's
-/// config.yaml (live) and the NoCloud seed's files. Returns the seed device, if any, and the
-/// problems met.
+/// config.yaml (live) and the cloud-init seeds' files (NoCloud `CIDATA`, ConfigDrive
+/// `config-2`). Returns the seed device, if any, and the problems met.
 fn gather_config_sources(
     mode: Mode,
     devs: &[BlockDevice],
@@ -216,14 +216,86 @@ fn gather_config_sources(
         }
     }
     // The seed is attached with the boot volume (a hypervisor's second drive): the wait
-    // loop's scan already saw it, and probing optical drives again is slow.
-    let seed = devices::find_label(devs, CIDATA_LABEL, true);
-    if let Some(seed) = seed {
-        if let Err(e) = copy_cidata(loader, seed, run_rkos) {
-            problems.push(format!("error: NoCloud seed {}: {e}", seed.path.display()));
+    // loop's scan saw it, unless it appeared since (an emulated CD-ROM is found after the
+    // disks); only then are the devices scanned again, as probing them costs.
+    let rescanned;
+    let devs = if new_block_devices(devs) {
+        rescanned = devices::scan(Path::new("/sys/class/block"), Path::new("/dev"));
+        &rescanned[..]
+    } else {
+        devs
+    };
+    let mut found = None;
+    let seeds: [(&str, &str, SeedCopy); 2] = [
+        (CIDATA_LABEL, "NoCloud seed", early::copy_cidata),
+        (
+            rkos_config::cloudinit::CONFIG_DRIVE_LABEL,
+            "ConfigDrive",
+            early::copy_config_drive,
+        ),
+    ];
+    for (label, what, copy) in seeds {
+        if let Some(seed) = devices::find_label(devs, label, true) {
+            if let Err(e) = copy_seed(loader, seed, run_rkos, what, copy) {
+                problems.push(format!("error: {what} {}: {e}", seed.path.display()));
+            }
+            found.get_or_insert_with(|| seed.path.clone());
         }
     }
-    (seed.map(|s| s.path.clone()), problems)
+    (found, problems)
+}
+
+/// Copies what rkos reads from a mounted seed to `/run/rkos`; returns the names copied.
+type SeedCopy = fn(&Path, &Path) -> std::io::Result<Vec<String>>;
+
+/// Whether a block device appeared that `devs` does not hold.
+fn new_block_devices(devs: &[BlockDevice]) -> bool {
+    fs::read_dir("/sys/class/block")
+        .map(|rd| {
+            rd.flatten().any(|e| {
+                !devs
+                    .iter()
+                    .any(|d| *d.name == *e.file_name().to_string_lossy())
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// The disk boot's identity stage (see `identity`): a new instance drops the previous one's
+/// machine id, SSH host keys and k3s node password from `RKOS_DATA` before the machine id is
+/// made. Returns the instance, why its identity is new (if it is), and whether its record
+/// on the data volume was written.
+fn identity_stage(sysroot: &Path, data: &Path) -> Result<(Identity, Option<String>, bool), String> {
+    let instance_id = rkos_config::cloudinit::instance_id(sysroot).map(|(id, _)| id);
+    let uuid = fs::read_to_string("/sys/class/dmi/id/product_uuid").ok();
+    let mac = rkos_config::primary_mac(Path::new("/sys/class/net"));
+    let now = Identity {
+        instance_id,
+        machine: identity::machine(uuid.as_deref(), mac.as_deref()),
+    };
+    let stored = Identity::stored(data);
+    let has_id = data.join("etc/machine-id").is_file();
+    let reason = match identity::decide(stored.as_ref(), has_id, &now) {
+        identity::Decision::Keep => None,
+        identity::Decision::Adopt => {
+            tracing::info!("identity: recording this instance for the machine id it has");
+            None
+        }
+        identity::Decision::New(why) => {
+            let removed = Identity::renew(data).map_err(|e| format!("identity: {e}"))?;
+            tracing::info!(
+                "identity: new instance ({why}); removed {}",
+                removed.join(", ")
+            );
+            Some(why)
+        }
+    };
+    let write = stored.as_ref() != Some(&now);
+    if write {
+        now.record(data)
+            .map_err(|e| format!("identity record: {e}"))?;
+    }
+    Ok((now, reason, write))
 }
 
 #[derive(Serialize)]
@@ -514,6 +586,21 @@ fn main() {
         }
     };
 
+    let mut instance: Option<(Identity, Option<String>)> = None;
+    if mode == Mode::Disk {
+        match t.stage("identity", || {
+            identity_stage(sysroot, Path::new(plan::DATA))
+        }) {
+            Ok((now, reason, written)) => {
+                if written {
+                    seeded.push(Path::new(plan::DATA).join(identity::RECORD));
+                }
+                instance = Some((now, reason));
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    let mut machine_id: Option<String> = None;
     if mode == Mode::Disk {
         let id = t.stage("machine-id", || {
             system::persist_machine_id(Path::new(plan::DATA), Path::new(SYSROOT), || {
@@ -521,8 +608,12 @@ fn main() {
             })
         });
         match id {
-            Ok((_, true)) => seeded.push(Path::new(plan::DATA).join("etc/machine-id")),
-            Ok(_) => {}
+            Ok((id, made)) => {
+                if made {
+                    seeded.push(Path::new(plan::DATA).join("etc/machine-id"));
+                }
+                machine_id = Some(id);
+            }
             Err(e) => tracing::warn!("machine id not kept on RKOS_DATA: {e}"),
         }
     }
@@ -539,9 +630,24 @@ fn main() {
         let EarlyConfig {
             config,
             problems: config_problems,
-            hostname: name,
+            mac,
         } = early_work.config(sysroot, &ctx.cmdline);
         problems.extend(config_problems);
+        let name = early::hostname(&config, machine_id.as_deref(), mac.as_deref());
+        if let Some((now, reason)) = &instance {
+            let default = rkos_config::node_default_hostname(machine_id.as_deref(), mac.as_deref());
+            let report = identity::Report {
+                instance_id: now.instance_id.as_deref(),
+                machine: now.machine.as_deref(),
+                new: reason.is_some(),
+                reason: reason.as_deref(),
+                machine_id: machine_id.as_deref(),
+                default_hostname: &default,
+            };
+            if let Ok(json) = serde_json::to_string_pretty(&report) {
+                let _ = fs::write(run_rkos.join(identity::REPORT), json + "\n");
+            }
+        }
         if let Err(e) = nix::unistd::sethostname(&name) {
             problems.push(format!("error: hostname {name:?}: {e}"));
         }
@@ -680,11 +786,17 @@ fn main() {
     ctx.fail(format!("switch_root to {SYSROOT}: {e}"));
 }
 
-/// Mounts the NoCloud seed read-only, copies its files, unmounts it.
-fn copy_cidata(loader: &mut Loader, seed: &BlockDevice, run_rkos: &Path) -> Result<(), String> {
+/// Mounts a seed volume read-only, copies its files with `copy`, unmounts it.
+fn copy_seed(
+    loader: &mut Loader,
+    seed: &BlockDevice,
+    run_rkos: &Path,
+    what: &str,
+    copy: SeedCopy,
+) -> Result<(), String> {
     let fstype = seed.fstype().ok_or("unknown filesystem")?.mount_type();
     loader.ensure_fs(fstype);
-    let mnt = run_rkos.join("cidata.mnt");
+    let mnt = run_rkos.join("seed.mnt");
     fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
     system::mount_fs(
         &seed.path.to_string_lossy(),
@@ -694,14 +806,10 @@ fn copy_cidata(loader: &mut Loader, seed: &BlockDevice, run_rkos: &Path) -> Resu
         "",
     )
     .map_err(|e| e.to_string())?;
-    let copied = early::copy_cidata(&mnt, run_rkos);
+    let copied = copy(&mnt, run_rkos);
     let _ = nix::mount::umount(&mnt);
     let _ = fs::remove_dir(&mnt);
     let copied = copied.map_err(|e| e.to_string())?;
-    tracing::info!(
-        "NoCloud seed {}: {}",
-        seed.path.display(),
-        copied.join(", ")
-    );
+    tracing::info!("{what} {}: {}", seed.path.display(), copied.join(", "));
     Ok(())
 }

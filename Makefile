@@ -2,6 +2,7 @@
 #   make iso    dist/rkos-<version>-amd64.iso (K3S_BINARY=/path/k3s to use a local k3s;
 #               K3S_STANDIN=1 for a TEST image with the k3s stand-in: *-standin.iso)
 #   make run    boot the ISO in QEMU, serial console on this terminal, empty 8 GiB disk
+#   make disk-image   dist/rkos-<version>-amd64.qcow2 and .raw.xz for hypervisors (build/disk-image.mk)
 #   make test   fmt, clippy, unit tests, then the QEMU tests (boot, install, upgrade) against a
 #               stand-in ISO
 SHELL := /bin/bash
@@ -98,6 +99,9 @@ $(ISO): binaries k3s FORCE
 	@if [ ! -f $@ ] || [ work/image/stamp -nt $@ ] || [ -n "$$(find $(ISO_INPUTS) -newer $@)" ]; then \
 		build/iso.sh $@; else echo "iso: $@ is up to date"; fi
 
+# The hypervisor disk image, and the k3s check before any compile (build/disk-image.mk).
+include build/disk-image.mk
+
 # --- run and boot tests ----------------------------------------------------------------------
 
 run: iso
@@ -105,11 +109,15 @@ run: iso
 
 # The QEMU tests of the stand-in ISO (root: loop devices for the installs and bundles):
 # live boots, the wizard install and unattended install, a host-side install booted under
-# BIOS and UEFI, and upgrades of an installed node; then a full disk refusing a bundle.
+# BIOS and UEFI, and upgrades of an installed node; clones of the disk image with their
+# cloud-init seeds; then a full disk refusing a bundle.
 boot-test: host-deps
 	$(MAKE) K3S_STANDIN=1 iso
-	RKOS_ISO=$(CURDIR)/$(STANDIN_ISO) $(CARGO) test -p rkos-tests --features qemu \
-		--test boot --test install_iso --test install_disk --test upgrade_node -- --test-threads=1
+	$(MAKE) K3S_STANDIN=1 disk-image
+	RKOS_ISO=$(CURDIR)/$(STANDIN_ISO) RKOS_DISK_IMAGE=$(CURDIR)/$(STANDIN_DISK_IMAGE).qcow2 \
+		$(CARGO) test -p rkos-tests --features qemu \
+		--test boot --test install_iso --test install_disk --test upgrade_node \
+		--test disk_image -- --test-threads=1
 	$(CARGO) test -p rkos-bundle --features root-tests --test full_disk
 
 boot-report: host-deps

@@ -138,18 +138,7 @@ fn install_image(args: &InstallArgs, image: &Path) -> Result<()> {
     let version = args.image_version.clone().unwrap_or_else(image_version);
     let source = rkos_install::Source::from_dir(&args.source, &version, ARCH)?;
     let config_yaml = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-            let (errors, warnings) = rkos_wizard::validate_config(path, &text);
-            warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-            if !errors.is_empty() {
-                bail!(
-                    "{path} has errors; nothing was written:\n{}",
-                    errors.join("\n")
-                );
-            }
-            text
-        }
+        Some(src) => checked_config(src, fetch_with_retry(src, false)?)?,
         None => IMAGE_CONFIG.to_string(),
     };
     let min = layout::Layout::for_image(source.total_bytes()?).min_disk_bytes();
@@ -219,18 +208,7 @@ pub fn run(args: InstallArgs) -> Result<()> {
     let disk = disks::resolve_choice(&args.root, &dev, &candidates).map_err(anyhow::Error::msg)?;
 
     let config_yaml = match config.as_ref().or(fallback_config.as_ref()) {
-        Some(src) => {
-            let text = fetch_with_retry(src, args.from_cmdline)?;
-            let (errors, warnings) = rkos_wizard::validate_config(src, &text);
-            warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-            if !errors.is_empty() {
-                bail!(
-                    "{src} has errors; nothing was written:\n{}",
-                    errors.join("\n")
-                );
-            }
-            text
-        }
+        Some(src) => checked_config(src, fetch_with_retry(src, args.from_cmdline)?)?,
         None => {
             eprintln!(
                 "warning: no config given: the installed node has only its defaults (no password, no SSH key);\n\
@@ -308,6 +286,19 @@ fn settings(args: &InstallArgs) -> Result<(Unattended, Option<String>)> {
         .is_file()
         .then(|| boot_cfg.to_string_lossy().into_owned());
     Ok((settings, fallback))
+}
+
+/// `text`, the config read from `src`, when it has no errors (its warnings are printed).
+fn checked_config(src: &str, text: String) -> Result<String> {
+    let (errors, warnings) = rkos_wizard::validate_config(src, &text);
+    warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+    if !errors.is_empty() {
+        bail!(
+            "{src} has errors; nothing was written:\n{}",
+            errors.join("\n")
+        );
+    }
+    Ok(text)
 }
 
 /// The network may come up after the install unit starts: retry a URL for a minute.

@@ -5,8 +5,8 @@
 use crate::diag::Diagnostic;
 use crate::node::Node;
 
-use super::network::{cidr, destination, route, texts, Iface, Net};
-use super::tree::{self, boolean, entries, items, join, MapB};
+use super::network::{cidr, destination, route, texts, yaml_bool, Iface, Net};
+use super::tree::{self, entries, items, join, MapB};
 
 /// Device keys that change nothing rkos can express, accepted quietly.
 const QUIET: &[&str] = &["accept-ra", "wakeonlan", "keep_configuration", "control"];
@@ -235,9 +235,7 @@ fn params(ty: &str, p: &Node, path: &str, sub: &mut MapB, diags: &mut Vec<Diagno
                 sub.put("primary", n.clone());
             }
             ("bridge", "stp") => {
-                let v =
-                    boolean(n).map_or_else(|| n.clone(), |b| tree::plain(b.to_string(), &n.mark));
-                sub.put("stp", v);
+                sub.put("stp", yaml_bool(n));
             }
             _ => diags.push(tree::warning(
                 &e.key_mark,

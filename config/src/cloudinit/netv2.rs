@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use crate::diag::Diagnostic;
 use crate::node::Node;
 
-use super::network::{destination, route, texts, Iface, Net};
-use super::tree::{self, boolean, entries, items, join, MapB};
+use super::network::{destination, route, texts, yaml_bool, Iface, Net};
+use super::tree::{self, entries, items, join, MapB};
 
 /// Keys netplan has that change nothing rkos can express, accepted quietly.
 const QUIET: &[&str] = &[
@@ -289,9 +289,7 @@ fn parameters(
                 sub.put("primary", resolve(n));
             }
             ("bridge", "stp") => {
-                let v =
-                    boolean(n).map_or_else(|| n.clone(), |b| tree::plain(b.to_string(), &n.mark));
-                sub.put("stp", v);
+                sub.put("stp", yaml_bool(n));
             }
             _ => diags.push(tree::warning(
                 &e.key_mark,

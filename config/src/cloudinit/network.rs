@@ -253,6 +253,12 @@ fn contains(addr: &str, ip: &str) -> bool {
     shift >= 128 || (a >> shift) == (b >> shift)
 }
 
+/// A YAML 1.1 boolean (`on`, `yes`, ...) as rkos writes one (`true`, `false`); anything else
+/// as it is, for the schema to report.
+pub(super) fn yaml_bool(n: &Node) -> Node {
+    tree::boolean(n).map_or_else(|| n.clone(), |b| tree::plain(b.to_string(), &n.mark))
+}
+
 /// A list of scalars as text nodes (one scalar counts as a list of one).
 pub(super) fn texts(n: &Node) -> Vec<Node> {
     tree::items(n)

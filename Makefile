@@ -113,7 +113,7 @@ run: iso
 # cloud-init seeds; then a full disk refusing a bundle.
 boot-test: host-deps
 	$(MAKE) K3S_STANDIN=1 iso
-	$(MAKE) K3S_STANDIN=1 disk-image
+	$(MAKE) K3S_STANDIN=1 DISK_IMAGE_FORMATS=qcow2 disk-image
 	RKOS_ISO=$(CURDIR)/$(STANDIN_ISO) RKOS_DISK_IMAGE=$(CURDIR)/$(STANDIN_DISK_IMAGE).qcow2 \
 		$(CARGO) test -p rkos-tests --features qemu \
 		--test boot --test install_iso --test install_disk --test upgrade_node \

@@ -3,6 +3,7 @@
 #                         made by the installer from the ISO's pieces (docs/disk-image.md);
 #                         K3S_BINARY= and K3S_STANDIN=1 as for `make iso` (*-standin.*)
 #   DISK_IMAGE_SIZE=8G    a bigger virtual disk (default: the smallest the layout takes)
+#   DISK_IMAGE_FORMATS=qcow2   only some of the formats (default: qcow2 raw.xz)
 # ARCH and BOARD select the platform (ARCH=amd64 for now; more come with the arm64 build).
 ARCH ?= amd64
 DISK_IMAGE := dist/rkos-$(VERSION)-$(ARCH)$(if $(BOARD),-$(BOARD))$(if $(filter 1,$(K3S_STANDIN)),-standin)
@@ -14,7 +15,8 @@ disk-image: host-deps k3s binaries
 	@$(MAKE) --no-print-directory work/image/stamp
 	@if [ "$(K3S_STANDIN)" != 1 ] && [ "$$(cat work/image/k3s-kind)" = stand-in ]; then \
 		echo "disk-image: the image holds the k3s stand-in; a release name is refused" >&2; exit 1; fi
-	ARCH=$(ARCH) BOARD=$(BOARD) DISK_IMAGE_SIZE=$(DISK_IMAGE_SIZE) RKOS_BIN=work/bin/rkos \
+	ARCH=$(ARCH) BOARD=$(BOARD) DISK_IMAGE_SIZE=$(DISK_IMAGE_SIZE) \
+		DISK_IMAGE_FORMATS="$(DISK_IMAGE_FORMATS)" RKOS_BIN=work/bin/rkos \
 		build/disk-image.sh $(DISK_IMAGE) $(VERSION)
 
 standin-disk-image:

@@ -489,16 +489,19 @@ pub fn plan_actions(changed: &[PathBuf]) -> Vec<Action> {
     out
 }
 
+/// Replays the network devices' "add" and waits for those events only (`--settle`): a
+/// whole-queue `udevadm settle` would also wait for the rest of a slow first coldplug.
 fn udev_net(problems: &mut Vec<String>) {
-    for args in [
-        &["trigger", "--action=add", "--subsystem-match=net"][..],
-        &["settle", "--timeout=10"][..],
-    ] {
-        match Command::new("udevadm").args(args).status() {
-            Ok(s) if s.success() => {}
-            Ok(s) => problems.push(format!("udevadm {}: {s}", args.join(" "))),
-            Err(e) => problems.push(format!("udevadm {}: {e}", args.join(" "))),
-        }
+    let args = [
+        "trigger",
+        "--settle",
+        "--action=add",
+        "--subsystem-match=net",
+    ];
+    match Command::new("udevadm").args(args).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => problems.push(format!("udevadm {}: {s}", args.join(" "))),
+        Err(e) => problems.push(format!("udevadm {}: {e}", args.join(" "))),
     }
 }
 

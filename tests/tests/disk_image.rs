@@ -83,11 +83,23 @@ fn json_field(json: &str, key: &str) -> Result<String> {
     Ok(c.get(2).map_or(&c[1], |m| m.as_str()).to_string())
 }
 
+/// The seed loads without errors: none on the login prompt (`/run/rkos/config-errors`).
+fn no_config_errors(vm: &mut Vm) -> Result<()> {
+    let errors = vm.run_ok("cat /run/rkos/config-errors 2>/dev/null || true", CMD)?;
+    ensure!(errors.trim().is_empty(), "config errors:\n{errors}");
+    Ok(())
+}
+
 fn identity(vm: &mut Vm) -> Result<(Identity, String)> {
     let report = vm.run_ok("cat /run/rkos/identity.json", CMD)?;
     let id = Identity {
+        // the first boot makes the keys while the console is already up: wait for them
         host_key: vm
-            .run_ok("cut -d' ' -f2 /etc/ssh/keys/ssh_host_ed25519_key.pub", CMD)?
+            .run_ok(
+                "sudo systemctl start rkos-ssh-keygen.service; \
+                 cut -d' ' -f2 /etc/ssh/keys/ssh_host_ed25519_key.pub",
+                CMD,
+            )?
             .trim()
             .to_string(),
         machine_id: vm.run_ok("cat /etc/machine-id", CMD)?.trim().to_string(),
@@ -213,6 +225,7 @@ fn clones_of_the_gold_image_with_their_seeds() -> Result<()> {
         data_bytes > 3 << 30,
         "RKOS_DATA did not grow to the 6 GiB disk: {data_bytes}"
     );
+    no_config_errors(&mut vm).context("clone A")?;
     let (id_a, report_a) = identity(&mut vm)?;
     ensure!(
         json_field(&report_a, "new")? == "true",
@@ -264,6 +277,7 @@ fn clones_of_the_gold_image_with_their_seeds() -> Result<()> {
     let b_login = vm.started.elapsed();
     check_network(&mut vm, "eth0", "10.0.2.60").context("clone B")?;
     let over_ssh = ssh(&key_file, port_b, "rkos", "hostname", CMD)?;
+    no_config_errors(&mut vm).context("clone B")?;
     let (id_b, report_b) = identity(&mut vm)?;
     ensure!(
         json_field(&report_b, "new")? == "true",
@@ -287,6 +301,7 @@ fn clones_of_the_gold_image_with_their_seeds() -> Result<()> {
         .context("clone B did not boot again")?;
     vm.login("rkos", B_PASSWORD, BOOT)?;
     let b_relogin = reboot.elapsed();
+    no_config_errors(&mut vm).context("clone B rebooted")?;
     let (id_b2, report_b2) = identity(&mut vm)?;
     ensure!(
         json_field(&report_b2, "new")? == "false",

@@ -124,6 +124,48 @@ impl Identity {
     }
 }
 
+/// The disk boot's identity stage: a new instance drops the previous one's
+/// machine id, SSH host keys and k3s node password from `RKOS_DATA` before the machine id is
+/// made. Returns the instance, why its identity is new (if it is), and whether its record
+/// on the data volume was written.
+/// `sys` is normally `/sys`.
+pub fn stage(
+    sysroot: &Path,
+    data: &Path,
+    sys: &Path,
+) -> Result<(Identity, Option<String>, bool), String> {
+    let instance_id = rkos_config::cloudinit::instance_id(sysroot).map(|(id, _)| id);
+    let uuid = fs::read_to_string(sys.join("class/dmi/id/product_uuid")).ok();
+    let mac = rkos_config::primary_mac(&sys.join("class/net"));
+    let now = Identity {
+        instance_id,
+        machine: machine(uuid.as_deref(), mac.as_deref()),
+    };
+    let stored = Identity::stored(data);
+    let has_id = data.join("etc/machine-id").is_file();
+    let reason = match decide(stored.as_ref(), has_id, &now) {
+        Decision::Keep => None,
+        Decision::Adopt => {
+            tracing::info!("identity: recording this instance for the machine id it has");
+            None
+        }
+        Decision::New(why) => {
+            let removed = Identity::renew(data).map_err(|e| format!("identity: {e}"))?;
+            tracing::info!(
+                "identity: new instance ({why}); removed {}",
+                removed.join(", ")
+            );
+            Some(why)
+        }
+    };
+    let write = stored.as_ref() != Some(&now);
+    if write {
+        now.record(data)
+            .map_err(|e| format!("identity record: {e}"))?;
+    }
+    Ok((now, reason, write))
+}
+
 /// What `/run/rkos/identity.json` tells the booted system and the tests.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report<'a> {
@@ -202,6 +244,54 @@ mod tests {
             None
         );
         assert_eq!(machine(Some("garbage"), None), None);
+    }
+
+    #[test]
+    fn the_stage_on_a_clone_then_on_its_reboot() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, data, sys) = (
+            d.path().join("root"),
+            d.path().join("data"),
+            d.path().join("sys"),
+        );
+        let put = |p: &Path, t: &str| {
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, t).unwrap();
+        };
+        put(
+            &root.join("run/rkos/cidata/meta-data"),
+            "instance-id: clone-1\n",
+        );
+        put(
+            &sys.join("class/dmi/id/product_uuid"),
+            "00000000-0000-0000-0000-000000000000\n",
+        );
+        // the gold image's first boot: nothing on the data volume yet
+        let (now, why, written) = stage(&root, &data, &sys).unwrap();
+        assert_eq!(now.instance_id.as_deref(), Some("clone-1"));
+        assert_eq!(now.machine, None, "no MAC, no real UUID");
+        assert_eq!((why.as_deref(), written), (Some("first boot"), true));
+        put(
+            &data.join("etc/machine-id"),
+            "0123456789abcdef0123456789abcdef\n",
+        );
+        put(&data.join("etc/ssh/keys/ssh_host_ed25519_key"), "key");
+        // its reboot: kept, nothing written
+        assert_eq!(stage(&root, &data, &sys).unwrap(), (now, None, false));
+        assert!(data.join("etc/machine-id").exists());
+        // the disk cloned again with a new seed
+        put(
+            &root.join("run/rkos/cidata/meta-data"),
+            "instance-id: clone-2\n",
+        );
+        let (_, why, written) = stage(&root, &data, &sys).unwrap();
+        assert_eq!(
+            why.as_deref(),
+            Some("instance-id `clone-1` became `clone-2`")
+        );
+        assert!(written);
+        assert!(!data.join("etc/machine-id").exists());
+        assert!(!data.join("etc/ssh/keys/ssh_host_ed25519_key").exists());
     }
 
     #[test]

@@ -14,4 +14,5 @@ pub mod modules;
 pub mod plan;
 pub mod probe;
 pub mod rescue;
+pub mod seeds;
 pub mod system;

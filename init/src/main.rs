@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use rkos_init::cmdline::{self, BootParams, Mode, Slot};
-use rkos_init::detect::{self, CIDATA_LABEL, DATA_LABEL, LIVE_LABEL, STATE_LABEL};
-use rkos_init::devices::{self, BlockDevice};
+use rkos_init::detect::{self, DATA_LABEL, LIVE_LABEL, STATE_LABEL};
+use rkos_init::devices;
 use rkos_init::early::ParsedSources;
 use rkos_init::identity::{self, Identity};
 use rkos_init::kmod;
@@ -21,6 +21,7 @@ use rkos_init::kmod::Loader;
 use rkos_init::log::{self, KernelWork, Ms, Timings};
 use rkos_init::modules::{ModuleIndex, ModulesError};
 use rkos_init::plan::{self, PlanInput, Stage, Volume, RUN_RKOS, SYSROOT};
+use rkos_init::seeds::gather_config_sources;
 use rkos_init::{early, rescue, system};
 
 /// Stages whose time the init does not control: devices appearing, hashing the image.
@@ -196,106 +197,6 @@ impl EarlyWork {
             load_early_config(early::parse_image_defaults(Path::new("/")), &root, &cmdline)
         })
     }
-}
-
-/// Copies the config sources the boot volumes carry into /run/rkos: the boot medium's
-/// config.yaml (live) and the cloud-init seeds' files (NoCloud `CIDATA`, ConfigDrive
-/// `config-2`). Returns the seed device, if any, and the problems met.
-fn gather_config_sources(
-    mode: Mode,
-    devs: &[BlockDevice],
-    loader: &mut Loader,
-) -> (Option<PathBuf>, Vec<String>) {
-    let run_rkos = Path::new(RUN_RKOS);
-    let mut problems = Vec::new();
-    if mode.boots_from_live_medium() {
-        if let Err(e) = early::copy_boot_config(Path::new(plan::MEDIUM), run_rkos) {
-            problems.push(format!(
-                "error: cannot copy the boot medium's rkos/config.yaml: {e}"
-            ));
-        }
-    }
-    // The seed is attached with the boot volume (a hypervisor's second drive): the wait
-    // loop's scan saw it, unless it appeared since (an emulated CD-ROM is found after the
-    // disks); only then are the devices scanned again, as probing them costs.
-    let rescanned;
-    let devs = if new_block_devices(devs) {
-        rescanned = devices::scan(Path::new("/sys/class/block"), Path::new("/dev"));
-        &rescanned[..]
-    } else {
-        devs
-    };
-    let mut found = None;
-    let seeds: [(&str, &str, SeedCopy); 2] = [
-        (CIDATA_LABEL, "NoCloud seed", early::copy_cidata),
-        (
-            rkos_config::cloudinit::CONFIG_DRIVE_LABEL,
-            "ConfigDrive",
-            early::copy_config_drive,
-        ),
-    ];
-    for (label, what, copy) in seeds {
-        if let Some(seed) = devices::find_label(devs, label, true) {
-            if let Err(e) = copy_seed(loader, seed, run_rkos, what, copy) {
-                problems.push(format!("error: {what} {}: {e}", seed.path.display()));
-            }
-            found.get_or_insert_with(|| seed.path.clone());
-        }
-    }
-    (found, problems)
-}
-
-/// Copies what rkos reads from a mounted seed to `/run/rkos`; returns the names copied.
-type SeedCopy = fn(&Path, &Path) -> std::io::Result<Vec<String>>;
-
-/// Whether a block device appeared that `devs` does not hold.
-fn new_block_devices(devs: &[BlockDevice]) -> bool {
-    fs::read_dir("/sys/class/block")
-        .map(|rd| {
-            rd.flatten().any(|e| {
-                !devs
-                    .iter()
-                    .any(|d| *d.name == *e.file_name().to_string_lossy())
-            })
-        })
-        .unwrap_or(false)
-}
-
-/// The disk boot's identity stage (see `identity`): a new instance drops the previous one's
-/// machine id, SSH host keys and k3s node password from `RKOS_DATA` before the machine id is
-/// made. Returns the instance, why its identity is new (if it is), and whether its record
-/// on the data volume was written.
-fn identity_stage(sysroot: &Path, data: &Path) -> Result<(Identity, Option<String>, bool), String> {
-    let instance_id = rkos_config::cloudinit::instance_id(sysroot).map(|(id, _)| id);
-    let uuid = fs::read_to_string("/sys/class/dmi/id/product_uuid").ok();
-    let mac = rkos_config::primary_mac(Path::new("/sys/class/net"));
-    let now = Identity {
-        instance_id,
-        machine: identity::machine(uuid.as_deref(), mac.as_deref()),
-    };
-    let stored = Identity::stored(data);
-    let has_id = data.join("etc/machine-id").is_file();
-    let reason = match identity::decide(stored.as_ref(), has_id, &now) {
-        identity::Decision::Keep => None,
-        identity::Decision::Adopt => {
-            tracing::info!("identity: recording this instance for the machine id it has");
-            None
-        }
-        identity::Decision::New(why) => {
-            let removed = Identity::renew(data).map_err(|e| format!("identity: {e}"))?;
-            tracing::info!(
-                "identity: new instance ({why}); removed {}",
-                removed.join(", ")
-            );
-            Some(why)
-        }
-    };
-    let write = stored.as_ref() != Some(&now);
-    if write {
-        now.record(data)
-            .map_err(|e| format!("identity record: {e}"))?;
-    }
-    Ok((now, reason, write))
 }
 
 #[derive(Serialize)]
@@ -589,7 +490,7 @@ fn main() {
     let mut instance: Option<(Identity, Option<String>)> = None;
     if mode == Mode::Disk {
         match t.stage("identity", || {
-            identity_stage(sysroot, Path::new(plan::DATA))
+            identity::stage(sysroot, Path::new(plan::DATA), Path::new("/sys"))
         }) {
             Ok((now, reason, written)) => {
                 if written {
@@ -784,32 +685,4 @@ fn main() {
     }
     let e = system::switch_root(sysroot, &params.init);
     ctx.fail(format!("switch_root to {SYSROOT}: {e}"));
-}
-
-/// Mounts a seed volume read-only, copies its files with `copy`, unmounts it.
-fn copy_seed(
-    loader: &mut Loader,
-    seed: &BlockDevice,
-    run_rkos: &Path,
-    what: &str,
-    copy: SeedCopy,
-) -> Result<(), String> {
-    let fstype = seed.fstype().ok_or("unknown filesystem")?.mount_type();
-    loader.ensure_fs(fstype);
-    let mnt = run_rkos.join("seed.mnt");
-    fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
-    system::mount_fs(
-        &seed.path.to_string_lossy(),
-        &mnt,
-        fstype,
-        nix::mount::MsFlags::MS_RDONLY,
-        "",
-    )
-    .map_err(|e| e.to_string())?;
-    let copied = copy(&mnt, run_rkos);
-    let _ = nix::mount::umount(&mnt);
-    let _ = fs::remove_dir(&mnt);
-    let copied = copied.map_err(|e| e.to_string())?;
-    tracing::info!("{what} {}: {}", seed.path.display(), copied.join(", "));
-    Ok(())
 }

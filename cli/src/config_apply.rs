@@ -434,9 +434,6 @@ fn set_hostname(root: &Path, problems: &mut Vec<String>) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     DaemonReload,
-    /// udev replays the network devices' "add" (`udevadm trigger`), so a new `.link` file
-    /// renames a device that is already there; before networkd takes them up.
-    UdevNet,
     /// Restart only if running (`systemctl try-restart`).
     TryRestart(String),
     /// Start or restart (`systemctl restart`): services that must run once configured.
@@ -455,12 +452,6 @@ pub fn plan_actions(changed: &[PathBuf]) -> Vec<Action> {
     let under = |p: &Path, d: &str| p.starts_with(d);
     if changed.iter().any(|p| under(p, "/etc/systemd/system")) {
         push(Action::DaemonReload);
-    }
-    if changed
-        .iter()
-        .any(|p| under(p, "/etc/systemd/network") && p.extension().is_some_and(|e| e == "link"))
-    {
-        push(Action::UdevNet);
     }
     for p in changed {
         let p = p.as_path();
@@ -489,25 +480,8 @@ pub fn plan_actions(changed: &[PathBuf]) -> Vec<Action> {
     out
 }
 
-/// Replays the network devices' "add" and waits for those events only (`--settle`): a
-/// whole-queue `udevadm settle` would also wait for the rest of a slow first coldplug.
-fn udev_net(problems: &mut Vec<String>) {
-    let args = [
-        "trigger",
-        "--settle",
-        "--action=add",
-        "--subsystem-match=net",
-    ];
-    match Command::new("udevadm").args(args).status() {
-        Ok(s) if s.success() => {}
-        Ok(s) => problems.push(format!("udevadm {}: {s}", args.join(" "))),
-        Err(e) => problems.push(format!("udevadm {}: {e}", args.join(" "))),
-    }
-}
-
 fn run_action(a: &Action, problems: &mut Vec<String>) {
     let args: Vec<&str> = match a {
-        Action::UdevNet => return udev_net(problems),
         Action::DaemonReload => vec!["daemon-reload"],
         Action::TryRestart(u) => vec!["try-restart", u],
         Action::Restart(u) => vec!["restart", u],
@@ -541,7 +515,6 @@ mod tests {
             "/etc/systemd/system/var-lib-rancher.mount",
             "/etc/systemd/system/local-fs.target.d/50-rkos-mounts.conf",
             "/etc/systemd/network/10-rkos-eth0.network",
-            "/etc/systemd/network/10-rkos-lan0.link",
             "/etc/systemd/network/80-rkos-dhcp.network",
             "/etc/rancher/k3s/config.yaml",
             "/etc/default/k3s",
@@ -555,7 +528,6 @@ mod tests {
             plan_actions(&changed),
             vec![
                 Action::DaemonReload,
-                Action::UdevNet,
                 Action::Start("var-lib-rancher.mount".into()),
                 Action::TryRestart("systemd-networkd.service".into()),
                 Action::TryRestart("k3s.service".into()),

@@ -12,6 +12,7 @@ use crate::node::{Entry, Mark, Node, Scalar, Value};
 use crate::validate::{decode_content, parse_mode, server_url_with_port};
 
 mod network;
+pub use network::link_files;
 use network::network;
 
 /// The default user (uid/gid 1000).

@@ -555,6 +555,12 @@ fn main() {
         if let Err(e) = early::write_hostname(sysroot, &name) {
             problems.push(format!("error: /etc/hostname: {e}"));
         }
+        // Device renames (`set-name` in a seed's network config): in place before udev's
+        // first coldplug in the new root, which applies them.
+        let links = rkos_config::render::link_files(&config);
+        if let Err(e) = rkos_config::apply::write_rendered(sysroot, &links) {
+            problems.push(format!("error: network device names: {e}"));
+        }
         // The initramfs carries the modules the image's default config asks for; the real
         // root carries every module, but reading its index from the squashfs costs more than
         // the rest of the init together, so it is opened only for a module the initramfs

@@ -158,20 +158,7 @@ pub(super) fn network(cfg: &Config, r: &mut Rendered) {
             0o644,
             n,
         ));
-        if let (Some(mac), Some(true)) = (&itf.mac, itf.rename) {
-            // Applied by udev as the device appears (`rkos config apply` replays that for
-            // devices already there, before networkd brings them up).
-            let link = format!(
-                "{HEADER}[Match]\nPermanentMACAddress={}\n\n[Link]\nName={}\n",
-                mac.to_ascii_lowercase(),
-                itf.name
-            );
-            r.files.push(RenderedFile::new(
-                &format!("{DIR}/10-rkos-{stem}.link"),
-                0o644,
-                link,
-            ));
-        }
+        r.files.extend(link_file(itf));
         if let Some(netdev) = netdev(itf) {
             r.files.push(RenderedFile::new(
                 &format!("{DIR}/10-rkos-{stem}.netdev"),
@@ -186,6 +173,36 @@ pub(super) fn network(cfg: &Config, r: &mut Rendered) {
         "# Written by rkos: DHCP on every wired interface the config does not name.\n[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n",
     ));
     wifi(cfg, r);
+}
+
+/// The `.link` that renames a device matched by its MAC (`rename`).
+fn link_file(itf: &Interface) -> Option<RenderedFile> {
+    let (Some(mac), Some(true)) = (&itf.mac, itf.rename) else {
+        return None;
+    };
+    let link = format!(
+        "{HEADER}[Match]\nPermanentMACAddress={}\n\n[Link]\nName={}\n",
+        mac.to_ascii_lowercase(),
+        itf.name
+    );
+    Some(RenderedFile::new(
+        &format!("{DIR}/10-rkos-{}.link", file_stem(&itf.name)),
+        0o644,
+        link,
+    ))
+}
+
+/// The `.link` files of the config: udev applies them as devices appear, so rkos-init writes
+/// them into the new root before udev's first coldplug renames the devices its own way
+/// (`rkos config apply` writes the same files again, unchanged). A rename cannot apply to a
+/// device that is up: one asked for later takes effect at the next boot.
+pub fn link_files(cfg: &Config) -> Vec<RenderedFile> {
+    cfg.rkos
+        .network
+        .interfaces
+        .iter()
+        .filter_map(link_file)
+        .collect()
 }
 
 /// The `.netdev` of a VLAN, bond or bridge.
@@ -334,6 +351,20 @@ mod tests {
         assert_eq!(
             file(&files, "10-rkos-lan0.link"),
             "# Written by rkos from config.yaml.\n[Match]\nPermanentMACAddress=52:54:00:aa:bb:cc\n\n[Link]\nName=lan0\n"
+        );
+        let mut cfg = Config::default();
+        cfg.rkos.network.interfaces = vec![Interface {
+            name: "lan0".into(),
+            mac: Some("52:54:00:AA:BB:CC".into()),
+            rename: Some(true),
+            ..Interface::default()
+        }];
+        let links = link_files(&cfg);
+        assert_eq!(links.len(), 1);
+        assert_eq!(
+            String::from_utf8(links[0].content.clone()).unwrap(),
+            file(&files, "10-rkos-lan0.link"),
+            "rkos-init's copy is render's"
         );
     }
 

@@ -51,6 +51,16 @@ impl Source {
     pub fn cmdline(text: impl Into<String>) -> Self {
         Source::new(SourceKind::Cmdline, cmdline::CMDLINE_SOURCE, text)
     }
+
+    /// A file given by name (`rkos config validate|show --config`): a cloud-init seed file
+    /// by its name (`meta-data`, `network-config`, `user-data`, ...) or its text
+    /// (`#cloud-config`, `#!`, a MIME message; [`crate::cloudinit::kind_of`]), else a
+    /// config.yaml.
+    pub fn given_file(name: impl Into<String>, text: impl Into<String>) -> Self {
+        let (name, text) = (name.into(), text.into());
+        let kind = crate::cloudinit::kind_of(&name, &text).unwrap_or(SourceKind::Persistent);
+        Source::new(kind, name, text)
+    }
 }
 
 /// The result of loading: the merged config, every diagnostic, and the merged tree (which
@@ -315,8 +325,7 @@ pub fn load_parsed(parsed: impl IntoIterator<Item = (String, Parsed)>) -> Loaded
 /// (by its name: `meta-data`, `network-config`, `user-data`, ...; or by a text starting with
 /// `#cloud-config`, `#!` or a MIME header).
 pub fn validate_text(name: &str, text: &str) -> Vec<Diagnostic> {
-    let kind = crate::cloudinit::kind_of(name, text).unwrap_or(SourceKind::Persistent);
-    let p = parse_source(&Source::new(kind, name, text));
+    let p = parse_source(&Source::given_file(name, text));
     let mut diags = p.diagnostics;
     if !diags.iter().any(Diagnostic::is_error) {
         let mut tree = p.tree;

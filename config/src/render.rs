@@ -4,12 +4,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use indexmap::IndexMap;
+use rkos_contract::paths::DATA_MOUNT;
 use sha_crypt::{PasswordHasher, ShaCrypt};
 
 use crate::emit;
-use crate::model::{BootMode, Config, Role};
+use crate::model::{Config, Role};
 use crate::node::{Entry, Mark, Node, Scalar, Value};
 use crate::validate::{decode_content, parse_mode, server_url_with_port};
+use crate::BootMode;
 
 mod network;
 pub use network::link_files;
@@ -18,9 +20,6 @@ use network::network;
 /// The default user (uid/gid 1000).
 pub const USER: &str = "rkos";
 pub const USER_ID: u32 = 1000;
-/// Where rkos-init mounts `RKOS_DATA` (persistent paths are bound from here).
-pub const DATA_MOUNT: &str = "/run/rkos/data";
-
 pub const K3S_CONFIG: &str = "/etc/rancher/k3s/config.yaml";
 pub const K3S_ENV: &str = "/etc/default/k3s";
 pub const PASSWORD_HASH: &str = "/etc/rkos/password.hash";
@@ -438,9 +437,7 @@ fn system(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
             conf,
         ));
     }
-    let hostname = cfg.hostname.clone().unwrap_or_else(|| {
-        crate::model::node_default_hostname(ctx.machine_id.as_deref(), ctx.primary_mac.as_deref())
-    });
+    let hostname = cfg.hostname_or_default(ctx.machine_id.as_deref(), ctx.primary_mac.as_deref());
     r.files.push(RenderedFile::new(
         "/etc/hostname",
         0o644,

@@ -2,7 +2,7 @@
 //! rendered, with the rendered file set pinned under tests/golden/<case>/.
 //! A `<case>.seed/` directory is a node's root holding cloud-init seeds as rkos-init leaves
 //! them (`run/rkos/cidata/`, `run/rkos/config-2/`, optionally `var/lib/rkos/config.yaml`),
-//! collected by `source::collect` as on a node, with optional `ctx` and `cmdline` files; its
+//! read through `NodeConfig` as on a node, with optional `ctx` and `cmdline` files; its
 //! warnings are pinned in the MANIFEST with the rest.
 //! `UPDATE_GOLDEN=1 cargo test -p rkos-config --test corpus` rewrites the golden files;
 //! review the diff before committing it.
@@ -10,7 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use rkos_config::{
-    load, render_report, validate_text, BootMode, RenderContext, Source, SourceKind,
+    load, render_report, validate_text, BootMode, Loaded, NodeConfig, RenderContext, Source,
+    SourceKind,
 };
 
 fn corpus_dir() -> PathBuf {
@@ -25,11 +26,26 @@ struct Case {
     name: String,
     sources: Vec<Source>,
     ctx: RenderContext,
-    /// A seed case: warnings are expected (and pinned), errors are not.
-    seed: bool,
+    /// A seed case: the node's root and kernel command line. Warnings are expected (and
+    /// pinned), errors are not.
+    seed: Option<(PathBuf, String)>,
 }
 
-/// The sources of a `.seed` root, named as the node sees them (`/run/rkos/cidata/user-data`).
+impl Case {
+    /// The merged config: a seed case's as the node reads it, else its sources merged.
+    fn load(&self) -> Loaded {
+        match &self.seed {
+            Some((root, cmdline)) => NodeConfig::at(root)
+                .cmdline(cmdline.as_str())
+                .names_as_booted()
+                .load(),
+            None => load(&self.sources),
+        }
+    }
+}
+
+/// The sources of a `.seed` root, named as the node sees them (`/run/rkos/cidata/user-data`),
+/// each validated on its own too.
 fn seed_sources(root: &Path, cmdline: &str) -> Vec<Source> {
     let (mut sources, problems) = rkos_config::source::collect_report(root, cmdline);
     assert!(problems.is_empty(), "{problems:?}");
@@ -79,9 +95,11 @@ fn cases() -> Vec<Case> {
                 };
                 sources.push(Source::new(kind, format!("{name}.yaml"), text));
             }
+            let mut seed_node = None;
             if seed {
                 let cmdline = std::fs::read_to_string(ext_file("cmdline")).unwrap_or_default();
                 sources = seed_sources(&seed_root, cmdline.trim());
+                seed_node = Some((seed_root.clone(), cmdline.trim().to_string()));
             } else if let Ok(c) = std::fs::read_to_string(ext_file("cmdline")) {
                 sources.push(Source::cmdline(c.trim()));
             }
@@ -108,7 +126,7 @@ fn cases() -> Vec<Case> {
                 name,
                 sources,
                 ctx,
-                seed,
+                seed: seed_node,
             }
         })
         .collect()
@@ -116,7 +134,7 @@ fn cases() -> Vec<Case> {
 
 /// The rendered set as text: a manifest (mode, owner, path) and the warnings, then each file.
 fn snapshot(case: &Case) -> (String, Vec<(PathBuf, Vec<u8>)>) {
-    let loaded = load(&case.sources);
+    let loaded = case.load();
     let rendered = render_report(&loaded.config, &case.ctx);
     let mut manifest = String::new();
     for d in &loaded.diagnostics {
@@ -158,7 +176,7 @@ fn corpus_validates_without_errors() {
             // a seed's warnings are part of what its golden MANIFEST pins
             let diags: Vec<_> = diags
                 .into_iter()
-                .filter(|d| !case.seed || d.is_error())
+                .filter(|d| case.seed.is_none() || d.is_error())
                 .collect();
             assert!(
                 diags.is_empty(),
@@ -167,7 +185,7 @@ fn corpus_validates_without_errors() {
                 diags.iter().map(ToString::to_string).collect::<Vec<_>>()
             );
         }
-        let loaded = load(&case.sources);
+        let loaded = case.load();
         assert!(
             !loaded.has_errors(),
             "{}: {:?}",

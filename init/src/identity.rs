@@ -10,14 +10,16 @@
 
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use rkos_contract::paths::{self, under};
 use serde::{Deserialize, Serialize};
 
-/// Where the identity record is kept, under the data volume (`RKOS_DATA:/var/lib/rkos`).
-pub const RECORD: &str = "var/lib/rkos/identity.json";
-/// What this boot decided, for the booted system (`/run/rkos/identity.json`).
-pub const REPORT: &str = "identity.json";
+/// Where the identity record is kept on the data volume mounted at `data`
+/// (`RKOS_DATA:/var/lib/rkos/identity.json`, the persistent `/var/lib/rkos`).
+pub fn record_path(data: &Path) -> PathBuf {
+    under(data, paths::IDENTITY_RECORD)
+}
 
 /// Files of an identity on the data volume: removed when the instance is new. The k3s node
 /// password is there because the server ties a node name to it; a clone must make its own.
@@ -95,14 +97,14 @@ pub fn machine(product_uuid: Option<&str>, primary_mac: Option<&str>) -> Option<
 impl Identity {
     /// The record on the data volume mounted at `data`, if there is a readable one.
     pub fn stored(data: &Path) -> Option<Identity> {
-        let text = fs::read_to_string(data.join(RECORD)).ok()?;
+        let text = fs::read_to_string(record_path(data)).ok()?;
         serde_json::from_str(&text).ok()
     }
 
     /// Writes this identity as the record on `data` (atomically, 0644).
     pub fn record(&self, data: &Path) -> io::Result<()> {
         let json = serde_json::to_string_pretty(self).map_err(io::Error::other)? + "\n";
-        let path = data.join(RECORD);
+        let path = record_path(data);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
@@ -166,7 +168,8 @@ pub fn stage(
     Ok((now, reason, write))
 }
 
-/// What `/run/rkos/identity.json` tells the booted system and the tests.
+/// What `/run/rkos/identity.json` (`rkos_contract::paths::IDENTITY_REPORT`) tells the booted
+/// system and the tests.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report<'a> {
     pub instance_id: Option<&'a str>,
@@ -177,6 +180,14 @@ pub struct Report<'a> {
     pub machine_id: Option<&'a str>,
     /// The host name the node has when its config names none.
     pub default_hostname: &'a str,
+}
+
+impl Report<'_> {
+    /// Writes the report as `ROOT/run/rkos/identity.json`.
+    pub fn write(&self, root: &Path) -> io::Result<()> {
+        let json = serde_json::to_string_pretty(self).map_err(io::Error::other)? + "\n";
+        fs::write(under(root, paths::IDENTITY_REPORT), json)
+    }
 }
 
 #[cfg(test)]

@@ -27,24 +27,11 @@ pub mod userdata;
 
 use std::path::{Path, PathBuf};
 
+use rkos_contract::paths::{self, under};
+
 use crate::diag::Diagnostic;
 use crate::load::{Parsed, Source, SourceKind};
 use crate::node::PathSeg;
-
-pub use userdata::{USER_DATA_BOOTHOOK, USER_DATA_SCRIPT};
-
-/// The volume label of an OpenStack/Proxmox ConfigDrive.
-pub const CONFIG_DRIVE_LABEL: &str = "config-2";
-/// Where rkos-init copies a NoCloud volume's files (relative to the root).
-pub const NOCLOUD_DIR: &str = "run/rkos/cidata";
-/// Where rkos-init copies a ConfigDrive's `openstack/latest/` files.
-pub const CONFIG_DRIVE_DIR: &str = "run/rkos/config-2";
-/// Where `rkos config apply --stage network` puts a NoCloud seed fetched from a URL.
-pub const NOCLOUD_NET_DIR: &str = "run/rkos/nocloud-net";
-/// The files of a NoCloud seed.
-pub const NOCLOUD_FILES: &[&str] = &["meta-data", "network-config", "vendor-data", "user-data"];
-/// The files of a ConfigDrive's `openstack/latest/` that rkos reads.
-pub const CONFIG_DRIVE_FILES: &[&str] = &["meta_data.json", "network_data.json", "user_data"];
 
 /// Added to the warning for a key of user-data that rkos does not read.
 pub const CLOUD_INIT_NOTE: &str =
@@ -106,9 +93,9 @@ pub fn kind_of(name: &str, text: &str) -> Option<SourceKind> {
 /// NoCloud volume, then a NoCloud seed fetched from a URL.
 pub fn seed_sources(root: &Path) -> Vec<(SourceKind, PathBuf)> {
     let dirs = [
-        (root.join(CONFIG_DRIVE_DIR), true),
-        (root.join(NOCLOUD_DIR), false),
-        (root.join(NOCLOUD_NET_DIR), false),
+        (under(root, paths::CONFIG_DRIVE_DIR), true),
+        (under(root, paths::CIDATA_DIR), false),
+        (under(root, paths::NOCLOUD_NET_DIR), false),
     ];
     let file = |drive: bool, nocloud: &str| -> &'static str {
         let pick = |a: &'static str, b: &'static str| if drive { a } else { b };
@@ -153,22 +140,19 @@ pub fn instance_id(root: &Path) -> Option<(String, PathBuf)> {
 }
 
 /// A NoCloud seed named on the kernel command line: `ds=nocloud;s=URL` (also
-/// `ds=nocloud-net`, `seedfrom=`); cloud-init's own syntax, `;`-separated, in one word.
+/// `ds=nocloud-net`, `seedfrom=`); cloud-init's own syntax, `;`-separated, in one word (the
+/// last `ds=` counts, as for every key: `rkos_contract::cmdline`).
 pub fn nocloud_seed_url(cmdline: &str) -> Option<String> {
-    crate::cmdline::split_words(cmdline)
-        .into_iter()
-        .find_map(|w| {
-            let rest = w.text.strip_prefix("ds=")?;
-            let mut fields = rest.split(';');
-            let ds = fields.next()?;
-            if ds != "nocloud" && ds != "nocloud-net" {
-                return None;
-            }
-            fields.find_map(|f| {
-                let (k, v) = f.split_once('=')?;
-                (k == "s" || k == "seedfrom").then(|| v.to_string())
-            })
-        })
+    let line = rkos_contract::cmdline::Cmdline::parse(cmdline);
+    let mut fields = line.get("ds")?.split(';');
+    let ds = fields.next()?;
+    if ds != "nocloud" && ds != "nocloud-net" {
+        return None;
+    }
+    fields.find_map(|f| {
+        let (k, v) = f.split_once('=')?;
+        (k == "s" || k == "seedfrom").then(|| v.to_string())
+    })
 }
 
 /// When a source other than the seed's network config sets `rkos.network.interfaces`, the

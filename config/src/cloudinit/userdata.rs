@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use rkos_contract::paths::{USER_DATA_BOOTHOOK, USER_DATA_SCRIPT, VAR_LIB_RKOS};
+
 use crate::diag::Diagnostic;
 use crate::load::Source;
 use crate::merge::merge;
@@ -13,11 +15,6 @@ use crate::schema::Normalizer;
 use super::mime::{self, Part};
 use super::tree::{self, MapB};
 use super::{cloudconfig, CLOUD_INIT_NOTE};
-
-/// Path at which a `#!` user-data script is written and run.
-pub const USER_DATA_SCRIPT: &str = "/var/lib/rkos/user-data.sh";
-/// Path of a `#cloud-boothook` user-data, run with `boot_cmd`.
-pub const USER_DATA_BOOTHOOK: &str = "/var/lib/rkos/user-data-boothook.sh";
 
 /// What a part of user-data is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,9 +196,9 @@ fn part_tree(
 fn script(kind: Kind, text: &str, mark: &Mark, part: Option<usize>) -> Node {
     let path = match (kind, part) {
         (Kind::Boothook, None) => USER_DATA_BOOTHOOK.to_string(),
-        (Kind::Boothook, Some(n)) => format!("/var/lib/rkos/user-data-part{n}-boothook.sh"),
+        (Kind::Boothook, Some(n)) => format!("{VAR_LIB_RKOS}/user-data-part{n}-boothook.sh"),
         (_, None) => USER_DATA_SCRIPT.to_string(),
-        (_, Some(n)) => format!("/var/lib/rkos/user-data-part{n}.sh"),
+        (_, Some(n)) => format!("{VAR_LIB_RKOS}/user-data-part{n}.sh"),
     };
     let mut file = MapB::new(mark);
     file.put("path", tree::text(&path, mark))

@@ -4,6 +4,7 @@
 //! Usage: boot-report ISO
 
 use anyhow::{bail, Context, Result};
+use rkos_contract::files;
 use rkos_tests::console::init_stages;
 use rkos_tests::qemu::{accelerator, extract_kernel, Boot, Vm, VmConfig};
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ fn main() -> Result<()> {
     let iso = PathBuf::from(std::env::args().nth(1).context("usage: boot-report ISO")?);
     let tmp = tempfile::tempdir()?;
     let (_, initrd) = extract_kernel(&iso, tmp.path())?;
-    let squashfs = iso_file_size(&iso, "/rootfs.squashfs")?;
+    let squashfs = iso_file_size(&iso, &format!("/{}", files::MEDIUM_ROOTFS))?;
 
     let t0 = Instant::now();
     let mut vm = Vm::start(&VmConfig {

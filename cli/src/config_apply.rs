@@ -582,36 +582,43 @@ mod tests {
         assert!(under(r, paths::LAST_GOOD_DIR).join("config.yaml").exists());
     }
 
-    #[test]
-    fn a_nocloud_seed_url_is_fetched_over_loopback() {
+    /// A loopback HTTP server answering `requests` requests, each with `body(request line)`
+    /// (404 when `None`).
+    fn serve(
+        requests: usize,
+        body: fn(&str) -> Option<&'static str>,
+    ) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
-            // meta-data, network-config (missing), vendor-data (missing), user-data
-            for _ in 0..4 {
+            for _ in 0..requests {
                 let (mut s, _) = listener.accept().unwrap();
                 let mut buf = [0u8; 2048];
                 let n = s.read(&mut buf).unwrap();
                 let req = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let body = if req.starts_with("GET /seed/meta-data ") {
-                    "instance-id: net-1\nlocal-hostname: from-url\n"
-                } else if req.starts_with("GET /seed/user-data ") {
-                    "#cloud-config\nrkos:\n  labels: {seeded: url}\n"
-                } else {
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    );
-                    continue;
+                let (status, body) = match body(req.lines().next().unwrap_or("")) {
+                    Some(b) => ("200 OK", b),
+                    None => ("404 Not Found", ""),
                 };
                 write!(
                     s,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 )
                 .unwrap();
             }
+        });
+        (addr, server)
+    }
+
+    #[test]
+    fn a_nocloud_seed_url_is_fetched_over_loopback() {
+        // meta-data, network-config (missing), vendor-data (missing), user-data
+        let (addr, server) = serve(4, |req| match req.split(' ').nth(1)? {
+            "/seed/meta-data" => Some("instance-id: net-1\nlocal-hostname: from-url\n"),
+            "/seed/user-data" => Some("#cloud-config\nrkos:\n  labels: {seeded: url}\n"),
+            _ => None,
         });
         let d = tempfile::tempdir().unwrap();
         let mut problems = Vec::new();
@@ -635,21 +642,7 @@ mod tests {
 
     #[test]
     fn data_sources_are_fetched_over_loopback() {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 2048];
-            let _ = s.read(&mut buf).unwrap();
-            let body = "hostname: from-url\n";
-            write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .unwrap();
-        });
+        let (addr, server) = serve(1, |_| Some("hostname: from-url\n"));
         let d = tempfile::tempdir().unwrap();
         let mut cfg = Config::default();
         cfg.rkos.data_sources = vec![format!("http://{addr}/cfg")];

@@ -186,6 +186,15 @@ pub fn save_last_good(root: &Path, sources: &[Source]) -> Result<(), crate::appl
     Ok(())
 }
 
+/// Writes `text` at `path` under `root`, making its directories: the tests' way to lay out
+/// a node's files.
+#[cfg(test)]
+pub(crate) fn write_under(root: &Path, path: &str, text: &str) {
+    let p = under(root, path);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,11 +203,7 @@ mod tests {
     fn order_and_skips() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        let w = |p: &str, t: &str| {
-            let f = r.join(p);
-            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-            std::fs::write(f, t).unwrap();
-        };
+        let w = |p: &str, t: &str| write_under(r, p, t);
         w("usr/lib/rkos/config.d/20-b.yaml", "hostname: b\n");
         w("usr/lib/rkos/config.d/10-a.yaml", "hostname: a\n");
         w("usr/lib/rkos/config.d/README", "not config");

@@ -43,27 +43,28 @@ pub fn copy_boot_config(medium: &Path, root: &Path) -> io::Result<bool> {
 /// Copies the NoCloud files found in the mounted seed `seed` to `ROOT/run/rkos/cidata/`.
 /// Returns the names copied.
 pub fn copy_cidata(seed: &Path, root: &Path) -> io::Result<Vec<String>> {
-    let mut copied = Vec::new();
-    for name in CIDATA_FILES {
-        let src = seed.join(name);
-        if src.is_file() {
-            copy_private(&src, &under(root, paths::CIDATA_DIR).join(name))?;
-            copied.push(name.to_string());
-        }
-    }
-    Ok(copied)
+    copy_named(seed, &CIDATA_FILES, &under(root, paths::CIDATA_DIR))
 }
 
 /// Copies the files rkos reads from a mounted ConfigDrive `drive` (`config-2`:
 /// `openstack/latest/` `meta_data.json`, `network_data.json`, `user_data`) to
 /// `ROOT/run/rkos/config-2/`. Returns the names copied.
 pub fn copy_config_drive(drive: &Path, root: &Path) -> io::Result<Vec<String>> {
-    let latest = drive.join(CONFIG_DRIVE_LATEST);
+    copy_named(
+        &drive.join(CONFIG_DRIVE_LATEST),
+        &CONFIG_DRIVE_FILES,
+        &under(root, paths::CONFIG_DRIVE_DIR),
+    )
+}
+
+/// Copies each of `names` that is a file in `from` into `to`, privately; returns the names
+/// copied.
+fn copy_named(from: &Path, names: &[&str], to: &Path) -> io::Result<Vec<String>> {
     let mut copied = Vec::new();
-    for name in CONFIG_DRIVE_FILES {
-        let src = latest.join(name);
+    for name in names {
+        let src = from.join(name);
         if src.is_file() {
-            copy_private(&src, &under(root, paths::CONFIG_DRIVE_DIR).join(name))?;
+            copy_private(&src, &to.join(name))?;
             copied.push(name.to_string());
         }
     }

@@ -11,8 +11,10 @@
 //!    `RKOS_DATA` grew to the bigger disk;
 //! 2. clone B, UEFI, a NoCloud seed as Proxmox writes it (ISO 9660 `cidata` on a CD-ROM;
 //!    network-config version 1; `user:`/`password:`/`users: [default]`), without a host
-//!    name: the same checks, and B is a node of its own: other SSH host keys, machine id
-//!    and default host name than A, the default name in use;
+//!    name. B's disk is a copy-on-write overlay of A's after A powered off (a clone of a
+//!    disk that has booted, as when an operator clones a VM rather than the gold image): the
+//!    same checks, and B is a node of its own, made new for its new instance-id: other SSH
+//!    host keys, machine id and default host name than A, the default name in use;
 //! 3. clone B rebooted: its host keys, machine id and host name are still its own.
 //!
 //! Needs RKOS_DISK_IMAGE (the stand-in qcow2: `make K3S_STANDIN=1 disk-image`), QEMU, OVMF,
@@ -44,8 +46,8 @@ fn disk_image() -> Result<PathBuf> {
     Ok(img)
 }
 
-/// A copy-on-write overlay of the gold image, of `size` (bigger than the image: the disk an
-/// operator gives the VM).
+/// A copy-on-write overlay of `image` (the gold image, or a clone's disk), of `size` (bigger
+/// than the image: the disk an operator gives the VM).
 fn overlay(image: &Path, dir: &Path, name: &str, size: &str) -> Result<PathBuf> {
     let o = dir.join(format!("{name}.qcow2"));
     sh(
@@ -231,6 +233,10 @@ fn clones_of_the_gold_image_with_their_seeds() -> Result<()> {
         json_field(&report_a, "new")? == "true",
         "clone A's first boot: {report_a}"
     );
+    // A powers off cleanly, so its identity is on its disk for B to inherit and drop.
+    vm.send("sudo systemctl poweroff\n")?;
+    vm.expect("reboot: Power down", CMD)
+        .context("clone A did not power off")?;
     drop(vm);
 
     // --- clone B: UEFI, Proxmox, its seed on a CD-ROM ---------------------------------------
@@ -259,7 +265,7 @@ fn clones_of_the_gold_image_with_their_seeds() -> Result<()> {
     let port_b = free_port()?;
     let b = Clone {
         name: "b-uefi",
-        disks: vec![overlay(&image, dir, "clone-b", "6G")?],
+        disks: vec![overlay(&a.disks[0], dir, "clone-b", "6G")?],
         uefi: Some(ovmf_vars(dir)?),
         extras: Extras {
             cdroms: vec![seed_b],
@@ -280,8 +286,10 @@ fn clones_of_the_gold_image_with_their_seeds() -> Result<()> {
     no_config_errors(&mut vm).context("clone B")?;
     let (id_b, report_b) = identity(&mut vm)?;
     ensure!(
-        json_field(&report_b, "new")? == "true",
-        "clone B's first boot: {report_b}"
+        json_field(&report_b, "new")? == "true"
+            && json_field(&report_b, "reason")?
+                == "instance-id `clone-a` became `6f1d2c5e9a0b47c3d8e1f2a3b4c5d6e7f8091a2b`",
+        "clone B's first boot, on A's disk: {report_b}"
     );
     ensure!(
         id_b.hostname == id_b.default_hostname && over_ssh.trim() == id_b.hostname,

@@ -205,11 +205,7 @@ mod tests {
     fn seeds_are_found_in_order() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        let w = |p: &str, t: &str| {
-            let f = r.join(p);
-            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-            std::fs::write(f, t).unwrap();
-        };
+        let w = |p: &str, t: &str| crate::source::write_under(r, p, t);
         w("run/rkos/cidata/user-data", "#cloud-config\n");
         w("run/rkos/cidata/meta-data", "local-hostname: a\n");
         w(

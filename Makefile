@@ -2,6 +2,7 @@
 #   make iso    dist/rkos-<version>-amd64.iso (K3S_BINARY=/path/k3s to use a local k3s;
 #               K3S_STANDIN=1 for a TEST image with the k3s stand-in: *-standin.iso)
 #   make run    boot the ISO in QEMU, serial console on this terminal, empty 8 GiB disk
+#   make disk-image   dist/rkos-<version>-amd64.qcow2 and .raw.xz for hypervisors (build/disk-image.mk)
 #   make test   fmt, clippy, unit tests, then the QEMU tests (boot, install, upgrade) against a
 #               stand-in ISO
 #   make netboot  dist/netboot/ (K3S_STANDIN=1: dist/netboot-standin/): what `rkos farm serve`
@@ -102,6 +103,9 @@ $(ISO): binaries k3s FORCE
 	@if [ ! -f $@ ] || [ work/image/stamp -nt $@ ] || [ -n "$$(find $(ISO_INPUTS) -newer $@)" ]; then \
 		build/iso.sh $@; else echo "iso: $@ is up to date"; fi
 
+# The hypervisor disk image, and the k3s check before any compile (build/disk-image.mk).
+include build/disk-image.mk
+
 # --- run and boot tests ----------------------------------------------------------------------
 
 run: iso
@@ -110,14 +114,16 @@ run: iso
 # The QEMU tests of the stand-in ISO (root: loop devices for the installs and bundles):
 # live boots, os-config on the serial console (a server, then an agent configured to join
 # it), the wizard install and unattended install, a host-side install booted under BIOS and
-# UEFI, and upgrades of an installed node; one PXE boot of a diskless node from `rkos farm
-# serve` (the same image, so only build/netboot.sh's packing is added); then a full disk
-# refusing a bundle.
+# UEFI, and upgrades of an installed node; clones of the disk image with their cloud-init
+# seeds; one PXE boot of a diskless node from `rkos farm serve` (the same image, so only
+# build/netboot.sh's packing is added); then a full disk refusing a bundle.
 boot-test: host-deps
 	$(MAKE) K3S_STANDIN=1 iso
-	RKOS_ISO=$(CURDIR)/$(STANDIN_ISO) $(CARGO) test -p rkos-tests --features qemu \
+	$(MAKE) K3S_STANDIN=1 DISK_IMAGE_FORMATS=qcow2 disk-image
+	RKOS_ISO=$(CURDIR)/$(STANDIN_ISO) RKOS_DISK_IMAGE=$(CURDIR)/$(STANDIN_DISK_IMAGE).qcow2 \
+		$(CARGO) test -p rkos-tests --features qemu \
 		--test boot --test wizard_serial --test install_iso --test install_disk \
-		--test upgrade_node -- --test-threads=1
+		--test upgrade_node --test disk_image -- --test-threads=1
 	$(MAKE) K3S_STANDIN=1 netboot
 	build/netboot-deps.sh
 	RKOS_NETBOOT_DIR=$(CURDIR)/dist/netboot-standin $(CARGO) test -p rkos-tests --features qemu \

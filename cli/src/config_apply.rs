@@ -50,6 +50,7 @@ pub fn run(a: &ApplyArgs) -> anyhow::Result<()> {
     let mut problems: Vec<String> = Vec::new();
 
     if a.stage == Stage::Network {
+        fetch_nocloud_seed(root, &cmdline, &mut problems);
         let first = load(root, &cmdline);
         fetch_data_sources(root, &first.config, &mut problems);
     }
@@ -144,6 +145,14 @@ fn context(root: &Path, cmdline: &str) -> RenderContext {
     let mode = boot_mode(root, cmdline);
     let mut ctx = RenderContext::new(version, mode);
     ctx.primary_mac = rkos_config::primary_mac(&root.join("sys/class/net"));
+    // An installed node's machine id is its own, kept per instance by rkos-init (elsewhere
+    // systemd makes a new one at every boot): it names the node when the config does not.
+    if mode == BootMode::Disk {
+        ctx.machine_id = std::fs::read_to_string(root.join("etc/machine-id"))
+            .ok()
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty());
+    }
     ctx.previous_password_hash = std::fs::read_to_string(under(root, PASSWORD_HASH))
         .ok()
         .map(|h| h.trim().to_string());
@@ -194,6 +203,17 @@ pub fn fetch_text(client: &rkos_http::Client, url: &str) -> anyhow::Result<Strin
     Ok(client.get_text(url, source::MAX_SOURCE_BYTES)?)
 }
 
+/// A fetched config source, kept at `path` readable by root only (it may hold a token).
+fn fetched(path: PathBuf, text: String) -> rkos_config::RenderedFile {
+    rkos_config::RenderedFile {
+        path,
+        mode: 0o600,
+        uid: 0,
+        gid: 0,
+        content: text.into_bytes(),
+    }
+}
+
 /// Fetches each `data_sources` URL into `run/rkos/datasources/NN.yaml`. A URL that fails
 /// keeps no file (the boot continues with the other sources).
 fn fetch_data_sources(root: &Path, cfg: &Config, problems: &mut Vec<String>) {
@@ -211,18 +231,51 @@ fn fetch_data_sources(root: &Path, cfg: &Config, problems: &mut Vec<String>) {
             continue;
         }
         match fetch_text(&client, url) {
-            Ok(text) => files.push(rkos_config::RenderedFile {
-                path: Path::new(paths::DATASOURCES_DIR).join(format!("{:02}.yaml", i + 1)),
-                mode: 0o600,
-                uid: 0,
-                gid: 0,
-                content: text.into_bytes(),
-            }),
+            Ok(text) => files.push(fetched(
+                Path::new(paths::DATASOURCES_DIR).join(format!("{:02}.yaml", i + 1)),
+                text,
+            )),
             Err(e) => problems.push(format!("data_sources[{i}]: {e:#}")),
         }
     }
     if let Err(e) = rkos_config::apply::write_rendered(root, &files) {
         problems.push(format!("saving data sources: {e}"));
+    }
+}
+
+/// A NoCloud seed named on the kernel command line (`ds=nocloud;s=URL`): its files fetched
+/// into `run/rkos/nocloud-net/` (`meta-data` and `user-data` as cloud-init requires them,
+/// `network-config` and `vendor-data` when the server has them). A failure keeps what an
+/// earlier fetch left (the boot continues with the other sources).
+fn fetch_nocloud_seed(root: &Path, cmdline: &str, problems: &mut Vec<String>) {
+    let Some(base) = rkos_config::cloudinit::nocloud_seed_url(cmdline) else {
+        return;
+    };
+    if !(base.starts_with("https://") || base.starts_with("http://")) {
+        return problems.push(format!(
+            "ds=nocloud;s={base}: rkos fetches seeds over http(s) only"
+        ));
+    }
+    let client = match http_client() {
+        Ok(c) => c,
+        Err(e) => return problems.push(format!("{e:#}")),
+    };
+    let base = if base.ends_with('/') {
+        base
+    } else {
+        format!("{base}/")
+    };
+    let mut files = Vec::new();
+    for name in rkos_contract::files::CIDATA_FILES {
+        let url = format!("{base}{name}");
+        match fetch_text(&client, &url) {
+            Ok(text) => files.push(fetched(Path::new(paths::NOCLOUD_NET_DIR).join(name), text)),
+            Err(_) if matches!(name, "network-config" | "vendor-data") => {}
+            Err(e) => problems.push(format!("NoCloud seed {url}: {e:#}")),
+        }
+    }
+    if let Err(e) = rkos_config::apply::write_rendered(root, &files) {
+        problems.push(format!("saving the NoCloud seed: {e}"));
     }
 }
 
@@ -529,23 +582,67 @@ mod tests {
         assert!(under(r, paths::LAST_GOOD_DIR).join("config.yaml").exists());
     }
 
-    #[test]
-    fn data_sources_are_fetched_over_loopback() {
+    /// A loopback HTTP server answering `requests` requests, each with `body(request line)`
+    /// (404 when `None`).
+    fn serve(
+        requests: usize,
+        body: fn(&str) -> Option<&'static str>,
+    ) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 2048];
-            let _ = s.read(&mut buf).unwrap();
-            let body = "hostname: from-url\n";
-            write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .unwrap();
+            for _ in 0..requests {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 2048];
+                let n = s.read(&mut buf).unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let (status, body) = match body(req.lines().next().unwrap_or("")) {
+                    Some(b) => ("200 OK", b),
+                    None => ("404 Not Found", ""),
+                };
+                write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
         });
+        (addr, server)
+    }
+
+    #[test]
+    fn a_nocloud_seed_url_is_fetched_over_loopback() {
+        // meta-data, network-config (missing), vendor-data (missing), user-data
+        let (addr, server) = serve(4, |req| match req.split(' ').nth(1)? {
+            "/seed/meta-data" => Some("instance-id: net-1\nlocal-hostname: from-url\n"),
+            "/seed/user-data" => Some("#cloud-config\nrkos:\n  labels: {seeded: url}\n"),
+            _ => None,
+        });
+        let d = tempfile::tempdir().unwrap();
+        let mut problems = Vec::new();
+        let cmdline = format!("quiet ds=nocloud-net;s=http://{addr}/seed");
+        fetch_nocloud_seed(d.path(), &cmdline, &mut problems);
+        server.join().unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let loaded = load(d.path(), "");
+        assert_eq!(loaded.config.hostname.as_deref(), Some("from-url"));
+        assert_eq!(loaded.config.rkos.labels["seeded"], "url");
+        assert!(!under(d.path(), paths::NOCLOUD_NET_DIR)
+            .join("network-config")
+            .exists());
+        let mut problems = Vec::new();
+        fetch_nocloud_seed(d.path(), "ds=nocloud;s=file:///seed/", &mut problems);
+        assert_eq!(
+            problems,
+            ["ds=nocloud;s=file:///seed/: rkos fetches seeds over http(s) only"]
+        );
+    }
+
+    #[test]
+    fn data_sources_are_fetched_over_loopback() {
+        let (addr, server) = serve(1, |_| Some("hostname: from-url\n"));
         let d = tempfile::tempdir().unwrap();
         let mut cfg = Config::default();
         cfg.rkos.data_sources = vec![format!("http://{addr}/cfg")];

@@ -1,6 +1,8 @@
 //! `rkos install`: install to disk without questions (a config file or URL and a device), or
 //! unattended from the kernel command line (`rkos.mode=install rkos.install.device=...`,
-//! run by rkos-install.service), and `rkos install --grow-data` (rkos-grow-data.service).
+//! run by rkos-install.service), `rkos install --image FILE` (the same install onto a disk
+//! image: how `make disk-image` makes the gold image), and `rkos install --grow-data`
+//! (rkos-grow-data.service).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +38,14 @@ pub struct InstallArgs {
     /// Grow RKOS_DATA to the end of its disk (first boot of an installed node).
     #[arg(long, conflicts_with_all = ["device", "config", "from_cmdline"])]
     pub grow_data: bool,
+    /// Install onto a raw disk image FILE instead of a disk (created sparse, replaced if it
+    /// exists; attached to a loop device for the install, so root is needed).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["device", "from_cmdline", "grow_data"])]
+    pub image: Option<PathBuf>,
+    /// The image's size (`4G`, `4096M`, bytes); default: the smallest the layout takes.
+    /// `RKOS_DATA` grows to the disk's end on the first boot of a bigger disk.
+    #[arg(long, value_name = "SIZE", requires = "image", value_parser = parse_size)]
+    pub size: Option<u64>,
     /// Power off when the install is done.
     #[arg(long)]
     pub power_off: bool,
@@ -84,9 +94,77 @@ pub fn install(req: &InstallRequest) -> Result<InstallReport> {
     Ok(res?)
 }
 
+/// `4G`, `4GiB`, `512M`, `4294967296`: a size in bytes (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 4G"))?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("`{s}`: unknown unit (K, M, G or T)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too big"))
+}
+
+/// The config a disk image carries: none of its own, so every clone takes its config from
+/// its cloud-init seed (or from `os-config` on its console).
+const IMAGE_CONFIG: &str =
+    "# rkos disk image: each node made from it takes its config from its cloud-init
+# seed (NoCloud or ConfigDrive), or from `sudo os-config` on its console. See docs/disk-image.md.
+";
+
+/// `rkos install --image FILE`: the installer's own install onto a raw image file.
+fn install_image(args: &InstallArgs, image: &Path) -> Result<()> {
+    let version = args
+        .image_version
+        .clone()
+        .unwrap_or_else(|| crate::image_version(&args.root));
+    let source = rkos_install::Source::from_dir(&args.source, &version, rkos_contract::arch())?;
+    let config_yaml = match &args.config {
+        Some(src) => checked_config(src, fetch_with_retry(src, false)?)?,
+        None => IMAGE_CONFIG.to_string(),
+    };
+    let min = rkos_install::Layout::for_image(source.total_bytes()?).min_disk_bytes();
+    let req = InstallRequest {
+        target: Target::Image {
+            path: image.to_path_buf(),
+            size_bytes: args.size.unwrap_or(min),
+        },
+        source,
+        config_yaml,
+        extra_cmdline: None,
+    };
+    let done = rkos_install::run(&req, &mut rkos_install::LogProgress)?;
+    eprintln!(
+        "rkos-install: disk image {} with rkos {} ({}, {} {} MiB)",
+        done.target.display(),
+        done.manifest.version,
+        rkos_slots::human_size(done.disk_bytes),
+        label::STATE,
+        done.layout.state_mib
+    );
+    Ok(())
+}
+
 pub fn run(args: InstallArgs) -> Result<()> {
     if args.grow_data {
         return grow_data(&args.root);
+    }
+    if let Some(image) = &args.image {
+        return install_image(&args, image);
     }
     refuse_ctrlc_while_writing()?;
     let (settings, fallback_config) = settings(&args);
@@ -127,18 +205,7 @@ pub fn run(args: InstallArgs) -> Result<()> {
     let disk = disks::resolve_choice(&args.root, &dev, &candidates).map_err(anyhow::Error::msg)?;
 
     let config_yaml = match config.as_ref().or(fallback_config.as_ref()) {
-        Some(src) => {
-            let text = fetch_with_retry(src, args.from_cmdline)?;
-            let (errors, warnings) = rkos_wizard::validate_config(src, &text);
-            warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-            if !errors.is_empty() {
-                bail!(
-                    "{src} has errors; nothing was written:\n{}",
-                    errors.join("\n")
-                );
-            }
-            text
-        }
+        Some(src) => checked_config(src, fetch_with_retry(src, args.from_cmdline)?)?,
         None => {
             eprintln!(
                 "warning: no config given: the installed node has only its defaults (no password, no SSH key);\n\
@@ -215,6 +282,19 @@ fn settings(args: &InstallArgs) -> (Unattended, Option<String>) {
     (settings, fallback)
 }
 
+/// `text`, the config read from `src`, when it has no errors (its warnings are printed).
+fn checked_config(src: &str, text: String) -> Result<String> {
+    let (errors, warnings) = rkos_wizard::validate_config(src, &text);
+    warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+    if !errors.is_empty() {
+        bail!(
+            "{src} has errors; nothing was written:\n{}",
+            errors.join("\n")
+        );
+    }
+    Ok(text)
+}
+
 /// The network may come up after the install unit starts: retry a URL for a minute.
 fn fetch_with_retry(src: &str, patient: bool) -> Result<String> {
     let deadline = Instant::now()
@@ -274,5 +354,23 @@ mod tests {
         let c = Cli::try_parse_from(["rkos", "--from-cmdline", "--image-version", "2"]).unwrap();
         assert!(c.args.from_cmdline);
         assert_eq!(c.args.image_version.as_deref(), Some("2"));
+        let c = Cli::try_parse_from(["rkos", "--image", "x.raw", "--size", "4G"]).unwrap();
+        assert_eq!(c.args.size, Some(4 << 30));
+        assert!(
+            Cli::try_parse_from(["rkos", "--size", "4G"]).is_err(),
+            "--size needs --image"
+        );
+        assert!(Cli::try_parse_from(["rkos", "--image", "x", "--device", "/dev/sda"]).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("4X").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("99999999999T").is_err());
     }
 }

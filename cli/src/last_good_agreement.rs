@@ -73,7 +73,7 @@ fn rkos_init_and_config_apply_apply_the_same_last_good_values() {
     // extra persistent paths' bind plan.
     let init = early::load_config(None, &root, CMDLINE, None);
     let init_etc = d.path().join("init");
-    early::write_hostname(&init_etc, &init.hostname).unwrap();
+    early::write_hostname(&init_etc, &init.hostname(None)).unwrap();
     let proc_sys = d.path().join("proc/sys");
     fs::create_dir_all(proc_sys.join("vm")).unwrap();
     fs::write(proc_sys.join("vm/swappiness"), "60\n").unwrap();
@@ -118,7 +118,7 @@ fn rkos_init_and_config_apply_apply_the_same_last_good_values() {
         .collect();
     apply_binds.sort();
 
-    assert_eq!(init.hostname, "last-good-node");
+    assert_eq!(init.hostname(None), "last-good-node");
     assert_eq!(
         fs::read_to_string(init_etc.join("etc/hostname")).unwrap(),
         apply_hostname

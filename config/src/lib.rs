@@ -4,11 +4,14 @@
 //! against the schema ([`schema`]), checked on its own, merged with the others lowest
 //! first ([`merge`]), deserialized into the typed [`Config`] and checked as a whole
 //! ([`load`]). [`render()`] turns a config into files; [`apply`] writes them under a root.
+//! cloud-init seeds (NoCloud, ConfigDrive: meta-data, user-data, network config) are read
+//! into the same model by [`cloudinit`].
 //!
 //! The node's config (its standard sources under a root, with the last good copies of its
 //! own files) is read through one entry point, [`NodeConfig`], by every program that reads it.
 
 pub mod apply;
+pub mod cloudinit;
 pub mod cmdline;
 pub mod de;
 pub mod diag;
@@ -30,8 +33,8 @@ pub use load::{
     SourceKind,
 };
 pub use model::{
-    default_hostname, primary_mac, Bond, Config, DataDisk, Install, Interface, Network, Proxy,
-    Rkos, Role, Upgrade, Vlan, Wifi, WriteFile,
+    default_hostname, node_default_hostname, primary_mac, Bond, Bridge, Config, DataDisk, Install,
+    Interface, Network, Proxy, Rkos, Role, Route, Upgrade, Vlan, Wifi, WriteFile,
 };
 pub use node_config::{ImageDefaults, NodeConfig};
 pub use render::{render, render_report, RenderContext, Rendered, RenderedFile};

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use rkos_contract::paths::USER_DATA_SCRIPT;
 
 use crate::cmdline;
 use crate::de::{from_node, DeError};
 use crate::diag::{Diagnostic, Severity};
 use crate::merge::{merge, strip_replace};
 use crate::model::Config;
-use crate::node::{parse_yaml, path_string, Mark, Node, PathSeg, Scalar, Value};
+use crate::node::{parse_yaml, path_string, Mark, Node, PathSeg, Value};
 use crate::schema::Normalizer;
 use crate::validate::{check_fields, check_whole, Finding};
 
@@ -21,6 +20,11 @@ use crate::validate::{check_fields, check_whole, Finding};
 pub enum SourceKind {
     ImageDefault,
     BootMedium,
+    /// A cloud-init seed's meta-data (`meta-data`, `meta_data.json`); see `cloudinit`.
+    CloudMetaData,
+    /// A cloud-init seed's network config (`network-config`, `network_data.json`).
+    CloudNetwork,
+    /// cloud-init user-data (and vendor-data).
     CloudInit,
     DataSource,
     Persistent,
@@ -48,20 +52,13 @@ impl Source {
         Source::new(SourceKind::Cmdline, cmdline::CMDLINE_SOURCE, text)
     }
 
-    /// A file given by name (`rkos config validate|show --config`): cloud-init user-data
-    /// when it starts with `#cloud-config` or `#!`, else a config.yaml.
+    /// A file given by name (`rkos config validate|show --config`): a cloud-init seed file
+    /// by its name (`meta-data`, `network-config`, `user-data`, ...) or its text
+    /// (`#cloud-config`, `#!`, a MIME message; [`crate::cloudinit::kind_of`]), else a
+    /// config.yaml.
     pub fn given_file(name: impl Into<String>, text: impl Into<String>) -> Self {
-        let text = text.into();
-        let first = text
-            .trim_start_matches('\u{feff}')
-            .lines()
-            .next()
-            .unwrap_or("");
-        let kind = if first.starts_with("#cloud-config") || first.starts_with("#!") {
-            SourceKind::CloudInit
-        } else {
-            SourceKind::Persistent
-        };
+        let (name, text) = (name.into(), text.into());
+        let kind = crate::cloudinit::kind_of(&name, &text).unwrap_or(SourceKind::Persistent);
         Source::new(kind, name, text)
     }
 }
@@ -92,6 +89,7 @@ impl Loaded {
 pub struct Parsed {
     pub tree: Node,
     pub diagnostics: Vec<Diagnostic>,
+    pub kind: SourceKind,
 }
 
 impl Parsed {
@@ -99,8 +97,6 @@ impl Parsed {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
 }
-
-const CLOUD_INIT_NOTE: &str = "; rkos reads only hostname, ssh_authorized_keys, write_files, runcmd, bootcmd and rkos/k3os from cloud-init user-data";
 
 fn empty_map(name: &str) -> Node {
     let src: Arc<str> = Arc::from(name);
@@ -110,37 +106,37 @@ fn empty_map(name: &str) -> Node {
 /// Parses and normalises one source, and runs the per-value checks on it.
 pub fn parse_source(source: &Source) -> Parsed {
     let mut diags = Vec::new();
-    let raw = match source.kind {
-        SourceKind::Cmdline => {
-            let (n, d) = cmdline::parse(&source.text);
-            diags.extend(d);
-            n
-        }
-        SourceKind::CloudInit => match cloud_init(source) {
-            Ok(n) => n,
-            Err(d) => {
-                return Parsed {
-                    tree: empty_map(&source.name),
-                    diagnostics: vec![d],
-                }
-            }
-        },
-        _ => match parse_yaml(&source.name, &source.text) {
-            Ok(n) => n,
-            Err(d) => {
-                return Parsed {
-                    tree: empty_map(&source.name),
-                    diagnostics: vec![d],
-                }
-            }
-        },
+    let failed = |d: Diagnostic| Parsed {
+        tree: empty_map(&source.name),
+        diagnostics: vec![d],
+        kind: source.kind,
     };
-    let mut norm = Normalizer::new(source.kind == SourceKind::Cmdline);
-    if source.kind == SourceKind::CloudInit {
-        norm.unknown_root_note = Some(CLOUD_INIT_NOTE);
-    }
-    let tree = norm.root(raw);
-    diags.extend(norm.diagnostics);
+    let tree = if crate::cloudinit::is_seed(source.kind) {
+        // cloud-init's formats are translated (and normalised) by the cloudinit module
+        match crate::cloudinit::parse(source) {
+            Ok((tree, d)) => {
+                diags.extend(d);
+                tree
+            }
+            Err(d) => return failed(d),
+        }
+    } else {
+        let raw = match source.kind {
+            SourceKind::Cmdline => {
+                let (n, d) = cmdline::parse(&source.text);
+                diags.extend(d);
+                n
+            }
+            _ => match parse_yaml(&source.name, &source.text) {
+                Ok(n) => n,
+                Err(d) => return failed(d),
+            },
+        };
+        let mut norm = Normalizer::new(source.kind == SourceKind::Cmdline);
+        let tree = norm.root(raw);
+        diags.extend(norm.diagnostics);
+        tree
+    };
     for d in &mut diags {
         if d.source.is_empty() {
             d.source = source.name.clone();
@@ -158,6 +154,7 @@ pub fn parse_source(source: &Source) -> Parsed {
     Parsed {
         tree,
         diagnostics: diags,
+        kind: source.kind,
     }
 }
 
@@ -207,58 +204,6 @@ fn cmdline_secrets(tree: &Node, source: &str) -> Vec<Diagnostic> {
             .at(&mark)
         })
         .collect()
-}
-
-/// cloud-init NoCloud user-data: `#cloud-config` YAML, or a `#!` script that is written to
-/// [`USER_DATA_SCRIPT`] and run like `run_cmd`.
-fn cloud_init(source: &Source) -> Result<Node, Diagnostic> {
-    let text = source.text.trim_start_matches('\u{feff}');
-    let first = text.lines().next().unwrap_or("").trim_end();
-    let src: Arc<str> = Arc::from(source.name.as_str());
-    let mark = Mark::new(&src, Some(1), 1);
-    if first == "#cloud-config" || first.starts_with("#cloud-config ") {
-        return parse_yaml(&source.name, text);
-    }
-    if first.starts_with("#!") {
-        let s = |t: &str| {
-            Node::new(
-                Value::Scalar(Scalar {
-                    text: t.to_string(),
-                    quoted: true,
-                }),
-                mark.clone(),
-            )
-        };
-        let map = |pairs: Vec<(&str, Node)>| {
-            let mut m = IndexMap::new();
-            for (k, v) in pairs {
-                m.insert(
-                    k.to_string(),
-                    crate::node::Entry {
-                        key_mark: mark.clone(),
-                        node: v,
-                    },
-                );
-            }
-            Node::new(Value::Map(m), mark.clone())
-        };
-        let seq = |items: Vec<Node>| Node::new(Value::Seq { items, key: None }, mark.clone());
-        let file = map(vec![
-            ("path", s(USER_DATA_SCRIPT)),
-            ("content", s(text)),
-            ("permissions", s("0700")),
-        ]);
-        return Ok(map(vec![
-            ("write_files", seq(vec![file])),
-            ("run_cmd", seq(vec![s(USER_DATA_SCRIPT)])),
-        ]));
-    }
-    Err(Diagnostic::error(
-        source.name.clone(),
-        "",
-        "cloud-init user-data must start with `#cloud-config` or `#!` (a script); this one does neither and is ignored",
-    )
-    .at(&mark))
 }
 
 /// serde stops at the first type error; to report them all, each top-level key and each
@@ -340,6 +285,7 @@ pub fn load_parsed(parsed: impl IntoIterator<Item = (String, Parsed)>) -> Loaded
     let mut diagnostics = Vec::new();
     let mut rejected = Vec::new();
     let mut tree = empty_map("(defaults)");
+    let parsed = crate::cloudinit::network_yields(parsed.into_iter().collect(), &mut diagnostics);
     for (name, p) in parsed {
         let bad = p.has_errors();
         diagnostics.extend(p.diagnostics);
@@ -375,8 +321,9 @@ pub fn load_parsed(parsed: impl IntoIterator<Item = (String, Parsed)>) -> Loaded
 }
 
 /// Validates one file on its own (for `rkos config validate` and the wizard): parse, key
-/// checks, value checks and the whole-config checks. A text starting with `#cloud-config`
-/// or `#!` is read as cloud-init user-data.
+/// checks, value checks and the whole-config checks. A cloud-init seed file is read as one
+/// (by its name: `meta-data`, `network-config`, `user-data`, ...; or by a text starting with
+/// `#cloud-config`, `#!` or a MIME header).
 pub fn validate_text(name: &str, text: &str) -> Vec<Diagnostic> {
     let p = parse_source(&Source::given_file(name, text));
     let mut diags = p.diagnostics;

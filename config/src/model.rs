@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub hostname: Option<String>,
+    /// The node's fully qualified name (cloud-init `fqdn`): `/etc/hosts` maps it to the
+    /// node when `manage_etc_hosts` is on.
+    pub fqdn: Option<String>,
+    /// cloud-init's `manage_etc_hosts`: `true` (or `localhost`) renders `/etc/hosts` with
+    /// the node's names; unset or `false` keeps the image's.
+    pub manage_etc_hosts: Option<String>,
     /// Literal keys, `github:USER`, `gitlab:USER`, or an https URL serving keys.
     pub ssh_authorized_keys: Vec<String>,
     pub write_files: Vec<WriteFile>,
@@ -49,6 +55,8 @@ pub struct Rkos {
     pub sysctls: BTreeMap<String, String>,
     pub ntp_servers: Vec<String>,
     pub dns_nameservers: Vec<String>,
+    /// DNS search domains for the whole node.
+    pub dns_search: Vec<String>,
     pub wifi: Vec<Wifi>,
     pub data_sources: Vec<String>,
     pub install: Install,
@@ -94,17 +102,43 @@ pub struct Network {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Interface {
-    /// Interface name (`eth0`, `enp1s0`; new names for VLANs and bonds).
+    /// Interface name (`eth0`, `enp1s0`; new names for VLANs, bonds and bridges). With
+    /// `mac`, only the config's name for the device unless `rename` is set. A physical
+    /// interface may be named by a glob (`en*`).
     pub name: String,
+    /// Match the device by this MAC address instead of by name (cloud-init's
+    /// `match.macaddress` / `mac_address`).
+    pub mac: Option<String>,
+    /// With `mac`: give the matched device the name `name` (netplan's `set-name`).
+    pub rename: Option<bool>,
     /// Default: true unless `addresses` are given.
     pub dhcp: Option<bool>,
+    /// DHCPv6 on its own; default: as `dhcp`.
+    pub dhcp6: Option<bool>,
     /// `ADDRESS/PREFIX`.
     pub addresses: Vec<String>,
     pub gateway: Option<String>,
+    /// Static routes, merged by destination.
+    pub routes: Vec<Route>,
     pub dns: Vec<String>,
+    /// DNS search domains reached through this interface.
+    pub domains: Vec<String>,
     pub mtu: Option<u32>,
     pub vlan: Option<Vlan>,
     pub bond: Option<Bond>,
+    pub bridge: Option<Bridge>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Route {
+    /// Destination `ADDRESS/PREFIX`, or `default`.
+    pub to: String,
+    /// The gateway; none for a route on the link.
+    pub via: Option<String>,
+    pub metric: Option<u32>,
+    /// The gateway is reachable on the link although outside the interface's subnets.
+    pub on_link: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +155,23 @@ pub struct Bond {
     /// systemd-networkd bond mode (`active-backup`, `802.3ad`, `balance-rr`, ...).
     pub mode: Option<String>,
     pub interfaces: Vec<String>,
+    /// Link monitoring interval in milliseconds (`miimon`).
+    pub mii_monitor_interval: Option<u32>,
+    /// 802.3ad: `slow` or `fast`.
+    pub lacp_rate: Option<String>,
+    /// `layer2`, `layer3+4`, `layer2+3`, `encap2+3`, `encap3+4`.
+    pub transmit_hash_policy: Option<String>,
+    /// active-backup: the member preferred while it is up.
+    pub primary: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bridge {
+    /// The ports.
+    pub interfaces: Vec<String>,
+    /// Spanning tree (default: off, as networkd's).
+    pub stp: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,12 +235,17 @@ impl Config {
         }
     }
 
-    /// The node's hostname: the config's, else [`default_hostname`] of the primary MAC.
-    /// rkos-init sets it at boot and `rkos config apply` renders `/etc/hostname` from it.
-    pub fn hostname_or_default(&self, primary_mac: Option<&str>) -> String {
+    /// The node's hostname: the config's, else [`node_default_hostname`] (from the machine
+    /// id of a node that has one of its own, else from the primary MAC). rkos-init sets it
+    /// at boot and `rkos config apply` renders `/etc/hostname` from it.
+    pub fn hostname_or_default(
+        &self,
+        machine_id: Option<&str>,
+        primary_mac: Option<&str>,
+    ) -> String {
         match self.hostname.as_deref().map(str::trim) {
             Some(h) if !h.is_empty() => h.to_string(),
-            _ => default_hostname(primary_mac),
+            _ => node_default_hostname(machine_id, primary_mac),
         }
     }
 }
@@ -231,13 +287,30 @@ pub fn default_hostname(primary_mac: Option<&str>) -> String {
     } else {
         bytes
     };
-    let mut h: u32 = 0x811c_9dc5;
-    for b in input {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
+    let h = fnv1a(&input);
     let folded = (h >> 16) ^ (h & 0xffff);
     format!("rkos-{folded:04x}")
+}
+
+/// The default hostname of a node that has a machine id of its own (an installed node or a
+/// clone of the disk image: the id is made per instance, see ARCHITECTURE.md "Identity"):
+/// `rkos-` and six hex digits of the id, so clones differ even where they share a MAC address
+/// (separate NAT networks), and a fleet of clones rarely meets a collision. Without an id:
+/// [`default_hostname`] of the MAC.
+pub fn node_default_hostname(machine_id: Option<&str>, primary_mac: Option<&str>) -> String {
+    match machine_id.map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => format!("rkos-{:06x}", fnv1a(id.as_bytes()) >> 8),
+        None => default_hostname(primary_mac),
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
 }
 
 #[cfg(test)]
@@ -255,14 +328,40 @@ mod tests {
     }
 
     #[test]
-    fn hostname_from_the_config_else_from_the_mac() {
+    fn a_machine_id_names_the_node() {
+        let a = node_default_hostname(Some("0f1e2d3c4b5a69788796a5b4c3d2e1f0\n"), None);
+        let b = node_default_hostname(Some("0f1e2d3c4b5a69788796a5b4c3d2e1f1"), None);
+        assert!(a.starts_with("rkos-") && a.len() == 11, "{a}");
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            node_default_hostname(
+                Some("0f1e2d3c4b5a69788796a5b4c3d2e1f0"),
+                Some("52:54:00:12:34:56")
+            )
+        );
+        // no id: the MAC's name
+        assert_eq!(
+            node_default_hostname(Some(" "), Some("52:54:00:12:34:56")),
+            default_hostname(Some("52:54:00:12:34:56"))
+        );
+    }
+
+    #[test]
+    fn hostname_from_the_config_else_from_the_machine_id_else_from_the_mac() {
         let mac = Some("52:54:00:12:34:56");
+        let id = Some("0f1e2d3c4b5a69788796a5b4c3d2e1f0");
         let mut c = Config::default();
-        assert_eq!(c.hostname_or_default(mac), default_hostname(mac));
+        assert_eq!(c.hostname_or_default(None, mac), default_hostname(mac));
+        assert_eq!(
+            c.hostname_or_default(id, mac),
+            node_default_hostname(id, None)
+        );
         c.hostname = Some("  ".into());
-        assert_eq!(c.hostname_or_default(None), "rkos-0000");
+        assert_eq!(c.hostname_or_default(None, None), "rkos-0000");
         c.hostname = Some("node-7".into());
-        assert_eq!(c.hostname_or_default(mac), "node-7");
+        assert_eq!(c.hostname_or_default(None, mac), "node-7");
+        assert_eq!(c.hostname_or_default(id, mac), "node-7");
     }
 
     #[test]

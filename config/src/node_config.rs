@@ -213,13 +213,8 @@ fn parse_or_last_good(names: &Names, s: Source, diags: &mut Vec<Diagnostic>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::write_under as write;
     use std::fs;
-
-    fn write(root: &Path, path: &str, text: &str) {
-        let p = under(root, path);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
 
     fn messages(l: &Loaded) -> Vec<String> {
         l.diagnostics.iter().map(ToString::to_string).collect()

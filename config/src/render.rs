@@ -8,10 +8,14 @@ use rkos_contract::paths::DATA_MOUNT;
 use sha_crypt::{PasswordHasher, ShaCrypt};
 
 use crate::emit;
-use crate::model::{Config, Interface, Role};
+use crate::model::{Config, Role};
 use crate::node::{Entry, Mark, Node, Scalar, Value};
 use crate::validate::{decode_content, parse_mode, server_url_with_port};
 use crate::BootMode;
+
+mod network;
+pub use network::link_files;
+use network::network;
 
 /// The default user (uid/gid 1000).
 pub const USER: &str = "rkos";
@@ -29,8 +33,11 @@ pub struct RenderContext {
     /// The OS version (`rkos.io/version` label).
     pub version: String,
     pub mode: BootMode,
-    /// Drives the default hostname.
+    /// Drives the default hostname where there is no `machine_id`.
     pub primary_mac: Option<String>,
+    /// The node's persistent machine id (an installed node: made per instance, see
+    /// ARCHITECTURE.md "Identity"); drives the default hostname when set.
+    pub machine_id: Option<String>,
     /// Salt bytes for hashing a clear-text password (random in production, fixed in tests).
     pub password_salt: [u8; 12],
     /// The hash installed last time: kept when the clear password still matches it, so the
@@ -50,6 +57,7 @@ impl RenderContext {
             version: version.into(),
             mode,
             primary_mac: None,
+            machine_id: None,
             password_salt: *b"rkos-default",
             previous_password_hash: None,
             fetched_keys: BTreeMap::new(),
@@ -386,144 +394,6 @@ fn environment(cfg: &Config, r: &mut Rendered) {
         .push(RenderedFile::new("/etc/environment", 0o600, out));
 }
 
-fn network(cfg: &Config, r: &mut Rendered) {
-    let dir = "/etc/systemd/network";
-    let mut ifaces: Vec<Interface> = cfg.rkos.network.interfaces.clone();
-    // Parents of VLANs and members of bonds need a .network of their own (naming the
-    // VLAN, or the bond) even when the config does not list them.
-    let mut implied: Vec<Interface> = Vec::new();
-    for itf in &ifaces {
-        let mut want = |name: &str| {
-            if !ifaces.iter().any(|i| i.name == name) && !implied.iter().any(|i| i.name == name) {
-                implied.push(Interface {
-                    name: name.to_string(),
-                    ..Interface::default()
-                });
-            }
-        };
-        if let Some(v) = &itf.vlan {
-            want(&v.link);
-        }
-        if let Some(bd) = &itf.bond {
-            bd.interfaces.iter().for_each(|m| want(m));
-        }
-    }
-    ifaces.extend(implied);
-    for itf in &ifaces {
-        let vlans: Vec<&str> = ifaces
-            .iter()
-            .filter(|i| i.vlan.as_ref().is_some_and(|v| v.link == itf.name))
-            .map(|i| i.name.as_str())
-            .collect();
-        let bond_of = ifaces
-            .iter()
-            .find(|i| {
-                i.bond
-                    .as_ref()
-                    .is_some_and(|bd| bd.interfaces.contains(&itf.name))
-            })
-            .map(|i| i.name.as_str());
-        let mut n = format!(
-            "# Written by rkos from config.yaml.\n[Match]\nName={}\n",
-            itf.name
-        );
-        if let Some(mtu) = itf.mtu {
-            n.push_str(&format!("\n[Link]\nMTUBytes={mtu}\n"));
-        }
-        n.push_str("\n[Network]\n");
-        if let Some(bond) = bond_of {
-            n.push_str(&format!("Bond={bond}\n"));
-        } else {
-            let dhcp = itf.dhcp.unwrap_or(itf.addresses.is_empty());
-            n.push_str(if dhcp { "DHCP=yes\n" } else { "DHCP=no\n" });
-            for a in &itf.addresses {
-                n.push_str(&format!("Address={a}\n"));
-            }
-            if let Some(g) = &itf.gateway {
-                n.push_str(&format!("Gateway={g}\n"));
-            }
-            for d in &itf.dns {
-                n.push_str(&format!("DNS={d}\n"));
-            }
-        }
-        for v in &vlans {
-            n.push_str(&format!("VLAN={v}\n"));
-        }
-        r.files.push(RenderedFile::new(
-            &format!("{dir}/10-rkos-{}.network", itf.name),
-            0o644,
-            n,
-        ));
-        if let Some(v) = &itf.vlan {
-            let nd = format!(
-                "# Written by rkos from config.yaml.\n[NetDev]\nName={}\nKind=vlan\n\n[VLAN]\nId={}\n",
-                itf.name, v.id
-            );
-            r.files.push(RenderedFile::new(
-                &format!("{dir}/10-rkos-{}.netdev", itf.name),
-                0o644,
-                nd,
-            ));
-        }
-        if let Some(bd) = &itf.bond {
-            let mut nd = format!(
-                "# Written by rkos from config.yaml.\n[NetDev]\nName={}\nKind=bond\n",
-                itf.name
-            );
-            if let Some(mode) = &bd.mode {
-                nd.push_str(&format!("\n[Bond]\nMode={mode}\n"));
-            }
-            r.files.push(RenderedFile::new(
-                &format!("{dir}/10-rkos-{}.netdev", itf.name),
-                0o644,
-                nd,
-            ));
-        }
-    }
-    r.files.push(RenderedFile::new(
-        &format!("{dir}/80-rkos-dhcp.network"),
-        0o644,
-        "# Written by rkos: DHCP on every wired interface the config does not name.\n[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n",
-    ));
-    if !cfg.rkos.wifi.is_empty() {
-        r.files.push(RenderedFile::new(
-            &format!("{dir}/20-rkos-wlan0.network"),
-            0o644,
-            "# Written by rkos: wifi (see wpa_supplicant-wlan0.conf).\n[Match]\nName=wlan0\n\n[Network]\nDHCP=yes\n",
-        ));
-        let mut w = String::from("# Written by rkos from config.yaml.\nctrl_interface=/run/wpa_supplicant\nupdate_config=0\n");
-        for net in &cfg.rkos.wifi {
-            w.push_str("\nnetwork={\n");
-            w.push_str(&format!("\tssid={}\n", wpa_string(&net.name)));
-            if let Some(p) = &net.passphrase {
-                let hex = p.len() == 64 && p.chars().all(|c| c.is_ascii_hexdigit());
-                if hex {
-                    w.push_str(&format!("\tpsk={p}\n"));
-                } else {
-                    w.push_str(&format!("\tpsk={}\n", wpa_string(p)));
-                }
-                w.push_str("\tkey_mgmt=WPA-PSK\n");
-            } else {
-                w.push_str("\tkey_mgmt=NONE\n");
-            }
-            w.push_str("}\n");
-        }
-        r.files.push(RenderedFile::new(WPA_CONF, 0o600, w));
-    }
-}
-
-/// wpa_supplicant strings: quoted when printable without quotes, else hex (which it also
-/// accepts and which needs no escaping).
-fn wpa_string(v: &str) -> String {
-    if v.chars()
-        .all(|c| c.is_ascii_graphic() && c != '"' || c == ' ')
-    {
-        format!("\"{v}\"")
-    } else {
-        v.bytes().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
 fn system(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
     let rk = &cfg.rkos;
     if !rk.sysctls.is_empty() {
@@ -553,21 +423,52 @@ fn system(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
             ),
         ));
     }
-    if !rk.dns_nameservers.is_empty() {
+    if !rk.dns_nameservers.is_empty() || !rk.dns_search.is_empty() {
+        let mut conf = String::from("# Written by rkos from config.yaml.\n[Resolve]\n");
+        if !rk.dns_nameservers.is_empty() {
+            conf.push_str(&format!("DNS={}\n", rk.dns_nameservers.join(" ")));
+        }
+        if !rk.dns_search.is_empty() {
+            conf.push_str(&format!("Domains={}\n", rk.dns_search.join(" ")));
+        }
         r.files.push(RenderedFile::new(
             "/etc/systemd/resolved.conf.d/rkos.conf",
             0o644,
-            format!(
-                "# Written by rkos from config.yaml.\n[Resolve]\nDNS={}\n",
-                rk.dns_nameservers.join(" ")
-            ),
+            conf,
         ));
     }
-    let hostname = cfg.hostname_or_default(ctx.primary_mac.as_deref());
+    let hostname = cfg.hostname_or_default(ctx.machine_id.as_deref(), ctx.primary_mac.as_deref());
     r.files.push(RenderedFile::new(
         "/etc/hostname",
         0o644,
         format!("{hostname}\n"),
+    ));
+    etc_hosts(cfg, &hostname, r);
+}
+
+/// `/etc/hosts` when cloud-init's `manage_etc_hosts` asks for it: the node's names on
+/// 127.0.1.1, as Debian and cloud-init write them.
+fn etc_hosts(cfg: &Config, hostname: &str, r: &mut Rendered) {
+    let on = cfg
+        .manage_etc_hosts
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .is_some_and(|m| matches!(m.as_str(), "true" | "yes" | "on" | "localhost" | "template"));
+    if !on {
+        return;
+    }
+    let names = match cfg.fqdn.as_deref() {
+        Some(f) if f != hostname => format!("{f} {hostname}"),
+        _ => hostname.to_string(),
+    };
+    r.files.push(RenderedFile::new(
+        "/etc/hosts",
+        0o644,
+        format!(
+            "# Written by rkos from config.yaml (manage_etc_hosts).\n127.0.0.1\tlocalhost\n\
+             127.0.1.1\t{names}\n::1\t\tlocalhost ip6-localhost ip6-loopback\n\
+             ff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n"
+        ),
     ));
 }
 

@@ -83,17 +83,37 @@ pub const VLAN: &[Field] = &[f("id", Shape::Scalar), f("link", Shape::Scalar)];
 pub const BOND: &[Field] = &[
     f("mode", Shape::Scalar),
     fa("interfaces", &["slaves", "members"], Shape::List),
+    fa("mii_monitor_interval", &["miimon"], Shape::Scalar),
+    f("lacp_rate", Shape::Scalar),
+    f("transmit_hash_policy", Shape::Scalar),
+    f("primary", Shape::Scalar),
+];
+pub const BRIDGE: &[Field] = &[
+    fa("interfaces", &["ports", "members"], Shape::List),
+    f("stp", Shape::Scalar),
+];
+pub const ROUTE: &[Field] = &[
+    fa("to", &["destination"], Shape::Scalar),
+    fa("via", &["gateway"], Shape::Scalar),
+    f("metric", Shape::Scalar),
+    f("on_link", Shape::Scalar),
 ];
 
 pub const INTERFACE: &[Field] = &[
     f("name", Shape::Scalar),
+    fa("mac", &["mac_address", "macaddress"], Shape::Scalar),
+    fa("rename", &["set_name"], Shape::Scalar),
     f("dhcp", Shape::Scalar),
+    f("dhcp6", Shape::Scalar),
     fa("addresses", &["address"], Shape::List),
     f("gateway", Shape::Scalar),
+    f("routes", Shape::Keyed("to", ROUTE)),
     fa("dns", &["nameservers", "dns_nameservers"], Shape::List),
+    fa("domains", &["search", "dns_search"], Shape::List),
     f("mtu", Shape::Scalar),
     f("vlan", Shape::Struct(VLAN)),
     f("bond", Shape::Struct(BOND)),
+    f("bridge", Shape::Struct(BRIDGE)),
 ];
 
 pub const NETWORK: &[Field] = &[fa(
@@ -135,6 +155,7 @@ pub const RKOS: &[Field] = &[
         &["dns_nameserver", "nameservers"],
         Shape::List,
     ),
+    fa("dns_search", &["search_domains"], Shape::List),
     f("wifi", Shape::Keyed("name", WIFI)),
     fa("data_sources", &["datasources", "datasource"], Shape::List),
     f("install", Shape::Struct(INSTALL)),
@@ -150,6 +171,8 @@ pub const RKOS: &[Field] = &[
 
 pub const ROOT: &[Field] = &[
     f("hostname", Shape::Scalar),
+    f("fqdn", Shape::Scalar),
+    f("manage_etc_hosts", Shape::Scalar),
     fa("ssh_authorized_keys", &["authorized_keys"], Shape::List),
     f("write_files", Shape::Keyed("path", WRITE_FILE)),
     fa("init_cmd", &["initcmd"], Shape::Commands),

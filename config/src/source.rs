@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use rkos_contract::paths::{
-    under, BOOT_CONFIG, CIDATA_USER_DATA, DATASOURCES_DIR, IMAGE_DEFAULTS_DIR, LAST_GOOD_DIR,
-    PERSISTENT_CONFIG, PERSISTENT_CONFIG_DIR, VAR_LIB_RKOS,
+    under, BOOT_CONFIG, DATASOURCES_DIR, IMAGE_DEFAULTS_DIR, LAST_GOOD_DIR, PERSISTENT_CONFIG,
+    PERSISTENT_CONFIG_DIR, VAR_LIB_RKOS,
 };
 
 use crate::diag::Diagnostic;
@@ -76,7 +76,9 @@ pub fn collect_report_after_defaults(root: &Path, cmdline: &str) -> (Vec<Source>
         }
     };
     add(SourceKind::BootMedium, under(root, BOOT_CONFIG));
-    add(SourceKind::CloudInit, under(root, CIDATA_USER_DATA));
+    for (kind, p) in crate::cloudinit::seed_sources(root) {
+        add(kind, p);
+    }
     for p in yaml_files(&under(root, DATASOURCES_DIR)) {
         add(SourceKind::DataSource, p);
     }
@@ -184,6 +186,15 @@ pub fn save_last_good(root: &Path, sources: &[Source]) -> Result<(), crate::appl
     Ok(())
 }
 
+/// Writes `text` at `path` under `root`, making its directories: the tests' way to lay out
+/// a node's files.
+#[cfg(test)]
+pub(crate) fn write_under(root: &Path, path: &str, text: &str) {
+    let p = under(root, path);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,11 +203,7 @@ mod tests {
     fn order_and_skips() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        let w = |p: &str, t: &str| {
-            let f = r.join(p);
-            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-            std::fs::write(f, t).unwrap();
-        };
+        let w = |p: &str, t: &str| write_under(r, p, t);
         w("usr/lib/rkos/config.d/20-b.yaml", "hostname: b\n");
         w("usr/lib/rkos/config.d/10-a.yaml", "hostname: a\n");
         w("usr/lib/rkos/config.d/README", "not config");

@@ -9,6 +9,10 @@ use crate::diag::Severity;
 use crate::model::{Config, Role};
 use crate::node::PathSeg;
 
+mod network;
+use network::check_interface;
+pub use network::{check_cidr, check_mac};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub severity: Severity,
@@ -76,6 +80,7 @@ pub fn check_fields(cfg: &Config) -> Vec<Finding> {
             }
         });
     }
+    network::check_names(&mut c, cfg);
     c.list("ssh_authorized_keys", &cfg.ssh_authorized_keys, |c, k| {
         if let Err(e) = check_ssh_key(k) {
             c.error(e)
@@ -255,10 +260,12 @@ fn check_rkos(c: &mut Checker, cfg: &Config) {
             Ok(url) if url.scheme() == "http" => {
                 c.warn("plain http: the config is fetched without protection")
             }
-            // k3OS named metadata providers here (`aws`, `cdrom`, ...); such a file must
-            // still load, so a bare word is only a warning.
+            // k3OS named metadata providers here. `cdrom` is the seed volumes rkos always
+            // reads (NoCloud `CIDATA`, ConfigDrive `config-2`); for the others such a file
+            // must still load, so a bare word is only a warning.
+            Err(_) if u == "cdrom" => {}
             Err(url::ParseError::RelativeUrlWithoutBase) if !u.contains('/') => c.warn(format!(
-                "`{u}`: k3OS's provider names are not supported; rkos fetches https URLs (ignored)"
+                "`{u}`: of k3OS's provider names only `cdrom` (the seed volumes, always read) is supported; rkos fetches https URLs (ignored)"
             )),
             _ => c.error(format!("expected an https URL, found `{u}`")),
         },
@@ -281,6 +288,11 @@ fn check_rkos(c: &mut Checker, cfg: &Config) {
                     ))
                 }
             });
+        }
+    });
+    c.list("dns_search", &r.dns_search, |c, d| {
+        if let Err(e) = check_hostname_loose(d) {
+            c.error(format!("`{d}` is not a DNS domain: {e}"))
         }
     });
     c.key("network", |c| {
@@ -384,75 +396,6 @@ fn check_rkos(c: &mut Checker, cfg: &Config) {
             }
         })
     });
-}
-
-fn check_interface(c: &mut Checker, itf: &crate::model::Interface) {
-    if itf.name.is_empty() {
-        c.key("name", |c| {
-            c.error("missing: every interface needs a `name`")
-        });
-    } else if itf.name.len() > 15 || itf.name.contains(['/', ' ']) {
-        c.key("name", |c| {
-            c.error("an interface name is at most 15 characters, without `/` or spaces")
-        });
-    }
-    c.list("addresses", &itf.addresses, |c, a| {
-        if let Err(e) = check_cidr(a) {
-            c.error(e)
-        }
-    });
-    if let Some(g) = &itf.gateway {
-        c.key("gateway", |c| {
-            if g.parse::<IpAddr>().is_err() {
-                c.error(format!("expected an IP address, found `{g}`"))
-            }
-        });
-    }
-    c.list("dns", &itf.dns, |c, s| {
-        if s.parse::<IpAddr>().is_err() {
-            c.error(format!("expected an IP address, found `{s}`"))
-        }
-    });
-    if let Some(v) = &itf.vlan {
-        c.key("vlan", |c| {
-            if !(1..=4094).contains(&v.id) {
-                c.key("id", |c| c.error("a VLAN id is 1 to 4094"));
-            }
-            if v.link.is_empty() {
-                c.key("link", |c| {
-                    c.error("missing: the parent interface of the VLAN")
-                });
-            }
-        });
-    }
-    if let Some(b) = &itf.bond {
-        c.key("bond", |c| {
-            if let Some(m) = &b.mode {
-                const MODES: &[&str] = &[
-                    "balance-rr",
-                    "active-backup",
-                    "balance-xor",
-                    "broadcast",
-                    "802.3ad",
-                    "balance-tlb",
-                    "balance-alb",
-                ];
-                if !MODES.contains(&m.as_str()) {
-                    c.key("mode", |c| {
-                        c.error(format!("expected one of {}, found `{m}`", MODES.join(", ")))
-                    });
-                }
-            }
-            if b.interfaces.is_empty() {
-                c.key("interfaces", |c| {
-                    c.error("a bond needs at least one member interface")
-                });
-            }
-        });
-    }
-    if itf.vlan.is_some() && itf.bond.is_some() {
-        c.error("an interface is either a VLAN or a bond, not both");
-    }
 }
 
 /// All `write_files` together may decode to at most this much: each entry is decoded on its
@@ -760,20 +703,6 @@ fn is_crypt_hash(p: &str) -> bool {
         && !parts[1].is_empty()
         && !parts.last().is_some_and(|s| s.is_empty())
         && p.chars().all(|c| c.is_ascii_graphic())
-}
-
-fn check_cidr(a: &str) -> Result<(), String> {
-    let (ip, prefix) = a
-        .split_once('/')
-        .ok_or_else(|| format!("expected ADDRESS/PREFIX like 192.168.1.10/24, found `{a}`"))?;
-    let ip: IpAddr = ip
-        .parse()
-        .map_err(|_| format!("`{ip}` is not an IP address"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    match prefix.parse::<u8>() {
-        Ok(p) if p <= max => Ok(()),
-        _ => Err(format!("prefix length `{prefix}` must be 0 to {max}")),
-    }
 }
 
 const SSH_KEY_TYPES: &[&str] = &[

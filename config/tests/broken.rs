@@ -1,5 +1,7 @@
-//! Broken inputs and the exact diagnostics they produce. Each tests/broken/NAME.yaml has
-//! its expected output, one diagnostic per line, in tests/broken/NAME.expected.
+//! Broken inputs and the exact diagnostics they produce. Each tests/broken/NAME.yaml (or a
+//! cloud-init seed file, NAME.user-data, NAME.meta-data, NAME.network-config,
+//! NAME.network_data.json) has its expected output, one diagnostic per line, in
+//! tests/broken/NAME.expected.
 //! `UPDATE_GOLDEN=1` rewrites the expected files (review the diff).
 
 use std::path::Path;
@@ -9,22 +11,27 @@ use rkos_config::{load, validate_text, Source, SourceKind};
 #[test]
 fn broken_inputs_have_precise_messages() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
+    const KINDS: &[&str] = &[
+        ".yaml",
+        ".user-data",
+        ".meta-data",
+        ".network-config",
+        ".network_data.json",
+    ];
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
         .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_suffix(".yaml")
-                .map(str::to_string)
+            let file = e.file_name().to_str()?.to_string();
+            let name = KINDS.iter().find_map(|k| file.strip_suffix(k))?.to_string();
+            Some((name, file))
         })
         .collect();
-    names.sort();
-    assert!(names.len() >= 10);
+    files.sort();
+    assert!(files.len() >= 10);
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
-    for name in names {
-        let file = format!("{name}.yaml");
+    for (name, file) in files {
         let text = std::fs::read_to_string(dir.join(&file)).unwrap();
         let diags = validate_text(&file, &text);
         assert!(!diags.is_empty(), "{name}: no diagnostics");

@@ -1,12 +1,17 @@
 //! The corpus: k3OS-style configs under tests/corpus/, each validated (no errors) and
 //! rendered, with the rendered file set pinned under tests/golden/<case>/.
+//! A `<case>.seed/` directory is a node's root holding cloud-init seeds as rkos-init leaves
+//! them (`run/rkos/cidata/`, `run/rkos/config-2/`, optionally `var/lib/rkos/config.yaml`),
+//! read through `NodeConfig` as on a node, with optional `ctx` and `cmdline` files; its
+//! warnings are pinned in the MANIFEST with the rest.
 //! `UPDATE_GOLDEN=1 cargo test -p rkos-config --test corpus` rewrites the golden files;
 //! review the diff before committing it.
 
 use std::path::{Path, PathBuf};
 
 use rkos_config::{
-    load, render_report, validate_text, BootMode, RenderContext, Source, SourceKind,
+    load, render_report, validate_text, BootMode, Loaded, NodeConfig, RenderContext, Source,
+    SourceKind,
 };
 
 fn corpus_dir() -> PathBuf {
@@ -21,6 +26,35 @@ struct Case {
     name: String,
     sources: Vec<Source>,
     ctx: RenderContext,
+    /// A seed case: the node's root and kernel command line. Warnings are expected (and
+    /// pinned), errors are not.
+    seed: Option<(PathBuf, String)>,
+}
+
+impl Case {
+    /// The merged config: a seed case's as the node reads it, else its sources merged.
+    fn load(&self) -> Loaded {
+        match &self.seed {
+            Some((root, cmdline)) => NodeConfig::at(root)
+                .cmdline(cmdline.as_str())
+                .names_as_booted()
+                .load(),
+            None => load(&self.sources),
+        }
+    }
+}
+
+/// The sources of a `.seed` root, named as the node sees them (`/run/rkos/cidata/user-data`),
+/// each validated on its own too.
+fn seed_sources(root: &Path, cmdline: &str) -> Vec<Source> {
+    let (mut sources, problems) = rkos_config::source::collect_report(root, cmdline);
+    assert!(problems.is_empty(), "{problems:?}");
+    for s in &mut sources {
+        if let Ok(rel) = Path::new(&s.name).strip_prefix(root) {
+            s.name = format!("/{}", rel.display());
+        }
+    }
+    sources
 }
 
 fn cases() -> Vec<Case> {
@@ -30,7 +64,7 @@ fn cases() -> Vec<Case> {
         .filter_map(|e| {
             let p = e.path();
             let ext = p.extension()?.to_str()?;
-            (ext == "yaml" || ext == "cmdline")
+            (ext == "yaml" || ext == "cmdline" || ext == "seed")
                 .then(|| p.file_stem()?.to_str().map(str::to_string))?
         })
         .collect();
@@ -40,6 +74,16 @@ fn cases() -> Vec<Case> {
         .into_iter()
         .map(|name| {
             let dir = corpus_dir();
+            let seed_root = dir.join(format!("{name}.seed"));
+            let seed = seed_root.is_dir();
+            let dir = if seed { seed_root.clone() } else { dir };
+            let ext_file = |ext: &str| {
+                if seed {
+                    seed_root.join(ext)
+                } else {
+                    dir.join(format!("{name}.{ext}"))
+                }
+            };
             let mut sources = Vec::new();
             let yaml = dir.join(format!("{name}.yaml"));
             if yaml.exists() {
@@ -51,16 +95,22 @@ fn cases() -> Vec<Case> {
                 };
                 sources.push(Source::new(kind, format!("{name}.yaml"), text));
             }
-            if let Ok(c) = std::fs::read_to_string(dir.join(format!("{name}.cmdline"))) {
+            let mut seed_node = None;
+            if seed {
+                let cmdline = std::fs::read_to_string(ext_file("cmdline")).unwrap_or_default();
+                sources = seed_sources(&seed_root, cmdline.trim());
+                seed_node = Some((seed_root.clone(), cmdline.trim().to_string()));
+            } else if let Ok(c) = std::fs::read_to_string(ext_file("cmdline")) {
                 sources.push(Source::cmdline(c.trim()));
             }
             let mut ctx = RenderContext::new("0.1.0-test", BootMode::Live);
             ctx.password_salt = *b"goldensalt12";
-            if let Ok(c) = std::fs::read_to_string(dir.join(format!("{name}.ctx"))) {
+            if let Ok(c) = std::fs::read_to_string(ext_file("ctx")) {
                 for line in c.lines() {
                     match line.split_once('=') {
                         Some(("mode", m)) => ctx.mode = m.parse().unwrap(),
                         Some(("mac", m)) => ctx.primary_mac = Some(m.to_string()),
+                        Some(("machine_id", m)) => ctx.machine_id = Some(m.to_string()),
                         Some(("fetched", kv)) => {
                             let (entry, key) = kv.split_once('|').unwrap();
                             ctx.fetched_keys
@@ -72,14 +122,19 @@ fn cases() -> Vec<Case> {
                     }
                 }
             }
-            Case { name, sources, ctx }
+            Case {
+                name,
+                sources,
+                ctx,
+                seed: seed_node,
+            }
         })
         .collect()
 }
 
 /// The rendered set as text: a manifest (mode, owner, path) and the warnings, then each file.
 fn snapshot(case: &Case) -> (String, Vec<(PathBuf, Vec<u8>)>) {
-    let loaded = load(&case.sources);
+    let loaded = case.load();
     let rendered = render_report(&loaded.config, &case.ctx);
     let mut manifest = String::new();
     for d in &loaded.diagnostics {
@@ -118,6 +173,11 @@ fn corpus_validates_without_errors() {
                 continue;
             }
             let diags = validate_text(&s.name, &s.text);
+            // a seed's warnings are part of what its golden MANIFEST pins
+            let diags: Vec<_> = diags
+                .into_iter()
+                .filter(|d| case.seed.is_none() || d.is_error())
+                .collect();
             assert!(
                 diags.is_empty(),
                 "{}: {:#?}",
@@ -125,7 +185,7 @@ fn corpus_validates_without_errors() {
                 diags.iter().map(ToString::to_string).collect::<Vec<_>>()
             );
         }
-        let loaded = load(&case.sources);
+        let loaded = case.load();
         assert!(
             !loaded.has_errors(),
             "{}: {:?}",

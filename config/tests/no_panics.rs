@@ -16,6 +16,21 @@ fn yamlish() -> impl Strategy<Value = String> {
         Just("wifi:".to_string()),
         Just("network:".to_string()),
         Just("interfaces:".to_string()),
+        Just("users:".to_string()),
+        Just("- default".to_string()),
+        Just("chpasswd:".to_string()),
+        Just("list:".to_string()),
+        Just("version: 2".to_string()),
+        Just("version: 1".to_string()),
+        Just("ethernets:".to_string()),
+        Just("config:".to_string()),
+        Just("type: physical".to_string()),
+        Just("subnets:".to_string()),
+        Just("links:".to_string()),
+        Just("bond_links:".to_string()),
+        Just("routes:".to_string()),
+        Just("- to: default".to_string()),
+        Just("--b\nContent-Type: text/cloud-config\n".to_string()),
         Just("server_url: https://x".to_string()),
         Just("!replace".to_string()),
         Just("&a".to_string()),
@@ -36,7 +51,15 @@ proptest! {
     fn any_source_is_safe(a in yamlish(), b in yamlish(), c in "[ a-z.=\\[\\]\"0-9:/-]{0,80}") {
         let sources = vec![
             Source::new(SourceKind::ImageDefault, "a.yaml", a.clone()),
+            Source::new(SourceKind::CloudMetaData, "meta-data", a.clone()),
+            Source::new(SourceKind::CloudNetwork, "network-config", b.clone()),
+            Source::new(SourceKind::CloudNetwork, "network_data.json", a.clone()),
             Source::new(SourceKind::CloudInit, "user-data", format!("#cloud-config\n{b}")),
+            Source::new(
+                SourceKind::CloudInit,
+                "vendor-data",
+                format!("Content-Type: multipart/mixed; boundary=b\n\n--b\n\n#cloud-config\n{a}\n--b\n{b}"),
+            ),
             Source::cmdline(format!("rkos.{c}")),
         ];
         let loaded = load(&sources);

@@ -21,6 +21,10 @@ pub const MEDIUM_INITRD: &str = "boot/initrd";
 pub const MEDIUM_ROOTFS: &str = ROOTFS;
 pub const MEDIUM_CONFIG: &str = "rkos/config.yaml";
 
-/// The files of a NoCloud seed rkos-init copies; `user-data` is the config, the rest are
-/// kept for tools.
-pub const CIDATA_FILES: [&str; 4] = ["user-data", "meta-data", "network-config", "vendor-data"];
+/// The files of a NoCloud seed rkos-init copies (all read by `rkos_config::cloudinit`).
+pub const CIDATA_FILES: [&str; 4] = ["meta-data", "network-config", "vendor-data", "user-data"];
+
+/// Where a ConfigDrive (`config-2`) keeps the files rkos reads, relative to its root.
+pub const CONFIG_DRIVE_LATEST: &str = "openstack/latest";
+/// The files of a ConfigDrive's [`CONFIG_DRIVE_LATEST`] rkos-init copies.
+pub const CONFIG_DRIVE_FILES: [&str; 3] = ["meta_data.json", "network_data.json", "user_data"];

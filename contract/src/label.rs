@@ -10,3 +10,5 @@ pub const STATE: &str = "RKOS_STATE";
 pub const DATA: &str = "RKOS_DATA";
 /// A cloud-init NoCloud seed. Matched without regard to case: `cidata` is as common.
 pub const CIDATA: &str = "CIDATA";
+/// An OpenStack ConfigDrive (Proxmox writes one too). Matched without regard to case.
+pub const CONFIG_DRIVE: &str = "config-2";

@@ -52,9 +52,17 @@ pub const NETBOOT_SCRATCH: &str = run_rkos!("scratch");
 pub const BOOT_CONFIG: &str = run_rkos!("boot/config.yaml");
 /// Copies of a NoCloud seed's files (see [`crate::files::CIDATA_FILES`]).
 pub const CIDATA_DIR: &str = run_rkos!("cidata");
-pub const CIDATA_USER_DATA: &str = run_rkos!("cidata/user-data");
-/// Where rkos-init mounts the seed for a moment to copy it.
-pub const CIDATA_MOUNT: &str = run_rkos!("cidata.mnt");
+/// Copies of a ConfigDrive's `openstack/latest/` files (see
+/// [`crate::files::CONFIG_DRIVE_FILES`]).
+pub const CONFIG_DRIVE_DIR: &str = run_rkos!("config-2");
+/// A NoCloud seed fetched from the URL of `ds=nocloud;s=URL` on the kernel command line
+/// (by `rkos config apply --stage network`), the same files as [`CIDATA_DIR`].
+pub const NOCLOUD_NET_DIR: &str = run_rkos!("nocloud-net");
+/// Where rkos-init mounts a seed volume for a moment to copy it.
+pub const SEED_MOUNT: &str = run_rkos!("seed.mnt");
+/// rkos-init's identity decision for this boot (JSON: instance, machine, whether it is
+/// new and why, the machine id, the default host name); installed nodes only.
+pub const IDENTITY_REPORT: &str = run_rkos!("identity.json");
 /// Configs fetched from the config's `data_sources` URLs.
 pub const DATASOURCES_DIR: &str = run_rkos!("datasources");
 /// rkos-init's report of the boot ([`crate::InitReport`], JSON).
@@ -71,6 +79,12 @@ pub const PERSISTENT_CONFIG_DIR: &str = var_lib_rkos!("config.d");
 pub const LAST_GOOD_DIR: &str = var_lib_rkos!("last-good");
 /// A cloud-init `user-data` that is a script, kept to be run like `run_cmd`.
 pub const USER_DATA_SCRIPT: &str = var_lib_rkos!("user-data.sh");
+/// A cloud-init boothook (`#cloud-boothook`), kept to be run like `boot_cmd`.
+pub const USER_DATA_BOOTHOOK: &str = var_lib_rkos!("user-data-boothook.sh");
+/// The instance an installed node's identity belongs to (its machine id, SSH host keys,
+/// k3s node password), on `RKOS_DATA`: a new instance (cloud-init `instance-id`, else the
+/// machine) gets a new identity.
+pub const IDENTITY_RECORD: &str = var_lib_rkos!("identity.json");
 /// SSH keys fetched for `github:`/`gitlab:` entries, used when the fetch fails.
 pub const KEY_CACHE_DIR: &str = var_lib_rkos!("cache/keys");
 /// What the installer installed, when and from where.

@@ -71,7 +71,7 @@ pub struct InitReport {
     /// Disk: `RKOS_DATA`.
     #[serde(default)]
     pub data_device: Option<Volume>,
-    /// The NoCloud seed copied, if any.
+    /// The cloud-init seed volume copied, if any: the NoCloud one, else the ConfigDrive.
     #[serde(default)]
     pub cidata_device: Option<PathBuf>,
     /// (image file, loop device) for each loop device set up.

@@ -1,7 +1,8 @@
-//! The early config: copying the boot medium's and the NoCloud seed's config into `/run/rkos`,
-//! loading the node's config through `rkos-config`'s one entry point, and the pieces of what
-//! must be in place before systemd starts (hostname, sysctls, persistent paths), each with
-//! its root as a parameter. Config problems are reported, never fatal.
+//! The early config: copying the boot medium's config and the cloud-init seeds (NoCloud,
+//! ConfigDrive) into `/run/rkos`, loading the node's config through `rkos-config`'s one entry
+//! point, and the pieces of what must be in place before systemd starts (hostname, sysctls,
+//! persistent paths), each with its root as a parameter. Config problems are reported, never
+//! fatal.
 
 use std::fs;
 use std::io;
@@ -9,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rkos_config::{Config, ImageDefaults, NodeConfig};
-use rkos_contract::files::{CIDATA_FILES, MEDIUM_CONFIG};
+use rkos_contract::files::{CIDATA_FILES, CONFIG_DRIVE_FILES, CONFIG_DRIVE_LATEST, MEDIUM_CONFIG};
 use rkos_contract::paths::{self, under};
 
 use crate::plan::{self, Step};
@@ -42,11 +43,28 @@ pub fn copy_boot_config(medium: &Path, root: &Path) -> io::Result<bool> {
 /// Copies the NoCloud files found in the mounted seed `seed` to `ROOT/run/rkos/cidata/`.
 /// Returns the names copied.
 pub fn copy_cidata(seed: &Path, root: &Path) -> io::Result<Vec<String>> {
+    copy_named(seed, &CIDATA_FILES, &under(root, paths::CIDATA_DIR))
+}
+
+/// Copies the files rkos reads from a mounted ConfigDrive `drive` (`config-2`:
+/// `openstack/latest/` `meta_data.json`, `network_data.json`, `user_data`) to
+/// `ROOT/run/rkos/config-2/`. Returns the names copied.
+pub fn copy_config_drive(drive: &Path, root: &Path) -> io::Result<Vec<String>> {
+    copy_named(
+        &drive.join(CONFIG_DRIVE_LATEST),
+        &CONFIG_DRIVE_FILES,
+        &under(root, paths::CONFIG_DRIVE_DIR),
+    )
+}
+
+/// Copies each of `names` that is a file in `from` into `to`, privately; returns the names
+/// copied.
+fn copy_named(from: &Path, names: &[&str], to: &Path) -> io::Result<Vec<String>> {
     let mut copied = Vec::new();
-    for name in CIDATA_FILES {
-        let src = seed.join(name);
+    for name in names {
+        let src = from.join(name);
         if src.is_file() {
-            copy_private(&src, &under(root, paths::CIDATA_DIR).join(name))?;
+            copy_private(&src, &to.join(name))?;
             copied.push(name.to_string());
         }
     }
@@ -54,11 +72,21 @@ pub fn copy_cidata(seed: &Path, root: &Path) -> io::Result<Vec<String>> {
 }
 
 /// The early config: merged from every source, with the problems found (one line each) and
-/// the hostname it gives this machine.
+/// the primary MAC (for the default hostname).
 pub struct EarlyConfig {
     pub config: Config,
     pub problems: Vec<String>,
-    pub hostname: String,
+    pub primary_mac: Option<String>,
+}
+
+impl EarlyConfig {
+    /// The hostname this config gives the machine: the config's, else the default, from the
+    /// machine id where the node has one of its own (installed: see `crate::identity`), else
+    /// from the primary MAC.
+    pub fn hostname(&self, machine_id: Option<&str>) -> String {
+        self.config
+            .hostname_or_default(machine_id, self.primary_mac.as_deref())
+    }
 }
 
 /// The node's config from the sources under `sysroot`, read as every reader of it reads it
@@ -80,7 +108,7 @@ pub fn load_config(
         .names_as_booted()
         .load();
     EarlyConfig {
-        hostname: loaded.config.hostname_or_default(primary_mac),
+        primary_mac: primary_mac.map(str::to_string),
         problems: loaded
             .diagnostics
             .iter()
@@ -198,11 +226,25 @@ mod tests {
         fs::write(seed.join("other"), "ignored").unwrap();
         assert_eq!(
             copy_cidata(&seed, root).unwrap(),
-            ["user-data", "meta-data"]
+            ["meta-data", "user-data"]
         );
         assert!(run.join("cidata/meta-data").is_file());
         assert!(!run.join("cidata/other").exists());
         assert!(!run.join("cidata/user-data.rkos-tmp").exists());
+        let drive = d.path().join("drive");
+        fs::create_dir_all(drive.join("openstack/latest")).unwrap();
+        fs::create_dir_all(drive.join("openstack/2012-08-10")).unwrap();
+        fs::write(drive.join("openstack/latest/meta_data.json"), "{}").unwrap();
+        fs::write(drive.join("openstack/latest/user_data"), "#cloud-config\n").unwrap();
+        fs::write(drive.join("openstack/latest/vendor_data.json"), "{}").unwrap();
+        fs::write(drive.join("openstack/2012-08-10/meta_data.json"), "{}").unwrap();
+        assert_eq!(
+            copy_config_drive(&drive, root).unwrap(),
+            ["meta_data.json", "user_data"]
+        );
+        let copy = run.join("config-2/user_data");
+        assert_eq!(fs::metadata(&copy).unwrap().mode() & 0o777, 0o600);
+        assert!(!run.join("config-2/vendor_data.json").exists());
     }
 
     #[test]
@@ -213,14 +255,20 @@ mod tests {
         fs::create_dir_all(root.join("run/rkos/cidata")).unwrap();
         let load = |cmdline| load_config(ImageDefaults::parse(root), root, cmdline, mac);
         let early = load("quiet");
-        assert_eq!(early.hostname, rkos_config::default_hostname(mac));
+        assert_eq!(early.hostname(None), rkos_config::default_hostname(mac));
+        // A node with a machine id of its own is named after it.
+        let id = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+        assert_eq!(
+            early.hostname(Some(id)),
+            rkos_config::node_default_hostname(Some(id), None)
+        );
         fs::write(
             root.join("run/rkos/cidata/user-data"),
             "#cloud-config\nhostname: node-1\n",
         )
         .unwrap();
         let early = load("quiet");
-        assert_eq!(early.hostname, "node-1");
+        assert_eq!(early.hostname(Some(id)), "node-1");
         assert!(early.problems.is_empty(), "{:?}", early.problems);
         fs::create_dir_all(root.join("run/rkos/boot")).unwrap();
         fs::write(
@@ -228,15 +276,12 @@ mod tests {
             "hostname: [unclosed\n",
         )
         .unwrap();
-        let EarlyConfig {
-            config,
-            problems,
-            hostname,
-        } = load("");
+        let early = load("");
         assert_eq!(
-            (config.hostname.as_deref(), &*hostname),
+            (early.config.hostname.as_deref(), &*early.hostname(None)),
             (Some("node-1"), "node-1")
         );
+        let problems = early.problems;
         assert!(!problems.is_empty());
         assert!(
             problems[0].starts_with("error: /run/rkos/boot/config.yaml"),

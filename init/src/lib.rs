@@ -8,6 +8,7 @@ pub mod detect;
 pub mod devices;
 pub mod early;
 pub mod early_work;
+pub mod identity;
 pub mod kmod;
 pub mod log;
 pub mod manifest;

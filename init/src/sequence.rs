@@ -29,6 +29,9 @@ pub enum StageId {
     ConfigSources,
     /// /run moved into the new root.
     MoveRun,
+    /// The installed node's identity: a new instance (cloud-init instance-id, else the
+    /// machine) drops the previous one's machine id and keys from the data volume.
+    Identity,
     /// The installed node's machine id written into the new root.
     MachineId,
     /// One `syncfs` of the data volume when anything was created on it.
@@ -52,6 +55,7 @@ impl StageId {
             StageId::Mount(s) => s.as_str(),
             StageId::ConfigSources => "config-sources",
             StageId::MoveRun => "move-run",
+            StageId::Identity => "identity",
             StageId::MachineId => "machine-id",
             StageId::SyncData => "sync-data",
             StageId::Config => "config",
@@ -83,7 +87,8 @@ pub const PRELUDE: [StageId; 6] = [
 /// The config sources are copied as soon as they are in place, so the config loads on the
 /// second thread while the main thread goes on: booted from the live medium, once the medium
 /// is mounted (the load overlaps the image's mount); elsewhere the persistent config is in
-/// place only once /run is in the new root (the load overlaps the machine id).
+/// place only once /run is in the new root (the load overlaps the identity and the machine
+/// id). The identity reads the seed's instance-id, so it follows the config sources.
 pub fn after_detection(mode: BootMode, mounts: &[plan::Stage]) -> Vec<StageId> {
     let mut stages = Vec::new();
     for &m in mounts {
@@ -97,7 +102,7 @@ pub fn after_detection(mode: BootMode, mounts: &[plan::Stage]) -> Vec<StageId> {
         stages.push(StageId::ConfigSources);
     }
     if mode == BootMode::Disk {
-        stages.push(StageId::MachineId);
+        stages.extend([StageId::Identity, StageId::MachineId]);
     }
     stages.extend([
         StageId::SyncData,
@@ -138,7 +143,7 @@ mod tests {
     }
 
     #[test]
-    fn disk_copies_them_once_run_is_in_the_new_root_and_keeps_the_machine_id() {
+    fn disk_copies_them_once_run_is_in_the_new_root_and_keeps_its_identity() {
         let mounts = [
             M::Medium,
             M::Verify,
@@ -159,6 +164,7 @@ mod tests {
                 "bind-persistent",
                 "move-run",
                 "config-sources",
+                "identity",
                 "machine-id",
                 "sync-data",
                 "config"
@@ -182,6 +188,7 @@ mod tests {
             ]
         );
         assert!(!stages.contains(&StageId::MachineId));
+        assert!(!stages.contains(&StageId::Identity));
     }
 
     #[test]

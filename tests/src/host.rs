@@ -57,6 +57,83 @@ pub fn rkos_bin() -> Result<PathBuf> {
     Ok(target.join("debug/rkos"))
 }
 
+/// A TCP port on 127.0.0.1 free when asked (for QEMU's `hostfwd`): the OS picks one, the
+/// socket is closed again.
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A new Ed25519 key pair at `dir/NAME` (and `.pub`); returns the public key line.
+pub fn ssh_keygen(dir: &Path, name: &str) -> Result<String> {
+    let key = dir.join(name);
+    let _ = std::fs::remove_file(&key);
+    sh(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            name,
+            "-f",
+            &key.to_string_lossy(),
+        ],
+    )?;
+    Ok(std::fs::read_to_string(key.with_extension("pub"))?
+        .trim()
+        .to_string())
+}
+
+/// Runs `cmd` as `user` over SSH on `127.0.0.1:port` with the private key `key`, retrying
+/// for `patience` while sshd is not up yet; returns its stdout. Host keys are neither
+/// checked nor remembered: each test VM makes its own.
+pub fn ssh(
+    key: &Path,
+    port: u16,
+    user: &str,
+    cmd: &str,
+    patience: std::time::Duration,
+) -> Result<String> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let port_arg = port.to_string();
+        let target = format!("{user}@127.0.0.1");
+        let res = sh(
+            "ssh",
+            &[
+                "-i",
+                &key.to_string_lossy(),
+                "-p",
+                &port_arg,
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "ConnectTimeout=20",
+                "-o",
+                "LogLevel=ERROR",
+                &target,
+                cmd,
+            ],
+        );
+        match res {
+            Ok(out) => return Ok(out),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                return Err(e.context(format!("ssh to {target} port {port}")))
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_secs(3)),
+        }
+    }
+}
+
 /// Checks `sgdisk -p` output for the rkos layout (`rkos_contract::partition`): BIOS boot,
 /// ESP, `RKOS_STATE`, `RKOS_DATA`.
 pub fn ensure_rkos_partitions(table: &str) -> Result<()> {

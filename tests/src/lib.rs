@@ -1,5 +1,5 @@
 //! End-to-end tests of rkos: a QEMU driver that reads and types on the serial console
-//! ([`qemu`]), what that console shows as a terminal would ([`screen`]), the NoCloud seed volumes the boot tests attach ([`seed`]), a loopback HTTP
+//! ([`qemu`]), what that console shows as a terminal would ([`screen`]), the cloud-init seed volumes the boot tests attach (NoCloud, ConfigDrive: [`seed`]), a loopback HTTP
 //! server for upgrade bundles ([`httpd`]), the host side they share ([`host`]), and the boot tests themselves (`tests/*.rs`, built
 //! with the `qemu` feature).
 

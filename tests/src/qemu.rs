@@ -72,8 +72,10 @@ pub enum NetBackend {
 pub const IPXE_ROM: &str = "/usr/lib/ipxe/qemu/pxe-virtio.rom";
 
 impl Nic {
-    fn args(&self) -> Vec<String> {
-        let netdev = match &self.backend {
+    /// QEMU's arguments for this NIC; a VM's [`Extras`] add their MAC (when the NIC names
+    /// none) and, on user-mode networks, their forwarded host ports.
+    fn args(&self, extras: &Extras) -> Vec<String> {
+        let mut netdev = match &self.backend {
             NetBackend::User => "user,id=net0".to_string(),
             NetBackend::UserTftp { tftp, bootfile } => {
                 format!("user,id=net0,tftp={},bootfile={bootfile}", tftp.display())
@@ -82,8 +84,16 @@ impl Nic {
                 format!("tap,id=net0,ifname={ifname},script=no,downscript=no")
             }
         };
+        if !matches!(self.backend, NetBackend::Tap(_)) {
+            for f in &extras.forwards {
+                netdev.push_str(&format!(
+                    ",hostfwd=tcp:127.0.0.1:{}-{}:{}",
+                    f.host_port, f.guest, f.guest_port
+                ));
+            }
+        }
         let mut device = "virtio-net-pci,netdev=net0".to_string();
-        if let Some(mac) = &self.mac {
+        if let Some(mac) = self.mac.as_ref().or(extras.mac.as_ref()) {
             device.push_str(&format!(",mac={mac}"));
         }
         device.push_str(&format!(
@@ -115,9 +125,29 @@ pub struct VmConfig {
     /// Names the console log: `target/boot-logs/<name>.log`.
     pub name: String,
     pub boot: Boot,
-    /// Raw disk images attached as virtio disks (seed volumes, blank disks).
+    /// Disk images attached as virtio disks (seed volumes, blank disks): raw, or qcow2 when
+    /// the name ends in `.qcow2`.
     pub disks: Vec<PathBuf>,
     pub memory_mb: u32,
+    pub extras: Extras,
+}
+
+/// What some VMs add: CD-ROMs (a seed as Proxmox attaches it), their NIC's MAC address,
+/// host ports forwarded into the guest (QEMU user networking's `hostfwd`).
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    pub cdroms: Vec<PathBuf>,
+    pub mac: Option<String>,
+    pub forwards: Vec<Forward>,
+}
+
+/// TCP from `127.0.0.1:host_port` on the host to `guest:guest_port` (a guest address on
+/// QEMU's user network, 10.0.2.0/24).
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub host_port: u16,
+    pub guest: String,
+    pub guest_port: u16,
 }
 
 /// The accelerator for this test process: [`rkos_vm::accel::verdict`] (`RKOS_ACCEL`, or a
@@ -506,6 +536,24 @@ impl Vm {
             .ok_or_else(|| anyhow!("`{cmd}`: no begin marker in {upto:?}"))
     }
 
+    /// Logs `user` in on the console's login prompt with `password` (an installed node: no
+    /// autologin), readies the shell for commands and quiets the kernel's and systemd's
+    /// status lines, which would interleave with command output (a reboot sets both back).
+    /// `boot` bounds the wait for the prompt.
+    pub fn login(&mut self, user: &str, password: &str, boot: Duration) -> Result<()> {
+        let step = Duration::from_secs(120);
+        self.expect(r"login: ", boot).context("no login prompt")?;
+        self.send(&format!("{user}\n"))?;
+        self.expect(r"Password: ", step)
+            .context("no password prompt")?;
+        self.send(&format!("{password}\n"))?;
+        self.expect(&format!(r"{user}@[^ ]*[:~]|\$ "), step)
+            .context("the password did not log in")?;
+        self.prepare_shell()?;
+        self.run_ok("sudo dmesg -n 1; sudo kill -s RTMIN+21 1", step)
+            .map(|_| ())
+    }
+
     /// Runs `cmd` and fails unless it exits 0; returns its output.
     pub fn run_ok(&mut self, cmd: &str, timeout: Duration) -> Result<String> {
         let (status, out) = self.run(cmd, timeout)?;
@@ -549,7 +597,7 @@ fn spawn(
         &cfg.memory_mb.to_string(),
     ]);
     cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
-    cmd.args(nic.args());
+    cmd.args(nic.args(&cfg.extras));
     match &cfg.boot {
         Boot::Iso(iso) => {
             // CD first: SeaBIOS would otherwise try a seed disk's FAT boot sector first
@@ -592,8 +640,16 @@ fn spawn(
         }
     }
     for d in &cfg.disks {
+        let format = if d.extension().is_some_and(|e| e == "qcow2") {
+            "qcow2"
+        } else {
+            "raw"
+        };
         cmd.arg("-drive")
-            .arg(format!("file={},format=raw,if=virtio", d.display()));
+            .arg(format!("file={},format={format},if=virtio", d.display()));
+    }
+    for c in &cfg.extras.cdroms {
+        cmd.arg("-drive").arg(cdrom(c));
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())

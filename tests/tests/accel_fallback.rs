@@ -47,6 +47,7 @@ fn vm(dir: &Path, name: &str, kvm: &str) -> VmConfig {
         },
         disks: vec![],
         memory_mb: 256,
+        extras: Default::default(),
     }
 }
 

@@ -49,6 +49,7 @@ fn live_boot_with_nocloud_seed_is_an_immutable_agent() -> Result<()> {
         boot: Boot::Iso(iso()?),
         disks: vec![seed],
         memory_mb: 2048,
+        extras: Default::default(),
     })?;
     login(&mut vm)?;
 
@@ -185,6 +186,7 @@ fn config_with_errors_still_boots_and_names_the_error() -> Result<()> {
         boot: Boot::Iso(iso()?),
         disks: vec![seed],
         memory_mb: 2048,
+        extras: Default::default(),
     })?;
     vm.expect(r"rkos: config errors", BOOT)
         .context("the console does not announce config errors")?;
@@ -213,6 +215,7 @@ fn missing_image_reaches_the_rescue_shell_with_a_message() -> Result<()> {
         },
         disks: vec![],
         memory_mb: 1024,
+        extras: Default::default(),
     })?;
     let started = Instant::now();
     vm.expect(r"RKOS_LIVE", RESCUE)
@@ -245,6 +248,7 @@ fn rescue_mode_drops_to_the_shell_on_purpose() -> Result<()> {
         },
         disks: vec![],
         memory_mb: 1024,
+        extras: Default::default(),
     })?;
     vm.expect(r"rkos\.mode=rescue", RESCUE)?;
     vm.type_until(
@@ -271,6 +275,7 @@ fn iso_boots_under_uefi() -> Result<()> {
         },
         disks: vec![],
         memory_mb: 1024,
+        extras: Default::default(),
     })?;
     vm.expect(r"rkos live", BOOT)
         .context("no GRUB menu from the ISO under UEFI")?;

@@ -58,6 +58,7 @@ fn boot_disk(name: &str, disk: &Path) -> Result<Vm> {
         boot: Boot::Disk { uefi_vars: None },
         disks: vec![disk.to_path_buf()],
         memory_mb: 2048,
+        extras: Default::default(),
     })
 }
 
@@ -94,6 +95,7 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
         boot: Boot::Iso(iso()?),
         disks: vec![disk.clone()],
         memory_mb: 2048,
+        extras: Default::default(),
     })?;
     vm.live_shell(BOOT, STEP)?;
     vm.send("sudo TERM=vt220 os-config\n")?;
@@ -354,6 +356,7 @@ fn unattended_install_from_the_kernel_command_line_powers_off() -> Result<()> {
         },
         disks: vec![disk.clone()],
         memory_mb: 2048,
+        extras: Default::default(),
     })?;
     exp(&mut vm, "rkos-install: installed rkos", INSTALL).context("no install")?;
     vm.expect(r"reboot: Power down", BOOT)

@@ -139,6 +139,7 @@ fn pxe_vm(name: &str, mac: &str, backend: NetBackend, netns: Option<&str>) -> Re
             boot: Boot::Pxe,
             disks: vec![],
             memory_mb: MEMORY_MB,
+            extras: Default::default(),
         },
         &Nic {
             mac: Some(mac.into()),
@@ -572,6 +573,7 @@ fn altered_images_are_refused() -> Result<()> {
             },
             disks: vec![],
             memory_mb: MEMORY_MB,
+            extras: Default::default(),
         })?;
         vm.expect(&format!(r"BOOT FAILED: .*netboot: .*{want}"), BOOT)
             .with_context(|| format!("{case}: no refusal naming the image"))?;

@@ -168,28 +168,19 @@ fn start(disk: &Path, name: &str) -> Result<Vm> {
         boot: Boot::Disk { uefi_vars: None },
         disks: vec![disk.to_path_buf()],
         memory_mb: 1536,
+        extras: Default::default(),
     })
 }
 
 /// Logs `rkos` in on the console with the configured password and readies the shell.
 fn login(vm: &mut Vm) -> Result<()> {
-    vm.expect(r"login: ", BOOT).context("no login prompt")?;
-    vm.send("rkos\n")?;
-    vm.expect(r"Password: ", CMD)
-        .context("no password prompt")?;
-    vm.send(&format!("{PASSWORD}\n"))?;
-    vm.expect(r"rkos@[^ ]*[:~]|\$ ", CMD)
-        .context("the password did not log in")?;
-    vm.prepare_shell()?;
+    vm.login("rkos", PASSWORD, BOOT)?;
     eprintln!(
         "{}: logged in {:.0} s after QEMU started",
         vm.log_path.display(),
         vm.started.elapsed().as_secs_f64()
     );
-    // Kernel and systemd status lines on the same console would interleave with command
-    // output (a reboot sets both back).
-    vm.run_ok("sudo dmesg -n 1; sudo kill -s RTMIN+21 1", CMD)
-        .map(|_| ())
+    Ok(())
 }
 
 /// The one line of `out` that matches `pattern` whole (other console lines may interleave).

@@ -36,6 +36,7 @@ fn live(name: &str) -> Result<Vm> {
         boot: Boot::Iso(iso()?),
         disks: vec![],
         memory_mb: 2048,
+        extras: Default::default(),
     })?;
     vm.live_shell(BOOT, STEP)?;
     vm.answer_terminal_queries(true);

@@ -1,6 +1,6 @@
-//! Arbitrary bytes as two YAML sources and a kernel command line: parse, normalise,
-//! merge, deserialize, validate, render and show must never panic, and the merge must
-//! not depend on grouping.
+//! Arbitrary bytes as two YAML sources and a kernel command line (and the first two also as
+//! cloud-init meta-data and network config): parse, normalise, merge, deserialize,
+//! validate, render and show must never panic, and the merge must not depend on grouping.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
         Source::new(SourceKind::CloudInit, "user-data", b),
         Source::cmdline(c),
     ];
-    let loaded = load(&sources);
+    let mut all = sources.clone();
+    all.push(Source::new(SourceKind::CloudMetaData, "meta-data", a));
+    all.push(Source::new(SourceKind::CloudNetwork, "network-config", b));
+    let loaded = load(&all);
     let _ = rkos_config::show::show(&loaded, true);
     let _ = render(&loaded.config, &RenderContext::new("fuzz", BootMode::Disk));
     let _ = rkos_config::validate_text("a.yaml", a);

@@ -8,6 +8,7 @@ use rkos_contract::{paths, BootMode};
 
 use super::Boot;
 use crate::early::{self, EarlyConfig};
+use crate::identity;
 use crate::kmod::{self, Loader};
 use crate::log;
 use crate::modules::ModuleIndex;
@@ -22,6 +23,8 @@ type Task = fn(&mut Boot, &EarlyConfig);
 /// `net.bridge.*`).
 const TASKS: &[(&str, Task)] = &[
     ("hostname", hostname),
+    ("identity", identity_report),
+    ("network-names", network_names),
     ("modules", modules),
     ("sysctls", sysctls),
     ("persistent-paths", persistent_paths),
@@ -39,18 +42,50 @@ pub(super) fn config(b: &mut Boot) -> Result<(), String> {
         );
     }
     report(b);
-    tracing::info!("hostname {}", early.hostname);
+    tracing::info!("hostname {}", early.hostname(b.machine_id.as_deref()));
     Ok(())
 }
 
 fn hostname(b: &mut Boot, early: &EarlyConfig) {
-    let name = &early.hostname;
+    let name = &early.hostname(b.machine_id.as_deref());
     if let Err(e) = nix::unistd::sethostname(name) {
         b.config_problems
             .push(format!("error: hostname {name:?}: {e}"));
     }
     if let Err(e) = early::write_hostname(Path::new(SYSROOT), name) {
         b.config_problems.push(format!("error: /etc/hostname: {e}"));
+    }
+}
+
+/// An installed node's identity as this boot found it, for the booted system and the tests
+/// (`/run/rkos/identity.json`).
+fn identity_report(b: &mut Boot, early: &EarlyConfig) {
+    let Some((now, reason)) = &b.instance else {
+        return;
+    };
+    let machine_id = b.machine_id.as_deref();
+    let default = rkos_config::node_default_hostname(machine_id, early.primary_mac.as_deref());
+    let report = identity::Report {
+        instance_id: now.instance_id.as_deref(),
+        machine: now.machine.as_deref(),
+        new: reason.is_some(),
+        reason: reason.as_deref(),
+        machine_id,
+        default_hostname: &default,
+    };
+    if let Err(e) = report.write(Path::new("/")) {
+        tracing::warn!("cannot write {}: {e}", paths::IDENTITY_REPORT);
+    }
+}
+
+/// Device renames (`set-name` in a seed's network config): their `.link` files in place
+/// before udev's first coldplug in the new root, which applies them (a rename after it
+/// would leave `udevadm trigger --settle` waiting for an event of a device renamed under it).
+fn network_names(b: &mut Boot, early: &EarlyConfig) {
+    let links = rkos_config::render::link_files(&early.config);
+    if let Err(e) = rkos_config::apply::write_rendered(Path::new(SYSROOT), &links) {
+        b.config_problems
+            .push(format!("error: network device names: {e}"));
     }
 }
 

@@ -8,6 +8,7 @@ mod config;
 mod find;
 mod handover;
 mod root;
+mod seeds;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use rkos_contract::{BootMode, Slot, Volume};
 use crate::cmdline::BootParams;
 use crate::devices::{self, BlockDevice};
 use crate::early_work::EarlyWork;
+use crate::identity::Identity;
 use crate::kmod::Loader;
 use crate::log::{self, Timings};
 use crate::modules::ModuleIndex;
@@ -55,7 +57,13 @@ pub struct Boot {
     loop_devices: Vec<(PathBuf, PathBuf)>,
     /// What was created on the data volume (seeded from the image, the machine id).
     seeded: Vec<PathBuf>,
+    /// The first cloud-init seed volume found (NoCloud or ConfigDrive).
     cidata_device: Option<PathBuf>,
+    /// An installed node's instance, and why its identity is new when it is.
+    instance: Option<(Identity, Option<String>)>,
+    /// An installed node's machine id, kept on the data volume (it names the node when the
+    /// config does not).
+    machine_id: Option<String>,
     /// Config problems, one line each: shown on the consoles and at the login prompt.
     config_problems: Vec<String>,
 }
@@ -94,6 +102,8 @@ impl Boot {
             loop_devices: Vec::new(),
             seeded: Vec::new(),
             cidata_device: None,
+            instance: None,
+            machine_id: None,
             config_problems: Vec::new(),
         }
     }
@@ -124,6 +134,7 @@ impl Boot {
             StageId::Mount(stage) => root::mount(self, stage),
             StageId::ConfigSources => root::config_sources(self),
             StageId::MoveRun => root::move_run(self),
+            StageId::Identity => root::identity(self),
             StageId::MachineId => root::machine_id(self),
             StageId::SyncData => root::sync_data(self),
             StageId::Config => config::config(self),

@@ -1,5 +1,5 @@
 //! Building the new root: the mount plan's stages, the config sources, /run moved in, the
-//! installed node's machine id and the data volume synced.
+//! installed node's identity and machine id, and the data volume synced.
 
 use std::fs;
 use std::path::Path;
@@ -7,11 +7,9 @@ use std::time::Instant;
 
 use rkos_contract::{label, paths};
 
-use super::Boot;
-use crate::devices::{self, BlockDevice};
-use crate::kmod::Loader;
+use super::{seeds, Boot};
 use crate::plan::{self, SYSROOT};
-use crate::{early, system};
+use crate::{early, identity, system};
 
 /// The next group of the mount plan's steps, which belongs to `stage`.
 pub(super) fn mount(b: &mut Boot, stage: plan::Stage) -> Result<(), String> {
@@ -36,7 +34,7 @@ pub(super) fn mount(b: &mut Boot, stage: plan::Stage) -> Result<(), String> {
 }
 
 /// Copies the config sources the boot volumes carry into /run/rkos (the boot medium's
-/// config.yaml when booted from it, the NoCloud seed's files), then has the second thread
+/// config.yaml when booted from it, the cloud-init seeds' files), then has the second thread
 /// load the config from where they now are. Problems are reported with the config's, never
 /// fatal.
 pub(super) fn config_sources(b: &mut Boot) -> Result<(), String> {
@@ -47,45 +45,11 @@ pub(super) fn config_sources(b: &mut Boot) -> Result<(), String> {
             ));
         }
     }
-    // The seed is attached with the boot volume (a hypervisor's second drive): the wait
-    // loop's scan already saw it, and probing optical drives again is slow.
-    if let Some(seed) = devices::find_label(&b.devices, label::CIDATA, true) {
-        if let Err(e) = copy_cidata(&mut b.loader, seed) {
-            b.config_problems
-                .push(format!("error: NoCloud seed {}: {e}", seed.path.display()));
-        }
-        b.cidata_device = Some(seed.path.clone());
-    }
+    seeds::copy_seeds(b);
     // Before move-run the sources are under the initramfs's /run, after it under the new
     // root's, with the persistent config.
     let root = Path::new(if b.run_moved { SYSROOT } else { "/" });
     b.early_work.load_config_from(root, &b.cmdline);
-    Ok(())
-}
-
-/// Mounts the NoCloud seed read-only, copies its files, unmounts it.
-fn copy_cidata(loader: &mut Loader, seed: &BlockDevice) -> Result<(), String> {
-    let fstype = seed.fstype().ok_or("unknown filesystem")?.mount_type();
-    loader.ensure_fs(fstype);
-    let mnt = Path::new(paths::CIDATA_MOUNT);
-    fs::create_dir_all(mnt).map_err(|e| e.to_string())?;
-    system::mount_fs(
-        &seed.path.to_string_lossy(),
-        mnt,
-        fstype,
-        nix::mount::MsFlags::MS_RDONLY,
-        "",
-    )
-    .map_err(|e| e.to_string())?;
-    let copied = early::copy_cidata(mnt, Path::new("/"));
-    let _ = nix::mount::umount(mnt);
-    let _ = fs::remove_dir(mnt);
-    let copied = copied.map_err(|e| e.to_string())?;
-    tracing::info!(
-        "NoCloud seed {}: {}",
-        seed.path.display(),
-        copied.join(", ")
-    );
     Ok(())
 }
 
@@ -100,6 +64,24 @@ pub(super) fn move_run(b: &mut Boot) -> Result<(), String> {
     std::os::unix::fs::symlink("/sysroot/run", "/run").map_err(|e| format!("symlink /run: {e}"))
 }
 
+/// The installed node's identity: a new instance (a clone of the disk image with a new
+/// cloud-init instance-id, or a copy on another machine) drops the previous one's machine
+/// id, SSH host keys and k3s node password from the data volume before the machine id is
+/// made. A problem is a warning: the node keeps what it has.
+pub(super) fn identity(b: &mut Boot) -> Result<(), String> {
+    let data = Path::new(paths::DATA_MOUNT);
+    match identity::stage(Path::new(SYSROOT), data, Path::new("/sys")) {
+        Ok((now, reason, written)) => {
+            if written {
+                b.seeded.push(identity::record_path(data));
+            }
+            b.instance = Some((now, reason));
+        }
+        Err(e) => tracing::warn!("{e}"),
+    }
+    Ok(())
+}
+
 /// The installed node's machine id, kept on the data volume; a problem is a warning (systemd
 /// then makes a new id for this boot).
 pub(super) fn machine_id(b: &mut Boot) -> Result<(), String> {
@@ -108,8 +90,12 @@ pub(super) fn machine_id(b: &mut Boot) -> Result<(), String> {
         fs::read_to_string("/proc/sys/kernel/random/uuid")
     });
     match id {
-        Ok((_, true)) => b.seeded.push(data.join("etc/machine-id")),
-        Ok(_) => {}
+        Ok((id, made)) => {
+            if made {
+                b.seeded.push(data.join("etc/machine-id"));
+            }
+            b.machine_id = Some(id);
+        }
         Err(e) => tracing::warn!("machine id not kept on {}: {e}", label::DATA),
     }
     Ok(())

@@ -25,6 +25,7 @@ fn main() -> Result<()> {
         boot: Boot::Iso(iso.clone()),
         disks: vec![],
         memory_mb: 2048,
+        extras: Default::default(),
     })?;
     let line = vm.expect(r"\[ *[0-9]+\.[0-9]+\] Run /init as init process", BOOT)?;
     let t_init_seen = t0.elapsed().as_secs_f64();

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "seeded by a MIME part" > /run/mime-marker

@@ -1,10 +1,12 @@
 //! End-to-end tests of rkos: a QEMU driver that reads and types on the serial console
 //! ([`qemu`]), the NoCloud seed volumes the boot tests attach ([`seed`]), a loopback HTTP
-//! server for upgrade bundles ([`httpd`]), the host side they share ([`host`]), and the boot tests themselves (`tests/*.rs`, built
-//! with the `qemu` feature).
+//! server for upgrade bundles ([`httpd`]), the host side they share ([`host`]), the checks of a
+//! seeded live boot both architectures run ([`live`]), and the boot tests themselves
+//! (`tests/*.rs`, built with the `qemu` feature).
 
 pub mod console;
 pub mod host;
 pub mod httpd;
+pub mod live;
 pub mod qemu;
 pub mod seed;

@@ -397,6 +397,7 @@ fn main() {
     ctx.looked_for = detect::looked_for(params.mode, params.slot, params.wait);
     let wait_start = Timings::mark();
     let mut rounds = 0u32;
+    let mut announced = false;
     let (mode, boot, data, devs) = loop {
         let scan_start = Instant::now();
         let devs = devices::scan(Path::new("/sys/class/block"), Path::new("/dev"));
@@ -407,6 +408,11 @@ fn main() {
         );
         if let Some((m, b, d)) = detect::decide(params.mode, &devs) {
             break (m, b, d, devs);
+        }
+        if !announced && wait_start.elapsed() >= detect::WAIT_NOTICE {
+            announced = true;
+            let line = detect::still_waiting(&ctx.looked_for, wait_start.elapsed());
+            log::to_consoles(&ctx.consoles, &line);
         }
         if wait_start.elapsed() >= params.wait {
             t.record("wait-devices", wait_start);

@@ -58,7 +58,8 @@ ROOTFS_STAMP := $(W)/rootfs/stamp
 ROOTFS_INPUTS := build/packages.txt build/rootfs.sh build/rootfs-customize.sh build/prune-modules.sh \
 	build/arch.sh
 IMAGE_INPUTS := $(shell find overlay -type f 2>/dev/null) build/image.sh build/k3s-standin.sh \
-	build/initramfs.sh build/initramfs.modules agent/manifests/crds.yaml agent/manifests/agent.yaml
+	build/initramfs.sh build/initramfs.modules agent/manifests/crds.yaml agent/manifests/agent.yaml \
+	agent/manifests/policy.yaml
 ISO_INPUTS := iso/grub.cfg build/iso.sh $(wildcard iso/config.yaml)
 
 .PHONY: test check fmt clippy unit host-deps iso standin-iso run boot-test boot-report \

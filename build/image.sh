@@ -41,12 +41,14 @@ install -m 0755 "$rkos_work/k3s/k3s" "$root/usr/local/bin/k3s"
 for tool in kubectl crictl ctr; do ln -sfn k3s "$root/usr/local/bin/$tool"; done
 
 # Upgrades: the key bundles are signed with (more only through the node's own config), and
-# the upgrade agent with its manifests, put in k3s's import and auto-deploy directories
-# before k3s starts (usr/lib/rkos/k3s-preload.sh), so a fresh cluster needs no registry.
+# the upgrade agent with its manifests (CRDs; DaemonSet and RBAC; admission policies), put in
+# k3s's import and auto-deploy directories before k3s starts (usr/lib/rkos/k3s-preload.sh),
+# so a fresh cluster needs no registry.
 install -D -m 0644 "$trusted_key" "$root/usr/lib/rkos/trusted-keys/rkos.pub"
 install -D -m 0644 "$agent_image" "$root/usr/lib/rkos/k3s/images/rkos-agent.tar"
 install -D -m 0644 "$top/agent/manifests/crds.yaml" "$root/usr/lib/rkos/k3s/manifests/rkos-upgrade-crds.yaml"
 install -D -m 0644 "$top/agent/manifests/agent.yaml" "$root/usr/lib/rkos/k3s/manifests/rkos-upgrade-agent.yaml"
+install -D -m 0644 "$top/agent/manifests/policy.yaml" "$root/usr/lib/rkos/k3s/manifests/rkos-upgrade-policy.yaml"
 if [ "$k3s_kind" = stand-in ]; then
     # The stand-in has no kubelet to ask: a slot is healthy once the stand-in started.
     echo 'RKOS_MARK_GOOD_ARGS=--health-file /run/k3s-standin/argv --timeout 120' \

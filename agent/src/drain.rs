@@ -1,5 +1,5 @@
-//! Which pods a drain evicts, skips, waits for or refuses. Pure: the eviction calls are in
-//! `agent.rs`.
+//! Which pods a drain evicts, skips, waits for or refuses, and how a refused eviction reads.
+//! Pure: the Eviction API calls are in `execute.rs`.
 //!
 //! The rules follow `kubectl drain`: mirror (static) pods are skipped, DaemonSet pods are
 //! skipped only with `ignoreDaemonSets`, pods using emptyDir need `deleteEmptyDirData`, pods no
@@ -124,6 +124,23 @@ pub fn plan(pods: &[Pod], policy: &DrainSpec, own: Option<&PodRef>) -> DrainView
     view
 }
 
+/// What the NodeUpgrade says about an eviction the API refused (429: a PodDisruptionBudget):
+/// the pod, and the budget's own words when the answer carries them.
+pub fn refusal(pod: &PodRef, answer: &kube::core::Status) -> String {
+    let causes: Vec<&str> = answer
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter().map(|c| c.message.as_str()))
+        .filter(|m| !m.is_empty())
+        .collect();
+    let why = if causes.is_empty() {
+        answer.message.clone()
+    } else {
+        causes.join("; ")
+    };
+    format!("eviction of pod {pod} refused: {why}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +226,26 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         assert!(!v.done());
         assert!(plan(&[], &DrainSpec::default(), None).done());
+    }
+
+    #[test]
+    fn refusal_names_the_pod_and_the_budget() {
+        let p = PodRef {
+            namespace: "default".into(),
+            name: "db-0".into(),
+        };
+        let answer = |v| serde_json::from_value::<kube::core::Status>(v).unwrap();
+        let plain = answer(json!({"code": 429, "message": "Cannot evict pod"}));
+        assert_eq!(
+            refusal(&p, &plain),
+            "eviction of pod default/db-0 refused: Cannot evict pod"
+        );
+        let detailed = answer(json!({"code": 429, "message": "Cannot evict pod",
+            "details": {"causes": [{"reason": "DisruptionBudget",
+                "message": "The disruption budget db-pdb needs 1 healthy pods"}, {"message": ""}]}}));
+        assert_eq!(
+            refusal(&p, &detailed),
+            "eviction of pod default/db-0 refused: The disruption budget db-pdb needs 1 healthy pods"
+        );
     }
 }

@@ -1,13 +1,19 @@
 //! The rollout state machine of one node. Pure: it takes what the agent observed (the plan,
-//! the node's own NodeUpgrade, its Node, the leases it holds, the pods to drain, the node-side
-//! facts) and returns the actions to take, in order.
+//! the node's own NodeUpgrade and those of its peers, its Node, the rollout leases, the pods
+//! to drain, the node-side facts) and returns the actions to take, in order.
+//!
+//! Every decision is taken here; the agent's I/O only carries actions out. What an action
+//! found that the machine must react to (a node-side failure, the bytes a download took, an
+//! eviction a PodDisruptionBudget refused) comes back as an [`Outcome`], and [`after`] says
+//! what follows. A long node action runs only as long as [`while_running`] still asks for it.
 //!
 //! It keeps no memory: the state lives in the NodeUpgrade status, the Node's cordon annotation,
 //! the Leases and the node's slot/boot facts. A restarted agent observes the same things and
 //! picks up where the last one stopped, whatever the phase. Every action is idempotent, and
 //! the sequences are ordered so that a crash between any two actions is safe:
-//! - start: lease acquired -> node cordoned -> status `Draining`. So every node past
-//!   `Waiting` holds a lease, and `concurrency` leases bound the rollout.
+//! - start: lease acquired (the last action of its pass) -> the next pass, a fresh look ->
+//!   node cordoned -> status `Draining`. So every node past `Waiting` holds a lease, and
+//!   `concurrency` leases bound the rollout.
 //! - finish: node uncordoned -> terminal status -> lease released. A terminal or `Pending`
 //!   node that still holds a lease or a cordon it made has them released on the next pass.
 
@@ -17,7 +23,14 @@ use k8s_openapi::jiff::Timestamp;
 use crate::crd::{NodeUpgradeStatus, Phase, WindowSpec};
 use crate::drain::{DrainView, PodRef};
 use crate::nodeops::NodeFacts;
-use crate::window;
+use rkos_slots::health::HealthFacts;
+
+mod lease;
+mod phases;
+#[cfg(test)]
+mod tests;
+
+pub use lease::{LeaseView, PeerView};
 
 /// The plan governing this node, as the machine needs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,12 +55,16 @@ pub struct NuView {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeView {
+    /// The node's name: its NodeUpgrade's name and its identity as a lease holder.
+    pub name: String,
     pub ready: bool,
+    /// `spec.unschedulable`: cordoned, by the agent or by someone else.
+    pub unschedulable: bool,
     /// The plan named by the agent's cordon annotation, if the agent cordoned the node.
     pub cordoned_by: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
     /// Unix seconds.
     pub now: i64,
@@ -56,17 +73,21 @@ pub struct Observed {
     pub plan: Option<PlanView>,
     pub nu: Option<NuView>,
     pub node: NodeView,
-    /// Plans for which this node holds a lease (holder identity = node name).
-    pub leases_held: Vec<String>,
-    /// Failed + RolledBack NodeUpgrades of the plan for its current version.
-    pub failures: u32,
+    /// The rollout leases in the agent's namespace, of every plan and holder.
+    pub leases: Vec<LeaseView>,
+    /// The NodeUpgrades of the plan, this node's included; empty without a plan.
+    pub peers: Vec<PeerView>,
     /// Pods on the node, classified; only looked at while draining.
     pub drain: DrainView,
     pub facts: NodeFacts,
-    /// The node-side health check (k3s up).
-    pub healthy: bool,
+    /// What the node side shows of its health (k3s's unit); [`phases`] adds the Node's Ready
+    /// condition and decides with `rkos_slots::health::verdict`, the rule `rkos mark-good`
+    /// follows too.
+    pub node_health: HealthFacts,
     /// How long a rebooted node may take to become healthy.
     pub verify_timeout_seconds: u64,
+    /// The duration this agent gives its leases when it takes or renews them.
+    pub lease_seconds: i64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -84,13 +105,16 @@ pub enum Action {
     DeleteNodeUpgrade,
     /// Write the whole status (the executor skips the write when nothing changed).
     SetStatus(NodeUpgradeStatus),
-    /// Take one of the plan's `concurrency` leases. If none is free, the executor stops
-    /// executing the actions after this one.
+    /// Take the first of these leases of the plan (by index) that can still be won: create
+    /// it, or replace it at the version observed (another agent's write makes that fail, and
+    /// the next one is tried). Always the last action of its pass: the pass after it looks at
+    /// the cluster again, and only that fresh look counts a failure that the lease's previous
+    /// holder wrote just before giving the lease back.
     AcquireLease {
         plan: String,
-        concurrency: u32,
+        indices: Vec<u32>,
     },
-    /// Refresh the lease's renew time while working.
+    /// Renew this node's leases of the plan.
     RenewLease {
         plan: String,
     },
@@ -101,11 +125,11 @@ pub enum Action {
     Cordon {
         plan: String,
     },
-    /// Undo a cordon the agent made (only if the annotation is there).
+    /// Undo the cordon the agent made.
     Uncordon,
-    /// Ask the Eviction API to evict these pods; PDB refusals are recorded in the status.
+    /// Ask the Eviction API to evict these pods; a refusal comes back as an [`Outcome`].
     Evict(Vec<PodRef>),
-    /// Node side; a failure fails the upgrade (the executor writes `Failed`).
+    /// Node side: download, verify, write the inactive slot, arm a trial boot of it.
     Stage {
         bundle_url: String,
         version: String,
@@ -118,6 +142,21 @@ pub enum Action {
     },
     Reboot,
     MarkGood,
+}
+
+/// What carrying out an action found, for [`after`] to decide on. The actions that report
+/// one (`Stage`, `Flip`, `Evict`) are always the last of their list, so what follows is
+/// decided on the status the list started from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// `Stage` finished; it downloaded this many bytes.
+    Staged { bytes: u64 },
+    /// `Stage` failed with the node side's error.
+    StageFailed(String),
+    /// `Flip` failed with the node side's error.
+    FlipFailed(String),
+    /// The Eviction API refused an eviction (a PodDisruptionBudget): which pod, and why.
+    EvictionRefused(String),
 }
 
 pub const DEFAULT_VERIFY_TIMEOUT: u64 = 600;
@@ -166,20 +205,20 @@ fn waiting_condition(st: &mut NodeUpgradeStatus, reason: &str, message: &str, no
 fn finish(
     o: &Observed,
     plan: &str,
-    st: NodeUpgradeStatus,
+    st: &NodeUpgradeStatus,
     phase: Phase,
     error: Option<String>,
 ) -> Vec<Action> {
-    let mut s = enter(&st, phase, o.now);
+    let mut s = enter(st, phase, o.now);
     s.last_error = error;
     s.current_version = Some(o.facts.version.clone());
-    s.slot = Some(o.facts.slot.clone());
+    s.slot = Some(o.facts.slot.to_string());
     let mut out = Vec::new();
     if o.node.cordoned_by.is_some() {
         out.push(Action::Uncordon);
     }
     out.push(Action::SetStatus(s));
-    if o.leases_held.iter().any(|l| l == plan) {
+    if o.holds(plan) {
         out.push(Action::ReleaseLease {
             plan: plan.to_string(),
         });
@@ -187,43 +226,13 @@ fn finish(
     out
 }
 
-/// Why a waiting node may not start now, if it may not.
-fn blocked(o: &Observed, plan: &PlanView) -> Option<(&'static str, String)> {
-    if plan.paused {
-        return Some(("Paused", format!("plan {} is paused", plan.name)));
-    }
-    if o.failures >= plan.max_failures {
-        return Some((
-            "RolloutStopped",
-            format!(
-                "rollout stopped: {} node(s) failed (maxFailures {})",
-                o.failures, plan.max_failures
-            ),
-        ));
-    }
-    if let Some(w) = &plan.window {
-        match window::is_open(w, o.now) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Some((
-                    "OutsideWindow",
-                    format!(
-                        "outside the maintenance window ({}-{} {} {})",
-                        w.start_time,
-                        w.end_time,
-                        w.time_zone,
-                        if w.days.is_empty() {
-                            "every day".to_string()
-                        } else {
-                            w.days.join(",")
-                        }
-                    ),
-                ))
-            }
-            Err(e) => return Some(("BadWindow", e.to_string())),
-        }
-    }
-    None
+/// Cordon the node for `plan`, unless it already is; a node someone else cordoned (no
+/// annotation) is left alone, so their cordon and its removal stay theirs.
+fn cordon(o: &Observed, plan: &str) -> Option<Action> {
+    let by_someone_else = o.node.unschedulable && o.node.cordoned_by.is_none();
+    (o.node.cordoned_by.as_deref() != Some(plan) && !by_someone_else).then(|| Action::Cordon {
+        plan: plan.to_string(),
+    })
 }
 
 pub fn decide(o: &Observed) -> Vec<Action> {
@@ -239,16 +248,16 @@ pub fn decide(o: &Observed) -> Vec<Action> {
         if o.nu.is_some() {
             out.push(Action::DeleteNodeUpgrade);
         }
-        for l in &o.leases_held {
-            out.push(Action::ReleaseLease { plan: l.clone() });
+        for l in o.held_plans() {
+            out.push(Action::ReleaseLease { plan: l });
         }
         return out;
     };
     let release_others: Vec<Action> = o
-        .leases_held
-        .iter()
-        .filter(|l| **l != plan.name)
-        .map(|l| Action::ReleaseLease { plan: l.clone() })
+        .held_plans()
+        .into_iter()
+        .filter(|l| *l != plan.name)
+        .map(|l| Action::ReleaseLease { plan: l })
         .collect();
     let Some(nu) = &o.nu else {
         out.extend(release_others);
@@ -260,8 +269,6 @@ pub fn decide(o: &Observed) -> Vec<Action> {
     };
     let st = &nu.status;
     let phase = st.phase;
-    let holds = o.leases_held.contains(&plan.name);
-    let cordoned_by_other = o.node.cordoned_by.as_ref().is_some_and(|c| *c != plan.name);
 
     // The node follows another plan, or the plan's version moved on: start over, unless the
     // node is already rebooting into the old target (that attempt has to finish first).
@@ -279,7 +286,7 @@ pub fn decide(o: &Observed) -> Vec<Action> {
             phase: Phase::Pending,
             current_version: Some(o.facts.version.clone()),
             target_version: Some(plan.version.clone()),
-            slot: Some(o.facts.slot.clone()),
+            slot: Some(o.facts.slot.to_string()),
             phase_since: Some(ts(o.now).to_string()),
             ..Default::default()
         }));
@@ -287,223 +294,89 @@ pub fn decide(o: &Observed) -> Vec<Action> {
         return out;
     }
     out.extend(release_others);
-    let target = nu.target.clone();
+    let target = nu.target.as_str();
+    let cordoned_by_other = o.node.cordoned_by.as_ref().is_some_and(|c| *c != plan.name);
 
     // Outside the phases that may hold them, a lease or a cordon left by a crash is given back.
     let may_hold = phase.in_flight() || phase == Phase::Waiting;
-    if !may_hold || cordoned_by_other {
-        if o.node.cordoned_by.is_some() {
-            out.push(Action::Uncordon);
-        }
-        if holds && !may_hold {
-            out.push(Action::ReleaseLease {
-                plan: plan.name.clone(),
-            });
-        }
-        if !may_hold {
-            // Keep versions current; nothing else to do in these phases but the checks below.
-            let mut s = st.clone();
-            s.current_version = Some(o.facts.version.clone());
-            s.slot = Some(o.facts.slot.clone());
-            s.target_version = Some(target.clone());
-            match phase {
-                Phase::Pending => {
-                    let mut s = enter(&s, Phase::Waiting, o.now);
-                    if o.facts.version == target {
-                        s = enter(&s, Phase::Succeeded, o.now);
-                    }
-                    out.push(Action::SetStatus(s));
-                }
-                Phase::Succeeded if o.facts.version != target => {
-                    // Running something else again (a manual rollback): re-evaluate.
-                    out.push(Action::SetStatus(enter(&s, Phase::Pending, o.now)));
-                }
-                _ => out.push(Action::SetStatus(s)),
-            }
-            return out;
-        }
+    if !may_hold {
+        out.extend(phases::at_rest(o, plan, st, target));
+        return out;
     }
-
-    match phase {
-        Phase::Waiting => {
-            if o.facts.version == target {
-                out.extend(finish(o, &plan.name, st.clone(), Phase::Succeeded, None));
-                return out;
-            }
-            if let Some((reason, message)) = blocked(o, plan) {
-                if holds {
-                    if o.node.cordoned_by.is_some() {
-                        out.push(Action::Uncordon);
-                    }
-                    out.push(Action::ReleaseLease {
-                        plan: plan.name.clone(),
-                    });
-                }
-                let mut s = st.clone();
-                waiting_condition(&mut s, reason, &message, o.now);
-                out.push(Action::SetStatus(s));
-                return out;
-            }
-            if !holds {
-                out.push(Action::AcquireLease {
-                    plan: plan.name.clone(),
-                    concurrency: plan.concurrency,
-                });
-            }
-            if o.node.cordoned_by.as_deref() != Some(&plan.name) {
-                out.push(Action::Cordon {
-                    plan: plan.name.clone(),
-                });
-            }
-            let mut s = enter(st, Phase::Draining, o.now);
-            s.attempts += 1;
-            s.from_version = Some(o.facts.version.clone());
-            s.last_error = None;
-            s.drain_blocker = None;
-            s.boot_id = None;
-            out.push(Action::SetStatus(s));
-        }
-        Phase::Draining => {
-            if !holds {
-                // The lease expired and another node took it: stop before touching the slot.
-                if o.node.cordoned_by.is_some() {
-                    out.push(Action::Uncordon);
-                }
-                let mut s = enter(st, Phase::Waiting, o.now);
-                s.last_error = Some("lost the rollout lease while draining; waiting again".into());
-                out.push(Action::SetStatus(s));
-                return out;
-            }
-            out.push(Action::RenewLease {
-                plan: plan.name.clone(),
-            });
-            if o.node.cordoned_by.as_deref() != Some(&plan.name) {
-                out.push(Action::Cordon {
-                    plan: plan.name.clone(),
-                });
-            }
-            if !o.drain.refused.is_empty() {
-                let msg = format!("drain refused: {}", o.drain.refused.join("; "));
-                out.extend(finish(o, &plan.name, st.clone(), Phase::Failed, Some(msg)));
-                return out;
-            }
-            if o.drain.evict.is_empty() && o.drain.waiting.is_empty() {
-                out.push(Action::SetStatus(enter(st, Phase::Staging, o.now)));
-                return out;
-            }
-            let waited = elapsed(st.phase_since.as_deref(), o.now);
-            // Strictly more: phaseSince has whole seconds, so this never fires early.
-            if waited > plan.drain_timeout_seconds as i64 {
-                let why = match &st.drain_blocker {
-                    Some(b) => b.clone(),
-                    None => {
-                        let left: Vec<String> = o
-                            .drain
-                            .evict
-                            .iter()
-                            .chain(&o.drain.waiting)
-                            .map(|p| p.to_string())
-                            .collect();
-                        format!("pods still on the node: {}", left.join(", "))
-                    }
-                };
-                let msg = format!(
-                    "drain timed out after {}s: {why}",
-                    plan.drain_timeout_seconds
-                );
-                out.extend(finish(o, &plan.name, st.clone(), Phase::Failed, Some(msg)));
-                return out;
-            }
-            if !o.drain.evict.is_empty() {
-                out.push(Action::Evict(o.drain.evict.clone()));
-            }
-        }
-        Phase::Staging => {
-            if o.facts.version == target {
-                // Already running the target (upgraded by other means meanwhile): `rkos
-                // upgrade` would only say so and arm nothing, so staging would never end.
-                out.extend(finish(o, &plan.name, st.clone(), Phase::Succeeded, None));
-                return out;
-            }
-            out.push(Action::RenewLease {
-                plan: plan.name.clone(),
-            });
-            if o.facts.trial_armed.as_deref() == Some(target.as_str()) {
-                let mut s = enter(st, Phase::Rebooting, o.now);
-                s.boot_id = Some(o.facts.boot_id.clone());
-                out.push(Action::SetStatus(s));
-            } else if o.facts.staged.as_deref() == Some(target.as_str()) {
-                out.push(Action::Flip {
-                    bundle_url: plan.bundle_url.clone(),
-                    version: target.clone(),
-                });
-            } else {
-                out.push(Action::Stage {
-                    bundle_url: plan.bundle_url.clone(),
-                    version: target.clone(),
-                });
-            }
-        }
-        Phase::Rebooting => {
-            out.push(Action::RenewLease {
-                plan: plan.name.clone(),
-            });
-            let same_boot = st.boot_id.as_deref().is_none_or(|b| b == o.facts.boot_id);
-            if same_boot {
-                if o.facts.trial_armed.as_deref() == Some(target.as_str()) {
-                    out.push(Action::Reboot);
-                } else if o.facts.version == target {
-                    out.push(Action::SetStatus(enter(st, Phase::Verifying, o.now)));
-                } else {
-                    let msg = format!(
-                        "the trial boot of {target} is no longer armed and the node did not reboot"
-                    );
-                    out.extend(finish(o, &plan.name, st.clone(), Phase::Failed, Some(msg)));
-                }
-            } else if o.facts.version == target {
-                let mut s = enter(st, Phase::Verifying, o.now);
-                s.current_version = Some(o.facts.version.clone());
-                s.slot = Some(o.facts.slot.clone());
-                out.push(Action::SetStatus(s));
-            } else {
-                out.extend(rolled_back(o, &plan.name, st, &target));
-            }
-        }
-        Phase::Verifying => {
-            out.push(Action::RenewLease {
-                plan: plan.name.clone(),
-            });
-            if o.facts.version != target {
-                out.extend(rolled_back(o, &plan.name, st, &target));
-            } else if o.node.ready && o.healthy {
-                if o.facts.running_on_trial {
-                    out.push(Action::MarkGood);
-                } else {
-                    out.extend(finish(o, &plan.name, st.clone(), Phase::Succeeded, None));
-                }
-            } else if elapsed(st.phase_since.as_deref(), o.now) > o.verify_timeout_seconds as i64 {
-                let msg = format!(
-                    "{target} booted but the node was not healthy within {}s (node Ready: {}, k3s up: {}); \
-                     the slot stays on trial and GRUB falls back at the next reboot",
-                    o.verify_timeout_seconds, o.node.ready, o.healthy
-                );
-                out.extend(finish(o, &plan.name, st.clone(), Phase::Failed, Some(msg)));
-            }
-        }
-        Phase::Pending | Phase::Succeeded | Phase::Failed | Phase::RolledBack => {}
+    if cordoned_by_other {
+        out.push(Action::Uncordon);
     }
+    let next = match phase {
+        // Already running the target (nothing to do, or upgraded by other means meanwhile):
+        // done. While staging this matters: `rkos upgrade` would only say so and arm
+        // nothing, so staging would never end.
+        Phase::Waiting | Phase::Staging if o.facts.version == target => {
+            finish(o, &plan.name, st, Phase::Succeeded, None)
+        }
+        Phase::Waiting => phases::waiting(o, plan, st),
+        Phase::Draining => phases::draining(o, plan, st),
+        Phase::Staging => phases::staging(o, plan, st, target),
+        Phase::Rebooting => phases::rebooting(o, plan, st, target),
+        Phase::Verifying => phases::verifying(o, plan, st, target),
+        Phase::Pending | Phase::Succeeded | Phase::Failed | Phase::RolledBack => Vec::new(),
+    };
+    // In flight the lease is renewed first when due, except in a pass that gives it back:
+    // the release is made at the version observed, which a renewal would change (the release
+    // would then fail and wait for the next pass).
+    let lease_handled = next
+        .iter()
+        .any(|a| matches!(a, Action::ReleaseLease { .. } | Action::RenewLease { .. }));
+    if phase.in_flight() && !lease_handled {
+        out.extend(o.renew(&plan.name));
+    }
+    out.extend(next);
     out
 }
 
-fn rolled_back(o: &Observed, plan: &str, st: &NodeUpgradeStatus, target: &str) -> Vec<Action> {
-    let reason = o.facts.rolled_back.clone().unwrap_or_else(|| {
-        format!(
-            "rebooted into {target} but came back on {} (slot {})",
-            o.facts.version, o.facts.slot
-        )
-    });
-    finish(o, plan, st.clone(), Phase::RolledBack, Some(reason))
+/// What follows an action's [`Outcome`]; it takes the place of whatever the list still held.
+pub fn after(o: &Observed, outcome: &Outcome) -> Vec<Action> {
+    let (Some(plan), Some(nu)) = (&o.plan, &o.nu) else {
+        return Vec::new();
+    };
+    let st = &nu.status;
+    let target = &nu.target;
+    match outcome {
+        Outcome::Staged { bytes } => {
+            let mut s = st.clone();
+            s.bytes_downloaded += bytes;
+            vec![Action::SetStatus(s)]
+        }
+        Outcome::StageFailed(e) => finish(
+            o,
+            &plan.name,
+            st,
+            Phase::Failed,
+            Some(format!("staging {target} failed: {e}")),
+        ),
+        Outcome::FlipFailed(e) => finish(
+            o,
+            &plan.name,
+            st,
+            Phase::Failed,
+            Some(format!("arming the trial boot of {target} failed: {e}")),
+        ),
+        // The drain timeout names the last refusal; the next pass evicts again.
+        Outcome::EvictionRefused(why) if st.drain_blocker.as_deref() != Some(why) => {
+            let mut s = st.clone();
+            s.drain_blocker = Some(why.clone());
+            vec![Action::SetStatus(s)]
+        }
+        Outcome::EvictionRefused(_) => Vec::new(),
+    }
 }
 
-#[cfg(test)]
-mod tests;
+/// Asked every tick while a long node action (`Stage`, `Flip`) runs, with a fresh look at
+/// the cluster (the node facts are those from before the action: the node is busy with it).
+/// `None`: the machine no longer asks for `running` (the plan was deleted, its version
+/// moved on, the lease was lost...) and it is cancelled. `Some`: it goes on, after the
+/// other actions the machine asks for meanwhile (lease renewals).
+pub fn while_running(o: &Observed, running: &Action) -> Option<Vec<Action>> {
+    let next = decide(o);
+    next.contains(running)
+        .then(|| next.into_iter().filter(|a| a != running).collect())
+}

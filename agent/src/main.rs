@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rkos_agent::api::AgentConfig;
 use rkos_agent::drain::PodRef;
-use rkos_agent::kube_io::{Agent, AgentConfig};
+use rkos_agent::lease::{DEFAULT_LEASE_SECONDS, WORST_CASE_TRIAL_SECONDS};
 use rkos_agent::metrics::{self, Metrics};
 use rkos_agent::nodeops::HostNodeOps;
+use rkos_agent::reconcile::Agent;
 
 #[derive(Parser)]
 #[command(
@@ -49,9 +51,11 @@ struct RunArgs {
     rkos: PathBuf,
     #[arg(long, default_value = "0.0.0.0:9469")]
     metrics_addr: SocketAddr,
-    /// Lease duration: a node that crashes mid-upgrade frees its slot after this long.
-    /// Longer than a reboot, so a rebooting node keeps its slot.
-    #[arg(long, default_value_t = 900)]
+    /// Lease duration. It must outlast the worst-case trial of a new slot (every try's boot
+    /// and health deadline, then the fallback boot): a lease that lapses while its node is
+    /// in flight counts that node as failed. A node that crashes while draining or staging
+    /// frees its place after this long.
+    #[arg(long, default_value_t = DEFAULT_LEASE_SECONDS)]
     lease_seconds: i32,
     /// Reconcile at least this often.
     #[arg(long, default_value_t = 10)]
@@ -83,13 +87,21 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let config = kube::Config::infer()
         .await
         .context("finding the Kubernetes API (in-cluster config or KUBECONFIG)")?;
-    let client = rkos_agent::kube_io::client(config).context("building the API client")?;
+    let client = rkos_agent::api::client(config).context("building the API client")?;
     let mut cfg = AgentConfig::new(&a.node_name, &a.namespace);
     cfg.own_pod = a.pod_name.map(|name| PodRef {
         namespace: a.namespace.clone(),
         name,
     });
     cfg.lease_seconds = a.lease_seconds;
+    if a.lease_seconds <= WORST_CASE_TRIAL_SECONDS {
+        tracing::warn!(
+            lease_seconds = a.lease_seconds,
+            worst_case_trial = WORST_CASE_TRIAL_SECONDS,
+            "the lease is shorter than a trial may take: a node whose trial fails slowly \
+             will be counted as failed, and the rollout stopped"
+        );
+    }
     cfg.tick = Duration::from_secs(a.tick_seconds.max(1));
     cfg.verify_timeout_seconds = a.verify_timeout_seconds;
     let ops = HostNodeOps {

@@ -1,21 +1,24 @@
 //! The real node-side implementation (`HostNodeOps`, which runs `rkos status --json`,
-//! `rkos upgrade --bundle`, the reboot command and `rkos mark-good`) driven by the agent
-//! against the API server stand-in. The host is a temp dir; `rkos` and the reboot command are
-//! small shell stand-ins that keep an A/B slot state in files, so the whole command boundary
-//! is exercised without root.
+//! `rkos upgrade --bundle ... --json`, the reboot command, the k3s check and
+//! `rkos mark-good`) driven by the agent against the API server stand-in. The host is a temp
+//! dir; `rkos` and the reboot command are small shell stand-ins that keep an A/B slot state in
+//! files, so the whole command boundary is exercised without root. (`tests/real_rkos.rs`
+//! does the same with the real `rkos`.)
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use rkos_agent::nodeops::{HostNodeOps, NodeOps};
+use rkos_slots::Slot;
 use support::apiserver_standin::{StandIn, LEASES, NODES, NUS};
 use support::node_agent::{phase, run_agent, script, seed};
 
-/// `rkos` stand-in: state in `$STATE/{active,A,B,trial,on_trial,last}`. `upgrade --bundle URL`
-/// stages the version named by the URL's last `rkos-V` component into the inactive slot and
-/// arms its trial, failing for URLs containing `bad-signature` (as the real command does for
-/// a bundle its trusted keys reject), leaving everything untouched.
+/// `rkos` stand-in: state in `$STATE/{active,A,B,trial,on_trial,last}`, printed in the JSON of
+/// rkos-slots' `NodeStatus` and `UpgradeReport`. `upgrade --bundle URL` stages the version
+/// named by the URL's last `rkos-V` component into the inactive slot and arms its trial,
+/// failing for URLs containing `bad-signature` (as the real command does for a bundle its
+/// trusted keys reject), leaving everything untouched.
 const RKOS: &str = r#"#!/bin/sh
 set -e
 STATE="$(dirname "$0")/state"
@@ -26,12 +29,16 @@ status)
     a=$(rd active); t=$(rd trial); last=$(rd last)
     if [ -n "$t" ]; then trial="{\"slot\":\"$t\",\"tries_left\":3}"; else trial=null; fi
     if [ -n "$last" ]; then lo="{\"outcome\":\"rolled-back\",\"slot\":\"$last\"}"; else lo=null; fi
-    printf '{"active":"%s","default":"%s","fallback":null,"trial":%s,"running_on_trial":%s,"last_outcome":%s,"slots":[{"slot":"A","version":%s},{"slot":"B","version":%s}]}\n' \
-        "$a" "$a" "$trial" "$(rd on_trial || echo false)" "$lo" "$(q "$(rd A)")" "$(q "$(rd B)")"
+    slot() { printf '{"slot":"%s","version":%s,"arch":"amd64","error":null}' "$1" "$(q "$(rd "$1")")"; }
+    printf '{"installed":true,"active":"%s","default":"%s","fallback":null,"trial":%s,"running_on_trial":%s,"last_outcome":%s,"slots":[%s,%s]}\n' \
+        "$a" "$a" "$trial" "$(rd on_trial || echo false)" "$lo" "$(slot A)" "$(slot B)"
     ;;
 upgrade)
     [ "$2" = "--bundle" ] || { echo "usage: rkos upgrade --bundle URL" >&2; exit 2; }
-    case "$3" in *bad-signature*) echo "manifest signature does not verify with any trusted key" >&2; exit 1;; esac
+    case "$3" in *bad-signature*)
+        echo '{"result":"failed","error":["upgrade failed","manifest signature does not verify with any trusted key"]}'
+        exit 1;;
+    esac
     v=${3##*rkos-}
     if [ "$(rd active)" = A ]; then i=B; else i=A; fi
     mkdir -p "$STATE/../run/rkos/state/slots/$i"
@@ -39,8 +46,7 @@ upgrade)
     echo "$v" > "$STATE/$i"
     echo "$i" > "$STATE/trial"
     echo "$3" >> "$STATE/log"
-    echo "staged version $v in slot $i (signed by key 0123ABCD; 5000 bytes downloaded, 0 resumed)"
-    echo "reboot to switch (or rerun with --reboot)"
+    printf '{"result":"staged","version":"%s","slot":"%s","key_id":"0123ABCD","downloaded_bytes":5000,"reused_bytes":0,"armed":{"slot":"%s","tries_left":3}}\n' "$v" "$i" "$i"
     ;;
 mark-good)
     echo false > "$STATE/on_trial"; rm -f "$STATE/trial"; echo mark-good >> "$STATE/log"
@@ -70,19 +76,19 @@ fn host(version: &str) -> (tempfile::TempDir, HostNodeOps) {
     let root = dir.path();
     std::fs::create_dir_all(root.join("state")).unwrap();
     std::fs::create_dir_all(root.join("proc/sys/kernel/random")).unwrap();
-    std::fs::create_dir_all(root.join("run/k3s/containerd")).unwrap();
-    std::fs::write(root.join("run/k3s/containerd/containerd.sock"), "").unwrap();
     std::fs::write(root.join("proc/sys/kernel/random/boot_id"), "boot-0\n").unwrap();
     std::fs::write(root.join("state/active"), "A\n").unwrap();
     std::fs::write(root.join("state/A"), format!("{version}\n")).unwrap();
     std::fs::write(root.join("state/on_trial"), "false\n").unwrap();
     script(&root.join("rkos"), RKOS);
     script(&root.join("reboot"), REBOOT);
+    script(&root.join("k3s-active"), "#!/bin/sh\nexit 0\n");
     let ops = HostNodeOps {
         host_root: root.to_path_buf(),
         chroot: false,
         rkos: root.join("rkos"),
         reboot: vec![root.join("reboot").display().to_string()],
+        k3s_active: vec![root.join("k3s-active").display().to_string()],
     };
     (dir, ops)
 }
@@ -100,14 +106,14 @@ async fn upgrade_through_the_rkos_command() {
         ["http://127.0.0.1:1/bundles/rkos-2", "reboot", "mark-good"]
     );
     let f = ops.facts().await.unwrap();
-    assert_eq!((f.version.as_str(), f.slot.as_str()), ("2", "B"));
+    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
     assert!(!f.running_on_trial);
     let nu = api.get(NUS, "", "n1").unwrap();
     assert_eq!(nu["status"]["currentVersion"], "2");
     assert_eq!(nu["status"]["slot"], "B");
     assert_eq!(
         nu["status"]["bytesDownloaded"], 5000,
-        "from the command's summary line"
+        "from the command's report"
     );
     assert!(api.all(LEASES).is_empty());
     assert_ne!(

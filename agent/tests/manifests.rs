@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use rkos_agent::kube_io::{CLUSTER_RBAC, IMAGE, LEASE_RBAC};
+use rkos_agent::api::{CLUSTER_RBAC, IMAGE, LEASE_RBAC};
 use serde_yaml::Value;
 
 fn docs() -> Vec<Value> {

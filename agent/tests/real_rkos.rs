@@ -1,6 +1,10 @@
 //! The agent's node side (`HostNodeOps`) against the real `rkos` command (package rkos-cli):
-//! real `status --json` output, real signed bundles (made with `rkos bundle keygen/create`,
-//! served from a directory or over loopback HTTP), the real slot and GRUB-environment code.
+//! real `status --json` and `upgrade --json` output, real signed bundles (made with
+//! `rkos bundle keygen/create`, served from a directory or over loopback HTTP), the real slot
+//! and GRUB-environment code. What the command prints in each state is also recorded in
+//! `tests/fixtures/` (the unit tests of `nodeops` parse those); the tests here check that
+//! the current binary still prints exactly that, so the fixtures cannot go stale
+//! (`RKOS_UPDATE_FIXTURES=1` records them again after a deliberate change).
 //!
 //! The host is a temp dir: `HostNodeOps` runs without a chroot, so it points `rkos` at it
 //! with `--root`, `--state-dir` and `--keys-dir`. GRUB and the reboot are simulated: the
@@ -22,9 +26,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use rkos_agent::lease;
 use rkos_agent::nodeops::{self, HostNodeOps, NodeOps};
-use rkos_slots::{BootState, Slot, StateDir};
-use serde_json::json;
+use rkos_contract::paths;
+use rkos_slots::health::{HealthFacts, Seen};
+use rkos_slots::{BootState, Slot, StateDir, UpgradeReport};
 use support::apiserver_standin::{StandIn, LEASES, NODES, NUS};
 use support::node_agent::{phase, run_agent, script, seed, wait_for};
 
@@ -97,28 +103,26 @@ impl Node {
     fn new(version: &str) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let host = dir.path().join("host");
+        let image_keys = paths::under(&host, paths::TRUSTED_KEYS_DIR);
         for d in [
-            "proc/sys/kernel/random",
-            "run/k3s/containerd",
-            nodeops::IMAGE_KEYS_DIR,
-            "usr/bin",
+            host.join("proc/sys/kernel/random"),
+            host.join("run/k3s-standin"),
+            image_keys.clone(),
+            host.join("usr/bin"),
         ] {
-            std::fs::create_dir_all(host.join(d)).unwrap();
+            std::fs::create_dir_all(d).unwrap();
         }
-        std::fs::write(host.join("run/k3s/containerd/containerd.sock"), "").unwrap();
+        // The marker the test images' k3s stand-in writes once k3s.service started it.
+        std::fs::write(host.join("run/k3s-standin/argv"), "server\n").unwrap();
         std::fs::write(host.join("proc/cmdline"), "rkos.mode=disk rkos.slot=A\n").unwrap();
         std::fs::write(host.join("proc/sys/kernel/random/boot_id"), "boot-0\n").unwrap();
-        let state = StateDir::new(host.join(nodeops::STATE_MOUNT));
+        let state = StateDir::new(paths::under(&host, paths::STATE_MOUNT));
         std::fs::create_dir_all(state.grub_dir()).unwrap();
         state.write_boot_state(&BootState::default()).unwrap();
 
         let keys = dir.path().join("keys");
         rkos(&["bundle", "keygen", "--out", &keys.display().to_string()]);
-        std::fs::copy(
-            keys.join("rkos.pub"),
-            host.join(nodeops::IMAGE_KEYS_DIR).join("rkos.pub"),
-        )
-        .unwrap();
+        std::fs::copy(keys.join("rkos.pub"), image_keys.join("rkos.pub")).unwrap();
         rkos(&[
             "bundle",
             "keygen",
@@ -154,11 +158,21 @@ impl Node {
                 }
             })
         };
+        // `systemctl is-active k3s.service` on this host: the stand-in k3s is up.
+        let k3s_active = host.join("usr/bin/k3s-active-standin");
+        script(
+            &k3s_active,
+            &format!(
+                "#!/bin/sh\ntest -e '{}'\n",
+                host.join("run/k3s-standin/argv").display()
+            ),
+        );
         let ops = HostNodeOps {
             host_root: host.clone(),
             chroot: false,
             rkos: rkos_bin().to_path_buf(),
             reboot: vec![reboot.display().to_string()],
+            k3s_active: vec![k3s_active.display().to_string()],
         };
         let node = Node {
             dir,
@@ -199,11 +213,86 @@ impl Node {
         rkos(&args);
     }
 
-    fn status_json(&self) -> serde_json::Value {
+    /// `rkos status --json`, checked against its recorded fixture `status/NAME.json`.
+    fn status_json(&self, name: &str) -> String {
         let state = self.state.root().display().to_string();
         let host = self.host.display().to_string();
         let out = rkos(&["status", "--json", "--state-dir", &state, "--root", &host]);
-        serde_json::from_str(&out).unwrap()
+        self.recorded(&format!("status/{name}.json"), &out);
+        out
+    }
+
+    /// `rkos upgrade --json` of `bundle` as the agent runs it (expecting `version`): its exit
+    /// code, stdout (checked against the fixture `upgrade/NAME.json`) and stderr.
+    fn upgrade_json(&self, name: &str, bundle: &Path, version: &str) -> (i32, String, String) {
+        let out = self.upgrade(bundle, version, &["--json"]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        self.recorded(&format!("upgrade/{name}.json"), &stdout);
+        let code = out.status.code().expect("rkos exited");
+        (
+            code,
+            stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn upgrade(&self, bundle: &Path, version: &str, more: &[&str]) -> std::process::Output {
+        let keys = paths::under(&self.host, paths::TRUSTED_KEYS_DIR);
+        Command::new(rkos_bin())
+            .args(["upgrade", "--bundle", &bundle.display().to_string()])
+            .args(["--expect-version", version])
+            .args(["--root", &self.host.display().to_string()])
+            .args(["--state-dir", &self.state.root().display().to_string()])
+            .args(["--keys-dir", &keys.display().to_string()])
+            .args(more)
+            .env("RUST_BACKTRACE", "0")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("running rkos upgrade")
+    }
+
+    /// `out` is what `tests/fixtures/NAME` recorded, once what differs from run to run is
+    /// replaced by placeholders: the test's directory (`<dir>`), the ids of the trusted and
+    /// the untrusted key (`<key>`, `<untrusted-key>`) and the build's arch (`<arch>`). With
+    /// `RKOS_UPDATE_FIXTURES=1`, records `out` instead.
+    fn recorded(&self, name: &str, out: &str) {
+        let key_id = |dir: &str| {
+            let text = std::fs::read_to_string(self.dir.path().join(dir).join("rkos.pub")).unwrap();
+            let comment = text.lines().next().unwrap_or_default();
+            comment
+                .split_whitespace()
+                .last()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let arch = format!("\"arch\": \"{}\"", rkos_contract::arch());
+        let text = out
+            .replace(&self.dir.path().display().to_string(), "<dir>")
+            .replace(&key_id("keys"), "<key>")
+            .replace(&key_id("evil"), "<untrusted-key>")
+            .replace(&arch, "\"arch\": \"<arch>\"");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        if std::env::var_os("RKOS_UPDATE_FIXTURES").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &text).unwrap();
+            return;
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (RKOS_UPDATE_FIXTURES=1 records it)",
+                path.display()
+            )
+        });
+        assert_eq!(
+            text,
+            want,
+            "`rkos` no longer prints what {} recorded; if that is meant, record it again \
+             with RKOS_UPDATE_FIXTURES=1 and check the agent still reads it (its unit tests \
+             parse the fixtures)",
+            path.display()
+        );
     }
 
     fn status_text(&self) -> String {
@@ -281,7 +370,7 @@ async fn the_node_side_step_by_step() {
     let node = Node::new("1");
     let ops = &node.ops;
     let f = ops.facts().await.unwrap();
-    assert_eq!((f.version.as_str(), f.slot.as_str()), ("1", "A"));
+    assert_eq!((f.version.as_str(), f.slot), ("1", Slot::A));
     assert_eq!((f.staged, f.trial_armed), (None, None));
     assert!(!f.running_on_trial && f.rolled_back.is_none());
     assert_eq!(f.boot_id, "boot-0");
@@ -308,11 +397,22 @@ async fn the_node_side_step_by_step() {
     ops.reboot().await.unwrap();
     assert_eq!(node.reboots.load(Ordering::Relaxed), 1);
     let f = ops.facts().await.unwrap();
-    assert_eq!((f.version.as_str(), f.slot.as_str()), ("2", "B"));
+    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
     assert_eq!(f.boot_id, "boot-1");
     assert!(f.running_on_trial);
     assert_eq!(f.trial_armed, None, "the trial is the running slot");
-    assert!(ops.healthy().await.unwrap());
+    // k3s's unit (here the stand-in's marker) is the node-side half of health.
+    let up = HealthFacts {
+        k3s_unit: Seen::Holds,
+        ..HealthFacts::default()
+    };
+    assert_eq!(ops.health().await.unwrap(), up);
+    std::fs::remove_file(node.host.join("run/k3s-standin/argv")).unwrap();
+    assert_eq!(
+        ops.health().await.unwrap().k3s_unit,
+        Seen::Fails("k3s.service is not active".into())
+    );
+    std::fs::write(node.host.join("run/k3s-standin/argv"), "server\n").unwrap();
 
     // Mark good ends the trial: B is the default.
     ops.mark_good().await.unwrap();
@@ -375,91 +475,44 @@ async fn a_bundle_signed_by_an_untrusted_key_is_refused_and_changes_nothing() {
     assert_eq!((f.staged, f.trial_armed), (None, None));
 }
 
-/// The JSON contract: every field the agent reads is in the real `rkos status --json` in
-/// each state a node goes through, and the agent's reading of it is right. The agent's
-/// parser requires every field it reads, so a field renamed on either side fails here.
+/// The status JSON in each state a node goes through: what the real `rkos status --json`
+/// prints is what `tests/fixtures/status/` recorded, and the agent reads the right facts from
+/// it (rkos-slots' `NodeStatus` requires every field, so a rename on either side fails).
 #[tokio::test]
-async fn status_json_contract_in_every_state() {
+async fn status_json_in_every_state() {
     let node = Node::new("1");
     let ops = &node.ops;
-    let check = |v: &serde_json::Value, want: &[(&str, serde_json::Value)]| {
-        for (pointer, value) in want {
-            assert_eq!(v.pointer(pointer), Some(value), "{pointer} in {v:#}");
-        }
-        let direct = nodeops::facts_from_status_json(&v.to_string(), "b").unwrap();
-        assert!(!direct.version.is_empty());
-    };
-    let v = node.status_json();
-    check(
-        &v,
-        &[
-            ("/installed", json!(true)),
-            ("/active", json!("A")),
-            ("/default", json!("A")),
-            ("/trial", json!(null)),
-            ("/running_on_trial", json!(false)),
-            ("/last_outcome", json!(null)),
-            ("/slots/0/slot", json!("A")),
-            ("/slots/0/version", json!("1")),
-            ("/slots/1/version", json!(null)),
-        ],
-    );
+    let facts = |name: &str| nodeops::facts_from_status_json(&node.status_json(name), "b");
 
-    // Trial armed.
+    let f = facts("fresh").unwrap();
+    assert_eq!((f.version.as_str(), f.slot), ("1", Slot::A));
+    assert_eq!((f.staged, f.trial_armed), (None, None));
+
     let b2 = node.bundle("2", "keys");
-    node.ops
-        .stage(&b2.display().to_string(), "2")
-        .await
-        .unwrap();
-    check(
-        &node.status_json(),
-        &[
-            ("/trial/slot", json!("B")),
-            ("/slots/1/slot", json!("B")),
-            ("/slots/1/version", json!("2")),
-        ],
-    );
+    ops.stage(&b2.display().to_string(), "2").await.unwrap();
+    let f = facts("trial-armed").unwrap();
+    assert_eq!((f.version.as_str(), f.slot), ("1", Slot::A));
+    assert_eq!(f.trial_armed.as_deref(), Some("2"));
 
-    // Running on trial.
     ops.reboot().await.unwrap();
-    check(
-        &node.status_json(),
-        &[
-            ("/active", json!("B")),
-            ("/default", json!("A")),
-            ("/trial/slot", json!("B")),
-            ("/running_on_trial", json!(true)),
-        ],
-    );
+    let f = facts("on-trial").unwrap();
+    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
+    assert!(f.running_on_trial);
+    assert_eq!(f.trial_armed, None);
 
-    // Marked good.
     ops.mark_good().await.unwrap();
-    check(
-        &node.status_json(),
-        &[
-            ("/default", json!("B")),
-            ("/running_on_trial", json!(false)),
-            ("/last_outcome/outcome", json!("good")),
-            ("/last_outcome/slot", json!("B")),
-        ],
-    );
+    let f = facts("marked-good").unwrap();
+    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
+    assert!(!f.running_on_trial);
+    assert_eq!(f.staged.as_deref(), Some("1"));
 
     // A trial that never comes up: rolled back.
     node.broken.lock().unwrap().push("3".into());
     let b3 = node.bundle("3", "keys");
     ops.stage(&b3.display().to_string(), "3").await.unwrap();
     ops.reboot().await.unwrap();
-    check(
-        &node.status_json(),
-        &[
-            ("/active", json!("B")),
-            ("/trial", json!(null)),
-            ("/last_outcome/outcome", json!("rolled-back")),
-            ("/last_outcome/slot", json!("A")),
-        ],
-    );
-    let f = ops.facts().await.unwrap();
-    assert_eq!((f.version.as_str(), f.slot.as_str()), ("2", "B"));
+    let f = facts("rolled-back").unwrap();
+    assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B));
     assert_eq!(
         f.rolled_back.as_deref(),
         Some("slot A (3) was never marked good; GRUB fell back to slot B")
@@ -468,23 +521,125 @@ async fn status_json_contract_in_every_state() {
     // A live boot (no slot on the command line, no GRUB environment): not installed.
     std::fs::write(node.host.join("proc/cmdline"), "rkos.mode=live\n").unwrap();
     std::fs::remove_file(node.state.grubenv()).unwrap();
-    assert_eq!(node.status_json(), json!({"installed": false}));
+    let e = facts("not-installed").unwrap_err().to_string();
+    assert!(e.contains("not installed"), "{e}");
     let e = ops.facts().await.unwrap_err().to_string();
     assert!(e.contains("not installed"), "{e}");
+}
+
+/// The upgrade report in each outcome: what the real `rkos upgrade --json` prints is what
+/// `tests/fixtures/upgrade/` recorded (one JSON object on stdout, whatever the outcome), the
+/// agent reads it right, and the human summary is on stderr; without `--json` the human
+/// output is as before, on stdout.
+#[test]
+fn upgrade_json_in_every_outcome() {
+    let node = Node::new("1");
+    let env = node.grubenv();
+    let report = |stdout: &str| serde_json::from_str::<UpgradeReport>(stdout).unwrap();
+
+    let evil = node.bundle("2", "evil");
+    let b1 = node.bundle("1", "keys");
+    for (name, bundle) in [("untrusted-key", &evil), ("wrong-version", &b1)] {
+        let (code, out, err) = node.upgrade_json(name, bundle, "2");
+        assert_eq!(code, 1, "{name}: {err}");
+        let UpgradeReport::Failed { error } = report(&out) else {
+            panic!("{name}: {out}")
+        };
+        assert!(
+            err.contains(&error[0]),
+            "{name}: the error on stderr too: {err}"
+        );
+    }
+    let (code, out, _) = node.upgrade_json("already-running", &b1, "1");
+    assert_eq!(code, 0);
+    assert_eq!(
+        report(&out),
+        UpgradeReport::AlreadyRunning {
+            version: "1".into()
+        }
+    );
+    assert_eq!(node.grubenv(), env, "nothing changed");
+
+    let b2 = node.bundle("2", "keys");
+    let (code, out, err) = node.upgrade_json("staged", &b2, "2");
+    assert_eq!(code, 0);
+    let UpgradeReport::Staged {
+        slot,
+        downloaded_bytes,
+        armed,
+        ..
+    } = report(&out)
+    else {
+        panic!("{out}")
+    };
+    assert_eq!((slot, downloaded_bytes), (Slot::B, bundle_size(&b2)));
+    assert_eq!(Some(armed), node.state.boot_state().unwrap().trial);
+    assert_eq!(out.lines().count(), 1, "one object on stdout: {out}");
+    assert!(err.contains("staged version 2 in slot B"), "{err}");
+
+    // The human output, on stdout, as the QEMU tests and people read it.
+    let human = node.upgrade(&b2, "2", &[]);
+    assert!(human.status.success());
+    let stdout = String::from_utf8_lossy(&human.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with("staged version 2 in slot B (signed by key ")
+            && lines[0].ends_with(&format!(
+                "; {} bytes downloaded, 0 resumed)",
+                bundle_size(&b2)
+            )),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[1..],
+        [
+            "next boot: slot B on trial (3 tries), falling back to slot A unless marked good",
+            "reboot to switch (or rerun with --reboot)",
+        ]
+    );
 }
 
 /// The paths `HostNodeOps` passes when it runs without a chroot are `rkos`'s own defaults
 /// (the ones it uses inside the chroot on a real node).
 #[test]
 fn host_paths_are_the_commands_defaults() {
-    let state = format!("[default: /{}]", nodeops::STATE_MOUNT);
-    let keys = format!("[default: /{}]", nodeops::IMAGE_KEYS_DIR);
+    let state = format!("[default: {}]", paths::STATE_MOUNT);
+    let keys = format!("[default: {}]", paths::TRUSTED_KEYS_DIR);
     for sub in ["status", "upgrade", "mark-good"] {
         let help = rkos(&[sub, "--help"]);
         assert!(help.contains(&state), "rkos {sub} --help: {help}");
     }
     let help = rkos(&["upgrade", "--help"]);
     assert!(help.contains(&keys), "{help}");
+}
+
+/// What `--help` says about one option (its line, and the lines clap wraps it onto).
+fn option_help(help: &str, option: &str) -> String {
+    // The option's own line: its flags come first, then two spaces and the text.
+    let names = |l: &str| l.trim_start().split("  ").next().unwrap_or("").to_string();
+    let mut lines = help.lines().skip_while(|l| !names(l).contains(option));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("no {option} in {help}"));
+    let rest = lines.take_while(|l| !l.trim_start().starts_with('-'));
+    std::iter::once(first)
+        .chain(rest)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The node-side figures the lease's duration is computed from
+/// (`lease::WORST_CASE_TRIAL_SECONDS`) are the command's: the tries `rkos upgrade` gives a
+/// trial, and how long `rkos mark-good` waits for health before restarting the node.
+#[test]
+fn the_worst_case_trial_uses_the_commands_figures() {
+    let tries = option_help(&rkos(&["upgrade", "--help"]), "--tries");
+    let want = format!("[default: {}]", rkos_slots::DEFAULT_TRIES);
+    assert!(tries.contains(&want), "{tries}");
+    let timeout = option_help(&rkos(&["mark-good", "--help"]), "--timeout");
+    let want = format!("[default: {}]", lease::MARK_GOOD_TIMEOUT_SECONDS);
+    assert!(timeout.contains(&want), "{timeout}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,10 +5,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use rkos_agent::api::AgentConfig;
 use rkos_agent::crd::{CORDON_ANNOTATION, PLAN_LABEL};
-use rkos_agent::kube_io::{Agent, AgentConfig};
 use rkos_agent::metrics::Metrics;
 use rkos_agent::nodeops::FakeNodeOps;
+use rkos_agent::reconcile::Agent;
 use serde_json::{json, Value};
 use support::apiserver_standin::{Pdb, StandIn, LEASES, NODES, NUS, PLANS, PODS};
 use tokio::task::JoinHandle;
@@ -521,4 +522,64 @@ async fn watch_events_alone_drive_the_agent() {
         .1
         .with(|n| assert_eq!((n.stages, n.reboots), (2, 2)));
     a.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_never_returns_from_its_reboot_stops_the_rollout() {
+    // Concurrency 1, maxFailures 1, a lease of 2 s: whichever node goes first asks for its
+    // reboot and is never seen again. Its lease lapses, but its place is not taken over: it
+    // counts as failed, and the other node stays Waiting instead of going down as well.
+    let c = Cluster::new(2, "1").await;
+    for (_, ops) in &c.nodes {
+        ops.with(|n| n.never_returns = true);
+    }
+    c.api.seed(PLANS, "", plan("p", "2", 1, json!({})));
+    let agents: Vec<JoinHandle<()>> = (0..2)
+        .map(|i| {
+            let mut short = cfg(&c.nodes[i].0);
+            short.lease_seconds = 2;
+            c.spawn_with(i, short)
+        })
+        .collect();
+    let phases = |c: &Cluster| -> Vec<String> { c.nodes.iter().map(|(n, _)| c.phase(n)).collect() };
+    c.wait_for("one node rebooting", Duration::from_secs(20), |c| {
+        phases(c).contains(&"Rebooting".to_string())
+    })
+    .await;
+    let (gone, other) = if c.phase("n1") == "Rebooting" {
+        ("n1", "n2")
+    } else {
+        ("n2", "n1")
+    };
+    c.wait_for("the rollout stopped", Duration::from_secs(20), |c| {
+        c.api.get(NUS, "", other).unwrap()["status"]["conditions"][0]["reason"] == "RolloutStopped"
+    })
+    .await;
+    // Give the waiting node every chance to (wrongly) take the lapsed lease.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(c.phase(gone), "Rebooting");
+    assert_eq!(c.phase(other), "Waiting");
+    let nu = c.api.get(NUS, "", other).unwrap();
+    let msg = nu["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("1 node(s) failed"), "{msg}");
+    for (n, ops) in &c.nodes {
+        let stages = ops.with(|f| f.stages);
+        assert_eq!(stages, u32::from(n == gone), "{n}");
+    }
+    assert!(!c.cordoned(other));
+    let leases = c.api.all(LEASES);
+    assert_eq!(leases.len(), 1);
+    assert_eq!(
+        leases[0]["spec"]["holderIdentity"], gone,
+        "never taken over"
+    );
+    c.wait_for("plan status", Duration::from_secs(10), |c| {
+        c.api.get(PLANS, "", "p").unwrap()["status"]["failed"] == 1
+    })
+    .await;
+    let p = c.api.get(PLANS, "", "p").unwrap();
+    assert_eq!(p["status"]["conditions"][0]["reason"], "MaxFailuresReached");
+    for a in agents {
+        a.abort();
+    }
 }

@@ -1,5 +1,5 @@
 //! Trust roots and signature checks. Keys come only from the node: the image
-//! (`/usr/lib/rkos/trusted-keys/*.pub`) and `upgrade.trusted_keys` in its config; never from
+//! (`rkos_contract::paths::TRUSTED_KEYS_DIR`, `/usr/lib/rkos/trusted-keys/*.pub`) and `upgrade.trusted_keys` in its config; never from
 //! the bundle or from a cluster object.
 
 use base64::Engine;
@@ -10,9 +10,6 @@ use minisign_verify::{PublicKey, Signature};
 use rkos_slots::Manifest;
 
 use crate::error::{BundleError, Result};
-
-/// Where the image bakes its public keys.
-pub const IMAGE_KEYS_DIR: &str = "/usr/lib/rkos/trusted-keys";
 
 /// A public key and where it came from (for messages).
 pub struct TrustedKey {

@@ -18,7 +18,7 @@ pub mod source;
 pub mod stage;
 
 pub use error::{BundleError, Result};
-pub use keys::{TrustedKeys, IMAGE_KEYS_DIR};
+pub use keys::TrustedKeys;
 pub use progress::{ConsoleProgress, NoProgress, Progress};
 pub use source::Source;
-pub use stage::{flip, node_arch, stage, verify_file, verify_slot, StageOptions, Staged};
+pub use stage::{flip, stage, verify_file, verify_slot, StageOptions, Staged};

@@ -6,7 +6,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use minisign::{KeyPair, SecretKeyBox};
-use rkos_slots::manifest::{FileEntry, Manifest, MANIFEST_NAME, SIGNATURE_NAME};
+use rkos_contract::files::{MANIFEST, SIGNATURE};
+use rkos_slots::manifest::{FileEntry, Manifest};
 
 use crate::error::{BundleError, IoContext, Result};
 
@@ -106,9 +107,9 @@ pub fn create(
             fs::copy(f, &dest).ctx(|| format!("copying {} to {}", f.display(), dest.display()))?;
         }
     }
-    fs::write(out.join(SIGNATURE_NAME), sig)
+    fs::write(out.join(SIGNATURE), sig)
         .ctx(|| format!("writing signature in {}", out.display()))?;
-    fs::write(out.join(MANIFEST_NAME), &json)
+    fs::write(out.join(MANIFEST), &json)
         .ctx(|| format!("writing manifest in {}", out.display()))?;
     Ok(manifest)
 }

@@ -20,8 +20,9 @@ use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rkos_contract::files::{MANIFEST, SIGNATURE};
 use rkos_io::{fsync_dir, HashReader, HashWriter, VerifyError};
-use rkos_slots::manifest::{FileEntry, MANIFEST_NAME, SIGNATURE_NAME};
+use rkos_slots::manifest::FileEntry;
 use rkos_slots::{BootState, Manifest, Slot, StateDir};
 
 use crate::error::{BundleError, IoContext, Result};
@@ -39,18 +40,10 @@ const SYNC_EVERY: u64 = 16 << 20;
 const SPACE_MARGIN: u64 = 1 << 20;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// The arch name bundles use for this machine (Debian's names).
-pub fn node_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct StageOptions {
-    /// The node's arch; a bundle for another is refused.
+    /// The node's arch; a bundle for another is refused. By default this machine's
+    /// ([`rkos_contract::arch`]).
     pub arch: String,
     /// Attempts per file on transient failures (dropped connection, 5xx).
     pub attempts: u32,
@@ -61,7 +54,7 @@ pub struct StageOptions {
 impl Default for StageOptions {
     fn default() -> Self {
         StageOptions {
-            arch: node_arch().to_string(),
+            arch: rkos_contract::arch().to_string(),
             attempts: 6,
             backoff: Duration::from_secs(1),
         }
@@ -116,8 +109,8 @@ fn preflight(
     }
     let target = booted.other();
 
-    let manifest_bytes = source.read_small(MANIFEST_NAME)?;
-    let sig_bytes = source.read_small(SIGNATURE_NAME)?;
+    let manifest_bytes = source.read_small(MANIFEST)?;
+    let sig_bytes = source.read_small(SIGNATURE)?;
     let sig_text = std::str::from_utf8(&sig_bytes)
         .map_err(|_| BundleError::SignatureFormat("not UTF-8".into()))?;
     let (manifest, key_id) = keys.verify_manifest(&manifest_bytes, sig_text)?;
@@ -165,7 +158,7 @@ pub fn stage(
     let staging = state.staging_dir(target);
 
     // Parts of an interrupted run are reused only for the very same manifest.
-    let staging_manifest = staging.join(MANIFEST_NAME);
+    let staging_manifest = staging.join(MANIFEST);
     let resumable = fs::read(&staging_manifest).is_ok_and(|b| b == manifest_bytes);
     let mut reusable = 0u64;
     if resumable {
@@ -331,7 +324,7 @@ fn part_path(staging: &Path, name: &str) -> PathBuf {
 /// signature and files; keeps `.staging` when its parts are reusable.
 fn invalidate_slot(slot_dir: &Path, staging: &Path, keep_staging: bool) -> Result<()> {
     fs::create_dir_all(slot_dir).ctx(|| format!("creating {}", slot_dir.display()))?;
-    for name in [MANIFEST_NAME, SIGNATURE_NAME] {
+    for name in [MANIFEST, SIGNATURE] {
         remove_if_exists(&slot_dir.join(name))?;
     }
     fsync_dir(slot_dir).ctx(|| format!("fsync {}", slot_dir.display()))?;

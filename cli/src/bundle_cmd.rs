@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use rkos_bundle::{sign, Source, TrustedKeys};
-use rkos_slots::manifest::{MANIFEST_NAME, SIGNATURE_NAME};
+use rkos_contract::files::{MANIFEST, SIGNATURE};
 
 #[derive(Debug, Args)]
 pub struct BundleArgs {
@@ -25,7 +25,8 @@ pub enum BundleCmd {
     Create {
         #[arg(long)]
         version: String,
-        #[arg(long, default_value = "amd64")]
+        /// The architecture the files are for (default: this machine's).
+        #[arg(long, default_value = rkos_contract::arch())]
         arch: String,
         /// The secret key (rkos.key).
         #[arg(long)]
@@ -83,8 +84,8 @@ pub fn run_bundle(args: &BundleArgs) -> Result<()> {
             }
             let keys = TrustedKeys::from_keys(keys, "--key")?;
             let src = Source::parse(&dir.to_string_lossy())?;
-            let manifest = src.read_small(MANIFEST_NAME)?;
-            let sig = src.read_small(SIGNATURE_NAME)?;
+            let manifest = src.read_small(MANIFEST)?;
+            let sig = src.read_small(SIGNATURE)?;
             let (m, key_id) = keys.verify_manifest(&manifest, &String::from_utf8_lossy(&sig))?;
             for f in &m.files {
                 rkos_bundle::verify_file(&dir.join(&f.name), f)?;

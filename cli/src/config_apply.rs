@@ -14,7 +14,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rkos_config::render::{PASSWORD_HASH, USER};
-use rkos_config::{load, source, BootMode, Config, Diagnostic, RenderContext};
+use rkos_config::{source, BootMode, Config, NodeConfig, RenderContext};
+use rkos_contract::paths::{self, under};
+use rkos_contract::Cmdline;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 pub enum Stage {
@@ -31,13 +33,11 @@ pub struct ApplyArgs {
     /// The system root to apply to.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
-    /// Kernel command line (default: /proc/cmdline when the root is /).
+    /// Kernel command line (default: the root's /proc/cmdline).
     #[arg(long)]
     pub cmdline: Option<String>,
 }
 
-pub const ERRORS_FILE: &str = "run/rkos/config-errors";
-pub const KEY_CACHE_DIR: &str = "var/lib/rkos/cache/keys";
 const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub fn run(a: &ApplyArgs) -> anyhow::Result<()> {
@@ -46,15 +46,15 @@ pub fn run(a: &ApplyArgs) -> anyhow::Result<()> {
     let cmdline = a
         .cmdline
         .clone()
-        .unwrap_or_else(|| crate::config_cmd::system_cmdline(root));
+        .unwrap_or_else(|| rkos_config::node_config::kernel_cmdline(root));
     let mut problems: Vec<String> = Vec::new();
 
     if a.stage == Stage::Network {
-        let first = load_all(root, &cmdline, &mut Vec::new());
+        let first = load(root, &cmdline);
         fetch_data_sources(root, &first.config, &mut problems);
     }
-    let mut diags = Vec::new();
-    let loaded = load_all(root, &cmdline, &mut diags);
+    let loaded = load(root, &cmdline);
+    let diags = &loaded.diagnostics;
     let mut ctx = context(root, &cmdline);
     if a.stage == Stage::Network {
         fetch_keys(root, &loaded.config, &mut problems);
@@ -102,7 +102,7 @@ pub fn run(a: &ApplyArgs) -> anyhow::Result<()> {
         .map(ToString::to_string)
         .chain(problems.iter().cloned())
         .collect();
-    for d in &diags {
+    for d in diags {
         eprintln!("{d}");
     }
     for p in &problems {
@@ -112,23 +112,13 @@ pub fn run(a: &ApplyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Collects, substitutes last-good copies for broken persistent files, loads, and saves
-/// new last-good copies.
-fn load_all(root: &Path, cmdline: &str, diags: &mut Vec<Diagnostic>) -> rkos_config::Loaded {
-    let (sources, read_diags) = source::collect_report(root, cmdline);
-    diags.extend(read_diags);
-    if let Err(e) = source::save_last_good(root, &sources) {
-        diags.push(Diagnostic::warning(
-            "last-good",
-            "",
-            format!("cannot save the last good config: {e}"),
-        ));
-    }
-    let (sources, lg) = source::with_last_good(root, sources);
-    diags.extend(lg);
-    let loaded = load(&sources);
-    diags.extend(loaded.diagnostics.iter().cloned());
-    loaded
+/// The node's config as every reader sees it, saving new last good copies: `config apply`
+/// runs first thing each boot, so the copies are what the node last loaded cleanly.
+fn load(root: &Path, cmdline: &str) -> rkos_config::Loaded {
+    NodeConfig::at(root)
+        .cmdline(cmdline)
+        .save_last_good()
+        .load()
 }
 
 fn write_errors(root: &Path, errors: &[String]) -> anyhow::Result<()> {
@@ -137,28 +127,26 @@ fn write_errors(root: &Path, errors: &[String]) -> anyhow::Result<()> {
         text.push('\n');
     }
     let file = rkos_config::RenderedFile {
-        path: Path::new("/").join(ERRORS_FILE),
+        path: PathBuf::from(paths::CONFIG_ERRORS),
         mode: 0o644,
         uid: 0,
         gid: 0,
         content: text.into_bytes(),
     };
-    rkos_config::apply::write_rendered(root, &[file]).context("writing /run/rkos/config-errors")?;
+    rkos_config::apply::write_rendered(root, &[file])
+        .with_context(|| format!("writing {}", paths::CONFIG_ERRORS))?;
     Ok(())
 }
 
 /// Version, boot mode, primary MAC, previous password hash and accounts, read from the root.
 fn context(root: &Path, cmdline: &str) -> RenderContext {
-    let version = std::fs::read_to_string(root.join("etc/rkos/version"))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_string());
+    let version = crate::image_version(root);
     let mode = boot_mode(root, cmdline);
     let mut ctx = RenderContext::new(version, mode);
     ctx.primary_mac = rkos_config::primary_mac(&root.join("sys/class/net"));
-    ctx.previous_password_hash =
-        std::fs::read_to_string(root.join(PASSWORD_HASH.trim_start_matches('/')))
-            .ok()
-            .map(|h| h.trim().to_string());
+    ctx.previous_password_hash = std::fs::read_to_string(under(root, PASSWORD_HASH))
+        .ok()
+        .map(|h| h.trim().to_string());
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         use std::io::Read;
         let _ = f.read_exact(&mut ctx.password_salt);
@@ -186,19 +174,13 @@ pub fn parse_ids(text: &str) -> BTreeMap<String, u32> {
         .collect()
 }
 
-/// `rkos.mode=` on the command line, else the mode rkos-init recorded, else live.
+/// `rkos.mode=` on the command line (read as rkos-init reads it), else the mode rkos-init
+/// recorded, else live.
 pub fn boot_mode(root: &Path, cmdline: &str) -> BootMode {
-    let from_cmdline = cmdline
-        .split_whitespace()
-        .rev()
-        .find_map(|w| w.strip_prefix("rkos.mode="))
-        .and_then(|m| m.parse().ok());
-    from_cmdline
-        .or_else(|| {
-            let text = std::fs::read_to_string(root.join("run/rkos/init.json")).ok()?;
-            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-            v.get("mode")?.as_str()?.parse().ok()
-        })
+    Cmdline::parse(cmdline)
+        .mode()
+        .and_then(Result::ok)
+        .or_else(|| crate::upgrade_cmd::init_report(root).map(|r| r.mode))
         .unwrap_or(BootMode::Live)
 }
 
@@ -230,9 +212,7 @@ fn fetch_data_sources(root: &Path, cfg: &Config, problems: &mut Vec<String>) {
         }
         match fetch_text(&client, url) {
             Ok(text) => files.push(rkos_config::RenderedFile {
-                path: Path::new("/")
-                    .join(source::DATASOURCES_DIR)
-                    .join(format!("{:02}.yaml", i + 1)),
+                path: Path::new(paths::DATASOURCES_DIR).join(format!("{:02}.yaml", i + 1)),
                 mode: 0o600,
                 uid: 0,
                 gid: 0,
@@ -270,7 +250,7 @@ fn cache_file(root: &Path, entry: &str) -> PathBuf {
             }
         })
         .collect();
-    root.join(KEY_CACHE_DIR).join(format!("{safe}.keys"))
+    under(root, paths::KEY_CACHE_DIR).join(format!("{safe}.keys"))
 }
 
 /// Fetches remote key entries into the cache; a failed fetch keeps the cached keys, so an
@@ -493,9 +473,19 @@ mod tests {
         assert_eq!(ids.len(), 2);
         let d = tempfile::tempdir().unwrap();
         assert_eq!(boot_mode(d.path(), "ro rkos.mode=disk"), BootMode::Disk);
-        std::fs::create_dir_all(d.path().join("run/rkos")).unwrap();
-        std::fs::write(d.path().join("run/rkos/init.json"), r#"{"mode":"netboot"}"#).unwrap();
+        let report = under(d.path(), paths::INIT_REPORT);
+        std::fs::create_dir_all(report.parent().unwrap()).unwrap();
+        std::fs::write(report, r#"{"mode":"netboot"}"#).unwrap();
         assert_eq!(boot_mode(d.path(), ""), BootMode::Netboot);
+        // A malformed mode on the command line is rkos-init's to report: the recorded one counts.
+        assert_eq!(boot_mode(d.path(), "rkos.mode=dsik"), BootMode::Netboot);
+        assert_eq!(
+            boot_mode(
+                d.path(),
+                "rkos.mode=live k3os.mode=disk -- rkos.mode=rescue"
+            ),
+            BootMode::Disk
+        );
         assert_eq!(
             key_url("github:octo"),
             Some("https://github.com/octo.keys".into())
@@ -511,9 +501,10 @@ mod tests {
     fn apply_to_a_root_writes_files_and_errors() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        std::fs::create_dir_all(r.join("var/lib/rkos")).unwrap();
+        let config = under(r, paths::PERSISTENT_CONFIG);
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
         std::fs::write(
-            r.join("var/lib/rkos/config.yaml"),
+            config,
             "hostname: node-1\nrkos:\n  server_url: https://s.example\n",
         )
         .unwrap();
@@ -529,13 +520,13 @@ mod tests {
         );
         let k3s = std::fs::read_to_string(r.join("etc/rancher/k3s/config.yaml")).unwrap();
         assert!(k3s.contains("zone=a"), "{k3s}");
-        let errors = std::fs::read_to_string(r.join(ERRORS_FILE)).unwrap();
+        let errors = std::fs::read_to_string(under(r, paths::CONFIG_ERRORS)).unwrap();
         assert!(
             errors.contains("rkos.token: an agent needs a `token`"),
             "{errors}"
         );
         // The good persistent file was saved as last good.
-        assert!(r.join("var/lib/rkos/last-good/config.yaml").exists());
+        assert!(under(r, paths::LAST_GOOD_DIR).join("config.yaml").exists());
     }
 
     #[test]
@@ -562,9 +553,10 @@ mod tests {
         fetch_data_sources(d.path(), &cfg, &mut problems);
         server.join().unwrap();
         assert!(problems.is_empty(), "{problems:?}");
-        let got = std::fs::read_to_string(d.path().join("run/rkos/datasources/01.yaml")).unwrap();
+        let got = std::fs::read_to_string(under(d.path(), paths::DATASOURCES_DIR).join("01.yaml"))
+            .unwrap();
         assert_eq!(got, "hostname: from-url\n");
-        let loaded = load(&source::collect(d.path(), ""));
+        let loaded = NodeConfig::at(d.path()).cmdline("").load();
         assert_eq!(loaded.config.hostname.as_deref(), Some("from-url"));
     }
 }

@@ -1,11 +1,11 @@
 //! `rkos config show|validate|render|apply`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use rkos_config::{
-    load, render_report, source, validate_text, BootMode, RenderContext, Source, SourceKind,
+    render_report, validate_text, BootMode, Loaded, NodeConfig, RenderContext, Source,
 };
 
 #[derive(Subcommand)]
@@ -26,7 +26,8 @@ pub struct SourceArgs {
     /// Use these files (lowest first) instead of the standard sources.
     #[arg(long = "config", value_name = "FILE")]
     pub configs: Vec<PathBuf>,
-    /// Kernel command line to use (default: /proc/cmdline when reading the live system).
+    /// Kernel command line to use (default: none with --config, else the source root's
+    /// /proc/cmdline).
     #[arg(long)]
     pub cmdline: Option<String>,
     /// Root under which the standard sources are read.
@@ -76,46 +77,27 @@ pub fn run(cmd: ConfigCmd) -> anyhow::Result<()> {
     }
 }
 
-/// The kernel command line of the running system, when reading it.
-pub fn system_cmdline(root: &Path) -> String {
-    if root == Path::new("/") {
-        std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
-    } else {
-        String::new()
-    }
-}
-
-pub fn gather(a: &SourceArgs) -> anyhow::Result<(Vec<Source>, Vec<rkos_config::Diagnostic>)> {
-    let cmdline = a.cmdline.clone().unwrap_or_else(|| {
-        if a.configs.is_empty() {
-            system_cmdline(&a.source_root)
-        } else {
-            String::new()
-        }
-    });
+/// The merged config of the `--config` files (and `--cmdline`), or else the node's: its
+/// standard sources under `--source-root`, as the node reads them (`rkos_config::NodeConfig`).
+pub fn load(a: &SourceArgs) -> anyhow::Result<Loaded> {
     if a.configs.is_empty() {
-        // What the node uses: a broken persistent file is replaced by its last good copy.
-        let (sources, mut diags) = source::collect_report(&a.source_root, &cmdline);
-        let (sources, lg) = source::with_last_good(&a.source_root, sources);
-        diags.extend(lg);
-        return Ok((sources, diags));
+        let node = NodeConfig::at(&a.source_root);
+        return Ok(match &a.cmdline {
+            Some(c) => node.cmdline(c.clone()),
+            None => node,
+        }
+        .load());
     }
-    let mut out = Vec::new();
+    let mut sources = Vec::new();
     for p in &a.configs {
         let text =
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        let first = text.lines().next().unwrap_or("");
-        let kind = if first.starts_with("#cloud-config") || first.starts_with("#!") {
-            SourceKind::CloudInit
-        } else {
-            SourceKind::Persistent
-        };
-        out.push(Source::new(kind, p.display().to_string(), text));
+        sources.push(Source::given_file(p.display().to_string(), text));
     }
-    if !cmdline.trim().is_empty() {
-        out.push(Source::cmdline(cmdline));
+    if let Some(c) = a.cmdline.as_ref().filter(|c| !c.trim().is_empty()) {
+        sources.push(Source::cmdline(c.clone()));
     }
-    Ok((out, Vec::new()))
+    Ok(rkos_config::load(&sources))
 }
 
 fn print_diags(diags: &[rkos_config::Diagnostic]) {
@@ -125,10 +107,8 @@ fn print_diags(diags: &[rkos_config::Diagnostic]) {
 }
 
 fn show(a: &ShowArgs) -> anyhow::Result<()> {
-    let (sources, mut diags) = gather(&a.sources)?;
-    let loaded = load(&sources);
-    diags.extend(loaded.diagnostics.iter().cloned());
-    print_diags(&diags);
+    let loaded = load(&a.sources)?;
+    print_diags(&loaded.diagnostics);
     print!("{}", rkos_config::show::show(&loaded, a.explain));
     Ok(())
 }
@@ -167,10 +147,8 @@ fn validate(a: &ValidateArgs) -> anyhow::Result<()> {
 }
 
 fn render_cmd(a: &RenderArgs) -> anyhow::Result<()> {
-    let (sources, mut diags) = gather(&a.sources)?;
-    let loaded = load(&sources);
-    diags.extend(loaded.diagnostics.iter().cloned());
-    print_diags(&diags);
+    let loaded = load(&a.sources)?;
+    print_diags(&loaded.diagnostics);
     let mut ctx = RenderContext::new(
         a.version
             .clone()

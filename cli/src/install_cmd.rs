@@ -7,19 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use rkos_contract::{label, paths};
 use rkos_install::unattended::{self, Unattended};
-use rkos_install::{disks, grow, layout, InstallReport, InstallRequest, Target};
+use rkos_install::{disks, grow, InstallReport, InstallRequest, Target};
 use rkos_wizard::progress::BarProgress;
 use rkos_wizard::{net, ui};
-
-/// The architecture this binary was built for, as slot manifests name it.
-pub const ARCH: &str = if cfg!(target_arch = "x86_64") {
-    "amd64"
-} else if cfg!(target_arch = "aarch64") {
-    "arm64"
-} else {
-    std::env::consts::ARCH
-};
 
 #[derive(clap::Args, Debug)]
 pub struct InstallArgs {
@@ -30,7 +22,7 @@ pub struct InstallArgs {
     #[arg(long, value_name = "PATH|URL")]
     pub config: Option<String>,
     /// Where the OS files are (`boot/vmlinuz`, `boot/initrd`, `rootfs.squashfs`).
-    #[arg(long, default_value = "/run/rkos/medium")]
+    #[arg(long, default_value = paths::MEDIUM)]
     pub source: PathBuf,
     /// Version recorded in slot A's manifest (default: this image's version).
     #[arg(long, value_name = "VERSION")]
@@ -55,24 +47,6 @@ pub struct InstallArgs {
     pub root: PathBuf,
 }
 
-/// The version of the running image (`VERSION_ID` of os-release), else this binary's.
-pub fn image_version() -> String {
-    for p in ["/etc/os-release", "/usr/lib/os-release"] {
-        if let Ok(text) = std::fs::read_to_string(p) {
-            if let Some(v) = text.lines().find_map(|l| {
-                l.strip_prefix("RKOS_VERSION=")
-                    .or_else(|| l.strip_prefix("VERSION_ID="))
-            }) {
-                let v = v.trim_matches('"');
-                if !v.is_empty() {
-                    return v.to_string();
-                }
-            }
-        }
-    }
-    env!("CARGO_PKG_VERSION").to_string()
-}
-
 /// Set while the disk is being written: Ctrl-C then cannot stop half-way.
 static WRITING: AtomicBool = AtomicBool::new(false);
 
@@ -81,6 +55,25 @@ static WRITING: AtomicBool = AtomicBool::new(false);
 pub fn refuse_ctrlc_while_writing() -> Result<()> {
     ui::install_ctrlc_handler(&WRITING)
         .map_err(|e| anyhow::anyhow!("installing the Ctrl-C handler: {e}"))
+}
+
+/// What `rkos install` and `os-config` install: the OS files in `source` for this machine's
+/// arch, as version `image_version` (default: the running image's, under `root`), onto
+/// `disk`, keeping the consoles of this boot (`root`'s `/proc/cmdline`).
+pub fn request(
+    root: &Path,
+    source: &Path,
+    image_version: Option<&str>,
+    disk: &disks::Disk,
+    config_yaml: String,
+) -> Result<InstallRequest> {
+    let version = image_version.map_or_else(|| crate::image_version(root), str::to_string);
+    Ok(InstallRequest {
+        target: Target::Device(disk.dev_path()),
+        source: rkos_install::Source::from_dir(source, &version, rkos_contract::arch())?,
+        config_yaml,
+        extra_cmdline: unattended::extra_cmdline(root),
+    })
 }
 
 /// The install with a progress bar on the terminal, Ctrl-C refused while it runs.
@@ -96,7 +89,7 @@ pub fn run(args: InstallArgs) -> Result<()> {
         return grow_data(&args.root);
     }
     refuse_ctrlc_while_writing()?;
-    let (settings, fallback_config) = settings(&args)?;
+    let (settings, fallback_config) = settings(&args);
     let Unattended {
         device,
         config_url: config,
@@ -165,18 +158,19 @@ pub fn run(args: InstallArgs) -> Result<()> {
             return Ok(());
         }
     }
-    let version = args.image_version.clone().unwrap_or_else(image_version);
-    let req = InstallRequest {
-        target: Target::Device(disk.dev_path()),
-        source: rkos_install::Source::from_dir(&args.source, &version, ARCH)?,
+    let req = request(
+        &args.root,
+        &args.source,
+        args.image_version.as_deref(),
+        &disk,
         config_yaml,
-        extra_cmdline: unattended::extra_cmdline(&args.root),
-    };
+    )?;
     let done = install(&req)?;
     eprintln!(
-        "rkos-install: installed rkos {} on {} (RKOS_STATE {} MiB)",
+        "rkos-install: installed rkos {} on {} ({} {} MiB)",
         done.manifest.version,
         done.target.display(),
+        label::STATE,
         done.layout.state_mib
     );
     if power_off || reboot {
@@ -191,9 +185,9 @@ pub fn run(args: InstallArgs) -> Result<()> {
 }
 
 /// What to install where: the flags, and with `--from-cmdline` what they leave unset taken
-/// from the kernel command line, then the live system's merged config (`install:`); also a
-/// config on the boot medium to fall back on.
-fn settings(args: &InstallArgs) -> Result<(Unattended, Option<String>)> {
+/// from the live system's merged config (`install:`, where the kernel command line's
+/// `rkos.install.*` words land); also a config on the boot medium to fall back on.
+fn settings(args: &InstallArgs) -> (Unattended, Option<String>) {
     let settings = Unattended {
         device: args.device.clone(),
         config_url: args.config.clone(),
@@ -202,27 +196,23 @@ fn settings(args: &InstallArgs) -> Result<(Unattended, Option<String>)> {
         tty: None,
     };
     if !args.from_cmdline {
-        return Ok((settings, None));
+        return (settings, None);
     }
-    let cmdline =
-        std::fs::read_to_string(args.root.join("proc/cmdline")).context("reading /proc/cmdline")?;
-    // As with k3OS, the install settings may also come from the boot medium's config or a
-    // NoCloud seed: the merged live config's `install` section fills what the command line
-    // leaves out.
-    let merged = rkos_config::load(&rkos_config::source::collect(&args.root, &cmdline))
-        .config
-        .rkos
-        .install;
-    let settings = settings
-        .or(unattended::unattended_from_cmdline(&cmdline))
-        .or(Unattended::from_config(&merged));
+    // As with k3OS, the settings may come from the kernel command line, the boot medium's
+    // config or a NoCloud seed: all of them are sources of the live system's config, and the
+    // command line wins as it always does. A source with errors gives none: say why.
+    let merged = rkos_config::NodeConfig::at(&args.root).load();
+    for e in merged.errors() {
+        eprintln!("rkos-install: config: {e}");
+    }
+    let settings = settings.or(Unattended::from_config(&merged.config.rkos.install));
     // Without a config URL, a config on the boot medium (rkos/config.yaml on the ISO or
     // stick, copied by rkos-init) becomes the installed node's config.
-    let boot_cfg = args.root.join("run/rkos/boot/config.yaml");
+    let boot_cfg = paths::under(&args.root, paths::BOOT_CONFIG);
     let fallback = boot_cfg
         .is_file()
         .then(|| boot_cfg.to_string_lossy().into_owned());
-    Ok((settings, fallback))
+    (settings, fallback)
 }
 
 /// The network may come up after the install unit starts: retry a URL for a minute.
@@ -246,9 +236,9 @@ fn fetch_with_retry(src: &str, patient: bool) -> Result<String> {
 }
 
 fn grow_data(root: &Path) -> Result<()> {
-    let link = root.join("dev/disk/by-label").join(layout::LABEL_DATA);
+    let link = root.join("dev/disk/by-label").join(label::DATA);
     let part = std::fs::canonicalize(&link)
-        .with_context(|| format!("no {} volume ({})", layout::LABEL_DATA, link.display()))?;
+        .with_context(|| format!("no {} volume ({})", label::DATA, link.display()))?;
     let disk = disks::parent_disk(root, &part.to_string_lossy())
         .with_context(|| format!("cannot find the disk holding {}", part.display()))?;
     let disk = PathBuf::from("/dev").join(disk);

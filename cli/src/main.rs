@@ -4,11 +4,16 @@ mod bundle_cmd;
 mod config_apply;
 mod config_cmd;
 mod install_cmd;
+#[cfg(test)]
+mod last_good_agreement;
 mod status_cmd;
 mod upgrade_cmd;
 mod wizard_cmd;
 
+use std::path::Path;
+
 use clap::{Parser, Subcommand};
+use rkos_contract::paths;
 
 #[derive(Parser)]
 #[command(name = "rkos", version, about = "rkos node command")]
@@ -55,5 +60,29 @@ fn main() -> anyhow::Result<()> {
         Command::Bundle(a) => bundle_cmd::run_bundle(&a),
         Command::Install(a) => install_cmd::run(a),
         Command::OsConfig(a) => wizard_cmd::run(*a),
+    }
+}
+
+/// The version of the image running at `root` (`ROOT/etc/rkos/version`, which rkos-init and
+/// the boot banner read too), else this binary's.
+pub(crate) fn image_version(root: &Path) -> String {
+    std::fs::read_to_string(paths::under(root, paths::IMAGE_VERSION))
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn image_version_from_the_root_else_the_binarys() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(super::image_version(t.path()), env!("CARGO_PKG_VERSION"));
+        std::fs::create_dir_all(t.path().join("etc/rkos")).unwrap();
+        std::fs::write(t.path().join("etc/rkos/version"), "").unwrap();
+        assert_eq!(super::image_version(t.path()), env!("CARGO_PKG_VERSION"));
+        std::fs::write(t.path().join("etc/rkos/version"), "2.0.1\n").unwrap();
+        assert_eq!(super::image_version(t.path()), "2.0.1");
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use rkos_slots::{StateDir, Status};
+use rkos_slots::{NodeStatus, StateDir, Status};
 
 use crate::upgrade_cmd::booted_slot;
 
@@ -15,7 +15,7 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
     /// Where RKOS_STATE is mounted.
-    #[arg(long, default_value = rkos_slots::DEFAULT_STATE_MOUNT)]
+    #[arg(long, default_value = rkos_contract::paths::STATE_MOUNT)]
     pub state_dir: PathBuf,
     #[arg(long, default_value = "/", hide = true)]
     pub root: PathBuf,
@@ -24,23 +24,22 @@ pub struct StatusArgs {
 pub fn run_status(args: &StatusArgs) -> Result<()> {
     let state = StateDir::new(&args.state_dir);
     let active = booted_slot(&args.root);
-    if active.is_none() && !state.grubenv().exists() {
-        // Live or netboot: no slots to report.
-        if args.json {
-            println!("{{\"installed\":false}}");
-        } else {
-            println!("not installed: running from the live medium or the network (no A/B slots)");
-        }
-        return Ok(());
-    }
-    let status = Status::read(&state, active)
-        .with_context(|| format!("reading the slots under {}", args.state_dir.display()))?;
-    if args.json {
-        let mut v = serde_json::to_value(&status)?;
-        v["installed"] = serde_json::Value::Bool(true);
-        println!("{}", serde_json::to_string_pretty(&v)?);
+    // Live or netboot: no slots to report.
+    let status = if active.is_none() && !state.grubenv().exists() {
+        NodeStatus::NotInstalled
     } else {
-        print!("{status}");
+        NodeStatus::Installed(
+            Status::read(&state, active)
+                .with_context(|| format!("reading the slots under {}", args.state_dir.display()))?,
+        )
+    };
+    match status {
+        // The node↔agent contract: the agent reads this back as the same type.
+        _ if args.json => println!("{}", serde_json::to_string_pretty(&status)?),
+        NodeStatus::NotInstalled => {
+            println!("not installed: running from the live medium or the network (no A/B slots)")
+        }
+        NodeStatus::Installed(st) => print!("{st}"),
     }
     Ok(())
 }

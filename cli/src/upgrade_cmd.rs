@@ -1,6 +1,7 @@
 //! `rkos upgrade` (stage a signed bundle into the inactive slot and put it on trial) and
-//! `rkos mark-good` (end a trial once the node is healthy). The same library calls as the
-//! in-cluster agent: `rkos_bundle::stage` and `rkos_bundle::flip`.
+//! `rkos mark-good` (end a trial once the node is healthy). The in-cluster agent runs both
+//! on the host: it reads `rkos upgrade --json` as `rkos_slots::UpgradeReport`, and decides
+//! health with the same rule as `mark-good` (`rkos_slots::health`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rkos_bundle::{BundleError, ConsoleProgress, Source, StageOptions, TrustedKeys};
-use rkos_slots::{Slot, StateDir};
+use rkos_contract::{files, paths, InitReport};
+use rkos_slots::health::{self, HealthFacts, Seen};
+use rkos_slots::{Slot, StateDir, UpgradeReport};
 
 #[derive(Debug, Args)]
 pub struct UpgradeArgs {
@@ -20,7 +23,7 @@ pub struct UpgradeArgs {
     #[arg(long)]
     pub reboot: bool,
     /// Where RKOS_STATE is mounted (read-write).
-    #[arg(long, default_value = rkos_slots::DEFAULT_STATE_MOUNT)]
+    #[arg(long, default_value = paths::STATE_MOUNT)]
     pub state_dir: PathBuf,
     /// Boots the new version gets to be marked good before GRUB goes back by itself.
     #[arg(long, default_value_t = rkos_slots::DEFAULT_TRIES,
@@ -31,7 +34,7 @@ pub struct UpgradeArgs {
     #[arg(long = "trusted-key", value_name = "KEY")]
     pub trusted_keys: Vec<String>,
     /// Directory of the image's trusted public keys (`*.pub`).
-    #[arg(long, default_value = rkos_bundle::IMAGE_KEYS_DIR)]
+    #[arg(long, default_value = paths::TRUSTED_KEYS_DIR)]
     pub keys_dir: PathBuf,
     /// Root of the running system (for /proc/cmdline and /run/rkos/init.json; tests).
     #[arg(long, default_value = "/", hide = true)]
@@ -44,12 +47,16 @@ pub struct UpgradeArgs {
     /// cannot arm a trial of another version).
     #[arg(long, value_name = "VERSION")]
     pub expect_version: Option<String>,
+    /// Print one JSON object on stdout when done (staged, already running, or failed with
+    /// the error and its causes); the human summary goes to stderr with the progress.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct MarkGoodArgs {
     /// Where RKOS_STATE is mounted (read-write).
-    #[arg(long, default_value = rkos_slots::DEFAULT_STATE_MOUNT)]
+    #[arg(long, default_value = paths::STATE_MOUNT)]
     pub state_dir: PathBuf,
     /// Wait until the node is healthy first; if it is not within --timeout and the running
     /// slot is on trial, reboot so GRUB can fall back.
@@ -60,46 +67,86 @@ pub struct MarkGoodArgs {
     pub timeout: u64,
     /// The health endpoint polled by --wait-healthy: the kubelet's healthz, which k3s serves
     /// on servers and agents alike once the node runs.
-    #[arg(long, default_value = "http://127.0.0.1:10248/healthz")]
+    #[arg(long, default_value = health::KUBELET_HEALTHZ)]
     pub health_url: String,
     /// Healthy when this file exists, instead of --health-url (test images whose k3s is a
     /// stand-in set this to the stand-in's marker).
     #[arg(long)]
     pub health_file: Option<PathBuf>,
     /// The systemd unit that must be active too (empty: none).
-    #[arg(long, default_value = "k3s.service")]
+    #[arg(long, default_value = health::K3S_UNIT)]
     pub unit: String,
     #[arg(long, default_value = "/", hide = true)]
     pub root: PathBuf,
 }
 
-/// The slot the running system was booted from.
+/// The slot the running system was booted from: `rkos.slot=`, else what rkos-init recorded.
 pub fn booted_slot(root: &Path) -> Option<Slot> {
     std::fs::read_to_string(root.join("proc/cmdline"))
         .ok()
         .and_then(|c| rkos_slots::status::booted_slot_from_cmdline(&c))
-        .or_else(|| {
-            std::fs::read(root.join("run/rkos/init.json"))
-                .ok()
-                .and_then(|j| rkos_slots::status::booted_slot_from_init_json(&j))
-        })
+        .or_else(|| init_report(root)?.slot)
+}
+
+/// What rkos-init recorded about this boot (`ROOT/run/rkos/init.json`), if it is readable.
+pub fn init_report(root: &Path) -> Option<InitReport> {
+    let json = std::fs::read(paths::under(root, paths::INIT_REPORT)).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 /// `rkos.upgrade.trusted_keys` from the node's merged config (its own sources only: image
 /// defaults, boot medium, cloud-init, persistent file, kernel command line — never a cluster
-/// object). A source with errors is left out by the loader, as at boot.
+/// object), read as at boot (`rkos_config::NodeConfig`).
 fn config_trusted_keys(root: &Path) -> Vec<String> {
-    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
-    let sources = rkos_config::source::collect(root, &cmdline);
-    rkos_config::load(&sources).config.rkos.upgrade.trusted_keys
+    rkos_config::NodeConfig::at(root)
+        .load()
+        .config
+        .rkos
+        .upgrade
+        .trusted_keys
 }
 
 pub fn run_upgrade(args: &UpgradeArgs) -> Result<()> {
+    let result = stage_and_arm(args);
+    if args.json {
+        let report = match &result {
+            Ok(r) => r.clone(),
+            Err(e) => UpgradeReport::Failed {
+                error: e.chain().map(ToString::to_string).collect(),
+            },
+        };
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    let report = result?;
+    say(args.json, &report.to_string());
+    if let UpgradeReport::Staged { .. } = report {
+        if args.reboot {
+            reboot(args.json)?;
+        } else {
+            say(args.json, "reboot to switch (or rerun with --reboot)\n");
+        }
+    }
+    Ok(())
+}
+
+/// A line for the person at the console: on stdout, or on stderr (with the progress) when
+/// stdout carries the JSON report.
+fn say(json: bool, text: &str) {
+    if json {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+}
+
+/// Verifies and stages the bundle and arms its trial; what was done, or why nothing was.
+fn stage_and_arm(args: &UpgradeArgs) -> Result<UpgradeReport> {
     let state = StateDir::new(&args.state_dir);
     if !state.grubenv().exists() {
         bail!(
-            "{} not found: is RKOS_STATE mounted at {}? (`rkos upgrade` needs an installed node)",
+            "{} not found: is {} mounted at {}? (`rkos upgrade` needs an installed node)",
             state.grubenv().display(),
+            rkos_contract::label::STATE,
             args.state_dir.display()
         );
     }
@@ -125,9 +172,8 @@ pub fn run_upgrade(args: &UpgradeArgs) -> Result<()> {
     let mut progress = ConsoleProgress::default();
     let staged = match rkos_bundle::stage(&source, &state, booted, &keys, &opts, &mut progress) {
         Ok(s) => s,
-        Err(BundleError::AlreadyRunning(v)) => {
-            println!("already running version {v}; nothing to do");
-            return Ok(());
+        Err(BundleError::AlreadyRunning(version)) => {
+            return Ok(UpgradeReport::AlreadyRunning { version })
         }
         Err(e) => {
             return Err(e)
@@ -135,30 +181,30 @@ pub fn run_upgrade(args: &UpgradeArgs) -> Result<()> {
         }
     };
     let boot = rkos_bundle::flip(&state, &staged, args.tries).context("flipping the boot slot")?;
-    println!(
-        "staged version {} in slot {} (signed by key {}; {} bytes downloaded, {} resumed)",
-        staged.manifest.version, staged.slot, staged.key_id, staged.downloaded, staged.reused
-    );
-    println!(
-        "next boot: slot {} on trial ({} tries), falling back to slot {} unless marked good",
-        staged.slot,
-        boot.trial.map_or(0, |t| t.tries_left),
-        boot.default
-    );
-    if args.reboot {
-        reboot()?;
-    } else {
-        println!("reboot to switch (or rerun with --reboot)");
-    }
-    Ok(())
+    let armed = boot
+        .trial
+        .filter(|t| t.slot == staged.slot)
+        .with_context(|| {
+            format!(
+                "flipping the boot slot armed no trial of slot {}",
+                staged.slot
+            )
+        })?;
+    Ok(UpgradeReport::Staged {
+        version: staged.manifest.version,
+        slot: staged.slot,
+        key_id: staged.key_id,
+        downloaded_bytes: staged.downloaded,
+        reused_bytes: staged.reused,
+        armed,
+    })
 }
 
 /// Verifies the bundle's signed manifest and compares its version with `want`. Staging
 /// verifies the manifest again (it is small): this check only decides whether to start.
 fn check_version(source: &Source, keys: &TrustedKeys, want: &str) -> Result<()> {
-    use rkos_slots::manifest::{MANIFEST_NAME, SIGNATURE_NAME};
-    let manifest = source.read_small(MANIFEST_NAME)?;
-    let sig = source.read_small(SIGNATURE_NAME)?;
+    let manifest = source.read_small(files::MANIFEST)?;
+    let sig = source.read_small(files::SIGNATURE)?;
     let sig = std::str::from_utf8(&sig).context("the manifest signature is not UTF-8")?;
     let (manifest, _) = keys.verify_manifest(&manifest, sig)?;
     if manifest.version != want {
@@ -185,7 +231,7 @@ pub fn run_mark_good(args: &MarkGoodArgs) -> Result<()> {
                 .is_some_and(|t| t.slot == booted);
             if on_trial {
                 eprintln!("{e:#}; slot {booted} is on trial: rebooting so GRUB can fall back");
-                reboot()?;
+                reboot(false)?;
             }
             return Err(e);
         }
@@ -204,12 +250,13 @@ pub fn run_mark_good(args: &MarkGoodArgs) -> Result<()> {
     Ok(())
 }
 
-/// Polls until the unit is active and the health probe passes, or the deadline passes.
+/// Polls until the node is healthy (`rkos_slots::health::verdict`), or the deadline passes.
 fn wait_healthy(args: &MarkGoodArgs, timeout: Duration) -> Result<()> {
+    let http = rkos_http::Client::new(Duration::from_secs(5))?;
     let deadline = Instant::now() + timeout;
     let mut last = String::from("not checked yet");
     while Instant::now() < deadline {
-        match health_check(args) {
+        match health_facts(args, &http).and_then(|f| Ok(health::verdict(&f)?)) {
             Ok(()) => return Ok(()),
             Err(e) => last = format!("{e:#}"),
         }
@@ -218,51 +265,44 @@ fn wait_healthy(args: &MarkGoodArgs, timeout: Duration) -> Result<()> {
     bail!("node not healthy after {timeout:?}: {last}")
 }
 
-fn health_check(args: &MarkGoodArgs) -> Result<()> {
-    if !args.unit.is_empty() {
+/// What can be seen of the node's health from the node itself: k3s's unit, and the
+/// kubelet's healthz (or the stand-in's marker file standing in for it). The Node's Ready
+/// condition is the agent's to see.
+fn health_facts(args: &MarkGoodArgs, http: &rkos_http::Client) -> Result<HealthFacts> {
+    let k3s_unit = if args.unit.is_empty() {
+        Seen::Unseen
+    } else {
         let active = Command::new("systemctl")
             .args(["is-active", "--quiet", &args.unit])
             .status()
             .context("running systemctl is-active")?
             .success();
-        if !active {
-            bail!("{} is not active", args.unit);
-        }
-    }
-    match &args.health_file {
-        Some(f) if f.exists() => Ok(()),
-        Some(f) => bail!("{} does not exist yet", f.display()),
-        None => health_once(&args.health_url).with_context(|| args.health_url.clone()),
+        Seen::check(active, || format!("{} is not active", args.unit))
+    };
+    let kubelet_healthz = match &args.health_file {
+        Some(f) => Seen::check(f.exists(), || format!("{} does not exist yet", f.display())),
+        None => kubelet_probe(http, &args.health_url),
+    };
+    Ok(HealthFacts {
+        k3s_unit,
+        kubelet_healthz,
+        node_ready: Seen::Unseen,
+    })
+}
+
+/// One GET of the kubelet's healthz: healthy when it answers 2xx with the body `ok`.
+fn kubelet_probe(http: &rkos_http::Client, url: &str) -> Seen {
+    match http.get_text(url, 4096) {
+        Ok(body) => Seen::check(body.trim() == "ok", || {
+            format!("{url} answered {:?}, not \"ok\"", body.trim())
+        }),
+        Err(e) => Seen::Fails(e.to_string()),
     }
 }
 
-/// One GET of a plain-http loopback endpoint. Written on std::net: the only target is the
-/// kubelet's local healthz, so an HTTP client (and its runtime) would be dead weight here.
-fn health_once(url: &str) -> Result<()> {
-    use std::io::{Read, Write};
-    let rest = url
-        .strip_prefix("http://")
-        .context("health URL must be http://HOST:PORT/PATH")?;
-    let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)?
-        .next()
-        .context("health URL host does not resolve")?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET /{path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n")?;
-    let mut resp = String::new();
-    s.take(64 * 1024).read_to_string(&mut resp)?;
-    let ok_status = resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200");
-    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
-    if ok_status && body == "ok" {
-        Ok(())
-    } else {
-        bail!("unhealthy answer: {}", resp.lines().next().unwrap_or(""))
-    }
-}
-
-fn reboot() -> Result<()> {
-    println!("rebooting");
+/// Asks systemd to reboot; says so on stdout, or on stderr when stdout carries JSON.
+fn reboot(json: bool) -> Result<()> {
+    say(json, "rebooting\n");
     let st = Command::new("systemctl")
         .arg("reboot")
         .status()
@@ -281,8 +321,13 @@ mod tests {
     fn booted_slot_sources() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(booted_slot(d.path()), None);
-        std::fs::create_dir_all(d.path().join("run/rkos")).unwrap();
-        std::fs::write(d.path().join("run/rkos/init.json"), r#"{"slot":"B"}"#).unwrap();
+        let report = paths::under(d.path(), paths::INIT_REPORT);
+        std::fs::create_dir_all(report.parent().unwrap()).unwrap();
+        std::fs::write(&report, "{}").unwrap();
+        assert_eq!(booted_slot(d.path()), None, "not an init.json");
+        std::fs::write(&report, r#"{"mode":"live"}"#).unwrap();
+        assert_eq!(booted_slot(d.path()), None);
+        std::fs::write(&report, r#"{"mode":"disk","slot":"B"}"#).unwrap();
         assert_eq!(booted_slot(d.path()), Some(Slot::B));
         std::fs::create_dir_all(d.path().join("proc")).unwrap();
         std::fs::write(d.path().join("proc/cmdline"), "rkos.slot=A quiet\n").unwrap();
@@ -290,13 +335,14 @@ mod tests {
     }
 
     #[test]
-    fn health_check_against_a_local_endpoint() {
+    fn kubelet_probe_against_a_local_endpoint() {
         use std::io::{Read, Write};
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let answers = [
-            "HTTP/1.1 500 Internal\r\n\r\nbad",
-            "HTTP/1.1 200 OK\r\n\r\nok",
+            "HTTP/1.1 500 Internal\r\nConnection: close\r\n\r\nbad",
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nnot yet",
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nok",
         ];
         let t = std::thread::spawn(move || {
             for a in answers {
@@ -315,11 +361,43 @@ mod tests {
                 c.write_all(a.as_bytes()).unwrap();
             }
         });
+        let http = rkos_http::Client::new(Duration::from_secs(5)).unwrap();
         let url = format!("http://127.0.0.1:{port}/healthz");
-        assert!(health_once(&url).is_err());
-        assert!(health_once(&url).is_ok());
+        let fails = |s: Seen, want: &str| match s {
+            Seen::Fails(why) => assert!(why.contains(want), "{why}"),
+            other => panic!("{other:?}"),
+        };
+        fails(kubelet_probe(&http, &url), "HTTP 500");
+        fails(kubelet_probe(&http, &url), "answered \"not yet\"");
+        assert_eq!(kubelet_probe(&http, &url), Seen::Holds);
         t.join().unwrap();
-        assert!(health_once("https://x/healthz").is_err());
+        // Nothing listens any more.
+        fails(kubelet_probe(&http, &url), &url);
+    }
+
+    #[test]
+    fn health_file_stands_in_for_the_kubelet() {
+        // Test images with the k3s stand-in: healthy once the stand-in wrote its marker.
+        let d = tempfile::tempdir().unwrap();
+        let marker = d.path().join("argv");
+        let args = MarkGoodArgs {
+            state_dir: d.path().into(),
+            wait_healthy: true,
+            timeout: 1,
+            health_url: "http://127.0.0.1:1/never-asked".into(),
+            health_file: Some(marker.clone()),
+            unit: String::new(),
+            root: d.path().into(),
+        };
+        let http = rkos_http::Client::new(Duration::from_secs(1)).unwrap();
+        let facts = health_facts(&args, &http).unwrap();
+        let e = health::verdict(&facts).unwrap_err();
+        assert!(e.to_string().contains("does not exist yet"), "{e}");
+        std::fs::write(&marker, "").unwrap();
+        let facts = health_facts(&args, &http).unwrap();
+        assert_eq!(facts.k3s_unit, Seen::Unseen, "no unit asked for");
+        assert_eq!(health::verdict(&facts), Ok(()));
+        assert!(wait_healthy(&args, Duration::from_secs(1)).is_ok());
     }
 
     /// The whole node-side path through the command layer: upgrade from a local bundle whose
@@ -339,7 +417,7 @@ mod tests {
         let (pub_path, secret) = sign::keygen(&t.path().join("keys")).unwrap();
         let src = t.path().join("src");
         fs::create_dir_all(&src).unwrap();
-        let files: Vec<_> = ["vmlinuz", "initrd", "rootfs.squashfs"]
+        let files: Vec<_> = files::SLOT_FILES
             .iter()
             .map(|n| {
                 let p = src.join(n);
@@ -347,9 +425,10 @@ mod tests {
                 p
             })
             .collect();
-        sign::create("1", "amd64", &secret, &state.slot_dir(Slot::A), &files).unwrap();
+        let arch = rkos_contract::arch();
+        sign::create("1", arch, &secret, &state.slot_dir(Slot::A), &files).unwrap();
         let bundle = t.path().join("bundle");
-        sign::create("2", rkos_bundle::node_arch(), &secret, &bundle, &files).unwrap();
+        sign::create("2", arch, &secret, &bundle, &files).unwrap();
 
         fs::create_dir_all(root.join("proc")).unwrap();
         fs::write(root.join("proc/cmdline"), "rkos.mode=disk rkos.slot=A\n").unwrap();
@@ -363,6 +442,7 @@ mod tests {
             root: root.clone(),
             attempts: 1,
             expect_version: None,
+            json: false,
         };
         // No trusted key anywhere: refused, nothing changed.
         let env_before = fs::read(state.grubenv()).unwrap();
@@ -373,9 +453,10 @@ mod tests {
         // The key in the node's persistent config.
         let key_line = fs::read_to_string(&pub_path).unwrap();
         let key_line = key_line.lines().nth(1).unwrap();
-        fs::create_dir_all(root.join("var/lib/rkos")).unwrap();
+        let config = paths::under(&root, paths::PERSISTENT_CONFIG);
+        fs::create_dir_all(config.parent().unwrap()).unwrap();
         fs::write(
-            root.join("var/lib/rkos/config.yaml"),
+            &config,
             format!("rkos:\n  upgrade:\n    trusted_keys:\n      - {key_line}\n"),
         )
         .unwrap();
@@ -395,12 +476,29 @@ mod tests {
             expect_version: Some("2".into()),
             ..wrong
         };
-        run_upgrade(&args).unwrap();
+        let report = stage_and_arm(&args).unwrap();
         let boot = state.boot_state().unwrap();
         assert_eq!(
             boot.trial.map(|t| (t.slot, t.tries_left)),
             Some((Slot::B, 2))
         );
+        let UpgradeReport::Staged {
+            version,
+            slot,
+            armed,
+            downloaded_bytes,
+            ..
+        } = report
+        else {
+            panic!("{report:?}")
+        };
+        assert_eq!((version.as_str(), slot), ("2", Slot::B));
+        assert_eq!(Some(armed), boot.trial, "the report names the trial armed");
+        let bundle_bytes: u64 = files::SLOT_FILES
+            .iter()
+            .map(|n| fs::metadata(bundle.join(n)).unwrap().len())
+            .sum();
+        assert_eq!(downloaded_bytes, bundle_bytes);
 
         // GRUB boots B; the node is healthy; mark-good makes B the default.
         state.write_boot_state(&boot.grub_boot().1).unwrap();

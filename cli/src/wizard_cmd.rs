@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use rkos_install::{disks, unattended, InstallRequest, Target};
+use rkos_install::disks;
 use rkos_wizard::answers::{self, Action, Answers, NetMode, Role};
 use rkos_wizard::{net, system, ui};
 
@@ -68,7 +68,7 @@ pub struct WizardArgs {
     #[arg(long, default_value = "/")]
     pub root: PathBuf,
     /// Where the OS files to install are (the live medium by default).
-    #[arg(long, default_value = "/run/rkos/medium")]
+    #[arg(long, default_value = rkos_contract::paths::MEDIUM)]
     pub source: PathBuf,
     /// Version recorded in slot A's manifest (default: this image's version).
     #[arg(long, value_name = "VERSION")]
@@ -273,20 +273,13 @@ fn execute(args: &WizardArgs, o: ui::Outcome, interactive: bool) -> Result<()> {
         }
         Some(Action::Install) => {
             let disk = o.disk.context("no install target")?;
-            let version = args
-                .image_version
-                .clone()
-                .unwrap_or_else(crate::install_cmd::image_version);
-            let req = InstallRequest {
-                target: Target::Device(disk.dev_path()),
-                source: rkos_install::Source::from_dir(
-                    &args.source,
-                    &version,
-                    crate::install_cmd::ARCH,
-                )?,
-                config_yaml: o.config_yaml,
-                extra_cmdline: unattended::extra_cmdline(&args.root),
-            };
+            let req = crate::install_cmd::request(
+                &args.root,
+                &args.source,
+                args.image_version.as_deref(),
+                &disk,
+                o.config_yaml,
+            )?;
             let done = crate::install_cmd::install(&req)?;
             eprintln!(
                 "Installed rkos {} on {}. Remove the installation medium and reboot.",

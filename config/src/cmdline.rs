@@ -8,73 +8,19 @@
 //! Boot parameters read by rkos-init (`rkos.mode`, `rkos.slot`, `rkos.image`,
 //! `rkos.image.sha256`, `rkos.wait`, `rkos.debug`) are not config and are skipped.
 //!
-//! Written by hand: the kernel's own splitting rules (double quotes only, no escapes) are
-//! simple and no crate implements them with positions.
+//! The words come from `rkos_contract::cmdline`, the splitter rkos-init uses too (quoting,
+//! `--`); turning them into a config tree is this module's job.
 
 use std::sync::Arc;
 
 use indexmap::IndexMap;
+use rkos_contract::cmdline::{keys::BOOT_PARAMS, Cmdline};
 
 use crate::diag::Diagnostic;
 use crate::node::{Entry, Mark, Node, Scalar, Value};
 use crate::schema::{find_field, ROOT};
 
 pub const CMDLINE_SOURCE: &str = "kernel command line";
-
-/// Boot parameters: read by rkos-init, not config.
-pub const BOOT_PARAMS: &[&str] = &["mode", "slot", "image", "wait", "debug"];
-
-/// One word of the command line: its text with quotes removed, whether any part of it was
-/// quoted, and its 1-based character column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Word {
-    pub text: String,
-    pub quoted_value: bool,
-    pub column: usize,
-}
-
-/// Splits a command line the way the kernel does: on spaces outside double quotes.
-pub fn split_words(cmdline: &str) -> Vec<Word> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut in_quote = false;
-    let mut quoted_after_eq = false;
-    let mut start = 0;
-    for (i, c) in cmdline.chars().enumerate() {
-        if c.is_whitespace() && !in_quote {
-            if in_word {
-                words.push(Word {
-                    text: std::mem::take(&mut cur),
-                    quoted_value: quoted_after_eq,
-                    column: start + 1,
-                });
-                in_word = false;
-            }
-            continue;
-        }
-        if !in_word {
-            in_word = true;
-            start = i;
-            quoted_after_eq = false;
-        }
-        if c == '"' {
-            // Quotes anywhere in the word (`k="a b"` or `"k=a b"`) make the value a string.
-            in_quote = !in_quote;
-            quoted_after_eq = true;
-            continue;
-        }
-        cur.push(c);
-    }
-    if in_word {
-        words.push(Word {
-            text: cur,
-            quoted_value: quoted_after_eq,
-            column: start + 1,
-        });
-    }
-    words
-}
 
 /// Parses a key like `labels[zone]` or `install.device` into path segments. `None` when
 /// brackets are unbalanced or a segment is empty.
@@ -118,19 +64,10 @@ pub fn parse(cmdline: &str) -> (Node, Vec<Diagnostic>) {
     let src: Arc<str> = Arc::from(CMDLINE_SOURCE);
     let mut diags = Vec::new();
     let mut root = Node::new(Value::Map(IndexMap::new()), Mark::new(&src, None, 1));
-    for word in split_words(cmdline) {
-        let Some(rest) = word
-            .text
-            .strip_prefix("rkos.")
-            .or_else(|| word.text.strip_prefix("k3os."))
-        else {
-            continue;
-        };
+    let cmdline = Cmdline::parse(cmdline);
+    for (key, word) in cmdline.rkos_words() {
         let mark = Mark::new(&src, None, word.column);
-        let (key, value) = match rest.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (rest, None),
-        };
+        let value = word.value.as_deref();
         let Some(mut segs) = key_segments(key) else {
             diags.push(
                 Diagnostic::error(CMDLINE_SOURCE, "", format!("cannot read key `{key}`: expected rkos.KEY=VALUE, rkos.KEY[NAME]=VALUE or rkos.KEY"))
@@ -146,13 +83,13 @@ pub fn parse(cmdline: &str) -> (Node, Vec<Diagnostic>) {
         }
         let leaf = match value {
             None => Node::scalar("true", mark.clone()),
-            Some(v) if !word.quoted_value && matches!(v, "" | "~" | "null") => {
+            Some(v) if !word.quoted && matches!(v, "" | "~" | "null") => {
                 Node::new(Value::Null, mark.clone())
             }
             Some(v) => Node::new(
                 Value::Scalar(Scalar {
                     text: v.to_string(),
-                    quoted: word.quoted_value,
+                    quoted: word.quoted,
                 }),
                 mark.clone(),
             ),
@@ -236,17 +173,6 @@ fn insert(node: &mut Node, segs: &[String], leaf: Node, mark: &Mark) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn words_and_quotes() {
-        let w = split_words(r#"quiet rkos.labels[desc]="a b c" "rkos.k3s_args=--x y" x"#);
-        assert_eq!(w.len(), 4);
-        assert_eq!(w[1].text, "rkos.labels[desc]=a b c");
-        assert!(w[1].quoted_value);
-        assert_eq!(w[1].column, 7);
-        assert_eq!(w[2].text, "rkos.k3s_args=--x y");
-        assert_eq!(w[3].column, 55);
-    }
 
     #[test]
     fn forms() {

@@ -4,6 +4,9 @@
 //! against the schema ([`schema`]), checked on its own, merged with the others lowest
 //! first ([`merge`]), deserialized into the typed [`Config`] and checked as a whole
 //! ([`load`]). [`render()`] turns a config into files; [`apply`] writes them under a root.
+//!
+//! The node's config (its standard sources under a root, with the last good copies of its
+//! own files) is read through one entry point, [`NodeConfig`], by every program that reads it.
 
 pub mod apply;
 pub mod cmdline;
@@ -14,6 +17,7 @@ mod load;
 pub mod merge;
 mod model;
 pub mod node;
+pub mod node_config;
 pub mod render;
 pub mod schema;
 pub mod show;
@@ -23,10 +27,13 @@ pub mod validate;
 pub use diag::{Diagnostic, Severity};
 pub use load::{
     count, load, load_parsed, parse_source, provenance, validate_text, Loaded, Parsed, Source,
-    SourceKind, USER_DATA_SCRIPT,
+    SourceKind,
 };
 pub use model::{
-    default_hostname, primary_mac, Bond, BootMode, BootModeError, Config, DataDisk, Install,
-    Interface, Network, Proxy, Rkos, Role, Upgrade, Vlan, Wifi, WriteFile,
+    default_hostname, primary_mac, Bond, Config, DataDisk, Install, Interface, Network, Proxy,
+    Rkos, Role, Upgrade, Vlan, Wifi, WriteFile,
 };
+pub use node_config::{ImageDefaults, NodeConfig};
 pub use render::{render, render_report, RenderContext, Rendered, RenderedFile};
+/// How the node booted: the contract's type, which rkos-init records in `init.json`.
+pub use rkos_contract::{BootMode, BootModeError};

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use indexmap::IndexMap;
+use rkos_contract::paths::USER_DATA_SCRIPT;
 
 use crate::cmdline;
 use crate::de::{from_node, DeError};
@@ -46,6 +47,23 @@ impl Source {
     pub fn cmdline(text: impl Into<String>) -> Self {
         Source::new(SourceKind::Cmdline, cmdline::CMDLINE_SOURCE, text)
     }
+
+    /// A file given by name (`rkos config validate|show --config`): cloud-init user-data
+    /// when it starts with `#cloud-config` or `#!`, else a config.yaml.
+    pub fn given_file(name: impl Into<String>, text: impl Into<String>) -> Self {
+        let text = text.into();
+        let first = text
+            .trim_start_matches('\u{feff}')
+            .lines()
+            .next()
+            .unwrap_or("");
+        let kind = if first.starts_with("#cloud-config") || first.starts_with("#!") {
+            SourceKind::CloudInit
+        } else {
+            SourceKind::Persistent
+        };
+        Source::new(kind, name, text)
+    }
 }
 
 /// The result of loading: the merged config, every diagnostic, and the merged tree (which
@@ -83,9 +101,6 @@ impl Parsed {
 }
 
 const CLOUD_INIT_NOTE: &str = "; rkos reads only hostname, ssh_authorized_keys, write_files, runcmd, bootcmd and rkos/k3os from cloud-init user-data";
-
-/// Path at which a `#!` user-data script is written and run.
-pub const USER_DATA_SCRIPT: &str = "/var/lib/rkos/user-data.sh";
 
 fn empty_map(name: &str) -> Node {
     let src: Arc<str> = Arc::from(name);
@@ -363,17 +378,7 @@ pub fn load_parsed(parsed: impl IntoIterator<Item = (String, Parsed)>) -> Loaded
 /// checks, value checks and the whole-config checks. A text starting with `#cloud-config`
 /// or `#!` is read as cloud-init user-data.
 pub fn validate_text(name: &str, text: &str) -> Vec<Diagnostic> {
-    let first = text
-        .trim_start_matches('\u{feff}')
-        .lines()
-        .next()
-        .unwrap_or("");
-    let kind = if first.starts_with("#cloud-config") || first.starts_with("#!") {
-        SourceKind::CloudInit
-    } else {
-        SourceKind::Persistent
-    };
-    let p = parse_source(&Source::new(kind, name, text));
+    let p = parse_source(&Source::given_file(name, text));
     let mut diags = p.diagnostics;
     if !diags.iter().any(Diagnostic::is_error) {
         let mut tree = p.tree;

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +77,8 @@ pub struct Install {
     pub force_efi: Option<bool>,
     pub silent: Option<bool>,
     pub power_off: Option<bool>,
+    /// Reboot when the install is done (`power_off` wins when both are set).
+    pub reboot: Option<bool>,
     pub no_format: Option<bool>,
     pub tty: Option<String>,
     pub debug: Option<bool>,
@@ -182,46 +183,14 @@ impl Config {
             _ => Role::Server,
         }
     }
-}
 
-/// How the node booted (`rkos.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BootMode {
-    Live,
-    Disk,
-    Netboot,
-    Install,
-    Rescue,
-}
-
-impl fmt::Display for BootMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BootMode::Live => "live",
-            BootMode::Disk => "disk",
-            BootMode::Netboot => "netboot",
-            BootMode::Install => "install",
-            BootMode::Rescue => "rescue",
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown boot mode `{0}`: expected live, disk, netboot, install or rescue")]
-pub struct BootModeError(pub String);
-
-impl FromStr for BootMode {
-    type Err = BootModeError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "live" => BootMode::Live,
-            "disk" => BootMode::Disk,
-            "netboot" => BootMode::Netboot,
-            "install" => BootMode::Install,
-            "rescue" => BootMode::Rescue,
-            _ => return Err(BootModeError(s.to_string())),
-        })
+    /// The node's hostname: the config's, else [`default_hostname`] of the primary MAC.
+    /// rkos-init sets it at boot and `rkos config apply` renders `/etc/hostname` from it.
+    pub fn hostname_or_default(&self, primary_mac: Option<&str>) -> String {
+        match self.hostname.as_deref().map(str::trim) {
+            Some(h) if !h.is_empty() => h.to_string(),
+            _ => default_hostname(primary_mac),
+        }
     }
 }
 
@@ -286,11 +255,14 @@ mod tests {
     }
 
     #[test]
-    fn boot_mode_round_trip() {
-        for m in ["live", "disk", "netboot", "install", "rescue"] {
-            assert_eq!(m.parse::<BootMode>().unwrap().to_string(), m);
-        }
-        assert!("usb".parse::<BootMode>().is_err());
+    fn hostname_from_the_config_else_from_the_mac() {
+        let mac = Some("52:54:00:12:34:56");
+        let mut c = Config::default();
+        assert_eq!(c.hostname_or_default(mac), default_hostname(mac));
+        c.hostname = Some("  ".into());
+        assert_eq!(c.hostname_or_default(None), "rkos-0000");
+        c.hostname = Some("node-7".into());
+        assert_eq!(c.hostname_or_default(mac), "node-7");
     }
 
     #[test]

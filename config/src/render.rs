@@ -4,19 +4,18 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use indexmap::IndexMap;
+use rkos_contract::paths::DATA_MOUNT;
 use sha_crypt::{PasswordHasher, ShaCrypt};
 
 use crate::emit;
-use crate::model::{BootMode, Config, Interface, Role};
+use crate::model::{Config, Interface, Role};
 use crate::node::{Entry, Mark, Node, Scalar, Value};
 use crate::validate::{decode_content, parse_mode, server_url_with_port};
+use crate::BootMode;
 
 /// The default user (uid/gid 1000).
 pub const USER: &str = "rkos";
 pub const USER_ID: u32 = 1000;
-/// Where rkos-init mounts `RKOS_DATA` (persistent paths are bound from here).
-pub const DATA_MOUNT: &str = "/run/rkos/data";
-
 pub const K3S_CONFIG: &str = "/etc/rancher/k3s/config.yaml";
 pub const K3S_ENV: &str = "/etc/default/k3s";
 pub const PASSWORD_HASH: &str = "/etc/rkos/password.hash";
@@ -564,10 +563,7 @@ fn system(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
             ),
         ));
     }
-    let hostname = cfg
-        .hostname
-        .clone()
-        .unwrap_or_else(|| crate::model::default_hostname(ctx.primary_mac.as_deref()));
+    let hostname = cfg.hostname_or_default(ctx.primary_mac.as_deref());
     r.files.push(RenderedFile::new(
         "/etc/hostname",
         0o644,

@@ -72,6 +72,7 @@ pub const INSTALL: &[Field] = &[
     f("force_efi", Shape::Scalar),
     f("silent", Shape::Scalar),
     fa("power_off", &["poweroff"], Shape::Scalar),
+    f("reboot", Shape::Scalar),
     f("no_format", Shape::Scalar),
     f("tty", Shape::Scalar),
     f("debug", Shape::Scalar),

@@ -2,17 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
+use rkos_contract::paths::{
+    under, BOOT_CONFIG, CIDATA_USER_DATA, DATASOURCES_DIR, IMAGE_DEFAULTS_DIR, LAST_GOOD_DIR,
+    PERSISTENT_CONFIG, PERSISTENT_CONFIG_DIR, VAR_LIB_RKOS,
+};
+
 use crate::diag::Diagnostic;
 use crate::load::{Source, SourceKind};
-
-pub const IMAGE_DEFAULTS_DIR: &str = "usr/lib/rkos/config.d";
-pub const BOOT_CONFIG: &str = "run/rkos/boot/config.yaml";
-pub const CIDATA_USER_DATA: &str = "run/rkos/cidata/user-data";
-pub const DATASOURCES_DIR: &str = "run/rkos/datasources";
-pub const PERSISTENT_CONFIG: &str = "var/lib/rkos/config.yaml";
-pub const PERSISTENT_DIR: &str = "var/lib/rkos/config.d";
-/// Copies of the persistent sources that last loaded without errors.
-pub const LAST_GOOD_DIR: &str = "var/lib/rkos/last-good";
 
 /// Files bigger than this are not config (and are refused rather than read into memory).
 pub const MAX_SOURCE_BYTES: u64 = 16 * 1024 * 1024;
@@ -62,7 +58,7 @@ pub fn collect_report_with_defaults(
 /// The image defaults under `root`, the lowest sources.
 pub fn image_defaults(root: &Path) -> (Vec<Source>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
-    let out = yaml_files(&root.join(IMAGE_DEFAULTS_DIR))
+    let out = yaml_files(&under(root, IMAGE_DEFAULTS_DIR))
         .into_iter()
         .filter_map(|p| read(SourceKind::ImageDefault, &p, &mut diags))
         .collect();
@@ -79,13 +75,13 @@ pub fn collect_report_after_defaults(root: &Path, cmdline: &str) -> (Vec<Source>
             out.push(s);
         }
     };
-    add(SourceKind::BootMedium, root.join(BOOT_CONFIG));
-    add(SourceKind::CloudInit, root.join(CIDATA_USER_DATA));
-    for p in yaml_files(&root.join(DATASOURCES_DIR)) {
+    add(SourceKind::BootMedium, under(root, BOOT_CONFIG));
+    add(SourceKind::CloudInit, under(root, CIDATA_USER_DATA));
+    for p in yaml_files(&under(root, DATASOURCES_DIR)) {
         add(SourceKind::DataSource, p);
     }
-    add(SourceKind::Persistent, root.join(PERSISTENT_CONFIG));
-    for p in yaml_files(&root.join(PERSISTENT_DIR)) {
+    add(SourceKind::Persistent, under(root, PERSISTENT_CONFIG));
+    for p in yaml_files(&under(root, PERSISTENT_CONFIG_DIR)) {
         add(SourceKind::Persistent, p);
     }
     if !cmdline.trim().is_empty() {
@@ -131,53 +127,14 @@ fn read(kind: SourceKind, path: &Path, diags: &mut Vec<Diagnostic>) -> Option<So
 }
 
 /// Where the last good copy of a persistent source is kept: its path relative to
-/// `var/lib/rkos`, under [`LAST_GOOD_DIR`].
-fn last_good_path(root: &Path, source_name: &str) -> Option<PathBuf> {
-    let base = root.join("var/lib/rkos");
-    let rel = Path::new(source_name).strip_prefix(&base).ok()?;
-    if rel.starts_with("last-good") {
+/// `/var/lib/rkos`, under [`LAST_GOOD_DIR`].
+pub(crate) fn last_good_path(root: &Path, source_name: &str) -> Option<PathBuf> {
+    let (source, last_good) = (Path::new(source_name), under(root, LAST_GOOD_DIR));
+    if source.starts_with(&last_good) {
         return None;
     }
-    Some(root.join(LAST_GOOD_DIR).join(rel))
-}
-
-/// Replaces each persistent source that has errors by its last good copy, when there is
-/// one, so a typo in /var/lib/rkos/config.yaml costs nothing but a message. Returns the
-/// sources to load and a diagnostic for each substitution.
-pub fn with_last_good(root: &Path, sources: Vec<Source>) -> (Vec<Source>, Vec<Diagnostic>) {
-    let mut diags = Vec::new();
-    let out = sources
-        .into_iter()
-        .map(|s| {
-            if s.kind != SourceKind::Persistent {
-                return s;
-            }
-            let parsed = crate::parse_source(&s);
-            if !parsed.has_errors() {
-                return s;
-            }
-            let Some(copy) = last_good_path(root, &s.name) else {
-                return s;
-            };
-            match std::fs::read_to_string(&copy) {
-                Ok(text) => {
-                    // The broken file is not loaded, so its problems are reported here.
-                    diags.extend(parsed.diagnostics);
-                    diags.push(Diagnostic::error(
-                        s.name.clone(),
-                        "",
-                        format!(
-                            "has errors; using its last good copy {} instead",
-                            copy.display()
-                        ),
-                    ));
-                    Source::new(SourceKind::Persistent, copy.display().to_string(), text)
-                }
-                Err(_) => s,
-            }
-        })
-        .collect();
-    (out, diags)
+    let rel = source.strip_prefix(under(root, VAR_LIB_RKOS)).ok()?;
+    Some(last_good.join(rel))
 }
 
 /// Saves a copy of every persistent source that loads without errors as its last good copy
@@ -202,7 +159,7 @@ pub fn save_last_good(root: &Path, sources: &[Source]) -> Result<(), crate::appl
     }
     crate::apply::write_rendered(root, &files)?;
     let keep: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-    let dir = root.join(LAST_GOOD_DIR);
+    let dir = under(root, LAST_GOOD_DIR);
     let mut stale = Vec::new();
     let mut stack = vec![dir];
     while let Some(d) = stack.pop() {
@@ -219,8 +176,8 @@ pub fn save_last_good(root: &Path, sources: &[Source]) -> Result<(), crate::appl
     }
     // Only copies whose source is gone: a broken source keeps its last good copy.
     for p in stale {
-        let rel = p.strip_prefix(root.join(LAST_GOOD_DIR)).unwrap_or(&p);
-        if !root.join("var/lib/rkos").join(rel).exists() {
+        let rel = p.strip_prefix(under(root, LAST_GOOD_DIR)).unwrap_or(&p);
+        if !under(root, VAR_LIB_RKOS).join(rel).exists() {
             let _ = std::fs::remove_file(&p);
         }
     }
@@ -272,35 +229,5 @@ mod tests {
         );
         let loaded = crate::load(&s);
         assert_eq!(loaded.config.hostname.as_deref(), Some("k"));
-    }
-
-    #[test]
-    fn last_good_replaces_a_broken_persistent_file() {
-        let d = tempfile::tempdir().unwrap();
-        let r = d.path();
-        let cfg = r.join(PERSISTENT_CONFIG);
-        std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
-        std::fs::write(&cfg, "hostname: good\n").unwrap();
-        let s = collect(r, "");
-        save_last_good(r, &s).unwrap();
-        assert!(r.join(LAST_GOOD_DIR).join("config.yaml").exists());
-        std::fs::write(&cfg, "hostname: [oops\n").unwrap();
-        let s = collect(r, "");
-        let (s2, diags) = with_last_good(r, s.clone());
-        let msgs: Vec<String> = diags.iter().map(|d| d.message.clone()).collect();
-        assert_eq!(msgs.len(), 2, "{msgs:?}");
-        assert!(msgs[0].starts_with("not valid YAML"), "{msgs:?}");
-        assert!(msgs[1].contains("last good copy"));
-        assert_eq!(crate::load(&s2).config.hostname.as_deref(), Some("good"));
-        // A broken file does not overwrite its good copy.
-        save_last_good(r, &s).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(r.join(LAST_GOOD_DIR).join("config.yaml")).unwrap(),
-            "hostname: good\n"
-        );
-        // A removed source loses its copy.
-        std::fs::remove_file(&cfg).unwrap();
-        save_last_good(r, &collect(r, "")).unwrap();
-        assert!(!r.join(LAST_GOOD_DIR).join("config.yaml").exists());
     }
 }

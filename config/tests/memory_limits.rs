@@ -38,6 +38,8 @@ fn write_files_bomb() -> String {
 }
 
 /// Runs `case` in a child and returns (its stdout, its peak RSS in KiB).
+// The child is reaped by wait4(2), which std's Child cannot do (it has no rusage).
+#[allow(clippy::zombie_processes)]
 fn in_child(case: &str) -> (String, i64) {
     let child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_load", "--nocapture", "--test-threads=1"])

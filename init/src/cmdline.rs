@@ -1,11 +1,11 @@
-//! The kernel command line keys `rkos-init` itself acts on (see ARCHITECTURE.md). Every other
-//! `rkos.*` key is configuration and is left to `rkos-config`.
+//! The kernel command line keys `rkos-init` itself acts on (see ARCHITECTURE.md), read from
+//! the words `rkos_contract::cmdline` splits (quoting, `--`, the last occurrence wins). Every
+//! other `rkos.*` key is configuration and is left to `rkos-config`.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Serialize;
+use rkos_contract::cmdline::{keys, Cmdline};
+use rkos_contract::{BootMode, Slot};
 
 /// How long to wait for the boot volume when `rkos.wait` is absent. PCs and VMs have their
 /// disks at once; arm64 boards boot from SD cards and USB disks, which take seconds to show
@@ -19,71 +19,6 @@ pub const DEFAULT_WAIT: Duration = if cfg!(target_arch = "aarch64") {
 };
 /// Longest accepted `rkos.wait`: a typo such as `rkos.wait=100000` must not park a node for a day.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
-
-/// The boot mode (`rkos.mode=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Booted from the `RKOS_LIVE` medium; nothing persists.
-    Live,
-    /// Installed: image from `RKOS_STATE:/slots/<slot>/`, persistent paths from `RKOS_DATA`.
-    Disk,
-    /// Diskless: the image is downloaded into RAM.
-    Netboot,
-    /// Like live; the real root starts the installer.
-    Install,
-    /// Stop after the basic mounts and module loading and start the rescue shell.
-    Rescue,
-}
-
-impl Mode {
-    pub const ALL: [Mode; 5] = [
-        Mode::Live,
-        Mode::Disk,
-        Mode::Netboot,
-        Mode::Install,
-        Mode::Rescue,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Live => "live",
-            Mode::Disk => "disk",
-            Mode::Netboot => "netboot",
-            Mode::Install => "install",
-            Mode::Rescue => "rescue",
-        }
-    }
-
-    /// Modes whose node keeps nothing across reboots (tmpfs for kubelet and containerd).
-    pub fn is_ephemeral(self) -> bool {
-        matches!(self, Mode::Live | Mode::Install | Mode::Netboot)
-    }
-
-    /// Live and install run from the `RKOS_LIVE` medium, which may carry a config.
-    pub fn boots_from_live_medium(self) -> bool {
-        matches!(self, Mode::Live | Mode::Install)
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Mode {
-    type Err = CmdlineError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Mode::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| CmdlineError::Mode(s.to_string()))
-    }
-}
-
-/// An A/B slot on `RKOS_STATE` (`rkos.slot=`): the same type the upgrade code uses.
-pub use rkos_slots::Slot;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CmdlineError {
@@ -103,7 +38,7 @@ pub enum CmdlineError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootParams {
     /// `None`: detect (`RKOS_STATE` present means disk, else live).
-    pub mode: Option<Mode>,
+    pub mode: Option<BootMode>,
     pub slot: Option<Slot>,
     pub image_url: Option<String>,
     /// Lower-case hex.
@@ -117,93 +52,67 @@ pub struct BootParams {
     pub debug: bool,
 }
 
-/// Splits a command line into `key[=value]` words the way the kernel does: words are
-/// separated by whitespace, double quotes group (and are removed), `--` ends the kernel's part.
-pub fn words(cmdline: &str) -> Vec<(String, Option<String>)> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut quoted = false;
-    let push = |w: &mut String, out: &mut Vec<(String, Option<String>)>| {
-        let word = std::mem::take(w);
-        match word.split_once('=') {
-            Some((k, v)) => out.push((k.to_string(), Some(v.to_string()))),
-            None => out.push((word, None)),
-        }
-    };
-    for c in cmdline.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                in_word = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if in_word {
-                    if cur == "--" {
-                        return out;
-                    }
-                    push(&mut cur, &mut out);
-                    in_word = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                in_word = true;
-            }
+/// The real root's init when the command line names none.
+pub const DEFAULT_INIT: &str = "/sbin/init";
+
+/// What an empty command line gives.
+impl Default for BootParams {
+    fn default() -> Self {
+        BootParams {
+            mode: None,
+            slot: None,
+            image_url: None,
+            image_sha256: None,
+            wait: DEFAULT_WAIT,
+            consoles: Vec::new(),
+            init: DEFAULT_INIT.to_string(),
+            debug: false,
         }
     }
-    if in_word && cur != "--" {
-        push(&mut cur, &mut out);
-    }
-    out
 }
 
-/// Parses the keys `rkos-init` acts on. Later words override earlier ones (as GRUB appends
-/// the operator's additions after the defaults); a bad value is an error, not a guess, so a
-/// typo such as `rkos.mode=dsik` stops at the rescue shell with a message.
+/// Parses the keys `rkos-init` acts on. A key given twice counts once, the last one (as
+/// GRUB appends the operator's additions after the defaults); a bad value is an error, not a
+/// guess, so a typo such as `rkos.mode=dsik` stops at the rescue shell with a message.
 pub fn parse(cmdline: &str) -> Result<BootParams, CmdlineError> {
-    let mut p = BootParams {
-        mode: None,
-        slot: None,
-        image_url: None,
-        image_sha256: None,
-        wait: DEFAULT_WAIT,
-        consoles: Vec::new(),
-        init: "/sbin/init".to_string(),
-        debug: false,
-    };
-    p.consoles = consoles(cmdline);
-    for (key, value) in words(cmdline) {
-        let v = value.as_deref().unwrap_or("");
-        match key.as_str() {
-            "rkos.mode" | "k3os.mode" => p.mode = Some(v.parse()?),
-            "rkos.slot" => p.slot = Some(v.parse().map_err(|_| CmdlineError::Slot(v.to_string()))?),
-            "rkos.image" => p.image_url = Some(v.to_string()).filter(|s| !s.is_empty()),
-            "rkos.image.sha256" => {
-                if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(CmdlineError::Sha256(v.to_string()));
-                }
-                p.image_sha256 = Some(v.to_ascii_lowercase());
-            }
-            "rkos.wait" => p.wait = parse_wait(v)?,
-            "rkos.debug" => p.debug = !matches!(v, "0" | "false" | "no"),
-            "init" if !v.is_empty() => p.init = v.to_string(),
-            _ => {}
+    let c = Cmdline::parse(cmdline);
+    let image_sha256 = match c.get(keys::IMAGE_SHA256) {
+        Some(v) if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            return Err(CmdlineError::Sha256(v.to_string()))
         }
-    }
-    Ok(p)
+        v => v.map(str::to_ascii_lowercase),
+    };
+    Ok(BootParams {
+        mode: c.mode().transpose().map_err(|e| CmdlineError::Mode(e.0))?,
+        slot: c.slot().transpose().map_err(|e| CmdlineError::Slot(e.0))?,
+        image_url: c
+            .get(keys::IMAGE)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        image_sha256,
+        wait: c.get(keys::WAIT).map_or(Ok(DEFAULT_WAIT), parse_wait)?,
+        consoles: consoles_of(&c),
+        // An empty `init=` leaves the one before it (or the default) in place.
+        init: c
+            .get_all(keys::INIT)
+            .filter(|v| !v.is_empty())
+            .last()
+            .unwrap_or(DEFAULT_INIT)
+            .to_string(),
+        debug: c.flag(keys::DEBUG),
+    })
 }
 
 /// The console devices named by `console=` (options stripped, duplicates dropped), in command
 /// line order. Separate from [`parse`] so a failure message can reach the consoles even when
 /// another key is bad.
 pub fn consoles(cmdline: &str) -> Vec<String> {
+    consoles_of(&Cmdline::parse(cmdline))
+}
+
+fn consoles_of(c: &Cmdline) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for (key, value) in words(cmdline) {
-        if key != "console" {
-            continue;
-        }
-        let v = value.unwrap_or_default();
+    for v in c.get_all(keys::CONSOLE) {
         let name = v.split(',').next().unwrap_or("");
         let name = name.strip_prefix("/dev/").unwrap_or(name);
         if !name.is_empty() && !out.iter().any(|c| c == name) {
@@ -226,22 +135,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn words_follow_kernel_quoting() {
-        let w = words(
-            r#"BOOT_IMAGE=/boot/vmlinuz  quiet rkos.hostname="my node" "a=b c" -- rkos.mode=disk"#,
-        );
-        assert_eq!(
-            w,
-            vec![
-                ("BOOT_IMAGE".into(), Some("/boot/vmlinuz".into())),
-                ("quiet".into(), None),
-                ("rkos.hostname".into(), Some("my node".into())),
-                ("a".into(), Some("b c".into())),
-            ]
-        );
-    }
-
-    #[test]
     fn defaults_when_absent() {
         let p = parse("root=/dev/sda quiet").unwrap();
         assert_eq!(p.mode, None);
@@ -250,6 +143,7 @@ mod tests {
         assert_eq!(p.init, "/sbin/init");
         assert!(p.consoles.is_empty());
         assert!(!p.debug);
+        assert_eq!(p, BootParams::default());
     }
 
     #[test]
@@ -261,7 +155,7 @@ mod tests {
              init=/lib/systemd/systemd rkos.debug"
         ))
         .unwrap();
-        assert_eq!(p.mode, Some(Mode::Netboot));
+        assert_eq!(p.mode, Some(BootMode::Netboot));
         assert_eq!(p.slot, Some(Slot::B));
         assert_eq!(p.wait, Duration::from_millis(2500));
         assert_eq!(p.image_url.as_deref(), Some("http://x/y.squashfs"));
@@ -274,9 +168,9 @@ mod tests {
     #[test]
     fn later_words_win_and_k3os_alias_works() {
         let p = parse("rkos.mode=live k3os.mode=disk").unwrap();
-        assert_eq!(p.mode, Some(Mode::Disk));
+        assert_eq!(p.mode, Some(BootMode::Disk));
         let p = parse("rkos.mode=disk rkos.mode=rescue").unwrap();
-        assert_eq!(p.mode, Some(Mode::Rescue));
+        assert_eq!(p.mode, Some(BootMode::Rescue));
     }
 
     #[test]
@@ -315,16 +209,5 @@ mod tests {
         ));
         let bad = format!("rkos.image.sha256={}", "g".repeat(64));
         assert!(matches!(parse(&bad), Err(CmdlineError::Sha256(_))));
-    }
-
-    #[test]
-    fn ephemeral_modes() {
-        assert!(Mode::Live.is_ephemeral());
-        assert!(Mode::Install.is_ephemeral());
-        assert!(Mode::Netboot.is_ephemeral());
-        assert!(!Mode::Disk.is_ephemeral());
-        for m in Mode::ALL {
-            assert_eq!(m.as_str().parse::<Mode>().unwrap(), m);
-        }
     }
 }

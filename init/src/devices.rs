@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::probe::{self, FsType, Probe};
+use rkos_contract::FsType;
+
+use crate::probe::{self, Probe};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BlockDevice {

@@ -1,16 +1,18 @@
 //! The early config: copying the boot medium's and the NoCloud seed's config into `/run/rkos`,
-//! loading the merged config with `rkos-config`, and what must be in place before systemd
-//! starts (hostname, modules, sysctls). Config problems are reported, never fatal.
+//! loading the node's config through `rkos-config`'s one entry point, and the pieces of what
+//! must be in place before systemd starts (hostname, sysctls, persistent paths), each with
+//! its root as a parameter. Config problems are reported, never fatal.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use rkos_config::{Config, Diagnostic, Parsed, Source};
+use rkos_config::{Config, ImageDefaults, NodeConfig};
+use rkos_contract::files::{CIDATA_FILES, MEDIUM_CONFIG};
+use rkos_contract::paths::{self, under};
 
-/// Files a NoCloud seed may carry; `user-data` is the config, the rest are kept for tools.
-pub const CIDATA_FILES: &[&str] = &["user-data", "meta-data", "network-config", "vendor-data"];
+use crate::plan::{self, Step};
 
 /// Copies `from` to `to` with mode 0600 (a config may hold a cluster token), creating the
 /// parent. The copy is written under a temporary name and renamed, so readers never see half.
@@ -26,117 +28,96 @@ fn copy_private(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(&tmp, to)
 }
 
-/// Copies the boot medium's `rkos/config.yaml` to `RUN_RKOS/boot/config.yaml`. Returns whether
-/// the medium had one.
-pub fn copy_boot_config(medium: &Path, run_rkos: &Path) -> io::Result<bool> {
-    let src = medium.join("rkos/config.yaml");
+/// Copies the boot medium's `rkos/config.yaml` to `ROOT/run/rkos/boot/config.yaml`. Returns
+/// whether the medium had one.
+pub fn copy_boot_config(medium: &Path, root: &Path) -> io::Result<bool> {
+    let src = medium.join(MEDIUM_CONFIG);
     if !src.is_file() {
         return Ok(false);
     }
-    copy_private(&src, &run_rkos.join("boot/config.yaml"))?;
+    copy_private(&src, &under(root, paths::BOOT_CONFIG))?;
     Ok(true)
 }
 
-/// Copies the NoCloud files found in the mounted seed `seed` to `RUN_RKOS/cidata/`.
+/// Copies the NoCloud files found in the mounted seed `seed` to `ROOT/run/rkos/cidata/`.
 /// Returns the names copied.
-pub fn copy_cidata(seed: &Path, run_rkos: &Path) -> io::Result<Vec<String>> {
+pub fn copy_cidata(seed: &Path, root: &Path) -> io::Result<Vec<String>> {
     let mut copied = Vec::new();
     for name in CIDATA_FILES {
         let src = seed.join(name);
         if src.is_file() {
-            copy_private(&src, &run_rkos.join("cidata").join(name))?;
+            copy_private(&src, &under(root, paths::CIDATA_DIR).join(name))?;
             copied.push(name.to_string());
         }
     }
     Ok(copied)
 }
 
-/// Config sources parsed ahead of the merge, with the problems met reading them. The image
-/// defaults are in the initramfs from the start, so rkos-init parses them on a thread while
-/// the kernel probes hardware.
-pub struct ParsedSources {
-    parsed: Vec<(String, Parsed)>,
-    read_problems: Vec<Diagnostic>,
+/// The early config: merged from every source, with the problems found (one line each) and
+/// the hostname it gives this machine.
+pub struct EarlyConfig {
+    pub config: Config,
+    pub problems: Vec<String>,
+    pub hostname: String,
 }
 
-/// A source name as the booted system sees it: without the `root` it was read under.
-fn unroot(root: &Path, name: &mut String) {
-    let prefix = root.to_string_lossy();
-    let prefix = prefix.trim_end_matches('/');
-    if prefix.is_empty() {
-        return;
-    }
-    if let Some(rest) = name.strip_prefix(prefix).filter(|r| r.starts_with('/')) {
-        *name = rest.to_string();
-    }
-}
-
-fn parse_all(
-    root: &Path,
-    (mut sources, mut read_problems): (Vec<Source>, Vec<Diagnostic>),
-) -> ParsedSources {
-    for s in &mut sources {
-        unroot(root, &mut s.name);
-    }
-    for d in &mut read_problems {
-        unroot(root, &mut d.source);
-    }
-    ParsedSources {
-        parsed: sources
-            .iter()
-            .map(|s| (s.name.clone(), rkos_config::parse_source(s)))
-            .collect(),
-        read_problems,
-    }
-}
-
-/// The image defaults under `root` (the initramfs's copy), parsed; `None` when `root` holds
-/// none.
-pub fn parse_image_defaults(root: &Path) -> Option<ParsedSources> {
-    root.join(rkos_config::source::IMAGE_DEFAULTS_DIR)
-        .is_dir()
-        .then(|| parse_all(root, rkos_config::source::image_defaults(root)))
-}
-
-/// The merged config and every problem found, one line each (`error: SOURCE:LINE:COL: key:
-/// message`). Source names are shown as the booted system will see them (without `sysroot`
-/// or the initramfs root).
+/// The node's config from the sources under `sysroot`, read as every reader of it reads it
+/// ([`NodeConfig`]: a broken persistent file gives way to its last good copy), and every
+/// problem found, one line each (`error: SOURCE:LINE:COL: key: message`). Source names are
+/// shown as the booted system will see them (without `sysroot`).
 ///
 /// The image defaults are `defaults` when the initramfs held them (built with a copy from
 /// the same image), else they are read from `sysroot`.
 pub fn load_config(
-    defaults: Option<ParsedSources>,
+    defaults: Option<ImageDefaults>,
     sysroot: &Path,
     cmdline: &str,
-) -> (Config, Vec<String>) {
-    let defaults = defaults
-        .unwrap_or_else(|| parse_all(sysroot, rkos_config::source::image_defaults(sysroot)));
-    let rest = parse_all(
-        sysroot,
-        rkos_config::source::collect_report_after_defaults(sysroot, cmdline),
-    );
-    let loaded = rkos_config::load_parsed(defaults.parsed.into_iter().chain(rest.parsed));
-    let lines = defaults
-        .read_problems
-        .iter()
-        .chain(&rest.read_problems)
-        .chain(&loaded.diagnostics)
-        .map(|d| format!("{}: {d}", d.severity))
-        .collect();
-    (loaded.config, lines)
+    primary_mac: Option<&str>,
+) -> EarlyConfig {
+    let loaded = NodeConfig::at(sysroot)
+        .cmdline(cmdline)
+        .image_defaults(defaults)
+        .names_as_booted()
+        .load();
+    EarlyConfig {
+        hostname: loaded.config.hostname_or_default(primary_mac),
+        problems: loaded
+            .diagnostics
+            .iter()
+            .map(|d| format!("{}: {d}", d.severity))
+            .collect(),
+        config: loaded.config,
+    }
 }
 
-/// Writes the problems for the login prompt (`/run/rkos/config-errors`, one per line); removes
-/// a stale file when there are none.
-pub fn write_problems(run_rkos: &Path, lines: &[String]) -> io::Result<()> {
-    let path = run_rkos.join("config-errors");
+/// The config's extra persistent paths (beyond [`plan::DEFAULT_PERSISTENT`]) as seed and
+/// bind steps grouped by path, parents before their children whatever order the config
+/// lists them in, and a problem line for each bad path (which is skipped).
+pub fn persistent_groups(extra: &[String]) -> (Vec<(PathBuf, Vec<Step>)>, Vec<String>) {
+    let already: Vec<PathBuf> = plan::DEFAULT_PERSISTENT.iter().map(PathBuf::from).collect();
+    let mut good = Vec::new();
+    let mut problems = Vec::new();
+    for p in extra {
+        match plan::normalize_persistent(p) {
+            Ok(_) => good.push(p.clone()),
+            Err(e) => problems.push(format!("error: {e}")),
+        }
+    }
+    let groups = plan::persistent_groups(&good, &already).unwrap_or_default();
+    (groups, problems)
+}
+
+/// Writes the problems for the login prompt (`ROOT/run/rkos/config-errors`, one per line);
+/// removes a stale file when there are none.
+pub fn write_problems(root: &Path, lines: &[String]) -> io::Result<()> {
+    let path = under(root, paths::CONFIG_ERRORS);
     if lines.is_empty() {
         return match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         };
     }
-    fs::create_dir_all(run_rkos)?;
+    fs::create_dir_all(under(root, paths::RUN_RKOS))?;
     let mut text = lines.join("\n");
     text.push('\n');
     fs::write(path, text)
@@ -185,14 +166,6 @@ pub fn write_sysctls<'a>(
     problems
 }
 
-/// The hostname to set: the config's, else the stable default from the primary MAC.
-pub fn hostname(config: &Config, primary_mac: Option<&str>) -> String {
-    match config.hostname.as_deref().map(str::trim) {
-        Some(h) if !h.is_empty() => h.to_string(),
-        _ => rkos_config::default_hostname(primary_mac),
-    }
-}
-
 /// Writes `SYSROOT/etc/hostname`.
 pub fn write_hostname(sysroot: &Path, name: &str) -> io::Result<()> {
     let etc = sysroot.join("etc");
@@ -209,11 +182,12 @@ mod tests {
     #[test]
     fn copies_boot_config_and_seed_privately() {
         let d = tempfile::tempdir().unwrap();
-        let (medium, run) = (d.path().join("medium"), d.path().join("run/rkos"));
-        assert!(!copy_boot_config(&medium, &run).unwrap());
+        let (medium, root) = (d.path().join("medium"), d.path());
+        let run = root.join("run/rkos");
+        assert!(!copy_boot_config(&medium, root).unwrap());
         fs::create_dir_all(medium.join("rkos")).unwrap();
         fs::write(medium.join("rkos/config.yaml"), "hostname: a\n").unwrap();
-        assert!(copy_boot_config(&medium, &run).unwrap());
+        assert!(copy_boot_config(&medium, root).unwrap());
         let copy = run.join("boot/config.yaml");
         assert_eq!(fs::read_to_string(&copy).unwrap(), "hostname: a\n");
         assert_eq!(fs::metadata(&copy).unwrap().mode() & 0o777, 0o600);
@@ -223,7 +197,7 @@ mod tests {
         fs::write(seed.join("meta-data"), "instance-id: x\n").unwrap();
         fs::write(seed.join("other"), "ignored").unwrap();
         assert_eq!(
-            copy_cidata(&seed, &run).unwrap(),
+            copy_cidata(&seed, root).unwrap(),
             ["user-data", "meta-data"]
         );
         assert!(run.join("cidata/meta-data").is_file());
@@ -235,23 +209,34 @@ mod tests {
     fn config_from_sysroot_with_problems_named_as_booted() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path();
+        let mac = Some("52:54:00:12:34:56");
         fs::create_dir_all(root.join("run/rkos/cidata")).unwrap();
+        let load = |cmdline| load_config(ImageDefaults::parse(root), root, cmdline, mac);
+        let early = load("quiet");
+        assert_eq!(early.hostname, rkos_config::default_hostname(mac));
         fs::write(
             root.join("run/rkos/cidata/user-data"),
             "#cloud-config\nhostname: node-1\n",
         )
         .unwrap();
-        let (config, problems) = load_config(parse_image_defaults(root), root, "quiet");
-        assert_eq!(config.hostname.as_deref(), Some("node-1"));
-        assert!(problems.is_empty(), "{problems:?}");
+        let early = load("quiet");
+        assert_eq!(early.hostname, "node-1");
+        assert!(early.problems.is_empty(), "{:?}", early.problems);
         fs::create_dir_all(root.join("run/rkos/boot")).unwrap();
         fs::write(
             root.join("run/rkos/boot/config.yaml"),
             "hostname: [unclosed\n",
         )
         .unwrap();
-        let (config, problems) = load_config(parse_image_defaults(root), root, "");
-        assert_eq!(config.hostname.as_deref(), Some("node-1"));
+        let EarlyConfig {
+            config,
+            problems,
+            hostname,
+        } = load("");
+        assert_eq!(
+            (config.hostname.as_deref(), &*hostname),
+            (Some("node-1"), "node-1")
+        );
         assert!(!problems.is_empty());
         assert!(
             problems[0].starts_with("error: /run/rkos/boot/config.yaml"),
@@ -269,48 +254,57 @@ mod tests {
     fn image_defaults_come_from_the_initramfs_copy_when_there() {
         let d = tempfile::tempdir().unwrap();
         let (initramfs, sysroot) = (d.path().join("initramfs"), d.path().join("sysroot"));
-        let defaults = rkos_config::source::IMAGE_DEFAULTS_DIR;
-        fs::create_dir_all(sysroot.join(defaults)).unwrap();
-        fs::write(
-            sysroot.join(defaults).join("00-image.yaml"),
-            "rkos:\n  modules: [from_sysroot]\n",
-        )
-        .unwrap();
+        let load = || load_config(ImageDefaults::parse(&initramfs), &sysroot, "", None);
+        let write = |root: &Path, text: &str| {
+            let dir = under(root, paths::IMAGE_DEFAULTS_DIR);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("00-image.yaml"), text).unwrap();
+        };
+        write(&sysroot, "rkos:\n  modules: [from_sysroot]\n");
         // No copy in the initramfs: the sysroot's defaults.
-        let (config, _) = load_config(parse_image_defaults(&initramfs), &sysroot, "");
-        assert_eq!(config.rkos.modules, ["from_sysroot"]);
-        fs::create_dir_all(initramfs.join(defaults)).unwrap();
-        fs::write(
-            initramfs.join(defaults).join("00-image.yaml"),
-            "rkos:\n  modules: [from_initramfs\n",
-        )
-        .unwrap();
-        let (config, problems) = load_config(parse_image_defaults(&initramfs), &sysroot, "");
-        assert!(config.rkos.modules.is_empty(), "{:?}", config.rkos.modules);
+        assert_eq!(load().config.rkos.modules, ["from_sysroot"]);
+        write(&initramfs, "rkos:\n  modules: [from_initramfs\n");
+        let early = load();
+        assert!(early.config.rkos.modules.is_empty());
         // Named as the booted system sees the file, not by the initramfs path.
         assert!(
-            problems[0].starts_with("error: /usr/lib/rkos/config.d/00-image.yaml"),
-            "{problems:?}"
+            early.problems[0].starts_with("error: /usr/lib/rkos/config.d/00-image.yaml"),
+            "{:?}",
+            early.problems
         );
-        fs::write(
-            initramfs.join(defaults).join("00-image.yaml"),
-            "rkos:\n  modules: [from_initramfs]\n",
-        )
-        .unwrap();
-        let (config, problems) = load_config(parse_image_defaults(&initramfs), &sysroot, "");
-        assert_eq!(config.rkos.modules, ["from_initramfs"], "{problems:?}");
+        write(&initramfs, "rkos:\n  modules: [from_initramfs]\n");
+        assert_eq!(load().config.rkos.modules, ["from_initramfs"]);
+    }
+
+    #[test]
+    fn extra_persistent_paths_parents_first_bad_ones_reported() {
+        let extra = [
+            "/srv/data/db",
+            "/srv/data",
+            "relative",
+            "/var/lib/rkos",
+            "/srv/data/",
+        ];
+        let (groups, problems) = persistent_groups(&extra.map(String::from));
+        let paths: Vec<&Path> = groups.iter().map(|(p, _)| p.as_path()).collect();
+        // Built-in paths are bound already; a path given twice is bound once.
+        assert_eq!(paths, [Path::new("/srv/data"), Path::new("/srv/data/db")]);
+        assert!(matches!(
+            groups[0].1.last(),
+            Some(Step::Bind { to, .. }) if to == Path::new("/sysroot/srv/data")
+        ));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("relative"), "{problems:?}");
     }
 
     #[test]
     fn problems_file() {
         let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("run/rkos/config-errors");
         write_problems(d.path(), &["error: a".into(), "warning: b".into()]).unwrap();
-        assert_eq!(
-            fs::read_to_string(d.path().join("config-errors")).unwrap(),
-            "error: a\nwarning: b\n"
-        );
+        assert_eq!(fs::read_to_string(&file).unwrap(), "error: a\nwarning: b\n");
         write_problems(d.path(), &[]).unwrap();
-        assert!(!d.path().join("config-errors").exists());
+        assert!(!file.exists());
         write_problems(d.path(), &[]).unwrap();
     }
 
@@ -349,21 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn hostname_choice() {
-        let mut c = Config::default();
-        let default = hostname(&c, Some("52:54:00:12:34:56"));
-        assert!(
-            default.starts_with("rkos-") && default.len() == 9,
-            "{default}"
-        );
-        assert_eq!(
-            default,
-            rkos_config::default_hostname(Some("52:54:00:12:34:56"))
-        );
-        c.hostname = Some("  ".into());
-        assert_eq!(hostname(&c, None), rkos_config::default_hostname(None));
-        c.hostname = Some("node-7".into());
-        assert_eq!(hostname(&c, None), "node-7");
+    fn hostname_file() {
         let d = tempfile::tempdir().unwrap();
         write_hostname(d.path(), "node-7").unwrap();
         assert_eq!(

@@ -50,6 +50,18 @@ pub fn read_new_modaliases(sys_bus: &Path, seen: &mut HashSet<PathBuf>) -> Vec<S
     out
 }
 
+/// The running kernel's release (`uname -r`): the name of its modules directory.
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The module index of the initramfs's modules for the running kernel.
+pub fn initramfs_index() -> Result<ModuleIndex, crate::modules::ModulesError> {
+    ModuleIndex::load(&Path::new("/lib/modules").join(kernel_release()))
+}
+
 /// Loads modules from one modules directory, remembering what it tried.
 pub struct Loader {
     pub index: ModuleIndex,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use rkos_contract::StageTime;
 
 static KMSG: OnceLock<Option<File>> = OnceLock::new();
 
@@ -230,14 +230,6 @@ impl std::fmt::Display for Ms {
         let t = tenths.unsigned_abs();
         write!(f, "{sign}{}.{}", t / 10, t % 10)
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct StageTime {
-    pub stage: String,
-    pub ms: f64,
-    /// The part of `ms` that is the init's own work: 0 for a stage the init does not control.
-    pub own_ms: f64,
 }
 
 /// Where a stage began: the clock and the kernel work counted so far.

@@ -7,28 +7,12 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cmdline::{Mode, Slot};
-use crate::probe::FsType;
+use rkos_contract::paths::{self, DATA_MOUNT, IMAGE_MOUNT, MEDIUM, NETBOOT, RW, STATE_MOUNT};
+use rkos_contract::{files, BootMode, Slot, Volume};
+use rkos_slots::StateDir;
 
 /// Where the real root is assembled.
 pub const SYSROOT: &str = "/sysroot";
-/// rkos-init's working directory; `/run` moves into the real root, so these stay visible.
-pub const RUN_RKOS: &str = "/run/rkos";
-/// The boot medium (`RKOS_LIVE`), read-only.
-pub const MEDIUM: &str = "/run/rkos/medium";
-/// `RKOS_STATE`, read-only (the system remounts it to upgrade).
-pub const STATE: &str = "/run/rkos/state";
-/// The squashfs image, the overlay's lower layer.
-pub const IMAGE: &str = "/run/rkos/image";
-/// The tmpfs holding the overlay's upper and work directories.
-pub const RW: &str = "/run/rkos/rw";
-/// `RKOS_DATA`, read-write.
-pub const DATA: &str = "/run/rkos/data";
-/// Netboot downloads the image here (in RAM).
-pub const NETBOOT: &str = "/run/rkos/netboot";
-
-/// The squashfs file on the live medium and in a slot.
-pub const ROOTFS: &str = "rootfs.squashfs";
 
 /// Paths an installed node keeps on `RKOS_DATA` whatever its config says.
 /// - `/var/lib/rancher`: k3s state, containerd images and snapshots;
@@ -40,7 +24,7 @@ pub const ROOTFS: &str = "rootfs.squashfs";
 pub const DEFAULT_PERSISTENT: &[&str] = &[
     "/var/lib/rancher",
     "/var/lib/kubelet",
-    "/var/lib/rkos",
+    paths::VAR_LIB_RKOS,
     "/var/lib/longhorn",
     "/etc/rancher/node",
     "/etc/ssh/keys",
@@ -54,18 +38,11 @@ pub const DEFAULT_PERSISTENT: &[&str] = &[
 /// snapshotter and kubelet cannot keep their state on the overlay root.
 pub const EPHEMERAL_TMPFS: &[&str] = &["/var/lib/kubelet", "/var/lib/rancher/k3s/agent/containerd"];
 
-/// A device the plan mounts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Volume {
-    pub device: PathBuf,
-    pub fstype: FsType,
-}
-
 /// What the plan is computed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanInput {
     /// The resolved mode (never `Rescue`: rescue stops before any plan).
-    pub mode: Mode,
+    pub mode: BootMode,
     pub slot: Option<Slot>,
     /// Live/install: the `RKOS_LIVE` medium; disk: `RKOS_STATE`; netboot: none.
     pub boot: Option<Volume>,
@@ -190,7 +167,7 @@ pub enum PlanError {
     #[error("rescue mode has no mount plan")]
     Rescue,
     #[error("{0} mode needs a boot volume and none was given")]
-    NoBootVolume(Mode),
+    NoBootVolume(BootMode),
     #[error("disk mode needs rkos.slot=A or rkos.slot=B on the kernel command line")]
     NoSlot,
     #[error("disk mode needs the RKOS_DATA volume and none was given")]
@@ -199,12 +176,6 @@ pub enum PlanError {
     NoImageUrl,
     #[error("persistent path {path:?}: {reason}")]
     BadPersistentPath { path: String, reason: &'static str },
-}
-
-/// Joins an absolute path under `root` (`/sysroot` + `/var/log` = `/sysroot/var/log`).
-pub fn under(root: &str, abs: &Path) -> PathBuf {
-    let rel = abs.strip_prefix("/").unwrap_or(abs);
-    Path::new(root).join(rel)
 }
 
 fn mount(source: Source, target: &str, fstype: &str, read_only: bool, options: &str) -> Step {
@@ -226,8 +197,8 @@ fn mkdir(p: impl Into<PathBuf>) -> Step {
 pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
     let mut steps: Vec<(Stage, Step)> = Vec::new();
     let image_file: PathBuf = match input.mode {
-        Mode::Rescue => return Err(PlanError::Rescue),
-        Mode::Live | Mode::Install => {
+        BootMode::Rescue => return Err(PlanError::Rescue),
+        BootMode::Live | BootMode::Install => {
             let boot = input
                 .boot
                 .as_ref()
@@ -243,44 +214,44 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
                     "",
                 ),
             ));
-            Path::new(MEDIUM).join(ROOTFS)
+            Path::new(MEDIUM).join(files::ROOTFS)
         }
-        Mode::Disk => {
+        BootMode::Disk => {
             let boot = input
                 .boot
                 .as_ref()
-                .ok_or(PlanError::NoBootVolume(Mode::Disk))?;
+                .ok_or(PlanError::NoBootVolume(BootMode::Disk))?;
             let slot = input.slot.ok_or(PlanError::NoSlot)?;
             if input.data.is_none() {
                 return Err(PlanError::NoDataVolume);
             }
-            let slot_dir = Path::new(STATE).join("slots").join(slot.as_str());
-            steps.push((Stage::Medium, mkdir(STATE)));
+            let state = StateDir::new(STATE_MOUNT);
+            steps.push((Stage::Medium, mkdir(STATE_MOUNT)));
             steps.push((
                 Stage::Medium,
                 mount(
                     Source::Device(boot.device.clone()),
-                    STATE,
+                    STATE_MOUNT,
                     boot.fstype.mount_type(),
                     true,
                     "",
                 ),
             ));
-            let file = slot_dir.join(ROOTFS);
+            let file = state.slot_dir(slot).join(files::ROOTFS);
             steps.push((
                 Stage::Verify,
                 Step::Verify {
-                    manifest: slot_dir.join("manifest.json"),
+                    manifest: state.manifest(slot),
                     file: file.clone(),
                 },
             ));
             file
         }
-        Mode::Netboot => {
+        BootMode::Netboot => {
             let (Some(url), Some(sha256)) = (&input.image_url, &input.image_sha256) else {
                 return Err(PlanError::NoImageUrl);
             };
-            let dest = Path::new(NETBOOT).join(ROOTFS);
+            let dest = Path::new(NETBOOT).join(files::ROOTFS);
             steps.push((Stage::Fetch, mkdir(NETBOOT)));
             steps.push((
                 Stage::Fetch,
@@ -293,10 +264,16 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
             dest
         }
     };
-    steps.push((Stage::Image, mkdir(IMAGE)));
+    steps.push((Stage::Image, mkdir(IMAGE_MOUNT)));
     steps.push((
         Stage::Image,
-        mount(Source::LoopOf(image_file), IMAGE, "squashfs", true, ""),
+        mount(
+            Source::LoopOf(image_file),
+            IMAGE_MOUNT,
+            "squashfs",
+            true,
+            "",
+        ),
     ));
     steps.push((Stage::Overlay, mkdir(RW)));
     steps.push((
@@ -313,7 +290,7 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
             SYSROOT,
             "overlay",
             false,
-            &format!("lowerdir={IMAGE},upperdir={RW}/upper,workdir={RW}/work"),
+            &format!("lowerdir={IMAGE_MOUNT},upperdir={RW}/upper,workdir={RW}/work"),
         ),
     ));
     // /usr straight from the image: read-only (EROFS) although / is writable, so nothing
@@ -321,13 +298,13 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
     steps.push((
         Stage::Overlay,
         Step::Bind {
-            from: under(IMAGE, Path::new("/usr")),
-            to: under(SYSROOT, Path::new("/usr")),
+            from: paths::under(IMAGE_MOUNT, Path::new("/usr")),
+            to: paths::under(SYSROOT, Path::new("/usr")),
         },
     ));
     if input.mode.is_ephemeral() {
         for dir in EPHEMERAL_TMPFS {
-            let target = under(SYSROOT, Path::new(dir));
+            let target = paths::under(SYSROOT, Path::new(dir));
             steps.push((Stage::Tmpfs, Step::MkDir(target.clone())));
             steps.push((
                 Stage::Tmpfs,
@@ -341,12 +318,12 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
             ));
         }
     } else if let Some(data) = &input.data {
-        steps.push((Stage::Data, mkdir(DATA)));
+        steps.push((Stage::Data, mkdir(DATA_MOUNT)));
         steps.push((
             Stage::Data,
             mount(
                 Source::Device(data.device.clone()),
-                DATA,
+                DATA_MOUNT,
                 data.fstype.mount_type(),
                 false,
                 "noatime",
@@ -426,11 +403,11 @@ pub fn persistent_groups(
     Ok(norm
         .into_iter()
         .map(|p| {
-            let on_data = under(DATA, &p);
-            let target = under(SYSROOT, &p);
+            let on_data = paths::under(DATA_MOUNT, &p);
+            let target = paths::under(SYSROOT, &p);
             let steps = vec![
                 Step::Seed {
-                    from: under(IMAGE, &p),
+                    from: paths::under(IMAGE_MOUNT, &p),
                     to: on_data.clone(),
                 },
                 Step::MkDir(target.clone()),
@@ -447,6 +424,7 @@ pub fn persistent_groups(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rkos_contract::FsType;
 
     #[test]
     fn the_image_carries_every_mount_point_on_the_overlay_root() {
@@ -472,7 +450,7 @@ mod tests {
         })
     }
 
-    fn input(mode: Mode) -> PlanInput {
+    fn input(mode: BootMode) -> PlanInput {
         PlanInput {
             mode,
             slot: None,
@@ -492,7 +470,7 @@ mod tests {
 
     #[test]
     fn live_plan() {
-        let mut i = input(Mode::Live);
+        let mut i = input(BootMode::Live);
         i.boot = vol("/dev/sr0", FsType::Iso9660);
         let steps = root_plan(&i).unwrap();
         assert_eq!(
@@ -519,11 +497,11 @@ mod tests {
 
     #[test]
     fn install_mode_mounts_like_live_and_no_data() {
-        let mut i = input(Mode::Install);
+        let mut i = input(BootMode::Install);
         i.boot = vol("/dev/sdb", FsType::Iso9660);
         i.data = vol("/dev/sda3", FsType::Ext4);
         let mut live = i.clone();
-        live.mode = Mode::Live;
+        live.mode = BootMode::Live;
         assert_eq!(root_plan(&i).unwrap(), root_plan(&live).unwrap());
         assert!(!lines(&root_plan(&i).unwrap())
             .iter()
@@ -532,7 +510,7 @@ mod tests {
 
     #[test]
     fn disk_plan_verifies_then_binds_parents_first() {
-        let mut i = input(Mode::Disk);
+        let mut i = input(BootMode::Disk);
         i.slot = Some(Slot::B);
         i.boot = vol("/dev/vda2", FsType::Ext4);
         i.data = vol("/dev/vda3", FsType::Ext4);
@@ -581,22 +559,22 @@ mod tests {
 
     #[test]
     fn disk_plan_needs_slot_state_and_data() {
-        let mut i = input(Mode::Disk);
-        assert_eq!(root_plan(&i), Err(PlanError::NoBootVolume(Mode::Disk)));
+        let mut i = input(BootMode::Disk);
+        assert_eq!(root_plan(&i), Err(PlanError::NoBootVolume(BootMode::Disk)));
         i.boot = vol("/dev/vda2", FsType::Ext4);
         assert_eq!(root_plan(&i), Err(PlanError::NoSlot));
         i.slot = Some(Slot::A);
         assert_eq!(root_plan(&i), Err(PlanError::NoDataVolume));
         assert_eq!(
-            root_plan(&input(Mode::Live)),
-            Err(PlanError::NoBootVolume(Mode::Live))
+            root_plan(&input(BootMode::Live)),
+            Err(PlanError::NoBootVolume(BootMode::Live))
         );
-        assert_eq!(root_plan(&input(Mode::Rescue)), Err(PlanError::Rescue));
+        assert_eq!(root_plan(&input(BootMode::Rescue)), Err(PlanError::Rescue));
     }
 
     #[test]
     fn netboot_plan_fetches_into_ram() {
-        let mut i = input(Mode::Netboot);
+        let mut i = input(BootMode::Netboot);
         assert_eq!(root_plan(&i), Err(PlanError::NoImageUrl));
         i.image_url = Some("http://10.0.0.1/rootfs.squashfs".into());
         i.image_sha256 = Some("0".repeat(64));

@@ -4,45 +4,18 @@
 //! three formats that carry rkos volumes (iso9660, ext4, vfat) each need one fixed-offset read.
 //! Everything here works on a byte buffer holding the first [`PROBE_LEN`] bytes of a device.
 
-use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use rkos_contract::FsType;
 use serde::Serialize;
 
 /// Bytes read from the start of a device: enough for the iso9660 primary volume descriptor
 /// (sector 16 of 2048 bytes), the ext superblock (offset 1024) and the FAT boot sector.
 pub const PROBE_LEN: usize = 0x8000 + 2048;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FsType {
-    Iso9660,
-    Ext4,
-    Vfat,
-    Squashfs,
-}
-
-impl FsType {
-    /// The name `mount(2)` takes.
-    pub fn mount_type(self) -> &'static str {
-        match self {
-            FsType::Iso9660 => "iso9660",
-            FsType::Ext4 => "ext4",
-            FsType::Vfat => "vfat",
-            FsType::Squashfs => "squashfs",
-        }
-    }
-}
-
-impl fmt::Display for FsType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.mount_type())
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Probe {

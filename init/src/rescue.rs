@@ -10,7 +10,10 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::Duration;
 
+use rkos_contract::{paths, Slot};
+
 use crate::devices::{self, BlockDevice};
+use crate::log;
 
 pub const BUSYBOX: &str = "/bin/busybox";
 
@@ -52,6 +55,43 @@ pub fn prepare_busybox(root: &Path) {
 
 fn install_applets() {
     let _ = Command::new(BUSYBOX).args(["--install", "-s"]).status();
+}
+
+/// How long the failure message stays on screen before a failed trial boot restarts.
+const TRIAL_RESTART_DELAY: Duration = Duration::from_secs(10);
+
+/// A trial slot that cannot boot must not sit in the rescue shell: only a restart lets GRUB
+/// spend the remaining tries and then fall back to the known-good slot by itself. When the
+/// state volume is not mounted yet, GRUB's environment cannot be read and the shell is the
+/// safe answer (the panic=/watchdog path still covers a hang).
+pub fn restart_if_on_trial(booted: Slot, consoles: &[PathBuf]) {
+    let state = rkos_slots::StateDir::new(paths::STATE_MOUNT);
+    let on_trial = matches!(state.boot_state(), Ok(s) if s.trial.map(|t| t.slot) == Some(booted));
+    if !on_trial {
+        return;
+    }
+    log::to_consoles(
+        consoles,
+        &format!(
+            "rkos-init: slot {booted} is on trial and failed to boot; restarting in {} s so \
+             GRUB falls back to the previous slot\n",
+            TRIAL_RESTART_DELAY.as_secs()
+        ),
+    );
+    sleep(TRIAL_RESTART_DELAY);
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+}
+
+/// Loads the filesystem drivers the operator is likely to need in the rescue shell.
+pub fn load_rescue_modules() {
+    if let Ok(index) = crate::kmod::initramfs_index() {
+        let mut l = crate::kmod::Loader::new(index);
+        for fs in ["ext4", "vfat", "iso9660", "squashfs", "overlay"] {
+            l.ensure_fs(fs);
+        }
+        let _ = l.load("loop");
+    }
 }
 
 /// Runs the rescue shell on the console for ever. `consoles` get the notices.
@@ -102,7 +142,8 @@ pub fn shell_forever(consoles: &[PathBuf]) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{FsType, Probe};
+    use crate::probe::Probe;
+    use rkos_contract::FsType;
 
     #[test]
     fn message_names_what_was_wanted_and_found() {

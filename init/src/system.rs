@@ -311,7 +311,7 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Option<PathBuf> {
                 }
                 Component::Normal(n) => {
                     let next = cur.join(n);
-                    let host = crate::plan::under(&root.to_string_lossy(), &next);
+                    let host = rkos_contract::paths::under(root, &next);
                     let meta = fs::symlink_metadata(&host).ok()?;
                     if meta.file_type().is_symlink() {
                         hops += 1;
@@ -330,7 +330,7 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Option<PathBuf> {
             }
         }
     }
-    let host = crate::plan::under(&root.to_string_lossy(), &cur);
+    let host = rkos_contract::paths::under(root, &cur);
     fs::metadata(&host).ok().map(|_| host)
 }
 
@@ -471,10 +471,7 @@ fn try_switch_root(new_root: &Path, init: &str) -> Result<std::convert::Infallib
         ));
     }
     for api in ["/dev", "/proc", "/sys"] {
-        move_mount(
-            Path::new(api),
-            &crate::plan::under(&new_root.to_string_lossy(), Path::new(api)),
-        )?;
+        move_mount(Path::new(api), &rkos_contract::paths::under(new_root, api))?;
     }
     let root_dev = fs::symlink_metadata("/").map_err(io_ctx("stat /"))?.dev();
     wipe_initramfs(Path::new("/"), root_dev);

@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use rkos_contract::{label, paths, InitReport};
+
 pub use crate::layout::MIN_DISK_BYTES;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,18 +133,20 @@ pub fn parent_disk(root: &Path, dev: &str) -> Option<String> {
     None
 }
 
-/// Disks that must never be offered: the boot medium as recorded by rkos-init in
-/// `ROOT/run/rkos/init.json` (every `/dev/...` string in it), anything holding the
-/// `RKOS_LIVE` volume (`ROOT/dev/disk/by-label/RKOS_LIVE`), and the disks of mounted file
-/// systems that the live system uses (`ROOT/proc/self/mounts` entries of `/dev/...`).
+/// Disks that must never be offered: every device the boot used, as rkos-init recorded it in
+/// `ROOT/run/rkos/init.json` ([`InitReport::devices`]), anything holding the `RKOS_LIVE`
+/// volume (`ROOT/dev/disk/by-label/RKOS_LIVE`), and the disks of mounted file systems that
+/// the live system uses (`ROOT/proc/self/mounts` entries of `/dev/...`).
 pub fn boot_disks(root: &Path) -> BTreeSet<String> {
     let mut devs = Vec::new();
-    if let Ok(text) = fs::read_to_string(root.join("run/rkos/init.json")) {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-            collect_dev_strings(&v, &mut devs);
-        }
+    let report = paths::under(root, paths::INIT_REPORT);
+    match fs::read_to_string(&report).map(|text| serde_json::from_str::<InitReport>(&text)) {
+        Ok(Ok(r)) => devs.extend(r.devices().map(|d| d.to_string_lossy().into_owned())),
+        Ok(Err(e)) => tracing::warn!("{}: {e}", report.display()),
+        // Not booted by rkos-init (a host making a disk image): nothing recorded.
+        Err(_) => {}
     }
-    let live = root.join("dev/disk/by-label/RKOS_LIVE");
+    let live = root.join("dev/disk/by-label").join(label::LIVE);
     if let Ok(target) = fs::read_link(&live) {
         if let Some(n) = target.file_name() {
             devs.push(n.to_string_lossy().into_owned());
@@ -158,15 +162,6 @@ pub fn boot_disks(root: &Path) -> BTreeSet<String> {
         }
     }
     devs.iter().filter_map(|d| parent_disk(root, d)).collect()
-}
-
-fn collect_dev_strings(v: &serde_json::Value, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::String(s) if s.starts_with("/dev/") => out.push(s.clone()),
-        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_dev_strings(x, out)),
-        serde_json::Value::Object(m) => m.values().for_each(|x| collect_dev_strings(x, out)),
-        _ => {}
-    }
 }
 
 /// Accept `sda`, `/dev/sda`, or a `/dev/disk/by-*/...` link; return the kernel name if it is
@@ -203,6 +198,7 @@ pub fn resolve_choice(root: &Path, wanted: &str, candidates: &[Disk]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rkos_contract::{BootMode, FsType, Volume};
 
     fn disk(root: &Path, name: &str, sectors: u64, model: &str, removable: bool) {
         let d = root.join("sys/block").join(name);
@@ -254,19 +250,29 @@ mod tests {
         part(r, "sdb", "sdb1");
         disk(r, "nvme0n1", 32 << 21, "nvme", false);
         part(r, "nvme0n1", "nvme0n1p1");
-        fs::create_dir_all(r.join("run/rkos")).unwrap();
-        fs::write(
-            r.join("run/rkos/init.json"),
-            r#"{"mode":"live","devices":{"medium":"/dev/sdb1"},"stages":[]}"#,
-        )
-        .unwrap();
+        disk(r, "vdc", 16 << 21, "seed", false);
+        disk(r, "loop0", 1000, "", false);
+        // What rkos-init writes: the medium, a NoCloud seed and the image's loop device.
+        let mut report = InitReport::new("1", BootMode::Live);
+        report.boot_device = Some(Volume {
+            device: "/dev/sdb1".into(),
+            fstype: FsType::Iso9660,
+        });
+        report.cidata_device = Some("/dev/vdc".into());
+        report.loop_devices = vec![(
+            "/run/rkos/medium/rootfs.squashfs".into(),
+            "/dev/loop0".into(),
+        )];
+        let init_json = paths::under(r, paths::INIT_REPORT);
+        fs::create_dir_all(init_json.parent().unwrap()).unwrap();
+        fs::write(&init_json, serde_json::to_vec(&report).unwrap()).unwrap();
         fs::create_dir_all(r.join("dev/disk/by-label")).unwrap();
         std::os::unix::fs::symlink("../../nvme0n1p1", r.join("dev/disk/by-label/RKOS_LIVE"))
             .unwrap();
         let excl = boot_disks(r);
         assert_eq!(
             excl.iter().map(String::as_str).collect::<Vec<_>>(),
-            ["nvme0n1", "sdb"]
+            ["loop0", "nvme0n1", "sdb", "vdc"]
         );
         let names: Vec<_> = list(r, &excl).into_iter().map(|d| d.name).collect();
         assert_eq!(names, ["sda"]);

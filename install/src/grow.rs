@@ -4,8 +4,10 @@
 
 use std::path::Path;
 
+use rkos_contract::partition::DATA;
+
 use crate::cmd::{self, CommandError};
-use crate::layout::{self, DATA};
+use crate::layout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrowError {

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::Path;
 
+use rkos_contract::arch_name;
 use rkos_io::write_atomic;
 use rkos_slots::{BootState, StateDir};
 
@@ -14,8 +15,59 @@ use crate::InstallError;
 /// Kernel arguments every installed node boots with (GRUB's `rkos_cmdline`).
 pub const BASE_CMDLINE: &str = "gpt";
 
-/// GRUB's BIOS core image in the BIOS boot partition, its modules in `RKOS_STATE:/grub`.
-pub(crate) fn install_bios(disk: &Path, state_mnt: &Path) -> Result<(), InstallError> {
+/// GRUB's platforms for the machines an image of one arch boots on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrubPlatforms {
+    /// The UEFI platform (`grub-install --target=`, `grub-mkimage --format=`); its modules
+    /// are in `/usr/lib/grub/<efi>`, from the Debian package `efi_package`.
+    pub efi: &'static str,
+    pub efi_package: &'static str,
+    /// The file the firmware boots from removable media, `EFI/BOOT/<efi_boot_file>` on the
+    /// ESP: the installed disk needs no boot entry in the firmware's NVRAM.
+    pub efi_boot_file: &'static str,
+    /// The BIOS platform, where the arch has one (PCs); the BIOS boot partition stays in
+    /// the layout either way, unused elsewhere.
+    pub bios: Option<&'static str>,
+}
+
+impl GrubPlatforms {
+    /// For an image of `arch` (Debian's name, as in its manifest); `None` for an arch rkos
+    /// knows no GRUB for.
+    pub fn for_arch(arch: &str) -> Option<GrubPlatforms> {
+        match arch {
+            arch_name::AMD64 => Some(GrubPlatforms {
+                efi: "x86_64-efi",
+                efi_package: "grub-efi-amd64-bin",
+                efi_boot_file: "BOOTX64.EFI",
+                bios: Some("i386-pc"),
+            }),
+            arch_name::ARM64 => Some(GrubPlatforms {
+                efi: "arm64-efi",
+                efi_package: "grub-efi-arm64-bin",
+                efi_boot_file: "BOOTAA64.EFI",
+                bios: None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// "BIOS and UEFI", or "UEFI".
+    pub fn describe(&self) -> &'static str {
+        if self.bios.is_some() {
+            "BIOS and UEFI"
+        } else {
+            "UEFI"
+        }
+    }
+}
+
+/// GRUB's BIOS core image (platform `target`) in the BIOS boot partition, its modules in
+/// `RKOS_STATE:/grub`.
+pub(crate) fn install_bios(
+    disk: &Path,
+    state_mnt: &Path,
+    target: &str,
+) -> Result<(), InstallError> {
     // grub-install cannot map some devices (loop devices, some virtual disks) to a BIOS
     // drive by itself; a device map naming the target as the first disk settles it. It
     // serves only this run and is removed afterwards.
@@ -26,7 +78,7 @@ pub(crate) fn install_bios(disk: &Path, state_mnt: &Path) -> Result<(), InstallE
     cmd::run(
         "grub-install",
         &[
-            "--target=i386-pc",
+            &format!("--target={target}"),
             &format!("--boot-directory={}", p(state_mnt)),
             "--modules=part_gpt ext2",
             &p(disk),
@@ -35,17 +87,19 @@ pub(crate) fn install_bios(disk: &Path, state_mnt: &Path) -> Result<(), InstallE
     fs::remove_file(&map).map_err(|e| InstallError::io(&map, e))
 }
 
-/// GRUB for UEFI, as `grub-install --target=x86_64-efi --removable` would lay it out, but
+/// GRUB for UEFI, as `grub-install --target=<efi> --removable` would lay it out, but
 /// written into the ESP with mtools instead of through a mount: `grub-install` insists on a
 /// mounted FAT directory, and the ESP is the one file system the installer would otherwise
 /// need the vfat driver for. The EFI image finds `RKOS_STATE` by UUID and loads its modules
 /// and grub.cfg from there, like the BIOS image.
 pub(crate) fn install_efi(
+    platforms: &GrubPlatforms,
     esp: &Path,
     state_dev: &Path,
     state_mnt: &Path,
     work: &Path,
 ) -> Result<(), InstallError> {
+    let efi = platforms.efi;
     let uuid = cmd::run("blkid", &["-s", "UUID", "-o", "value", &p(state_dev)])?
         .trim()
         .to_string();
@@ -55,17 +109,18 @@ pub(crate) fn install_efi(
             state_dev.display()
         )));
     }
-    let lib = Path::new("/usr/lib/grub/x86_64-efi");
+    let lib = Path::new("/usr/lib/grub").join(efi);
     if !lib.join("normal.mod").exists() {
         return Err(InstallError::Target(format!(
-            "{} is missing: the image needs the grub-efi-amd64-bin package",
-            lib.display()
+            "{} is missing: the image needs the {} package",
+            lib.display(),
+            platforms.efi_package
         )));
     }
-    let mods = state_mnt.join("grub/x86_64-efi");
+    let mods = state_mnt.join("grub").join(efi);
     fs::create_dir_all(&mods).map_err(|e| InstallError::io(&mods, e))?;
-    for e in fs::read_dir(lib)
-        .map_err(|e| InstallError::io(lib, e))?
+    for e in fs::read_dir(&lib)
+        .map_err(|e| InstallError::io(&lib, e))?
         .flatten()
     {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -76,12 +131,12 @@ pub(crate) fn install_efi(
     let early = work.join("efi-early.cfg");
     let cfg = format!("search --no-floppy --fs-uuid --set=root {uuid}\nset prefix=($root)/grub\n");
     fs::write(&early, cfg).map_err(|e| InstallError::io(&early, e))?;
-    let image = work.join("BOOTX64.EFI");
+    let image = work.join(platforms.efi_boot_file);
     cmd::run(
         "grub-mkimage",
         &[
-            "--format=x86_64-efi",
-            &format!("--directory={}", p(lib)),
+            &format!("--format={efi}"),
+            &format!("--directory={}", p(&lib)),
             &format!("--output={}", p(&image)),
             &format!("--config={}", p(&early)),
             "--prefix=/grub",
@@ -99,7 +154,12 @@ pub(crate) fn install_efi(
     cmd::run("mmd", &["-i", &img, "::/EFI", "::/EFI/BOOT"])?;
     cmd::run(
         "mcopy",
-        &["-i", &img, &p(&image), "::/EFI/BOOT/BOOTX64.EFI"],
+        &[
+            "-i",
+            &img,
+            &p(&image),
+            &format!("::/EFI/BOOT/{}", platforms.efi_boot_file),
+        ],
     )?;
     Ok(())
 }
@@ -132,6 +192,26 @@ pub(crate) fn write_boot_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grub_platforms_follow_the_arch() {
+        let pc = GrubPlatforms::for_arch(arch_name::AMD64).unwrap();
+        assert_eq!((pc.efi, pc.bios), ("x86_64-efi", Some("i386-pc")));
+        assert_eq!(pc.efi_boot_file, "BOOTX64.EFI");
+        assert_eq!(pc.describe(), "BIOS and UEFI");
+        let arm = GrubPlatforms::for_arch(arch_name::ARM64).unwrap();
+        assert_eq!((arm.efi, arm.bios), ("arm64-efi", None));
+        assert_eq!(arm.efi_boot_file, "BOOTAA64.EFI");
+        assert_eq!(arm.describe(), "UEFI");
+        assert_eq!(GrubPlatforms::for_arch("riscv64"), None);
+        assert_eq!(
+            GrubPlatforms::for_arch("x86_64"),
+            None,
+            "Debian's names only"
+        );
+        // The machine the tests run on is one an image can be installed for.
+        assert!(GrubPlatforms::for_arch(rkos_contract::arch()).is_some());
+    }
 
     #[test]
     fn first_boot_configuration() {

@@ -5,14 +5,16 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use rkos_contract::{label, paths};
 use rkos_io::{write_atomic, AtomicFile, HashWriter};
 use rkos_slots::{human_size, FileEntry, Manifest, Slot, StateDir};
 
+use crate::grub::{self, GrubPlatforms};
 use crate::layout::{
     format_commands, partition_commands, partition_path, FileSystem, Layout, DATA, EFI, STATE,
 };
 use crate::target::{self, p};
-use crate::{cmd, grub, InstallError, InstallReport, InstallRequest, Progress};
+use crate::{cmd, InstallError, InstallReport, InstallRequest, Progress};
 
 /// Installs rkos as `req` says. On an error the new file systems are unmounted (and an
 /// image's loop device detached); the target is left partly written.
@@ -20,6 +22,12 @@ pub fn run(
     req: &InstallRequest,
     progress: &mut dyn Progress,
 ) -> Result<InstallReport, InstallError> {
+    let platforms = GrubPlatforms::for_arch(&req.source.arch).ok_or_else(|| {
+        InstallError::Source(format!(
+            "no GRUB platform known for arch {}; nothing was written",
+            req.source.arch
+        ))
+    })?;
     let total = req.source.total_bytes()?;
     let layout = Layout::for_image(total);
     // Declared before the mounts, so dropped after them: unmount, then detach.
@@ -49,12 +57,12 @@ pub fn run(
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         cmd::run(prog, &args)?;
     }
-    let state_dev = partition_path(dev, STATE.number);
+    let state_dev = partition_path(dev, STATE.gpt.number);
     let mut mounts = Mounts(Vec::new());
     let m_state = work.path().join("state");
     let m_data = work.path().join("data");
     mounts.mount(&state_dev, &m_state, "ext4")?;
-    mounts.mount(&partition_path(dev, DATA.number), &m_data, "ext4")?;
+    mounts.mount(&partition_path(dev, DATA.gpt.number), &m_data, "ext4")?;
 
     progress.step(&format!(
         "copying {} {} into slot A ({})",
@@ -65,17 +73,24 @@ pub fn run(
     let sd = StateDir::new(&m_state);
     let manifest = write_slot_a(req, &sd, progress, total)?;
 
-    progress.step("installing GRUB for BIOS and UEFI");
-    grub::install_bios(dev, &m_state)?;
+    progress.step(&format!("installing GRUB for {}", platforms.describe()));
+    if let Some(bios) = platforms.bios {
+        grub::install_bios(dev, &m_state, bios)?;
+    }
     grub::install_efi(
-        &partition_path(dev, EFI.number),
+        &platforms,
+        &partition_path(dev, EFI.gpt.number),
         &state_dev,
         &m_state,
         work.path(),
     )?;
     grub::write_boot_config(&sd, req.extra_cmdline.as_deref())?;
 
-    progress.step("writing the config to RKOS_DATA:/var/lib/rkos/config.yaml");
+    progress.step(&format!(
+        "writing the config to {}:{}",
+        label::DATA,
+        paths::PERSISTENT_CONFIG
+    ));
     write_data(req, &m_data, &layout, disk.bytes)?;
 
     progress.step("syncing and unmounting");
@@ -96,8 +111,8 @@ fn describe_file_systems(layout: &Layout) -> String {
         .iter()
         .filter_map(|(part, _)| match part.fs {
             FileSystem::None => None,
-            FileSystem::Vfat => Some(format!("vfat {}", part.name)),
-            FileSystem::Ext4 { .. } => Some(format!("ext4 {}", part.name)),
+            FileSystem::Vfat { label } => Some(format!("vfat {label}")),
+            FileSystem::Ext4 { label, .. } => Some(format!("ext4 {label}")),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -168,15 +183,16 @@ fn write_data(
     layout: &Layout,
     disk_bytes: u64,
 ) -> Result<(), InstallError> {
-    let cfg_dir = m_data.join("var/lib/rkos");
+    // Each persistent path P is RKOS_DATA:/P.
+    let cfg_dir = paths::under(m_data, paths::VAR_LIB_RKOS);
     fs::create_dir_all(&cfg_dir).map_err(|e| InstallError::io(&cfg_dir, e))?;
     fs::set_permissions(&cfg_dir, fs::Permissions::from_mode(0o700))
         .map_err(|e| InstallError::io(&cfg_dir, e))?;
-    let cfg = cfg_dir.join("config.yaml");
+    let cfg = paths::under(m_data, paths::PERSISTENT_CONFIG);
     write_atomic(&cfg, req.config_yaml.as_bytes(), 0o600).map_err(|e| InstallError::io(&cfg, e))?;
     // Marks the data volume as made by this installer, with the layout, for `rkos status`
     // and for the grow service (which only touches a disk that carries it).
-    let stamp = cfg_dir.join("installed.json");
+    let stamp = paths::under(m_data, paths::INSTALLED_STAMP);
     let info = serde_json::json!({
         "version": req.source.version,
         "disk_bytes": disk_bytes,
@@ -225,6 +241,29 @@ mod tests {
             describe_file_systems(&Layout::for_image(0)),
             "vfat RKOS_EFI, ext4 RKOS_STATE, ext4 RKOS_DATA"
         );
+    }
+
+    #[test]
+    fn an_arch_without_grub_is_refused_before_anything_is_written() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("medium");
+        fs::create_dir_all(&src).unwrap();
+        for f in ["vmlinuz", "initrd", "rootfs.squashfs"] {
+            fs::write(src.join(f), b"x").unwrap();
+        }
+        let image = t.path().join("disk.img");
+        let req = InstallRequest {
+            target: crate::Target::Image {
+                path: image.clone(),
+                size_bytes: 8 << 30,
+            },
+            source: crate::Source::from_dir(&src, "1", "riscv64").unwrap(),
+            config_yaml: String::new(),
+            extra_cmdline: None,
+        };
+        let err = run(&req, &mut crate::LogProgress).unwrap_err().to_string();
+        assert!(err.contains("arch riscv64"), "{err}");
+        assert!(!image.exists());
     }
 
     #[test]

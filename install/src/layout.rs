@@ -1,17 +1,12 @@
-//! The installed disk's layout, defined once: the partitions (number, GPT name and type,
-//! file system, label), their sizes for a given image, and the tool command lines derived
-//! from them. The install, a disk image and the first-boot grow all read it from here.
+//! The installed disk's layout: the contract's partitions ([`rkos_contract::partition`]:
+//! numbers, GPT names and type codes) with the file system made on each and its label
+//! ([`rkos_contract::label`]), their sizes for a given image, and the tool command lines
+//! derived from them. The install, a disk image and the first-boot grow all read it from here.
 
 use std::path::{Path, PathBuf};
 
-pub const LABEL_EFI: &str = "RKOS_EFI";
-pub const LABEL_STATE: &str = "RKOS_STATE";
-pub const LABEL_DATA: &str = "RKOS_DATA";
-/// Partition numbers of the layout (the grow service relies on DATA being the last).
-pub const PART_BIOS: u32 = 1;
-pub const PART_EFI: u32 = 2;
-pub const PART_STATE: u32 = 3;
-pub const PART_DATA: u32 = 4;
+use rkos_contract::label;
+use rkos_contract::partition::{self, Partition};
 
 const MIB: u64 = 1 << 20;
 
@@ -23,10 +18,13 @@ pub const MIN_DISK_BYTES: u64 = 4 << 30;
 pub enum FileSystem {
     /// Raw: GRUB's BIOS core image.
     None,
-    Vfat,
+    Vfat {
+        label: &'static str,
+    },
     /// `reserved`: keep ext4's default 5% for root (DATA), or none (STATE, which only the
     /// installer and upgrades write).
     Ext4 {
+        label: &'static str,
         reserved: bool,
     },
 }
@@ -34,37 +32,32 @@ pub enum FileSystem {
 /// One partition of the layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Part {
-    pub number: u32,
-    /// GPT partition name; for a file system also its label.
-    pub name: &'static str,
-    /// sgdisk type code.
-    pub typecode: &'static str,
+    /// Its number, GPT name and type code.
+    pub gpt: Partition,
     pub fs: FileSystem,
 }
 
 pub const BIOS: Part = Part {
-    number: PART_BIOS,
-    name: "BIOS",
-    typecode: "EF02",
+    gpt: partition::BIOS,
     fs: FileSystem::None,
 };
 pub const EFI: Part = Part {
-    number: PART_EFI,
-    name: LABEL_EFI,
-    typecode: "EF00",
-    fs: FileSystem::Vfat,
+    gpt: partition::EFI,
+    fs: FileSystem::Vfat { label: label::EFI },
 };
 pub const STATE: Part = Part {
-    number: PART_STATE,
-    name: LABEL_STATE,
-    typecode: "8300",
-    fs: FileSystem::Ext4 { reserved: false },
+    gpt: partition::STATE,
+    fs: FileSystem::Ext4 {
+        label: label::STATE,
+        reserved: false,
+    },
 };
 pub const DATA: Part = Part {
-    number: PART_DATA,
-    name: LABEL_DATA,
-    typecode: "8300",
-    fs: FileSystem::Ext4 { reserved: true },
+    gpt: partition::DATA,
+    fs: FileSystem::Ext4 {
+        label: label::DATA,
+        reserved: true,
+    },
 };
 
 /// Partition sizes in MiB. `RKOS_STATE` holds two slots plus the staging copy of an upgrade
@@ -123,9 +116,9 @@ pub fn partition_path(disk: &Path, n: u32) -> PathBuf {
 
 /// sgdisk arguments that give partition `p` its type and name (also used when DATA is
 /// recreated larger).
-pub fn type_and_name(p: &Part) -> [String; 2] {
+pub fn type_and_name(p: &Partition) -> [String; 2] {
     [
-        format!("--typecode={}:{}", p.number, p.typecode),
+        format!("--typecode={}:{}", p.number, p.type_code),
         format!("--change-name={}:{}", p.number, p.name),
     ]
 }
@@ -139,8 +132,8 @@ pub fn partition_commands(disk: &Path, l: &Layout) -> Vec<Vec<String>> {
         // the previous ended (`0`).
         let start = if i == 0 { "1M" } else { "0" };
         let end = mib.map_or("0".to_string(), |m| format!("+{m}M"));
-        table.push(format!("--new={}:{start}:{end}", p.number));
-        table.extend(type_and_name(p));
+        table.push(format!("--new={}:{start}:{end}", p.gpt.number));
+        table.extend(type_and_name(&p.gpt));
     }
     table.push(d.clone());
     vec![vec!["--zap-all".into(), d], table]
@@ -151,22 +144,21 @@ pub fn partition_commands(disk: &Path, l: &Layout) -> Vec<Vec<String>> {
 pub fn format_commands(disk: &Path, l: &Layout) -> Vec<(&'static str, Vec<String>)> {
     let mut out = Vec::new();
     for (p, _) in l.partitions() {
-        let dev = partition_path(disk, p.number)
+        let dev = partition_path(disk, p.gpt.number)
             .to_string_lossy()
             .into_owned();
-        let label = p.name.to_string();
         match p.fs {
             FileSystem::None => {}
-            FileSystem::Vfat => out.push((
+            FileSystem::Vfat { label } => out.push((
                 "mkfs.vfat",
-                vec!["-F".into(), "32".into(), "-n".into(), label, dev],
+                vec!["-F".into(), "32".into(), "-n".into(), label.into(), dev],
             )),
-            FileSystem::Ext4 { reserved } => {
+            FileSystem::Ext4 { label, reserved } => {
                 let mut args = vec!["-q".to_string(), "-F".into()];
                 if !reserved {
                     args.extend(["-m".into(), "0".into()]);
                 }
-                args.extend(["-L".into(), label, dev]);
+                args.extend(["-L".into(), label.into(), dev]);
                 out.push(("mkfs.ext4", args));
             }
         }
@@ -186,6 +178,20 @@ mod tests {
         assert_eq!(p("/dev/nvme0n1", 2), Path::new("/dev/nvme0n1p2"));
         assert_eq!(p("/dev/loop7", 3), Path::new("/dev/loop7p3"));
         assert_eq!(p("/dev/mmcblk0", 1), Path::new("/dev/mmcblk0p1"));
+    }
+
+    #[test]
+    fn the_contracts_partitions_in_disk_order_each_file_system_labelled_like_its_partition() {
+        let parts = Layout::for_image(0).partitions().map(|(p, _)| p);
+        assert_eq!(parts.map(|p| p.gpt), partition::ALL);
+        for p in parts {
+            match p.fs {
+                FileSystem::None => assert_eq!(p.gpt, partition::BIOS),
+                FileSystem::Vfat { label } | FileSystem::Ext4 { label, .. } => {
+                    assert_eq!(label, p.gpt.name, "{p:?}")
+                }
+            }
+        }
     }
 
     #[test]

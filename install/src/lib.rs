@@ -2,12 +2,15 @@
 //! (`os-config`) and `rkos install` gather the answers and call [`run`] with one
 //! [`InstallRequest`]; progress comes back through [`Progress`].
 //!
-//! - [`layout`]: the partition table, defined once (sizes, labels, tool command lines).
+//! - [`layout`]: the partition table: the contract's partitions and labels
+//!   ([`rkos_contract::partition`], [`rkos_contract::label`]) with their file systems, the
+//!   sizes, and the tool command lines.
 //! - [`target`]: a whole disk or an image file on a loop device, checked before anything is
 //!   written.
 //! - [`disks`]: which disks may be offered (sysfs under a given root), the boot medium never.
-//! - [`run`]: partitions, file systems, slot A (copied with sha256 on the way), GRUB for BIOS
-//!   and UEFI, the boot state and the node's config on `RKOS_DATA`.
+//! - [`run`]: partitions, file systems, slot A (copied with sha256 on the way), GRUB for the
+//!   image's arch ([`GrubPlatforms`]: BIOS and UEFI on amd64, UEFI on arm64), the boot state
+//!   and the node's config on `RKOS_DATA`.
 //! - [`grow`]: first boot on a bigger disk: `RKOS_DATA` grows to its end.
 //! - [`unattended`]: the settings of an install without questions (k3OS's silent install).
 //! - [`cmd`]: the tools run in a process group of their own, so Ctrl-C never stops one
@@ -30,7 +33,7 @@ mod source;
 pub mod target;
 pub mod unattended;
 
-pub use grub::BASE_CMDLINE;
+pub use grub::{GrubPlatforms, BASE_CMDLINE};
 pub use install::run;
 pub use layout::Layout;
 pub use source::Source;

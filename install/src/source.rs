@@ -3,10 +3,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use rkos_contract::files;
+
 use crate::InstallError;
 
 /// Where the OS files come from: the live medium (`/run/rkos/medium` on the ISO: its
-/// `boot/vmlinuz`, `boot/initrd`, `rootfs.squashfs`) or any directory laid out the same way.
+/// `boot/vmlinuz`, `boot/initrd`, `rootfs.squashfs`, [`files`]`::MEDIUM_*`) or any directory
+/// laid out the same way.
 #[derive(Debug, Clone)]
 pub struct Source {
     pub vmlinuz: PathBuf,
@@ -26,9 +29,9 @@ impl Source {
                 .ok_or_else(|| InstallError::Source(format!("no {a} or {b} in {}", dir.display())))
         };
         Ok(Source {
-            vmlinuz: pick("boot/vmlinuz", "vmlinuz")?,
-            initrd: pick("boot/initrd", "initrd")?,
-            rootfs: pick("rootfs.squashfs", "rootfs.squashfs")?,
+            vmlinuz: pick(files::MEDIUM_VMLINUZ, files::VMLINUZ)?,
+            initrd: pick(files::MEDIUM_INITRD, files::INITRD)?,
+            rootfs: pick(files::MEDIUM_ROOTFS, files::ROOTFS)?,
             version: version.to_string(),
             arch: arch.to_string(),
         })
@@ -37,9 +40,9 @@ impl Source {
     /// Each file with its name in the slot.
     pub(crate) fn files(&self) -> [(&'static str, &Path); 3] {
         [
-            ("vmlinuz", self.vmlinuz.as_path()),
-            ("initrd", self.initrd.as_path()),
-            ("rootfs.squashfs", self.rootfs.as_path()),
+            (files::VMLINUZ, self.vmlinuz.as_path()),
+            (files::INITRD, self.initrd.as_path()),
+            (files::ROOTFS, self.rootfs.as_path()),
         ]
     }
 

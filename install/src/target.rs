@@ -157,7 +157,7 @@ pub(crate) fn reread_partitions(disk: &Path, layout: &Layout) -> Result<(), Inst
     let parts: Vec<PathBuf> = layout
         .partitions()
         .iter()
-        .map(|(part, _)| partition_path(disk, part.number))
+        .map(|(part, _)| partition_path(disk, part.gpt.number))
         .collect();
     wait_for(&parts, Duration::from_secs(15))
 }

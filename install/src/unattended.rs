@@ -1,11 +1,13 @@
 //! The settings of an install without questions (k3OS's silent install), and the kernel
 //! arguments an installed node keeps from the live boot.
 //!
-//! The settings' home is the merged config's `install` section ([`Unattended::from_config`]);
-//! the `rkos.install.*` words are still read from the command line here as well
-//! ([`unattended_from_cmdline`]), until the merged config carries all of them.
+//! The settings' one home is the live system's merged config, its `install` section
+//! ([`Unattended::from_config`]): the config crate turns the `rkos.install.*` words of the
+//! kernel command line into that section, above the boot medium's config and a NoCloud seed.
 
 use std::path::Path;
+
+use rkos_contract::cmdline::{keys, Cmdline};
 
 /// What an unattended install does: `rkos.install.device=`, `rkos.install.config_url=`,
 /// `rkos.install.power_off`, `rkos.install.reboot`, `rkos.install.tty=`.
@@ -25,7 +27,7 @@ impl Unattended {
             device: install.device.clone(),
             config_url: install.config_url.clone(),
             power_off: install.power_off == Some(true),
-            reboot: false,
+            reboot: install.reboot == Some(true),
             tty: install.tty.clone(),
         }
     }
@@ -43,76 +45,15 @@ impl Unattended {
     }
 }
 
-fn truthy(v: Option<&str>) -> bool {
-    !matches!(
-        v.map(str::to_ascii_lowercase).as_deref(),
-        Some("false" | "0" | "no" | "off")
-    )
-}
-
-/// Splits a kernel command line into words; double quotes group words with spaces, as the
-/// kernel itself does for parameter values.
-fn words(cmdline: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut any = false;
-    for c in cmdline.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if any {
-                    out.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                any = true;
-            }
-        }
-    }
-    if any {
-        out.push(cur);
-    }
-    out
-}
-
-/// The `rkos.install.*` words of a kernel command line (`k3os.install.*` accepted as well).
-pub fn unattended_from_cmdline(cmdline: &str) -> Unattended {
-    let mut u = Unattended::default();
-    for w in words(cmdline) {
-        let (k, v) = match w.split_once('=') {
-            Some((k, v)) => (k.to_string(), Some(v.to_string())),
-            None => (w.clone(), None),
-        };
-        let Some(key) = k
-            .strip_prefix("rkos.install.")
-            .or_else(|| k.strip_prefix("k3os.install."))
-        else {
-            continue;
-        };
-        match key.replace('-', "_").as_str() {
-            "device" => u.device = v.filter(|s| !s.is_empty()),
-            "config_url" => u.config_url = v.filter(|s| !s.is_empty()),
-            "power_off" | "poweroff" => u.power_off = truthy(v.as_deref()),
-            "reboot" => u.reboot = truthy(v.as_deref()),
-            "tty" => u.tty = v,
-            _ => {}
-        }
-    }
-    u
-}
-
 /// Kernel arguments an installed node should keep from the live boot: the serial console
-/// the install ran on, so the installed system talks on the same console.
+/// the install ran on, so the installed system talks on the same console. A bare `console`
+/// names no console and is not kept.
 pub fn consoles_from_cmdline(cmdline: &str) -> Vec<String> {
-    words(cmdline)
-        .into_iter()
-        .filter(|w| w.starts_with("console="))
+    Cmdline::parse(cmdline)
+        .words()
+        .iter()
+        .filter(|w| w.key == keys::CONSOLE)
+        .filter_map(|w| Some(format!("{}={}", keys::CONSOLE, w.value.as_ref()?)))
         .collect()
 }
 
@@ -131,9 +72,22 @@ pub fn extra_cmdline(root: &Path) -> Option<String> {
 mod tests {
     use super::*;
 
+    use rkos_config::{Source, SourceKind};
+
+    /// The settings the merged config of these sources gives.
+    fn from_sources(sources: &[Source]) -> Unattended {
+        let loaded = rkos_config::load(sources);
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        Unattended::from_config(&loaded.config.rkos.install)
+    }
+
+    fn from_cmdline(cmdline: &str) -> Unattended {
+        from_sources(&[Source::cmdline(cmdline)])
+    }
+
     #[test]
-    fn unattended_params() {
-        let u = unattended_from_cmdline(
+    fn settings_from_the_kernel_command_line() {
+        let u = from_cmdline(
             "BOOT_IMAGE=/boot/vmlinuz rkos.mode=install rkos.install.device=/dev/vda rkos.install.config_url=\"http://10.0.2.2:8000/a b.yaml\" rkos.install.power_off console=ttyS0",
         );
         assert_eq!(u.device.as_deref(), Some("/dev/vda"));
@@ -143,35 +97,54 @@ mod tests {
         );
         assert!(u.power_off);
         assert!(!u.reboot);
-        let k = unattended_from_cmdline(
-            "k3os.install.device=/dev/sda k3os.install.power_off=false k3os.install.reboot=true",
+        let k = from_cmdline(
+            "k3os.install.device=/dev/sda k3os.install.power-off=false k3os.install.reboot=true rkos.install.tty=ttyS1",
         );
         assert_eq!(k.device.as_deref(), Some("/dev/sda"));
         assert!(!k.power_off);
         assert!(k.reboot);
-        assert_eq!(unattended_from_cmdline("quiet"), Unattended::default());
+        assert_eq!(k.tty.as_deref(), Some("ttyS1"));
+        assert_eq!(from_cmdline("quiet"), Unattended::default());
+        // The last word wins, as for every key; nothing after `--` counts.
+        let last = from_cmdline(
+            "rkos.install.device=/dev/sda rkos.install.poweroff rkos.install.device=/dev/vdb -- rkos.install.reboot",
+        );
+        assert_eq!(last.device.as_deref(), Some("/dev/vdb"));
+        assert!(last.power_off && !last.reboot);
     }
 
     #[test]
-    fn the_command_line_wins_over_the_config_section() {
-        let section = rkos_config::Install {
-            device: Some("/dev/sdb".into()),
-            config_url: Some("http://cfg".into()),
-            power_off: Some(true),
-            ..Default::default()
-        };
-        let u = unattended_from_cmdline("rkos.install.device=/dev/vda")
-            .or(Unattended::from_config(&section));
+    fn the_command_line_wins_over_the_boot_mediums_section_and_the_flags_over_both() {
+        let medium = Source::new(
+            SourceKind::BootMedium,
+            "/run/rkos/boot/config.yaml",
+            "rkos:\n  install:\n    device: /dev/sdb\n    config_url: http://cfg\n    power_off: true\n",
+        );
+        let u = from_sources(&[medium, Source::cmdline("rkos.install.device=/dev/vda")]);
         assert_eq!(u.device.as_deref(), Some("/dev/vda"));
         assert_eq!(u.config_url.as_deref(), Some("http://cfg"));
         assert!(u.power_off && !u.reboot);
+        let flags = Unattended {
+            config_url: Some("/srv/node.yaml".into()),
+            reboot: true,
+            ..Default::default()
+        };
+        let both = flags.or(u);
+        assert_eq!(both.device.as_deref(), Some("/dev/vda"));
+        assert_eq!(both.config_url.as_deref(), Some("/srv/node.yaml"));
+        assert!(both.power_off && both.reboot);
     }
 
     #[test]
     fn consoles() {
         assert_eq!(
-            consoles_from_cmdline("a console=tty0 b console=ttyS0,115200n8"),
+            consoles_from_cmdline("a console=tty0 b console console=ttyS0,115200n8"),
             ["console=tty0", "console=ttyS0,115200n8"]
+        );
+        // The kernel hands the words after `--` to init: they are not its consoles.
+        assert_eq!(
+            consoles_from_cmdline("console=ttyS1 -- console=ttyS2"),
+            ["console=ttyS1"]
         );
     }
 

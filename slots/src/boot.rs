@@ -15,6 +15,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use rkos_contract::{Slot, SlotError};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -30,51 +31,10 @@ pub const MAX_TRIES: u8 = 5;
 /// Tries given to a new slot unless the caller asks otherwise.
 pub const DEFAULT_TRIES: u8 = 3;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Slot {
-    A,
-    B,
-}
-
-impl Slot {
-    pub const ALL: [Slot; 2] = [Slot::A, Slot::B];
-
-    pub fn other(self) -> Slot {
-        match self {
-            Slot::A => Slot::B,
-            Slot::B => Slot::A,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Slot::A => "A",
-            Slot::B => "B",
-        }
-    }
-}
-
-impl fmt::Display for Slot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Slot {
-    type Err = BootError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "A" | "a" => Ok(Slot::A),
-            "B" | "b" => Ok(Slot::B),
-            _ => Err(BootError::BadSlot(s.to_string())),
-        }
-    }
-}
-
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BootError {
-    #[error("invalid slot {0:?} (expected A or B)")]
-    BadSlot(String),
+    #[error(transparent)]
+    BadSlot(#[from] SlotError),
     #[error("invalid {KEY_TRIES} value {0:?} (expected 0..={MAX_TRIES})")]
     BadTries(String),
     #[error("invalid {KEY_LAST} value {0:?}")]

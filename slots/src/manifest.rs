@@ -8,10 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Files every slot must hold.
-pub const REQUIRED_FILES: [&str; 3] = ["vmlinuz", "initrd", "rootfs.squashfs"];
-pub const MANIFEST_NAME: &str = "manifest.json";
-pub const SIGNATURE_NAME: &str = "manifest.json.minisig";
+use rkos_contract::files::{MANIFEST, SIGNATURE, SLOT_FILES};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,7 +82,7 @@ impl Manifest {
             if !is_plain_name(&f.name) {
                 return bad(format!("file name {:?} is not a plain file name", f.name));
             }
-            if f.name == MANIFEST_NAME || f.name == SIGNATURE_NAME {
+            if f.name == MANIFEST || f.name == SIGNATURE {
                 return bad(format!("file name {:?} is reserved", f.name));
             }
             if !seen.insert(f.name.as_str()) {
@@ -103,7 +100,7 @@ impl Manifest {
                 ));
             }
         }
-        for req in REQUIRED_FILES {
+        for req in SLOT_FILES {
             if !seen.contains(req) {
                 return bad(format!("required file {req:?} missing"));
             }
@@ -130,7 +127,7 @@ mod tests {
         Manifest {
             version: "1.2.3".into(),
             arch: "amd64".into(),
-            files: REQUIRED_FILES
+            files: SLOT_FILES
                 .iter()
                 .map(|n| FileEntry {
                     name: n.to_string(),
@@ -154,7 +151,7 @@ mod tests {
         let cases: Vec<Edit> = vec![
             Box::new(|m| m.files[0].name = "../etc/passwd".into()),
             Box::new(|m| m.files[0].name = ".staging".into()),
-            Box::new(|m| m.files[0].name = MANIFEST_NAME.into()),
+            Box::new(|m| m.files[0].name = MANIFEST.into()),
             Box::new(|m| m.files[1].name = m.files[0].name.clone()),
             Box::new(|m| m.files[0].sha256 = "A".repeat(64)),
             Box::new(|m| m.files[0].sha256 = "a".repeat(63)),

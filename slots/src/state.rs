@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::boot::{BootError, BootState, Slot};
+use crate::boot::{BootError, BootState};
 use crate::grubenv::{EnvError, GrubEnv};
-use crate::manifest::{Manifest, ManifestError, MANIFEST_NAME, SIGNATURE_NAME};
+use crate::manifest::{Manifest, ManifestError};
+use rkos_contract::files::{MANIFEST, SIGNATURE};
+use rkos_contract::Slot;
 
 #[derive(Debug, Error)]
 pub enum StateError {
@@ -79,10 +81,10 @@ impl StateDir {
         self.slot_dir(slot).join(".staging")
     }
     pub fn manifest(&self, slot: Slot) -> PathBuf {
-        self.slot_dir(slot).join(MANIFEST_NAME)
+        self.slot_dir(slot).join(MANIFEST)
     }
     pub fn signature(&self, slot: Slot) -> PathBuf {
-        self.slot_dir(slot).join(SIGNATURE_NAME)
+        self.slot_dir(slot).join(SIGNATURE)
     }
 
     /// Reads `grub/grubenv`.

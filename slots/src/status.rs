@@ -1,49 +1,107 @@
 //! What `rkos status` reports: the slot running, the fallback, versions, trial, last outcome.
+//!
+//! [`NodeStatus`] is also what `rkos status --json` prints and what the upgrade agent reads
+//! back (part of the node↔agent contract, with [`crate::upgrade::UpgradeReport`]). Every
+//! field is required when read, `null` included: `Option` fields are read with
+//! `Option::deserialize`, which turns off serde's "missing means `None`", so a field renamed
+//! on one side fails loudly on the other instead of reading as "no trial" or "not on trial"
+//! (the agent would then stage forever, or never mark the slot good).
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::boot::{BootState, Outcome, Slot, Trial};
+use rkos_contract::{Cmdline, Slot};
+
+use crate::boot::{BootState, Outcome, Trial};
 use crate::state::{StateDir, StateError};
 
-/// The slot the kernel was booted from: `rkos.slot=` on the command line (set by grub.cfg).
+/// The slot the kernel was booted from: `rkos.slot=` on the command line (set by grub.cfg;
+/// the last one wins, as for rkos-init).
 pub fn booted_slot_from_cmdline(cmdline: &str) -> Option<Slot> {
-    cmdline
-        .split_ascii_whitespace()
-        .find_map(|w| w.strip_prefix("rkos.slot="))
-        .and_then(|v| v.parse().ok())
+    Cmdline::parse(cmdline).slot()?.ok()
 }
 
-/// The slot recorded by rkos-init in `/run/rkos/init.json` (`"slot": "A"`).
-pub fn booted_slot_from_init_json(json: &[u8]) -> Option<Slot> {
-    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
-    v.get("slot")?.as_str()?.parse().ok()
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SlotInfo {
     pub slot: Slot,
     /// The version in the slot's manifest; `None` when the slot is empty or incomplete.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub version: Option<String>,
+    #[serde(deserialize_with = "Option::deserialize")]
     pub arch: Option<String>,
     /// Why the manifest could not be read, if it exists but is broken.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Status {
     /// The slot this system runs from (`None`: not booted from disk, or unknown).
+    #[serde(deserialize_with = "Option::deserialize")]
     pub active: Option<Slot>,
     /// The default slot in the GRUB environment (the known-good one).
     pub default: Slot,
     /// The slot GRUB goes back to if this boot is never marked good (only while on trial).
+    #[serde(deserialize_with = "Option::deserialize")]
     pub fallback: Option<Slot>,
+    #[serde(deserialize_with = "Option::deserialize")]
     pub trial: Option<Trial>,
     /// Whether the running slot is on trial and still needs marking good.
     pub running_on_trial: bool,
+    #[serde(deserialize_with = "Option::deserialize")]
     pub last_outcome: Option<Outcome>,
     pub slots: Vec<SlotInfo>,
+}
+
+/// What `rkos status --json` prints: `{"installed": false}` on a node without A/B slots
+/// (live, netboot), else `"installed": true` beside the fields of [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeStatus {
+    /// Booted from the live medium or the network: no slots to report.
+    NotInstalled,
+    Installed(Status),
+}
+
+impl Serialize for NodeStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            installed: bool,
+            #[serde(flatten)]
+            status: Option<&'a Status>,
+        }
+        let status = match self {
+            NodeStatus::NotInstalled => None,
+            NodeStatus::Installed(st) => Some(st),
+        };
+        Json {
+            installed: status.is_some(),
+            status,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeStatus {
+    /// `installed` first, then (when true) the [`Status`] from the other fields, so that a
+    /// missing field is reported by name (serde's flattened `Option` would read it as `None`).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Json {
+            installed: bool,
+            #[serde(flatten)]
+            rest: serde_json::Map<String, serde_json::Value>,
+        }
+        let json = Json::deserialize(d)?;
+        if !json.installed {
+            return Ok(NodeStatus::NotInstalled);
+        }
+        Status::deserialize(serde_json::Value::Object(json.rest))
+            .map(NodeStatus::Installed)
+            .map_err(D::Error::custom)
+    }
 }
 
 impl Status {
@@ -162,18 +220,91 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cmdline_and_init_json() {
+    fn booted_slot_from_the_cmdline() {
         assert_eq!(
             booted_slot_from_cmdline("BOOT_IMAGE=/x rkos.mode=disk rkos.slot=B quiet"),
             Some(Slot::B)
         );
         assert_eq!(booted_slot_from_cmdline("rkos.slot=C"), None);
         assert_eq!(booted_slot_from_cmdline("quiet"), None);
+        // The last `rkos.slot=` wins, as rkos-init reads it (an operator's addition in the
+        // GRUB editor comes after grub.cfg's).
         assert_eq!(
-            booted_slot_from_init_json(br#"{"mode":"disk","slot":"A"}"#),
-            Some(Slot::A)
+            booted_slot_from_cmdline("rkos.slot=A quiet rkos.slot=B"),
+            Some(Slot::B)
         );
-        assert_eq!(booted_slot_from_init_json(br#"{"mode":"live"}"#), None);
+    }
+
+    fn on_trial() -> Status {
+        let boot = BootState::default().put_on_trial(Slot::B, 3).unwrap();
+        let slot = |slot, version: &str| SlotInfo {
+            slot,
+            version: Some(version.into()),
+            arch: Some("amd64".into()),
+            error: None,
+        };
+        Status::from_parts(
+            Some(Slot::A),
+            &boot,
+            vec![slot(Slot::A, "1"), slot(Slot::B, "2")],
+        )
+    }
+
+    #[test]
+    fn node_status_json_round_trip() {
+        let installed = NodeStatus::Installed(on_trial());
+        let json = serde_json::to_value(&installed).unwrap();
+        assert_eq!(json["installed"], true);
+        assert_eq!(json["trial"]["slot"], "B");
+        assert_eq!(json["slots"][1]["version"], "2");
+        assert_eq!(
+            serde_json::from_value::<NodeStatus>(json).unwrap(),
+            installed
+        );
+        let live = serde_json::to_string(&NodeStatus::NotInstalled).unwrap();
+        assert_eq!(live, r#"{"installed":false}"#);
+        assert_eq!(
+            serde_json::from_str::<NodeStatus>(&live).unwrap(),
+            NodeStatus::NotInstalled
+        );
+    }
+
+    #[test]
+    fn every_status_field_is_required_null_included() {
+        // Dropping any one field must be an error naming it, never a silent default: null is
+        // a value, absence is a field renamed on one side.
+        let mut full = serde_json::to_value(NodeStatus::Installed(on_trial())).unwrap();
+        full["last_outcome"] = serde_json::json!({"outcome": "rolled-back", "slot": "B"});
+        serde_json::from_value::<NodeStatus>(full.clone()).unwrap();
+        let fields = [
+            ("", "installed"),
+            ("", "active"),
+            ("", "default"),
+            ("", "fallback"),
+            ("", "trial"),
+            ("", "running_on_trial"),
+            ("", "last_outcome"),
+            ("", "slots"),
+            ("/trial", "slot"),
+            ("/trial", "tries_left"),
+            ("/last_outcome", "outcome"),
+            ("/last_outcome", "slot"),
+            ("/slots/0", "slot"),
+            ("/slots/0", "version"),
+            ("/slots/0", "arch"),
+            ("/slots/0", "error"),
+        ];
+        for (pointer, field) in fields {
+            let mut v = full.clone();
+            v.pointer_mut(pointer)
+                .unwrap()
+                .as_object_mut()
+                .unwrap()
+                .remove(field)
+                .unwrap();
+            let e = serde_json::from_value::<NodeStatus>(v).unwrap_err();
+            assert!(e.to_string().contains(field), "{pointer}/{field}: {e}");
+        }
     }
 
     #[test]

@@ -67,14 +67,11 @@ pub fn rkos_bin() -> Result<PathBuf> {
     Ok(target.join("debug/rkos"))
 }
 
-/// Checks `sgdisk -p` output for the rkos layout: BIOS boot, ESP, `RKOS_STATE`, `RKOS_DATA`.
+/// Checks `sgdisk -p` output for the rkos layout (`rkos_contract::partition`): BIOS boot,
+/// ESP, `RKOS_STATE`, `RKOS_DATA`.
 pub fn ensure_rkos_partitions(table: &str) -> Result<()> {
-    for (n, code, name) in [
-        (1, "EF02", "BIOS"),
-        (2, "EF00", "RKOS_EFI"),
-        (3, "8300", "RKOS_STATE"),
-        (4, "8300", "RKOS_DATA"),
-    ] {
+    for p in rkos_contract::partition::ALL {
+        let (n, code, name) = (p.number, p.type_code, p.name);
         let line = table
             .lines()
             .find(|l| l.split_whitespace().next() == Some(&n.to_string()))

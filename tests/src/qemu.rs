@@ -101,7 +101,7 @@ fn probe_kernel(boot: &Boot) -> Option<PathBuf> {
     match rkos_vm::iso::extract_vmlinuz(&iso, &dir) {
         Ok(k) => Some(k),
         Err(e) => {
-            eprintln!("accelerator probe: {e}");
+            rkos_vm::accel::say(&format!("accelerator probe: {e}"));
             None
         }
     }
@@ -109,7 +109,13 @@ fn probe_kernel(boot: &Boot) -> Option<PathBuf> {
 
 /// Under KVM, a boot that shows nothing new on its console for this long before its kernel
 /// has run (and before anything was typed) is taken for a KVM that cannot run a kernel.
-const KVM_STALL: Duration = Duration::from_secs(30);
+/// `RKOS_KVM_STALL_SECS` shortens it for the harness's own tests.
+fn kvm_stall() -> Duration {
+    std::env::var("RKOS_KVM_STALL_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(30), Duration::from_secs)
+}
 
 /// The directory of console logs: `<workspace>/target/boot-logs` (or under CARGO_TARGET_DIR).
 pub fn log_dir() -> PathBuf {
@@ -158,7 +164,12 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Vm {
     pub fn start(cfg: &VmConfig) -> Result<Vm> {
-        let accel = accelerator_for(cfg);
+        Self::start_under(cfg, accelerator_for(cfg))
+    }
+
+    /// [`Vm::start`] under a given accelerator, whatever this process's verdict (the
+    /// harness's own tests of the KVM fallback).
+    pub fn start_under(cfg: &VmConfig, accel: Accel) -> Result<Vm> {
         let (child, stdin, shared, log_path) = spawn(cfg, accel)?;
         Ok(Vm {
             name: cfg.name.clone(),
@@ -197,7 +208,7 @@ impl Vm {
             return Some("QEMU exited before the kernel ran".into());
         }
         let quiet = c.last_output.elapsed();
-        (quiet >= KVM_STALL).then(|| {
+        (quiet >= kvm_stall()).then(|| {
             format!(
                 "the console printed nothing for {} s before the kernel ran",
                 quiet.as_secs()
@@ -212,12 +223,12 @@ impl Vm {
         let _ = self.child.wait();
         let kvm_log = self.log_path.with_extension("kvm.log");
         let _ = std::fs::rename(&self.log_path, &kvm_log);
-        eprintln!(
+        rkos_vm::accel::say(&format!(
             "{}: the boot failed under KVM ({reason}); retrying once under TCG (console of the \
              KVM try: {})",
             self.name,
             kvm_log.display()
-        );
+        ));
         rkos_vm::accel::demote(&format!("a boot failed under KVM ({reason})"));
         let (child, stdin, shared, log_path) = spawn(&self.cfg, Accel::Tcg)?;
         self.accel = Accel::Tcg;
@@ -273,6 +284,11 @@ impl Vm {
             let wait = (deadline - now).min(Duration::from_secs(1));
             drop(shared.changed.wait_timeout(g, wait).expect("console lock"));
         }
+    }
+
+    /// The accelerator this VM runs under now (TCG after a retry).
+    pub fn accel(&self) -> Accel {
+        self.accel
     }
 
     /// The whole cleaned console text so far.

@@ -14,7 +14,7 @@ pub fn make_seed(dir: &Path, user_data: &str, meta_data: &str) -> Result<PathBuf
     std::fs::write(&md, meta_data).context("writing meta-data")?;
     let _ = std::fs::remove_file(&img);
     run(Command::new("mkfs.vfat")
-        .args(["-C", "-n", "CIDATA"])
+        .args(["-C", "-n", rkos_contract::label::CIDATA])
         .arg(&img)
         .arg("2048"))?;
     run(Command::new("mcopy")

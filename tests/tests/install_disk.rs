@@ -9,6 +9,7 @@
 //! OVMF (build/host-deps.sh installs them). Built with the `qemu` feature.
 
 use anyhow::{ensure, Context, Result};
+use rkos_contract::{label, partition};
 use rkos_tests::host::{ensure_rkos_partitions, rkos_bin, sh, workspace};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -266,9 +267,9 @@ fn install_to_a_disk_then_grow_and_boot_it_with_bios_and_uefi() -> Result<()> {
     let table = sh("sgdisk", &["-p", &disk.dev])?;
     ensure_rkos_partitions(&table)?;
     for (n, label, fstype) in [
-        (2, "RKOS_EFI", "vfat"),
-        (3, "RKOS_STATE", "ext4"),
-        (4, "RKOS_DATA", "ext4"),
+        (partition::EFI.number, label::EFI, "vfat"),
+        (partition::STATE.number, label::STATE, "ext4"),
+        (partition::DATA.number, label::DATA, "ext4"),
     ] {
         let info = sh("blkid", &[&disk.part(n)])?;
         ensure!(

@@ -302,13 +302,20 @@ pub fn verdict_for_arch(guest: Arch, kernel: Option<&Path>) -> Verdict {
         .clone()
 }
 
+/// One line on the process's real stderr. Not `eprintln!`: the test harness captures that
+/// for passing tests, and the verdict must show in every test run's output.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// The process's verdict: probed (with `kernel`) the first time, printed once on stderr,
 /// then the same for every later caller whatever kernel it names.
 pub fn verdict(kernel: Option<&Path>) -> Verdict {
     VERDICT
         .get_or_init(|| {
             let v = verdict_for(kernel);
-            eprintln!("{v}");
+            say(&v.to_string());
             Mutex::new(v)
         })
         .lock()
@@ -323,7 +330,7 @@ pub fn demote(reason: &str) {
     let mut v = cell.lock().expect("accelerator verdict");
     if v.accel == Accel::Kvm {
         *v = Verdict::tcg(reason);
-        eprintln!("{v} (from now on in this process)");
+        say(&format!("{v} (from now on in this process)"));
     }
 }
 

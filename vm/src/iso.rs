@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use rkos_contract::files;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("running xorriso to read {iso}: {source}")]
@@ -15,29 +17,35 @@ pub enum Error {
     Missing { iso: PathBuf, what: String },
 }
 
-/// Extracts `/boot/vmlinuz` and `/boot/initrd` from an rkos ISO into `dir`.
+/// Extracts `/boot/vmlinuz` and `/boot/initrd` ([`files`]`::MEDIUM_*`) from an rkos ISO
+/// into `dir`.
 pub fn extract_kernel(iso: &Path, dir: &Path) -> Result<(PathBuf, PathBuf), Error> {
-    let kernel = dir.join("vmlinuz");
-    let initrd = dir.join("initrd");
+    let kernel = dir.join(files::VMLINUZ);
+    let initrd = dir.join(files::INITRD);
     extract(
         iso,
-        &[("/boot/vmlinuz", &kernel), ("/boot/initrd", &initrd)],
+        &[
+            (files::MEDIUM_VMLINUZ, &kernel),
+            (files::MEDIUM_INITRD, &initrd),
+        ],
     )?;
     Ok((kernel, initrd))
 }
 
 /// Extracts `/boot/vmlinuz` alone (what the accelerator probe boots).
 pub fn extract_vmlinuz(iso: &Path, dir: &Path) -> Result<PathBuf, Error> {
-    let kernel = dir.join("vmlinuz");
-    extract(iso, &[("/boot/vmlinuz", &kernel)])?;
+    let kernel = dir.join(files::VMLINUZ);
+    extract(iso, &[(files::MEDIUM_VMLINUZ, &kernel)])?;
     Ok(kernel)
 }
 
-fn extract(iso: &Path, files: &[(&str, &Path)]) -> Result<(), Error> {
+/// Extracts each (path on the ISO relative to its root, destination).
+fn extract(iso: &Path, wanted: &[(&str, &Path)]) -> Result<(), Error> {
+    let on_iso = |from: &str| format!("/{from}");
     let mut cmd = Command::new("xorriso");
     cmd.args(["-osirrox", "on", "-indev"]).arg(iso);
-    for (from, to) in files {
-        cmd.arg("-extract").arg(from).arg(to);
+    for (from, to) in wanted {
+        cmd.arg("-extract").arg(on_iso(from)).arg(to);
     }
     let status = cmd
         .stdout(Stdio::null())
@@ -47,23 +55,20 @@ fn extract(iso: &Path, files: &[(&str, &Path)]) -> Result<(), Error> {
             iso: iso.to_path_buf(),
             source,
         })?;
-    let missing: Vec<&str> = files
+    let missing: Vec<String> = wanted
         .iter()
         .filter(|(_, to)| !to.is_file())
-        .map(|(from, _)| *from)
+        .map(|(from, _)| on_iso(from))
         .collect();
     if !status.success() || !missing.is_empty() {
+        let what = if missing.is_empty() {
+            wanted.iter().map(|(from, _)| on_iso(from)).collect()
+        } else {
+            missing
+        };
         return Err(Error::Missing {
             iso: iso.to_path_buf(),
-            what: if missing.is_empty() {
-                files
-                    .iter()
-                    .map(|(f, _)| *f)
-                    .collect::<Vec<_>>()
-                    .join(" and ")
-            } else {
-                missing.join(" and ")
-            },
+            what: what.join(" and "),
         });
     }
     Ok(())

@@ -6,11 +6,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rkos_contract::paths;
 use rkos_io::write_atomic;
 
 /// `ROOT/var/lib/rkos/config.yaml`.
 pub fn config_path(root: &Path) -> PathBuf {
-    root.join("var/lib/rkos/config.yaml")
+    paths::under(root, paths::PERSISTENT_CONFIG)
 }
 
 /// Writes the persistent config atomically with mode 0600 (it holds the token and the

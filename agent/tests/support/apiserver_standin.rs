@@ -739,10 +739,10 @@ impl StandIn {
         format!("http://{}", self.addr)
     }
 
-    /// A client configured as the agent's own (`kube_io::client`).
+    /// A client configured as the agent's own (`api::client`).
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url().parse().unwrap());
-        rkos_agent::kube_io::client(config).unwrap()
+        rkos_agent::api::client(config).unwrap()
     }
 
     /// Puts an object in place as if created through the API.

@@ -5,9 +5,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rkos_agent::kube_io::{Agent, AgentConfig};
+use rkos_agent::api::AgentConfig;
 use rkos_agent::metrics::Metrics;
 use rkos_agent::nodeops::HostNodeOps;
+use rkos_agent::reconcile::Agent;
 
 use serde_json::json;
 

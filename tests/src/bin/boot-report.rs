@@ -4,6 +4,7 @@
 //! Usage: boot-report ISO [ARCH]   (ARCH amd64, the default, or arm64: booted through UEFI)
 
 use anyhow::{bail, Context, Result};
+use rkos_contract::files;
 use rkos_tests::console::init_stages;
 use rkos_tests::qemu::{accelerator_for, extract_kernel, uefi_vars, Arch, Boot, Vm, VmConfig};
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ fn main() -> Result<()> {
     };
     let tmp = tempfile::tempdir()?;
     let (_, initrd) = extract_kernel(&iso, tmp.path())?;
-    let squashfs = iso_file_size(&iso, "/rootfs.squashfs")?;
+    let squashfs = iso_file_size(&iso, &format!("/{}", files::MEDIUM_ROOTFS))?;
 
     let boot = match arch {
         Arch::Amd64 => Boot::Iso(iso.clone()),

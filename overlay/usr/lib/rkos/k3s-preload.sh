@@ -1,8 +1,9 @@
 #!/bin/sh
 # Run by k3s.service before k3s starts. Puts the upgrade agent's image archive where k3s
-# imports images at start, and on servers its CRDs and DaemonSet where k3s auto-deploys
-# manifests. These directories are on RKOS_DATA on installed nodes, so the image's copies
-# are written again on every boot: after an OS upgrade the new agent replaces the old one.
+# imports images at start, and on servers every file of $src/manifests (its CRDs, DaemonSet
+# and RBAC, admission policies) where k3s auto-deploys manifests. These directories are on
+# RKOS_DATA on installed nodes, so the image's copies are written again on every boot: after
+# an OS upgrade the new agent replaces the old one.
 set -eu
 src=/usr/lib/rkos/k3s
 k3s=/var/lib/rancher/k3s

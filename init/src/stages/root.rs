@@ -1,0 +1,121 @@
+//! Building the new root: the mount plan's stages, the config sources, /run moved in, the
+//! installed node's machine id and the data volume synced.
+
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use rkos_contract::{label, paths};
+
+use super::Boot;
+use crate::devices::{self, BlockDevice};
+use crate::kmod::Loader;
+use crate::plan::{self, SYSROOT};
+use crate::{early, system};
+
+/// The next group of the mount plan's steps, which belongs to `stage`.
+pub(super) fn mount(b: &mut Boot, stage: plan::Stage) -> Result<(), String> {
+    let steps = match b.mounts.pop_front() {
+        Some((s, steps)) if s == stage => steps,
+        other => {
+            return Err(format!(
+                "internal error: mount plan at {other:?}, not {stage:?}"
+            ))
+        }
+    };
+    let mut exec = system::Executor::new(&mut b.loader);
+    let result = steps.iter().try_for_each(|step| {
+        let start = Instant::now();
+        exec.run(step).map_err(|e| format!("{step}: {e}"))?;
+        tracing::debug!("{step}: {:.1} ms", start.elapsed().as_secs_f64() * 1000.0);
+        Ok(())
+    });
+    b.loop_devices.append(&mut exec.loops);
+    b.seeded.append(&mut exec.seeded);
+    result
+}
+
+/// Copies the config sources the boot volumes carry into /run/rkos (the boot medium's
+/// config.yaml when booted from it, the NoCloud seed's files), then has the second thread
+/// load the config from where they now are. Problems are reported with the config's, never
+/// fatal.
+pub(super) fn config_sources(b: &mut Boot) -> Result<(), String> {
+    if b.mode.boots_from_live_medium() {
+        if let Err(e) = early::copy_boot_config(Path::new(paths::MEDIUM), Path::new("/")) {
+            b.config_problems.push(format!(
+                "error: cannot copy the boot medium's rkos/config.yaml: {e}"
+            ));
+        }
+    }
+    // The seed is attached with the boot volume (a hypervisor's second drive): the wait
+    // loop's scan already saw it, and probing optical drives again is slow.
+    if let Some(seed) = devices::find_label(&b.devices, label::CIDATA, true) {
+        if let Err(e) = copy_cidata(&mut b.loader, seed) {
+            b.config_problems
+                .push(format!("error: NoCloud seed {}: {e}", seed.path.display()));
+        }
+        b.cidata_device = Some(seed.path.clone());
+    }
+    // Before move-run the sources are under the initramfs's /run, after it under the new
+    // root's, with the persistent config.
+    let root = Path::new(if b.run_moved { SYSROOT } else { "/" });
+    b.early_work.load_config_from(root, &b.cmdline);
+    Ok(())
+}
+
+/// Mounts the NoCloud seed read-only, copies its files, unmounts it.
+fn copy_cidata(loader: &mut Loader, seed: &BlockDevice) -> Result<(), String> {
+    let fstype = seed.fstype().ok_or("unknown filesystem")?.mount_type();
+    loader.ensure_fs(fstype);
+    let mnt = Path::new(paths::CIDATA_MOUNT);
+    fs::create_dir_all(mnt).map_err(|e| e.to_string())?;
+    system::mount_fs(
+        &seed.path.to_string_lossy(),
+        mnt,
+        fstype,
+        nix::mount::MsFlags::MS_RDONLY,
+        "",
+    )
+    .map_err(|e| e.to_string())?;
+    let copied = early::copy_cidata(mnt, Path::new("/"));
+    let _ = nix::mount::umount(mnt);
+    let _ = fs::remove_dir(mnt);
+    let copied = copied.map_err(|e| e.to_string())?;
+    tracing::info!(
+        "NoCloud seed {}: {}",
+        seed.path.display(),
+        copied.join(", ")
+    );
+    Ok(())
+}
+
+/// Puts /run into the new root, so the config sources under /run/rkos are where the config
+/// is read from; a symlink keeps /run/... paths (the data volume's mount among them)
+/// working in the initramfs.
+pub(super) fn move_run(b: &mut Boot) -> Result<(), String> {
+    system::move_mount(Path::new("/run"), &Path::new(SYSROOT).join("run"))
+        .map_err(|e| e.to_string())?;
+    b.run_moved = true;
+    fs::remove_dir("/run").map_err(|e| format!("rmdir /run: {e}"))?;
+    std::os::unix::fs::symlink("/sysroot/run", "/run").map_err(|e| format!("symlink /run: {e}"))
+}
+
+/// The installed node's machine id, kept on the data volume; a problem is a warning (systemd
+/// then makes a new id for this boot).
+pub(super) fn machine_id(b: &mut Boot) -> Result<(), String> {
+    let data = Path::new(paths::DATA_MOUNT);
+    let id = system::persist_machine_id(data, Path::new(SYSROOT), || {
+        fs::read_to_string("/proc/sys/kernel/random/uuid")
+    });
+    match id {
+        Ok((_, true)) => b.seeded.push(data.join("etc/machine-id")),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("machine id not kept on {}: {e}", label::DATA),
+    }
+    Ok(())
+}
+
+/// One `syncfs` of the data volume, so what was created on it survives a power cut.
+pub(super) fn sync_data(_: &mut Boot) -> Result<(), String> {
+    system::sync_fs(Path::new(paths::DATA_MOUNT)).map_err(|e| e.to_string())
+}

@@ -1,34 +1,65 @@
 # rkos — top-level commands. `make test` is what CI runs (.ci/run).
 #   make iso    dist/rkos-<version>-amd64.iso (K3S_BINARY=/path/k3s to use a local k3s;
 #               K3S_STANDIN=1 for a TEST image with the k3s stand-in: *-standin.iso)
+#               ARCH=arm64: dist/rkos-<version>-arm64.iso (UEFI only), the Rust binaries
+#               cross-built with Debian's toolchain (build/cargo-cross.sh), built in work/arm64/
 #   make run    boot the ISO in QEMU, serial console on this terminal, empty 8 GiB disk
 #   make disk-image   dist/rkos-<version>-amd64.qcow2 and .raw.xz for hypervisors (build/disk-image.mk)
 #   make test   fmt, clippy, unit tests, then the QEMU tests (boot, install, upgrade) against a
 #               stand-in ISO
 #   make netboot  dist/netboot/ (K3S_STANDIN=1: dist/netboot-standin/): what `rkos farm serve`
 #               serves to diskless nodes (docs/netboot.md)
+#   make check-arm64  the workspace type-checked for arm64 with Debian's toolchain
+#   make test-arm64   the arm64 stand-in ISO booted under qemu-system-aarch64 (emulation)
+#               (neither is part of `make test`: CI builds amd64 only)
 SHELL := /bin/bash
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 VERSION := $(shell awk -F'"' '/^\[workspace.package\]/{p=1} p && /^version *=/{print $$2; exit}' Cargo.toml)
+
+# The target architecture. amd64's build directory stays work/; another architecture's is
+# work/<arch>/ (build/arch.sh maps the rest), so the two never share a tree.
+ARCH ?= amd64
+ifeq ($(ARCH),amd64)
 TRIPLE := x86_64-unknown-linux-gnu
+W := work
+AGENT_IMAGE := dist/rkos-agent-image.tar
+else ifeq ($(ARCH),arm64)
+TRIPLE := aarch64-unknown-linux-gnu
+W := work/arm64
+AGENT_IMAGE := dist/rkos-agent-image-arm64.tar
+else
+$(error ARCH=$(ARCH): expected amd64 or arm64)
+endif
+export RKOS_ARCH := $(ARCH)
+export RKOS_WORK := $(CURDIR)/$(W)
 
 ifeq ($(K3S_STANDIN),1)
-ISO := dist/rkos-$(VERSION)-amd64-standin.iso
+ISO := dist/rkos-$(VERSION)-$(ARCH)-standin.iso
 else
-ISO := dist/rkos-$(VERSION)-amd64.iso
+ISO := dist/rkos-$(VERSION)-$(ARCH).iso
 endif
 STANDIN_ISO := dist/rkos-$(VERSION)-amd64-standin.iso
+ARM64_STANDIN_ISO := dist/rkos-$(VERSION)-arm64-standin.iso
 
+ifeq ($(ARCH),amd64)
 RKOS_BIN := $(TARGET_DIR)/release/rkos
 INIT_BIN := $(TARGET_DIR)/$(TRIPLE)/release-init/rkos-init
 AGENT_BIN := $(TARGET_DIR)/$(TRIPLE)/release/rkos-agent
-AGENT_IMAGE := dist/rkos-agent-image.tar
+else
+CROSS := build/cargo-cross.sh $(ARCH)
+CROSS_DIR := $(shell build/cargo-cross.sh $(ARCH) --target-dir)
+RKOS_BIN := $(CROSS_DIR)/$(TRIPLE)/release/rkos
+INIT_BIN := $(CROSS_DIR)/$(TRIPLE)/release-init/rkos-init
+AGENT_BIN := $(CROSS_DIR)/$(TRIPLE)/release/rkos-agent
+endif
 # The public key baked into the image; bundles must be signed with its secret half. Made on
-# first use (a development key); release builds point RKOS_KEYS_DIR at the real pair.
+# first use (a development key); release builds point RKOS_KEYS_DIR at the real pair. One
+# key for every architecture.
 TRUSTED_KEY := $(or $(RKOS_KEYS_DIR),work/keys)/rkos.pub
-ROOTFS_STAMP := work/rootfs/stamp
-ROOTFS_INPUTS := build/packages.txt build/rootfs.sh build/rootfs-customize.sh build/prune-modules.sh
+ROOTFS_STAMP := $(W)/rootfs/stamp
+ROOTFS_INPUTS := build/packages.txt build/rootfs.sh build/rootfs-customize.sh build/prune-modules.sh \
+	build/arch.sh
 IMAGE_INPUTS := $(shell find overlay -type f 2>/dev/null) build/image.sh build/k3s-standin.sh \
 	build/initramfs.sh build/initramfs.modules agent/manifests/crds.yaml agent/manifests/agent.yaml \
 	agent/manifests/policy.yaml $(wildcard docs/*.md)
@@ -36,7 +67,7 @@ ISO_INPUTS := iso/grub.cfg build/iso.sh $(wildcard iso/config.yaml)
 
 .PHONY: test check fmt clippy unit host-deps iso standin-iso run boot-test boot-report \
 	binaries k3s FORCE bundle agent-image test-root test-upgrade-qemu bench-verify \
-	netboot test-netboot
+	netboot test-netboot check-arm64 test-arm64 boot-report-arm64 host-deps-arm64
 
 test: check unit boot-test
 
@@ -54,6 +85,10 @@ unit:
 host-deps:
 	build/host-deps.sh
 
+# the arm64 build's packages on top of those (build/host-deps.sh)
+host-deps-arm64:
+	RKOS_ARCH=arm64 build/host-deps.sh
+
 # --- image ---------------------------------------------------------------------------------
 
 iso: host-deps $(ISO)
@@ -64,43 +99,58 @@ standin-iso:
 $(ROOTFS_STAMP): $(ROOTFS_INPUTS)
 	build/rootfs.sh
 
-# cargo knows what changed; the copies below change only when the binaries do
+# cargo knows what changed; the copies below change only when the binaries do. Another
+# architecture is cross-built with Debian's toolchain in a target directory of its own.
 binaries:
+ifeq ($(ARCH),amd64)
 	$(CARGO) build --release -p rkos-cli
 	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release -p rkos-agent --target $(TRIPLE)
 	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --profile release-init -p rkos-init --target $(TRIPLE)
-	@mkdir -p work/bin
-	@cmp -s $(RKOS_BIN) work/bin/rkos || cp $(RKOS_BIN) work/bin/rkos
-	@cmp -s $(INIT_BIN) work/bin/rkos-init || cp $(INIT_BIN) work/bin/rkos-init
-	@cmp -s $(AGENT_BIN) work/bin/rkos-agent || cp $(AGENT_BIN) work/bin/rkos-agent
+else
+	$(CROSS) build --release -p rkos-cli
+	RUSTFLAGS='-C target-feature=+crt-static' $(CROSS) build --release -p rkos-agent
+	RUSTFLAGS='-C target-feature=+crt-static' $(CROSS) build --profile release-init -p rkos-init
+endif
+	@mkdir -p $(W)/bin
+	@cmp -s $(RKOS_BIN) $(W)/bin/rkos || cp $(RKOS_BIN) $(W)/bin/rkos
+	@cmp -s $(INIT_BIN) $(W)/bin/rkos-init || cp $(INIT_BIN) $(W)/bin/rkos-init
+	@cmp -s $(AGENT_BIN) $(W)/bin/rkos-agent || cp $(AGENT_BIN) $(W)/bin/rkos-agent
 
 # which k3s goes in is part of the image's identity: the kind file changes when it does
 k3s:
-	@mkdir -p work/k3s
-	@cp -p work/k3s/kind work/k3s/kind.old 2>/dev/null || true
+	@mkdir -p $(W)/k3s
+	@cp -p $(W)/k3s/kind $(W)/k3s/kind.old 2>/dev/null || true
 	build/k3s.sh
-	@cmp -s work/k3s/kind work/k3s/kind.old && touch -r work/k3s/kind.old work/k3s/kind || true
+	@cmp -s $(W)/k3s/kind $(W)/k3s/kind.old && touch -r $(W)/k3s/kind.old $(W)/k3s/kind || true
 
-work/image/stamp: $(ROOTFS_STAMP) $(IMAGE_INPUTS) work/bin/rkos work/bin/rkos-init work/k3s/kind \
+$(W)/image/stamp: $(ROOTFS_STAMP) $(IMAGE_INPUTS) $(W)/bin/rkos $(W)/bin/rkos-init $(W)/k3s/kind \
 		$(AGENT_IMAGE) $(TRUSTED_KEY)
 	RKOS_TRUSTED_KEY=$(TRUSTED_KEY) RKOS_AGENT_IMAGE=$(AGENT_IMAGE) \
-		build/image.sh work/bin/rkos work/bin/rkos-init $(VERSION)
+		build/image.sh $(W)/bin/rkos $(W)/bin/rkos-init $(VERSION)
 	touch $@
 
-work/bin/rkos work/bin/rkos-init work/bin/rkos-agent work/k3s/kind: | binaries k3s
+$(W)/bin/rkos $(W)/bin/rkos-init $(W)/bin/rkos-agent $(W)/k3s/kind: | binaries k3s
 	@true
 
-$(AGENT_IMAGE): work/bin/rkos-agent build/agent-image.sh
-	RKOS_AGENT_BIN=work/bin/rkos-agent build/agent-image.sh $@
+$(AGENT_IMAGE): $(W)/bin/rkos-agent build/agent-image.sh
+	RKOS_AGENT_BIN=$(W)/bin/rkos-agent build/agent-image.sh $@
 
+# The keys are made by a host rkos (an arm64 build's own cannot run here).
 $(TRUSTED_KEY): | work/bin/rkos
 	RKOS_BIN=work/bin/rkos build/mkbundle.sh keys
 
+ifneq ($(ARCH),amd64)
+work/bin/rkos:
+	$(CARGO) build --release -p rkos-cli
+	@mkdir -p work/bin
+	cp $(TARGET_DIR)/release/rkos $@
+endif
+
 $(ISO): binaries k3s FORCE
-	@$(MAKE) --no-print-directory work/image/stamp
-	@if [ "$(K3S_STANDIN)" != 1 ] && [ "$$(cat work/image/k3s-kind)" = stand-in ]; then \
+	@$(MAKE) --no-print-directory $(W)/image/stamp
+	@if [ "$(K3S_STANDIN)" != 1 ] && [ "$$(cat $(W)/image/k3s-kind)" = stand-in ]; then \
 		echo "iso: the image holds the k3s stand-in; a release name is refused" >&2; exit 1; fi
-	@if [ ! -f $@ ] || [ work/image/stamp -nt $@ ] || [ -n "$$(find $(ISO_INPUTS) -newer $@)" ]; then \
+	@if [ ! -f $@ ] || [ $(W)/image/stamp -nt $@ ] || [ -n "$$(find $(ISO_INPUTS) -newer $@)" ]; then \
 		build/iso.sh $@; else echo "iso: $@ is up to date"; fi
 
 # The hypervisor disk image, and the k3s check before any compile (build/disk-image.mk).
@@ -118,7 +168,7 @@ run: iso
 # seeds; one PXE boot of a diskless node from `rkos farm serve` (the same image, so only
 # build/netboot.sh's packing is added); then a full disk refusing a bundle.
 boot-test: host-deps
-	$(MAKE) K3S_STANDIN=1 iso
+	$(MAKE) ARCH=amd64 K3S_STANDIN=1 iso
 	$(MAKE) K3S_STANDIN=1 DISK_IMAGE_FORMATS=qcow2 disk-image
 	RKOS_ISO=$(CURDIR)/$(STANDIN_ISO) RKOS_DISK_IMAGE=$(CURDIR)/$(STANDIN_DISK_IMAGE).qcow2 \
 		$(CARGO) test -p rkos-tests --features qemu \
@@ -131,14 +181,34 @@ boot-test: host-deps
 	$(CARGO) test -p rkos-bundle --features root-tests --test full_disk
 
 boot-report: host-deps
-	$(MAKE) K3S_STANDIN=1 iso
-	build/boot-report.sh $(STANDIN_ISO)
+	$(MAKE) ARCH=amd64 K3S_STANDIN=1 iso
+	RKOS_ARCH=amd64 RKOS_WORK=$(CURDIR)/work build/boot-report.sh $(STANDIN_ISO)
+
+# --- arm64 -------------------------------------------------------------------------------------
+
+# The whole workspace type-checked for aarch64 with Debian's rustc (the toolchain the arm64
+# image is built with), tests and examples included.
+check-arm64: host-deps-arm64
+	build/cargo-cross.sh arm64 check --workspace --all-targets
+
+# One emulated boot of the arm64 stand-in ISO: its figures into docs/benchmarks.md's arm64
+# section.
+boot-report-arm64: host-deps-arm64
+	$(MAKE) ARCH=arm64 K3S_STANDIN=1 iso
+	RKOS_ARCH=arm64 RKOS_WORK=$(CURDIR)/work/arm64 build/boot-report.sh $(ARM64_STANDIN_ISO)
+
+# The arm64 stand-in ISO under qemu-system-aarch64 -M virt with AAVMF (software emulation:
+# about ten minutes of boot on two cores, so not part of `make test`).
+test-arm64: host-deps-arm64
+	$(MAKE) ARCH=arm64 K3S_STANDIN=1 iso
+	RKOS_ISO_ARM64=$(CURDIR)/$(ARM64_STANDIN_ISO) $(CARGO) test -p rkos-tests --features qemu \
+		--test boot_arm64 -- --test-threads=1
 
 # --- upgrades ----------------------------------------------------------------------------------
 
 # A signed upgrade bundle of the built image next to the ISO (key in work/keys/, made if missing).
 bundle:
-	build/mkbundle.sh bundle $(VERSION)
+	RKOS_IMAGE_DIR=$(W)/image build/mkbundle.sh bundle $(VERSION) $(ARCH)
 
 # The upgrade agent's container image as an OCI archive (dist/rkos-agent-image.tar).
 agent-image: binaries

@@ -57,9 +57,14 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/rootfs" "$WORK/image/blobs/sha256"
 install -m 0755 "$BIN" "$WORK/rootfs/rkos-agent"
-# Symbols are of no use in the image; stripping them halves the layer.
-if command -v strip >/dev/null; then
-    strip --strip-all "$WORK/rootfs/rkos-agent" 2>/dev/null || true
+# Symbols are of no use in the image; stripping them halves the layer. The host's strip
+# reads only its own architecture's binaries: another's takes its cross binutils.
+case "$ARCH" in
+    arm64) STRIP=aarch64-linux-gnu-strip ;;
+    *) STRIP=strip ;;
+esac
+if command -v "$STRIP" >/dev/null; then
+    "$STRIP" --strip-all "$WORK/rootfs/rkos-agent" 2>/dev/null || true
 fi
 mkdir -p "$WORK/rootfs/tmp"
 chmod 1777 "$WORK/rootfs/tmp"

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Assembles the rkos root filesystem image from the base rootfs (build/rootfs.sh), overlay/,
-# the rkos binaries and k3s (build/k3s.sh), then writes
-#   work/image/rootfs.squashfs   (zstd)
-#   work/image/vmlinuz           (the rootfs's own kernel, taken out of the image)
-#   work/image/initrd            (build/initramfs.sh, modules from the same kernel)
+# the rkos binaries and k3s (build/k3s.sh), then writes, for RKOS_ARCH (build/arch.sh),
+#   <work>/image/rootfs.squashfs   (zstd)
+#   <work>/image/vmlinuz           (the rootfs's own kernel, taken out of the image)
+#   <work>/image/initrd            (build/initramfs.sh, modules from the same kernel)
 # Usage: build/image.sh RKOS_BIN RKOS_INIT_BIN VERSION   (root; run by `make iso`)
 # Environment: RKOS_TRUSTED_KEY (default work/keys/rkos.pub: the key bundles must be signed
 # with), RKOS_AGENT_IMAGE (default dist/rkos-agent-image.tar: the upgrade agent's OCI archive).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=build/arch.sh
+. "$top/build/arch.sh"
 rkos_bin=$1 init_bin=$2 version=$3
-base="$top/work/rootfs/tree"
-out="$top/work/image"
+# the tree may be a link into the rootfs cache (build/rootfs.sh)
+base=$(readlink -f "$rkos_work/rootfs/tree")
+out="$rkos_work/image"
 root="$out/root"
 [ -d "$base/usr" ] || { echo "image: no base rootfs at $base (run build/rootfs.sh)" >&2; exit 1; }
 [ -x "$rkos_bin" ] || { echo "image: rkos binary $rkos_bin missing" >&2; exit 1; }
@@ -19,8 +22,8 @@ trusted_key=${RKOS_TRUSTED_KEY:-$top/work/keys/rkos.pub}
 agent_image=${RKOS_AGENT_IMAGE:-$top/dist/rkos-agent-image.tar}
 [ -f "$trusted_key" ] || { echo "image: no signing public key at $trusted_key (build/mkbundle.sh keys makes one)" >&2; exit 1; }
 [ -f "$agent_image" ] || { echo "image: no agent image at $agent_image (make agent-image)" >&2; exit 1; }
-[ -f "$top/work/k3s/k3s" ] || { echo "image: no k3s at work/k3s/k3s (run build/k3s.sh)" >&2; exit 1; }
-k3s_kind=$(cat "$top/work/k3s/kind")
+[ -f "$rkos_work/k3s/k3s" ] || { echo "image: no k3s at $rkos_work/k3s/k3s (run build/k3s.sh)" >&2; exit 1; }
+k3s_kind=$(cat "$rkos_work/k3s/kind")
 
 mkdir -p "$out"
 rm -rf "$root"
@@ -37,7 +40,7 @@ ln -sfn rkos "$root/usr/bin/os-config"
 install -d -m 0755 "$root/usr/share/doc/rkos"
 install -m 0644 "$top"/docs/*.md "$root/usr/share/doc/rkos/"
 install -d -m 0755 "$root/usr/local/bin"
-install -m 0755 "$top/work/k3s/k3s" "$root/usr/local/bin/k3s"
+install -m 0755 "$rkos_work/k3s/k3s" "$root/usr/local/bin/k3s"
 for tool in kubectl crictl ctr; do ln -sfn k3s "$root/usr/local/bin/$tool"; done
 
 # Upgrades: the key bundles are signed with (more only through the node's own config), and
@@ -49,7 +52,7 @@ install -D -m 0644 "$agent_image" "$root/usr/lib/rkos/k3s/images/rkos-agent.tar"
 install -D -m 0644 "$top/agent/manifests/crds.yaml" "$root/usr/lib/rkos/k3s/manifests/rkos-upgrade-crds.yaml"
 install -D -m 0644 "$top/agent/manifests/agent.yaml" "$root/usr/lib/rkos/k3s/manifests/rkos-upgrade-agent.yaml"
 install -D -m 0644 "$top/agent/manifests/policy.yaml" "$root/usr/lib/rkos/k3s/manifests/rkos-upgrade-policy.yaml"
-if [ "$(cat "$top/work/k3s/kind")" = stand-in ]; then
+if [ "$k3s_kind" = stand-in ]; then
     # The stand-in has no kubelet to ask: a slot is healthy once the stand-in started.
     echo 'RKOS_MARK_GOOD_ARGS=--health-file /run/k3s-standin/argv --timeout 120' \
         > "$root/etc/default/rkos-mark-good"

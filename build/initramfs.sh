@@ -9,10 +9,31 @@
 #   /usr/lib/rkos/config.d/     the image's default config (from MODULES_ROOT, when it has one)
 # Usage: build/initramfs.sh MODULES_ROOT INIT_BINARY VERSION OUT
 #   MODULES_ROOT: a tree holding lib/modules/<kver> (the rootfs, so modules match the kernel)
+# Environment: RKOS_ARCH (build/arch.sh) picks the module list's entries and the busybox:
+# the host's /bin/busybox for amd64, Debian's busybox-static for another architecture
+# (fetched once into <work>/busybox/); BUSYBOX=/path overrides.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=build/arch.sh
+. "$top/build/arch.sh"
 mroot=$(cd "$1" && pwd) init=$2 version=$3 outfile=$4
-busybox=${BUSYBOX:-/bin/busybox}
+if [ -n "${BUSYBOX:-}" ]; then
+    busybox=$BUSYBOX
+elif [ "$rkos_arch" = amd64 ]; then
+    busybox=/bin/busybox
+else
+    busybox="$rkos_work/busybox/bin/busybox"
+    if [ ! -x "$busybox" ]; then
+        bb="$rkos_work/busybox"
+        rm -rf "$bb.tmp" && mkdir -p "$bb.tmp/deb"
+        (cd "$bb.tmp/deb" && apt-get download -q "busybox-static:$rkos_arch" >&2) || {
+            echo "initramfs: cannot fetch busybox-static:$rkos_arch (dpkg --add-architecture $rkos_arch; apt-get update)" >&2
+            exit 1
+        }
+        dpkg-deb -x "$bb.tmp"/deb/busybox-static_*.deb "$bb.tmp"
+        rm -rf "$bb" && mv "$bb.tmp" "$bb"
+    fi
+fi
 [ -x "$init" ] || { echo "initramfs: /init binary $init missing (build rkos-init first)" >&2; exit 1; }
 kdirs=("$mroot"/lib/modules/*/)
 [ "${#kdirs[@]}" -eq 1 ] || { echo "initramfs: expected one kernel in $mroot/lib/modules, found ${#kdirs[@]}" >&2; exit 1; }
@@ -37,7 +58,7 @@ if [ -d "$mroot/usr/lib/rkos/config.d" ]; then
     cp -a "$mroot/usr/lib/rkos/config.d" "$t/usr/lib/rkos/"
 fi
 
-mods=$(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$top/build/initramfs.modules" | grep -v '^$')
+mods=$(rkos_list "$top/build/initramfs.modules")
 missing=()
 for m in $mods; do
     if ! deps=$(modprobe -d "$mroot" -S "$kver" --show-depends "$m" 2>/dev/null); then

@@ -21,7 +21,7 @@ pub enum BundleError {
     BadSignature { key_id: String },
     #[error("invalid manifest: {0}")]
     Manifest(#[from] rkos_slots::manifest::ManifestError),
-    #[error("bundle is for arch {bundle}, this node is {node}")]
+    #[error("the bundle is for {bundle} machines and this node is {node}: an image of another architecture cannot boot here; refused, nothing was written")]
     WrongArch { bundle: String, node: String },
     #[error("not enough space on {path}: {needed} bytes needed, {available} available")]
     NoSpace {

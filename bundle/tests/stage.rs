@@ -291,7 +291,10 @@ fn wrong_arch_same_version_and_unreachable_server() {
     sign::create("2", "arm64", &fx.secret, &out, &files).unwrap();
     let before = fx.snapshot_active();
     let err = fx.stage(out.to_str().unwrap()).unwrap_err();
-    assert!(matches!(err, BundleError::WrongArch { .. }), "{err}");
+    assert!(
+        matches!(err, BundleError::WrongArch { ref bundle, ref node } if bundle == "arm64" && node == "amd64"),
+        "{err}"
+    );
     assert_untouched(&fx, &before);
 
     let same = fx.bundle("1", 1000);
@@ -311,6 +314,28 @@ fn wrong_arch_same_version_and_unreachable_server() {
     let err = fx.stage(&format!("http://127.0.0.1:{port}/b")).unwrap_err();
     assert!(matches!(err, BundleError::Transfer { .. }), "{err}");
     assert_untouched(&fx, &before);
+}
+
+/// The reverse of the arm64 bundle above: an amd64 bundle, correctly signed, offered to an
+/// arm64 node is refused before anything is written, with both architectures named.
+#[test]
+fn an_amd64_bundle_is_refused_by_an_arm64_node() {
+    let fx = Fixture::new();
+    let amd64 = fx.bundle("2", 1000);
+    let before = fx.snapshot_active();
+    let err = fx.stage_on(amd64.to_str().unwrap(), "arm64").unwrap_err();
+    assert!(
+        matches!(err, BundleError::WrongArch { ref bundle, ref node } if bundle == "amd64" && node == "arm64"),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("amd64") && text.contains("arm64") && text.contains("nothing was written"),
+        "{text}"
+    );
+    assert_untouched(&fx, &before);
+    // The same bundle on a node of its own architecture goes through.
+    fx.stage_on(amd64.to_str().unwrap(), "amd64").unwrap();
 }
 
 #[test]

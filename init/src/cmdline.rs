@@ -7,8 +7,16 @@ use std::time::Duration;
 use rkos_contract::cmdline::{keys, Cmdline};
 use rkos_contract::{BootMode, Slot};
 
-/// How long to wait for the boot volume when `rkos.wait` is absent.
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+/// How long to wait for the boot volume when `rkos.wait` is absent. PCs and VMs have their
+/// disks at once; arm64 boards boot from SD cards and USB disks, which take seconds to show
+/// up (on a Pi 4 the USB controller sits behind PCIe and loads its firmware first, then hubs
+/// enumerate and a USB hard disk spins up). The boot goes on as soon as the volume is there:
+/// this only bounds how long a missing one is looked for.
+pub const DEFAULT_WAIT: Duration = if cfg!(target_arch = "aarch64") {
+    Duration::from_secs(30)
+} else {
+    Duration::from_secs(10)
+};
 /// Longest accepted `rkos.wait`: a typo such as `rkos.wait=100000` must not park a node for a day.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
 

@@ -27,6 +27,18 @@ pub fn looked_for(mode: Option<BootMode>, slot: Option<Slot>, wait: Duration) ->
     }
 }
 
+/// After this long without the boot volume, the console says what is looked for and until
+/// when ([`still_waiting`]): a slow SD card or USB disk is no reason for silence.
+pub const WAIT_NOTICE: Duration = Duration::from_secs(2);
+
+/// The console line of a boot still waiting for its volume after `waited`.
+pub fn still_waiting(looked_for: &str, waited: Duration) -> String {
+    format!(
+        "rkos-init: no boot volume yet after {:.0} s; waiting for {looked_for}\n",
+        waited.as_secs_f64()
+    )
+}
+
 /// The mode and the volumes, once the devices it needs are there.
 pub fn decide(
     mode: Option<BootMode>,
@@ -163,5 +175,18 @@ mod tests {
             a.contains("RKOS_STATE") && a.contains("RKOS_LIVE") && a.contains("2.5 s"),
             "{a}"
         );
+    }
+
+    #[test]
+    fn a_slow_boot_device_is_announced_with_the_limit() {
+        let wanted = looked_for(Some(BootMode::Live), None, Duration::from_secs(30));
+        let line = still_waiting(&wanted, Duration::from_millis(2040));
+        assert!(
+            line.starts_with(
+                "rkos-init: no boot volume yet after 2 s; waiting for a volume labelled RKOS_LIVE"
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with("within rkos.wait=30 s\n"), "{line}");
     }
 }

@@ -12,10 +12,20 @@ pub fn workspace() -> PathBuf {
 
 /// The ISO under test, named by `RKOS_ISO` (`make boot-test` sets it to the stand-in ISO).
 pub fn iso() -> Result<PathBuf> {
-    let iso = std::env::var_os("RKOS_ISO")
+    iso_named("RKOS_ISO", "make boot-test")
+}
+
+/// The arm64 ISO under test, named by `RKOS_ISO_ARM64` (`make test-arm64` sets it to the
+/// arm64 stand-in ISO).
+pub fn iso_arm64() -> Result<PathBuf> {
+    iso_named("RKOS_ISO_ARM64", "make test-arm64")
+}
+
+fn iso_named(var: &str, target: &str) -> Result<PathBuf> {
+    let iso = std::env::var_os(var)
         .map(PathBuf::from)
-        .context("RKOS_ISO names the ISO under test (make boot-test sets it)")?;
-    ensure!(iso.is_file(), "RKOS_ISO={} is not a file", iso.display());
+        .with_context(|| format!("{var} names the ISO under test ({target} sets it)"))?;
+    ensure!(iso.is_file(), "{var}={} is not a file", iso.display());
     Ok(iso)
 }
 

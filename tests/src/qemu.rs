@@ -6,8 +6,9 @@
 
 use crate::console;
 use crate::screen::Screen;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use rkos_vm::Accel;
+pub use rkos_vm::Arch;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -30,11 +31,12 @@ pub enum Boot {
         cmdline: String,
         medium: Option<PathBuf>,
     },
-    /// OVMF (UEFI) -> GRUB's EFI image on the ISO; `uefi_vars` as for [`Boot::Disk`].
+    /// UEFI firmware (OVMF, AAVMF on arm64) -> GRUB's EFI image on the ISO; `uefi_vars` as
+    /// for [`Boot::Disk`].
     IsoUefi { iso: PathBuf, uefi_vars: PathBuf },
     /// Firmware -> the first disk in [`VmConfig::disks`] (an installed node), with SeaBIOS, or
-    /// with OVMF when `uefi_vars` names a writable copy of its variable store
-    /// ([`ovmf_vars`]). No CD-ROM is attached.
+    /// with UEFI when `uefi_vars` names a writable copy of its variable store
+    /// ([`uefi_vars`]; arm64 has UEFI only). No CD-ROM is attached.
     Disk { uefi_vars: Option<PathBuf> },
     /// SeaBIOS -> the NIC's iPXE option ROM -> the network ([`Nic`] says which).
     Pxe,
@@ -107,16 +109,20 @@ impl Nic {
     }
 }
 
-/// OVMF's firmware code, read-only (Debian package `ovmf`).
-pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-
-/// A fresh copy of OVMF's variable store in `dir`, for [`Boot::Disk`] under UEFI: the
-/// firmware writes its boot entries there, so each VM needs its own.
-pub fn ovmf_vars(dir: &Path) -> Result<PathBuf> {
-    let vars = dir.join("OVMF_VARS.fd");
-    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
-        .context("copying OVMF's variable store (package ovmf)")?;
+/// A fresh copy of the UEFI firmware's variable store for `arch` in `dir`: the firmware
+/// writes its boot entries there, so each VM needs its own.
+pub fn uefi_vars(arch: Arch, dir: &Path) -> Result<PathBuf> {
+    let (_, template) = arch.uefi_firmware();
+    let vars = dir.join(format!("UEFI_VARS_{arch}.fd"));
+    std::fs::copy(template, &vars).with_context(|| {
+        format!("copying the UEFI variable store {template} (packages ovmf, qemu-efi-aarch64)")
+    })?;
     Ok(vars)
+}
+
+/// [`uefi_vars`] of OVMF, the amd64 firmware.
+pub fn ovmf_vars(dir: &Path) -> Result<PathBuf> {
+    uefi_vars(Arch::Amd64, dir)
 }
 
 /// What to start.
@@ -124,6 +130,8 @@ pub fn ovmf_vars(dir: &Path) -> Result<PathBuf> {
 pub struct VmConfig {
     /// Names the console log: `target/boot-logs/<name>.log`.
     pub name: String,
+    /// The guest's architecture: which QEMU, machine, firmware and accelerator.
+    pub arch: Arch,
     pub boot: Boot,
     /// Disk images attached as virtio disks (seed volumes, blank disks): raw, or qcow2 when
     /// the name ends in `.qcow2`.
@@ -150,9 +158,13 @@ pub struct Forward {
     pub guest_port: u16,
 }
 
-/// The accelerator for this test process: [`rkos_vm::accel::verdict`] (`RKOS_ACCEL`, or a
-/// real kernel booted under KVM), probed once with the kernel `probe_kernel` finds for `cfg`.
+/// The accelerator for this test process: [`rkos_vm::verdict_for_arch`] (`RKOS_ACCEL`, or a
+/// real kernel booted under KVM; always TCG for a guest of another architecture), probed
+/// once with the kernel `probe_kernel` finds for `cfg`.
 pub fn accelerator_for(cfg: &VmConfig) -> Accel {
+    if Arch::host() != Some(cfg.arch) {
+        return rkos_vm::verdict_for_arch(cfg.arch, None).accel;
+    }
     rkos_vm::verdict(probe_kernel(&cfg.boot).as_deref()).accel
 }
 
@@ -573,24 +585,25 @@ impl Drop for Vm {
 
 /// Starts QEMU for `cfg` under `accel` with its console read into a [`Shared`] buffer (and
 /// the log file, and the terminal) by a thread, and QEMU's stderr by another.
-fn spawn(
-    cfg: &VmConfig,
-    nic: &Nic,
-    accel: Accel,
-) -> Result<(Child, Arc<Shared>, PathBuf)> {
+fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>, PathBuf)> {
+    let arch = cfg.arch;
     let mut cmd = match &nic.netns {
         Some(ns) => {
             // `ip netns exec` execs QEMU: the child's pid is QEMU's.
             let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+            c.args(["netns", "exec", ns, arch.qemu_system()]);
             c
         }
-        None => Command::new("qemu-system-x86_64"),
+        None => Command::new(arch.qemu_system()),
     };
-    cmd.args(["-accel", accel.as_str(), "-cpu", accel.cpu()]);
+    let cpu = match accel {
+        Accel::Tcg => arch.tcg_cpu(),
+        Accel::Kvm => accel.cpu(),
+    };
+    cmd.args(["-accel", accel.as_str(), "-cpu", cpu]);
     cmd.args([
         "-machine",
-        "q35",
+        arch.machine(),
         "-smp",
         "2",
         "-m",
@@ -600,11 +613,14 @@ fn spawn(
     cmd.args(nic.args(&cfg.extras));
     match &cfg.boot {
         Boot::Iso(iso) => {
+            ensure!(
+                arch == Arch::Amd64,
+                "{arch} boots through UEFI only: use Boot::IsoUefi"
+            );
             // CD first: SeaBIOS would otherwise try a seed disk's FAT boot sector first
             // and stop there ("not a bootable disk", on VGA only)
-            cmd.arg("-drive")
-                .arg(cdrom(iso))
-                .args(["-boot", "order=d,menu=off"]);
+            cdrom(&mut cmd, arch, iso);
+            cmd.args(["-boot", "order=d,menu=off"]);
         }
         Boot::Kernel {
             kernel,
@@ -615,16 +631,20 @@ fn spawn(
             cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
             cmd.arg("-append").arg(cmdline);
             if let Some(iso) = medium {
-                cmd.arg("-drive").arg(cdrom(iso));
+                cdrom(&mut cmd, arch, iso);
             }
         }
         Boot::IsoUefi { iso, uefi_vars } => {
-            ovmf(&mut cmd, uefi_vars);
-            cmd.arg("-drive").arg(cdrom(iso));
+            uefi(&mut cmd, arch, uefi_vars);
+            cdrom(&mut cmd, arch, iso);
         }
         Boot::Disk { uefi_vars } => {
-            if let Some(vars) = uefi_vars {
-                ovmf(&mut cmd, vars);
+            match uefi_vars {
+                Some(vars) => uefi(&mut cmd, arch, vars),
+                None => ensure!(
+                    arch == Arch::Amd64,
+                    "{arch} boots through UEFI only: give Boot::Disk its uefi_vars"
+                ),
             }
             cmd.args(["-boot", "order=c,menu=off"]);
         }
@@ -648,15 +668,19 @@ fn spawn(
         cmd.arg("-drive")
             .arg(format!("file={},format={format},if=virtio", d.display()));
     }
+    ensure!(
+        arch == Arch::Amd64 || cfg.extras.cdroms.is_empty(),
+        "extra CD-ROMs are attached to amd64 guests only"
+    );
     for c in &cfg.extras.cdroms {
-        cmd.arg("-drive").arg(cdrom(c));
+        cdrom(&mut cmd, arch, c);
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
-        .context("starting qemu-system-x86_64 (is QEMU installed?)")?;
+        .with_context(|| format!("starting {} (is QEMU installed?)", arch.qemu_system()))?;
     let stdin = child.stdin.take().context("qemu stdin")?;
     let mut stdout = child.stdout.take().context("qemu stdout")?;
     let mut stderr = child.stderr.take().context("qemu stderr")?;
@@ -730,15 +754,33 @@ fn spawn(
     Ok((child, shared, log_path))
 }
 
-fn ovmf(cmd: &mut Command, vars: &Path) {
+fn uefi(cmd: &mut Command, arch: Arch, vars: &Path) {
+    let (code, _) = arch.uefi_firmware();
     cmd.arg("-drive")
-        .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
+        .arg(format!("if=pflash,format=raw,readonly=on,file={code}"));
     cmd.arg("-drive")
         .arg(format!("if=pflash,format=raw,file={}", vars.display()));
 }
 
-fn cdrom(iso: &Path) -> String {
-    format!("file={},media=cdrom,if=ide,readonly=on", iso.display())
+/// The ISO as a CD-ROM: on the PC's IDE controller, or on virtio-scsi on the Arm `virt`
+/// board, which has no IDE.
+fn cdrom(cmd: &mut Command, arch: Arch, iso: &Path) {
+    match arch {
+        Arch::Amd64 => {
+            cmd.arg("-drive").arg(format!(
+                "file={},media=cdrom,if=ide,readonly=on",
+                iso.display()
+            ));
+        }
+        Arch::Arm64 => {
+            cmd.args(["-device", "virtio-scsi-pci,id=scsi0"]);
+            cmd.arg("-drive").arg(format!(
+                "file={},media=cdrom,if=none,id=cd0,readonly=on",
+                iso.display()
+            ));
+            cmd.args(["-device", "scsi-cd,drive=cd0,bus=scsi0.0"]);
+        }
+    }
 }
 
 /// Extracts `/boot/vmlinuz` and `/boot/initrd` from an rkos ISO into `dir` (xorriso), for

@@ -3,7 +3,7 @@
 //! binary only): no VM runs, so this is part of the unit tests. The real boots under the
 //! real QEMU are `tests/boot.rs` and the others.
 
-use rkos_tests::qemu::{log_dir, Boot, Vm, VmConfig};
+use rkos_tests::qemu::{log_dir, Arch, Boot, Vm, VmConfig};
 use rkos_vm::accel::{probe, Accel};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -48,6 +48,7 @@ fn vm(dir: &Path, name: &str, kvm: &str) -> VmConfig {
         disks: vec![],
         memory_mb: 256,
         extras: Default::default(),
+        arch: Arch::Amd64,
     }
 }
 

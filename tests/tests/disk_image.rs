@@ -22,7 +22,7 @@
 
 use anyhow::{ensure, Context, Result};
 use rkos_tests::host::{free_port, sh, ssh, ssh_keygen};
-use rkos_tests::qemu::{ovmf_vars, Boot, Extras, Forward, Vm, VmConfig};
+use rkos_tests::qemu::{ovmf_vars, Arch, Boot, Extras, Forward, Vm, VmConfig};
 use rkos_tests::seed::make_seed_iso;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -148,6 +148,7 @@ struct Clone {
 fn start(c: &Clone) -> Result<Vm> {
     Vm::start(&VmConfig {
         name: format!("disk-image-{}", c.name),
+        arch: Arch::Amd64,
         boot: Boot::Disk {
             uefi_vars: c.uefi.clone(),
         },

@@ -13,7 +13,7 @@
 use anyhow::{ensure, Context, Result};
 use rkos_slots::{Manifest, Slot, StateDir};
 use rkos_tests::host::{ensure_rkos_partitions, iso, sh};
-use rkos_tests::qemu::{extract_kernel, Boot, Vm, VmConfig};
+use rkos_tests::qemu::{extract_kernel, Arch, Boot, Vm, VmConfig};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -55,6 +55,7 @@ fn exp(vm: &mut Vm, text: &str, t: Duration) -> Result<String> {
 fn boot_disk(name: &str, disk: &Path) -> Result<Vm> {
     Vm::start(&VmConfig {
         name: name.into(),
+        arch: Arch::Amd64,
         boot: Boot::Disk { uefi_vars: None },
         disks: vec![disk.to_path_buf()],
         memory_mb: 2048,
@@ -92,6 +93,7 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
     let disk = blank_disk(dir.path(), 8)?;
     let mut vm = Vm::start(&VmConfig {
         name: "install-wizard".into(),
+        arch: Arch::Amd64,
         boot: Boot::Iso(iso()?),
         disks: vec![disk.clone()],
         memory_mb: 2048,
@@ -345,6 +347,7 @@ fn unattended_install_from_the_kernel_command_line_powers_off() -> Result<()> {
     let (kernel, initrd) = extract_kernel(&iso()?, dir.path())?;
     let mut vm = Vm::start(&VmConfig {
         name: "install-unattended".into(),
+        arch: Arch::Amd64,
         boot: Boot::Kernel {
             kernel: kernel.clone(),
             initrd: initrd.clone(),

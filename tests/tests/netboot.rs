@@ -6,7 +6,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use rkos_tests::host::{rkos_bin, sh};
-use rkos_tests::qemu::{Boot, NetBackend, Nic, Vm, VmConfig, IPXE_ROM};
+use rkos_tests::qemu::{Arch, Boot, NetBackend, Nic, Vm, VmConfig, IPXE_ROM};
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -136,6 +136,7 @@ fn pxe_vm(name: &str, mac: &str, backend: NetBackend, netns: Option<&str>) -> Re
     Vm::start_with_nic(
         &VmConfig {
             name: name.into(),
+            arch: Arch::Amd64,
             boot: Boot::Pxe,
             disks: vec![],
             memory_mb: MEMORY_MB,
@@ -562,6 +563,7 @@ fn altered_images_are_refused() -> Result<()> {
         let _farm = farm(dir, &inv, &format!("127.0.0.1:{port}"), work.path(), None)?;
         let mut vm = Vm::start(&VmConfig {
             name: format!("netboot-{case}"),
+            arch: Arch::Amd64,
             boot: Boot::Kernel {
                 kernel: dist.join("vmlinuz"),
                 initrd: dist.join("initrd"),

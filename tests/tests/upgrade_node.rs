@@ -26,7 +26,7 @@ use anyhow::{ensure, Context, Result};
 use regex::Regex;
 use rkos_tests::host::{iso, rkos_bin, sh, workspace};
 use rkos_tests::httpd::Httpd;
-use rkos_tests::qemu::{Boot, Vm, VmConfig};
+use rkos_tests::qemu::{Arch, Boot, Vm, VmConfig};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -165,6 +165,7 @@ impl Drop for Loop {
 fn start(disk: &Path, name: &str) -> Result<Vm> {
     Vm::start(&VmConfig {
         name: name.into(),
+        arch: Arch::Amd64,
         boot: Boot::Disk { uefi_vars: None },
         disks: vec![disk.to_path_buf()],
         memory_mb: 1536,

@@ -12,7 +12,7 @@
 
 use anyhow::{ensure, Context, Result};
 use rkos_tests::host::iso;
-use rkos_tests::qemu::{Boot, Vm, VmConfig};
+use rkos_tests::qemu::{Arch, Boot, Vm, VmConfig};
 use std::time::{Duration, Instant};
 
 const BOOT: Duration = Duration::from_secs(600);
@@ -33,6 +33,7 @@ const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN2pU7tVqB/RceORxdEERGk8K
 fn live(name: &str) -> Result<Vm> {
     let mut vm = Vm::start(&VmConfig {
         name: name.into(),
+        arch: Arch::Amd64,
         boot: Boot::Iso(iso()?),
         disks: vec![],
         memory_mb: 2048,

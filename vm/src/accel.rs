@@ -11,7 +11,11 @@
 //! The verdict is taken once per process ([`verdict`]) and printed once on stderr, so every
 //! QEMU user (make run, the tests, the boot report, the lab) agrees and says why.
 //! `RKOS_ACCEL=kvm|tcg` forces the choice.
+//!
+//! A guest of another architecture than the host's (arm64 on an x86_64 machine) never runs
+//! under KVM: [`verdict_for_arch`] says TCG without a probe, also once per process.
 
+use crate::Arch;
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
@@ -266,7 +270,37 @@ pub fn verdict_for(kernel: Option<&Path>) -> Verdict {
     }
 }
 
+/// The verdict for a guest of another architecture than `host`, given what `RKOS_ACCEL`
+/// asked for ([`forced`]): always TCG, since KVM runs guests of the host's own architecture
+/// only; a forced kvm is named as ignored.
+pub fn foreign_verdict(guest: Arch, host: &str, forced: Option<Result<Accel, String>>) -> Verdict {
+    let why = format!(
+        "an {} guest cannot run under KVM on this {host} host (software emulation)",
+        guest.uname()
+    );
+    match forced {
+        Some(Ok(Accel::Kvm)) => Verdict::tcg(format!("{why}; RKOS_ACCEL=kvm ignored")),
+        _ => Verdict::tcg(why),
+    }
+}
+
 static VERDICT: OnceLock<Mutex<Verdict>> = OnceLock::new();
+static FOREIGN_VERDICT: OnceLock<Verdict> = OnceLock::new();
+
+/// The verdict for a guest of architecture `guest`: [`verdict`] (probed with `kernel`) when
+/// it is the host's, else [`foreign_verdict`], printed once on stderr as well.
+pub fn verdict_for_arch(guest: Arch, kernel: Option<&Path>) -> Verdict {
+    if Arch::host() == Some(guest) {
+        return verdict(kernel);
+    }
+    FOREIGN_VERDICT
+        .get_or_init(|| {
+            let v = foreign_verdict(guest, std::env::consts::ARCH, forced());
+            eprintln!("{v}");
+            v
+        })
+        .clone()
+}
 
 /// One line on the process's real stderr. Not `eprintln!`: the test harness captures that
 /// for passing tests, and the verdict must show in every test run's output.
@@ -393,6 +427,29 @@ qemu-system-x86_64: target/i386/kvm/kvm.c:3849: kvm_buf_set_msrs: Assertion `ret
             "{r}"
         );
         assert!(r.contains("kvm_buf_set_msrs"), "{r}");
+    }
+
+    #[test]
+    fn a_foreign_guest_is_emulated_and_says_why() {
+        for forced in [None, Some(Ok(Accel::Tcg))] {
+            let v = foreign_verdict(Arch::Arm64, "x86_64", forced);
+            assert_eq!(v.accel, Accel::Tcg);
+            assert!(!v.forced);
+            assert_eq!(
+                v.to_string(),
+                "accelerator: tcg, because an aarch64 guest cannot run under KVM on this \
+                 x86_64 host (software emulation)"
+            );
+        }
+        let v = foreign_verdict(Arch::Amd64, "aarch64", Some(Ok(Accel::Kvm)));
+        assert_eq!(v.accel, Accel::Tcg);
+        assert_eq!(
+            v.reason.as_deref(),
+            Some(
+                "an x86_64 guest cannot run under KVM on this aarch64 host (software \
+                 emulation); RKOS_ACCEL=kvm ignored"
+            )
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! rkos under QEMU on a host. One place decides the accelerator ([`accel`]) for every QEMU
-//! user: `make run`, the QEMU tests, the boot report, and what later runs VMs on a host.
+//! user: `make run`, the QEMU tests, the boot report, and what later runs VMs on a host; one
+//! place names what goes with each guest architecture ([`arch`]).
 
 pub mod accel;
+pub mod arch;
 pub mod iso;
 
-pub use accel::{verdict, Accel, Verdict};
+pub use accel::{verdict, verdict_for_arch, Accel, Verdict};
+pub use arch::Arch;

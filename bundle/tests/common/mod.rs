@@ -100,13 +100,22 @@ impl Fixture {
     }
 
     pub fn stage(&self, source: &str) -> rkos_bundle::Result<Staged> {
+        self.stage_on(source, &Self::opts().arch)
+    }
+
+    /// [`Fixture::stage`] on a node of the architecture `arch`.
+    pub fn stage_on(&self, source: &str, arch: &str) -> rkos_bundle::Result<Staged> {
         let src = Source::parse(source)?;
+        let opts = StageOptions {
+            arch: arch.into(),
+            ..Self::opts()
+        };
         rkos_bundle::stage(
             &src,
             &self.state,
             Slot::A,
             &self.keys(),
-            &Self::opts(),
+            &opts,
             &mut NoProgress,
         )
     }

@@ -85,12 +85,13 @@ pub(super) fn rescue_if_asked(b: &mut Boot) -> Result<(), String> {
 
 /// Probes the block devices every 20 ms until the boot volume is there, re-running
 /// coldplug every 100 ms: USB and SD devices show up late and bring new modaliases
-/// (usb-storage, mmc_block).
+/// (usb-storage, mmc_block). A wait past [`detect::WAIT_NOTICE`] is said once on the consoles.
 pub(super) fn wait_devices(b: &mut Boot) -> Result<(), String> {
     let p = &b.params;
     b.looked_for = detect::looked_for(p.mode, p.slot, p.wait);
     let start = Instant::now();
     let mut rounds = 0u32;
+    let mut announced = false;
     let (mode, boot, data) = loop {
         let scan_start = Instant::now();
         let devs = devices::scan(Path::new("/sys/class/block"), Path::new("/dev"));
@@ -103,6 +104,11 @@ pub(super) fn wait_devices(b: &mut Boot) -> Result<(), String> {
         b.devices = devs;
         if let Some(found) = found {
             break found;
+        }
+        if !announced && start.elapsed() >= detect::WAIT_NOTICE {
+            announced = true;
+            let line = detect::still_waiting(&b.looked_for, start.elapsed());
+            log::to_consoles(&b.consoles, &line);
         }
         if start.elapsed() >= b.params.wait {
             return Err(format!(

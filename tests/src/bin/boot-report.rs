@@ -1,12 +1,12 @@
 //! Boots an rkos ISO once (firmware -> GRUB -> kernel -> rkos-init -> systemd -> login) and
 //! prints, as Markdown, the boot-time breakdown and the sizes of the ISO, its squashfs and
 //! initramfs. `build/boot-report.sh` runs it and writes docs/benchmarks.md.
-//! Usage: boot-report ISO
+//! Usage: boot-report ISO [ARCH]   (ARCH amd64, the default, or arm64: booted through UEFI)
 
 use anyhow::{bail, Context, Result};
 use rkos_contract::files;
 use rkos_tests::console::init_stages;
-use rkos_tests::qemu::{accelerator, extract_kernel, Boot, Vm, VmConfig};
+use rkos_tests::qemu::{accelerator_for, extract_kernel, uefi_vars, Arch, Boot, Vm, VmConfig};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,19 +14,36 @@ use std::time::{Duration, Instant};
 const BOOT: Duration = Duration::from_secs(600);
 
 fn main() -> Result<()> {
-    let iso = PathBuf::from(std::env::args().nth(1).context("usage: boot-report ISO")?);
+    let usage = "usage: boot-report ISO [amd64|arm64]";
+    let iso = PathBuf::from(std::env::args().nth(1).context(usage)?);
+    let arch: Arch = match std::env::args().nth(2) {
+        Some(a) => a.parse().map_err(anyhow::Error::msg).context(usage)?,
+        None => Arch::Amd64,
+    };
     let tmp = tempfile::tempdir()?;
     let (_, initrd) = extract_kernel(&iso, tmp.path())?;
     let squashfs = iso_file_size(&iso, &format!("/{}", files::MEDIUM_ROOTFS))?;
 
-    let t0 = Instant::now();
-    let mut vm = Vm::start(&VmConfig {
-        name: "boot-report".into(),
-        boot: Boot::Iso(iso.clone()),
+    let boot = match arch {
+        Arch::Amd64 => Boot::Iso(iso.clone()),
+        Arch::Arm64 => Boot::IsoUefi {
+            iso: iso.clone(),
+            uefi_vars: uefi_vars(arch, tmp.path())?,
+        },
+    };
+    let cfg = VmConfig {
+        name: match arch {
+            Arch::Amd64 => "boot-report".into(),
+            other => format!("boot-report-{other}"),
+        },
+        arch,
+        boot,
         disks: vec![],
         memory_mb: 2048,
         extras: Default::default(),
-    })?;
+    };
+    let t0 = Instant::now();
+    let mut vm = Vm::start(&cfg)?;
     let line = vm.expect(r"\[ *[0-9]+\.[0-9]+\] Run /init as init process", BOOT)?;
     let t_init_seen = t0.elapsed().as_secs_f64();
     let k_init = kernel_stamp(&line).context("no kernel timestamp on the /init line")?;
@@ -87,7 +104,11 @@ fn main() -> Result<()> {
     println!("| rootfs.squashfs | {} |", mib(squashfs));
     println!("| initramfs | {} |", mib(std::fs::metadata(&initrd)?.len()));
     println!();
-    println!("Accelerator: {}; QEMU q35, 2 vCPUs, 2 GiB.", accelerator());
+    println!(
+        "Accelerator: {}; QEMU {}, 2 vCPUs, 2 GiB.",
+        accelerator_for(&cfg),
+        arch.machine()
+    );
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! ask before starting QEMU, so they decide exactly as the tests do.
 
 use clap::Parser;
-use rkos_vm::accel;
+use rkos_vm::{accel, Arch};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,10 +18,18 @@ struct Args {
     /// An rkos ISO whose /boot/vmlinuz is the kernel to probe with.
     #[arg(long)]
     iso: Option<PathBuf>,
+    /// The guest's architecture (amd64, arm64); default: the host's. A guest of another
+    /// architecture is emulated without a probe.
+    #[arg(long)]
+    arch: Option<Arch>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(guest) = args.arch.filter(|a| Some(*a) != Arch::host()) {
+        println!("{}", accel::verdict_for_arch(guest, None).accel);
+        return ExitCode::SUCCESS;
+    }
     let tmp = std::env::temp_dir().join(format!("rkos-accel-{}", std::process::id()));
     let kernel = match (&args.kernel, &args.iso) {
         (Some(k), _) => Some(k.clone()),

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod cmdline;
+pub mod datasource;
 pub mod de;
 pub mod diag;
 pub mod emit;

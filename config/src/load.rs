@@ -139,8 +139,14 @@ pub fn parse_source(source: &Source) -> Parsed {
     if source.kind == SourceKind::CloudInit {
         norm.unknown_root_note = Some(CLOUD_INIT_NOTE);
     }
-    let tree = norm.root(raw);
+    let mut tree = norm.root(raw);
     diags.extend(norm.diagnostics);
+    if source.kind == SourceKind::DataSource {
+        diags.extend(crate::datasource::strip_trust_roots(
+            &mut tree,
+            &source.name,
+        ));
+    }
     for d in &mut diags {
         if d.source.is_empty() {
             d.source = source.name.clone();

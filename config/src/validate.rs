@@ -250,17 +250,18 @@ fn check_rkos(c: &mut Checker, cfg: &Config) {
     c.list(
         "data_sources",
         &r.data_sources,
-        |c, u| match url::Url::parse(u) {
-            Ok(url) if url.scheme() == "https" => {}
-            Ok(url) if url.scheme() == "http" => {
-                c.warn("plain http: the config is fetched without protection")
-            }
+        |c, u| match crate::datasource::DataSourceUrl::parse(u) {
+            Ok(_) => {}
             // k3OS named metadata providers here (`aws`, `cdrom`, ...); such a file must
             // still load, so a bare word is only a warning.
-            Err(url::ParseError::RelativeUrlWithoutBase) if !u.contains('/') => c.warn(format!(
-                "`{u}`: k3OS's provider names are not supported; rkos fetches https URLs (ignored)"
-            )),
-            _ => c.error(format!("expected an https URL, found `{u}`")),
+            Err(_) if !u.contains('/')
+                && url::Url::parse(u) == Err(url::ParseError::RelativeUrlWithoutBase) =>
+            {
+                c.warn(format!(
+                    "`{u}`: k3OS's provider names are not supported; rkos fetches https URLs (ignored)"
+                ))
+            }
+            Err(e) => c.error(e.to_string()),
         },
     );
     c.key("install", |c| {

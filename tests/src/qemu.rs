@@ -373,6 +373,10 @@ fn spawn(cfg: &VmConfig, accel: Accel) -> Result<(Child, ChildStdin, Arc<Shared>
         &cfg.memory_mb.to_string(),
     ]);
     cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+    // A hardware watchdog, as on real servers: systemd arms it (RuntimeWatchdogSec in the
+    // image), so a node that hangs after rkos-init is reset (QEMU's default action) and GRUB
+    // counts the try.
+    cmd.args(["-device", "i6300esb"]);
     // No option ROM: iPXE would spend seconds of emulated time announcing itself.
     cmd.args([
         "-netdev",

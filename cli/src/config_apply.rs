@@ -565,16 +565,25 @@ mod tests {
         rkos_io::sha256_reader(text.as_bytes()).unwrap().sha256
     }
 
+    /// `fetch_data_sources` of these entries into a new root, once `server` has answered.
+    fn fetch_all(
+        entries: Vec<String>,
+        server: std::thread::JoinHandle<()>,
+    ) -> (tempfile::TempDir, Vec<String>) {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.rkos.data_sources = entries;
+        let mut problems = Vec::new();
+        fetch_data_sources(d.path(), &cfg, &mut problems);
+        server.join().unwrap();
+        (d, problems)
+    }
+
     #[test]
     fn data_sources_are_fetched_over_loopback() {
         let body = "hostname: from-url\n";
         let (url, server) = serve(body, 1);
-        let d = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.rkos.data_sources = vec![format!("{url}#sha256={}", sha256(body))];
-        let mut problems = Vec::new();
-        fetch_data_sources(d.path(), &cfg, &mut problems);
-        server.join().unwrap();
+        let (d, problems) = fetch_all(vec![format!("{url}#sha256={}", sha256(body))], server);
         assert!(problems.is_empty(), "{problems:?}");
         let got = std::fs::read_to_string(under(d.path(), paths::DATASOURCES_DIR).join("01.yaml"))
             .unwrap();
@@ -588,15 +597,8 @@ mod tests {
         let body = "hostname: swapped\n";
         // One request: the unpinned URL is refused without being fetched.
         let (url, server) = serve(body, 1);
-        let d = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.rkos.data_sources = vec![
-            url.clone(),
-            format!("{url}#sha256={}", sha256("hostname: pinned\n")),
-        ];
-        let mut problems = Vec::new();
-        fetch_data_sources(d.path(), &cfg, &mut problems);
-        server.join().unwrap();
+        let pinned = format!("{url}#sha256={}", sha256("hostname: pinned\n"));
+        let (d, problems) = fetch_all(vec![url, pinned], server);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("pinned"), "{}", problems[0]);
         assert!(problems[1].contains("the URL pins"), "{}", problems[1]);

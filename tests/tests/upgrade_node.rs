@@ -152,6 +152,33 @@ fn sh_bytes(script: &str) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
+/// Puts the bundle at `url` (version `version`, whose boot fails: `why`) on trial in slot A
+/// with one try and `--reboot`; rkos-init must restart it, and GRUB go back to version 2 on
+/// slot B by itself.
+fn trial_rolls_back(vm: &mut Vm, url: &str, version: &str, why: &str) -> Result<()> {
+    vm.send(&format!(
+        "sudo rkos upgrade --bundle {url} --tries 1 --reboot\n"
+    ))?;
+    vm.expect(&format!("rkos-init: rkos {version} started"), BOOT)
+        .with_context(|| format!("the trial slot A did not boot version {version}"))?;
+    vm.expect(r"restarting in 10 s so GRUB counts the try", BOOT)
+        .with_context(|| format!("rkos-init did not restart the failed trial ({why})"))?;
+    vm.expect(&format!("rkos-init: rkos {V2} started"), BOOT)
+        .with_context(|| format!("GRUB did not fall back to slot B ({why})"))?;
+    login(vm)?;
+    init_report(vm, V2, "B")?;
+    status(
+        vm,
+        &[
+            &format!(r"^active slot: +B \(version {V2}\)"),
+            r"^default slot: +B",
+            r"^trial: +none",
+            r"^last outcome: +slot A was never marked good; GRUB rolled back to slot B",
+        ],
+    )?;
+    Ok(())
+}
+
 /// Links (or copies) `from` to `to`: the 140 MB root filesystem goes into several bundles.
 fn link(from: &Path, to: &Path) -> Result<()> {
     if fs::hard_link(from, to).is_err() {
@@ -591,49 +618,9 @@ fn upgrade_refusals_power_cuts_and_rollback_on_an_installed_node() -> Result<()>
         ],
     )?;
 
-    vm.send(&format!(
-        "sudo rkos upgrade --bundle {} --tries 1 --reboot\n",
-        url("v3")
-    ))?;
-    vm.expect(&format!("rkos-init: rkos {V3} started"), BOOT)
-        .context("the trial slot A did not boot version 3")?;
-    vm.expect(r"restarting in 10 s so GRUB counts the try", BOOT)
-        .context("rkos-init did not restart the failed trial")?;
-    vm.expect(&format!("rkos-init: rkos {V2} started"), BOOT)
-        .context("GRUB did not fall back to slot B")?;
-    login(&mut vm)?;
-    init_report(&mut vm, V2, "B")?;
-    status(
-        &mut vm,
-        &[
-            &format!(r"^active slot: +B \(version {V2}\)"),
-            r"^default slot: +B",
-            r"^trial: +none",
-            r"^last outcome: +slot A was never marked good; GRUB rolled back to slot B",
-        ],
-    )?;
-
+    trial_rolls_back(&mut vm, &url("v3"), V3, "the broken root filesystem")?;
     // --- boot 4: version 4 has no disk driver; unattended, the node comes back on B ---------
-    vm.send(&format!(
-        "sudo rkos upgrade --bundle {} --tries 1 --reboot\n",
-        url("v4")
-    ))?;
-    vm.expect(&format!("rkos-init: rkos {V4} started"), BOOT)
-        .context("the trial slot A did not boot version 4")?;
-    vm.expect(r"restarting in 10 s so GRUB counts the try", BOOT)
-        .context("rkos-init did not restart a trial that found no disk")?;
-    vm.expect(&format!("rkos-init: rkos {V2} started"), BOOT)
-        .context("GRUB did not fall back to slot B after the diskless trial")?;
-    login(&mut vm)?;
-    init_report(&mut vm, V2, "B")?;
-    status(
-        &mut vm,
-        &[
-            &format!(r"^active slot: +B \(version {V2}\)"),
-            r"^trial: +none",
-            r"^last outcome: +slot A was never marked good; GRUB rolled back to slot B",
-        ],
-    )?;
+    trial_rolls_back(&mut vm, &url("v4"), V4, "no disk driver")?;
     drop(vm);
     eprintln!("whole test: {:?}", began.elapsed());
     Ok(())

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use rkos_config::datasource::{DataSourceError, DataSourceUrl};
 use rkos_config::render::{PASSWORD_HASH, USER};
 use rkos_config::{source, BootMode, Config, NodeConfig, RenderContext};
 use rkos_contract::paths::{self, under};
@@ -214,8 +215,9 @@ fn fetched(path: PathBuf, text: String) -> rkos_config::RenderedFile {
     }
 }
 
-/// Fetches each `data_sources` URL into `run/rkos/datasources/NN.yaml`. A URL that fails
-/// keeps no file (the boot continues with the other sources).
+/// Fetches each `data_sources` URL into `run/rkos/datasources/NN.yaml`. A URL that fails,
+/// is plain http without a sha256 pin, or whose body does not match its pin keeps no file
+/// (the boot continues with the other sources): only checked bytes are ever parsed.
 fn fetch_data_sources(root: &Path, cfg: &Config, problems: &mut Vec<String>) {
     if cfg.rkos.data_sources.is_empty() {
         return;
@@ -225,12 +227,21 @@ fn fetch_data_sources(root: &Path, cfg: &Config, problems: &mut Vec<String>) {
         Err(e) => return problems.push(format!("{e:#}")),
     };
     let mut files = Vec::new();
-    for (i, url) in cfg.rkos.data_sources.iter().enumerate() {
-        // Validation warned about anything else (k3OS's provider names).
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            continue;
-        }
-        match fetch_text(&client, url) {
+    for (i, entry) in cfg.rkos.data_sources.iter().enumerate() {
+        let url = match DataSourceUrl::parse(entry) {
+            Ok(u) => u,
+            // Validation warned about k3OS's provider names, which are skipped.
+            Err(DataSourceError::NotUrl(_)) if !entry.contains('/') => continue,
+            Err(e) => {
+                problems.push(format!("data_sources[{i}]: {e}"));
+                continue;
+            }
+        };
+        let body = fetch_text(&client, &url.fetch).and_then(|text| {
+            url.check(text.as_bytes())?;
+            Ok(text)
+        });
+        match body {
             Ok(text) => files.push(fetched(
                 Path::new(paths::DATASOURCES_DIR).join(format!("{:02}.yaml", i + 1)),
                 text,
@@ -586,7 +597,7 @@ mod tests {
     /// (404 when `None`).
     fn serve(
         requests: usize,
-        body: fn(&str) -> Option<&'static str>,
+        body: impl Fn(&str) -> Option<&'static str> + Send + 'static,
     ) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -640,20 +651,54 @@ mod tests {
         );
     }
 
-    #[test]
-    fn data_sources_are_fetched_over_loopback() {
-        let (addr, server) = serve(1, |_| Some("hostname: from-url\n"));
+    /// A loopback server answering each of `n` requests with `body`, and its URL.
+    fn serve_cfg(body: &'static str, n: usize) -> (String, std::thread::JoinHandle<()>) {
+        let (addr, server) = serve(n, move |_| Some(body));
+        (format!("http://{addr}/cfg"), server)
+    }
+
+    fn sha256(text: &str) -> String {
+        rkos_io::sha256_reader(text.as_bytes()).unwrap().sha256
+    }
+
+    /// `fetch_data_sources` of these entries into a new root, once `server` has answered.
+    fn fetch_all(
+        entries: Vec<String>,
+        server: std::thread::JoinHandle<()>,
+    ) -> (tempfile::TempDir, Vec<String>) {
         let d = tempfile::tempdir().unwrap();
         let mut cfg = Config::default();
-        cfg.rkos.data_sources = vec![format!("http://{addr}/cfg")];
+        cfg.rkos.data_sources = entries;
         let mut problems = Vec::new();
         fetch_data_sources(d.path(), &cfg, &mut problems);
         server.join().unwrap();
+        (d, problems)
+    }
+
+    #[test]
+    fn data_sources_are_fetched_over_loopback() {
+        let body = "hostname: from-url\n";
+        let (url, server) = serve_cfg(body, 1);
+        let (d, problems) = fetch_all(vec![format!("{url}#sha256={}", sha256(body))], server);
         assert!(problems.is_empty(), "{problems:?}");
         let got = std::fs::read_to_string(under(d.path(), paths::DATASOURCES_DIR).join("01.yaml"))
             .unwrap();
-        assert_eq!(got, "hostname: from-url\n");
+        assert_eq!(got, body);
         let loaded = NodeConfig::at(d.path()).cmdline("").load();
         assert_eq!(loaded.config.hostname.as_deref(), Some("from-url"));
+    }
+
+    #[test]
+    fn plain_http_data_sources_need_a_matching_pin() {
+        let body = "hostname: swapped\n";
+        // One request: the unpinned URL is refused without being fetched.
+        let (url, server) = serve_cfg(body, 1);
+        let pinned = format!("{url}#sha256={}", sha256("hostname: pinned\n"));
+        let (d, problems) = fetch_all(vec![url, pinned], server);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("pinned"), "{}", problems[0]);
+        assert!(problems[1].contains("the URL pins"), "{}", problems[1]);
+        let dir = under(d.path(), paths::DATASOURCES_DIR);
+        assert!(rkos_config::source::yaml_files(&dir).is_empty());
     }
 }

@@ -168,6 +168,9 @@ pub fn run(args: InstallArgs) -> Result<()> {
     }
     refuse_ctrlc_while_writing()?;
     let (settings, fallback_config) = settings(&args);
+    if args.from_cmdline && settings.start() == unattended::Start::Interactive {
+        return os_config_on_this_terminal();
+    }
     let Unattended {
         device,
         config_url: config,
@@ -249,6 +252,29 @@ pub fn run(args: InstallArgs) -> Result<()> {
             .with_context(|| format!("systemctl {what}"))?;
     }
     Ok(())
+}
+
+/// The ISO's plain "rkos install" entry named no disk and no config: erase nothing and hand
+/// the console (rkos-install.service's terminal) to `os-config`.
+fn os_config_on_this_terminal() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    eprintln!(
+        "rkos-install: no disk and no config named (rkos.install.device=, rkos.install.config_url=): \
+         nothing is erased without a question; starting os-config"
+    );
+    let tty = |what| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .with_context(|| format!("opening the terminal for os-config's {what}"))
+    };
+    let err = std::process::Command::new("os-config")
+        .stdin(tty("input")?)
+        .stdout(tty("output")?)
+        .stderr(tty("messages")?)
+        .exec();
+    Err(err).context("starting os-config")
 }
 
 /// What to install where: the flags, and with `--from-cmdline` what they leave unset taken

@@ -1,7 +1,12 @@
 //! Writing a rendered file set under a root directory.
 
 use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag, AT_FDCWD};
+use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
 
 use rkos_io::AtomicFile;
 
@@ -17,6 +22,8 @@ pub enum ApplyError {
     },
     #[error("{0}: rendered paths must be absolute and free of `..`")]
     BadPath(PathBuf),
+    #[error("{0}: a symlink not owned by root is in the way; not following it")]
+    Symlink(PathBuf),
 }
 
 fn io(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> ApplyError {
@@ -43,24 +50,72 @@ pub fn target(root: &Path, path: &Path) -> Result<PathBuf, ApplyError> {
 /// directory is created with the final mode (so a secret is never readable by others, not
 /// even briefly), written, given its owner, fsynced, renamed over the target, and the
 /// directory is fsynced. Returns the paths (as rendered, not joined with root) that changed.
+///
+/// Directories are opened one by one from `root` without following a symlink that root does
+/// not own ([`open_dir`]), and the file is written through the opened directory: a user who
+/// plants `~/.ssh -> /etc` under the persistent `/home` cannot make root write, or hand the
+/// user, a file elsewhere.
 pub fn write_rendered(root: &Path, files: &[RenderedFile]) -> Result<Vec<PathBuf>, ApplyError> {
     let mut changed = Vec::new();
     for f in files {
         let dest = target(root, &f.path)?;
-        if unchanged(&dest, f) {
+        let rel = dest.strip_prefix(root).unwrap_or(&dest);
+        let (Some(rel_dir), Some(name)) = (rel.parent(), rel.file_name()) else {
+            return Err(ApplyError::BadPath(f.path.clone()));
+        };
+        let dir = open_dir(root, rel_dir)?;
+        // The opened directory by its descriptor: every later path operation (the temporary,
+        // the rename, the fsync) lands in exactly the directory checked above.
+        let held = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+        if unchanged(&held, f) {
             continue;
         }
-        let dir = dest
-            .parent()
-            .ok_or_else(|| ApplyError::BadPath(f.path.clone()))?;
-        std::fs::create_dir_all(dir).map_err(io(dir, "create directory"))?;
-        let mut out = AtomicFile::new(&dest, f.mode).map_err(io(&dest, "create"))?;
+        let mut out = AtomicFile::new(&held, f.mode).map_err(io(&dest, "create"))?;
         out.write_all(&f.content).map_err(io(&dest, "write"))?;
         chown_if_needed(out.file(), &dest, f)?;
         out.commit().map_err(io(&dest, "replace"))?;
         changed.push(f.path.clone());
     }
     Ok(changed)
+}
+
+/// Opens `root/rel` (normal components only, as [`target`] makes them), creating missing
+/// directories (0755), one component at a time. A symlink on the way is followed only when
+/// root owns it: only root can create one in a directory root owns (`/lib -> usr/lib`,
+/// `/var/run -> /run`), while a user's own link in a user's directory is refused.
+fn open_dir(root: &Path, rel: &Path) -> Result<OwnedFd, ApplyError> {
+    let dir_flags = OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    let mut cur = openat(AT_FDCWD, root, dir_flags, Mode::empty())
+        .map_err(|e| io(root, "open directory")(e.into()))?;
+    let mut at = root.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        let name = c.as_os_str();
+        let next = match openat(&cur, name, dir_flags | OFlag::O_NOFOLLOW, Mode::empty()) {
+            Err(Errno::ENOENT) => {
+                match mkdirat(&cur, name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(io(&at, "create directory")(e.into())),
+                }
+                openat(&cur, name, dir_flags | OFlag::O_NOFOLLOW, Mode::empty())
+            }
+            // O_NOFOLLOW met a symlink (ELOOP; ENOTDIR on some kernels with O_DIRECTORY).
+            Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                let st = fstatat(&cur, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .map_err(|e| io(&at, "stat")(e.into()))?;
+                if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFLNK {
+                    return Err(io(&at, "open directory")(Errno::ENOTDIR.into()));
+                }
+                if st.st_uid != 0 {
+                    return Err(ApplyError::Symlink(at));
+                }
+                openat(&cur, name, dir_flags, Mode::empty())
+            }
+            other => other,
+        };
+        cur = next.map_err(|e| io(&at, "open directory")(e.into()))?;
+    }
+    Ok(cur)
 }
 
 fn chown_if_needed(file: &std::fs::File, dest: &Path, f: &RenderedFile) -> Result<(), ApplyError> {
@@ -145,6 +200,50 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["hostname", "rancher"], "no temporaries left");
+    }
+
+    #[test]
+    fn a_planted_symlink_under_home_is_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let home = d.path().join("home/rkos");
+        std::fs::create_dir_all(&home).unwrap();
+        // A user's link (given to uid 1000 when the test runs as root; a user's own
+        // otherwise): root must not write through it.
+        let plant = |link: &Path| {
+            std::os::unix::fs::symlink(elsewhere.path(), link).unwrap();
+            let _ = std::os::unix::fs::lchown(link, Some(1000), Some(1000));
+        };
+        plant(&home.join(".ssh"));
+        let keys = RenderedFile {
+            path: "/home/rkos/.ssh/authorized_keys".into(),
+            mode: 0o600,
+            uid: 1000,
+            gid: 1000,
+            content: b"ssh-ed25519 AAAA admin\n".to_vec(),
+        };
+        let err = write_rendered(d.path(), std::slice::from_ref(&keys)).unwrap_err();
+        assert!(matches!(err, ApplyError::Symlink(_)), "{err}");
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+        // A link one level up is refused the same way, and nothing is created through it.
+        std::fs::remove_file(home.join(".ssh")).unwrap();
+        std::fs::remove_dir(&home).unwrap();
+        plant(&home);
+        assert!(matches!(
+            write_rendered(d.path(), std::slice::from_ref(&keys)),
+            Err(ApplyError::Symlink(_))
+        ));
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+        // A link as the file itself is replaced, never written through.
+        std::fs::remove_file(&home).unwrap();
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        let victim = elsewhere.path().join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        std::os::unix::fs::symlink(&victim, home.join(".ssh/authorized_keys")).unwrap();
+        write_rendered(d.path(), &[keys]).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        let written = home.join(".ssh/authorized_keys");
+        assert!(std::fs::symlink_metadata(&written).unwrap().is_file());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod cloudinit;
 pub mod cmdline;
+pub mod datasource;
 pub mod de;
 pub mod diag;
 pub mod emit;

@@ -137,6 +137,19 @@ pub fn parse_source(source: &Source) -> Parsed {
         diags.extend(norm.diagnostics);
         tree
     };
+    let mut tree = tree;
+    // Fetched sources are never trust roots: a data source, or a NoCloud seed fetched from a
+    // `ds=nocloud;s=URL`.
+    let fetched = source.kind == SourceKind::DataSource
+        || source
+            .name
+            .contains(rkos_contract::paths::NOCLOUD_NET_DIR.trim_start_matches('/'));
+    if fetched {
+        diags.extend(crate::datasource::strip_trust_roots(
+            &mut tree,
+            &source.name,
+        ));
+    }
     for d in &mut diags {
         if d.source.is_empty() {
             d.source = source.name.clone();

@@ -255,19 +255,20 @@ fn check_rkos(c: &mut Checker, cfg: &Config) {
     c.list(
         "data_sources",
         &r.data_sources,
-        |c, u| match url::Url::parse(u) {
-            Ok(url) if url.scheme() == "https" => {}
-            Ok(url) if url.scheme() == "http" => {
-                c.warn("plain http: the config is fetched without protection")
-            }
+        |c, u| match crate::datasource::DataSourceUrl::parse(u) {
+            Ok(_) => {}
             // k3OS named metadata providers here. `cdrom` is the seed volumes rkos always
             // reads (NoCloud `CIDATA`, ConfigDrive `config-2`); for the others such a file
             // must still load, so a bare word is only a warning.
             Err(_) if u == "cdrom" => {}
-            Err(url::ParseError::RelativeUrlWithoutBase) if !u.contains('/') => c.warn(format!(
-                "`{u}`: of k3OS's provider names only `cdrom` (the seed volumes, always read) is supported; rkos fetches https URLs (ignored)"
-            )),
-            _ => c.error(format!("expected an https URL, found `{u}`")),
+            Err(_) if !u.contains('/')
+                && url::Url::parse(u) == Err(url::ParseError::RelativeUrlWithoutBase) =>
+            {
+                c.warn(format!(
+                    "`{u}`: of k3OS's provider names only `cdrom` (the seed volumes, always read) is supported; rkos fetches https URLs (ignored)"
+                ))
+            }
+            Err(e) => c.error(e.to_string()),
         },
     );
     c.key("install", |c| {

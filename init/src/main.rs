@@ -27,14 +27,22 @@ fn main() {
             );
             return;
         }
-        let consoles = log::console_paths(&cmdline::consoles(
-            &fs::read_to_string(paths::PROC_CMDLINE).unwrap_or_default(),
-        ));
+        let line = fs::read_to_string(paths::PROC_CMDLINE).unwrap_or_default();
+        let consoles = log::console_paths(&cmdline::consoles(&line));
         log::kmsg(log::ERR, &format!("internal error: {info}"));
+        // An installed slot restarts, as on any failure (rescue::on_failure).
+        let then = rescue::decide(&line);
+        let next = match then {
+            rescue::OnFailure::Rescue => "Starting a rescue shell.",
+            rescue::OnFailure::Restart => "Restarting, so GRUB can fall back.",
+        };
         log::to_consoles(
             &consoles,
-            &format!("\nrkos-init: internal error: {info}\nStarting a rescue shell.\n"),
+            &format!("\nrkos-init: internal error: {info}\n{next}\n"),
         );
+        if then == rescue::OnFailure::Restart {
+            rescue::restart(&consoles);
+        }
         rescue::shell_forever(&consoles)
     }));
     let mut boot = Boot::start();

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::Duration;
 
-use rkos_contract::{paths, Slot};
+use rkos_contract::{paths, BootMode, Slot};
 
 use crate::devices::{self, BlockDevice};
 use crate::log;
@@ -24,6 +24,7 @@ pub fn failure_message(
     looked_for: &str,
     devices: &[BlockDevice],
     cmdline: &str,
+    then: OnFailure,
 ) -> String {
     let mut s = String::new();
     let bar = "=".repeat(72);
@@ -35,10 +36,22 @@ pub fn failure_message(
     let _ = writeln!(s, "Found these block devices:");
     s.push_str(&devices::describe(devices));
     let _ = writeln!(s, "Kernel command line: {}", cmdline.trim());
-    let _ = writeln!(
-        s,
-        "Starting a rescue shell (busybox). `reboot -f` restarts the machine."
-    );
+    match then {
+        OnFailure::Rescue => {
+            let _ = writeln!(
+                s,
+                "Starting a rescue shell (busybox). `reboot -f` restarts the machine."
+            );
+        }
+        OnFailure::Restart => {
+            let _ = writeln!(
+                s,
+                "This is an installed slot: restarting in {} s so GRUB counts the try and falls \
+                 back (its menu has a rescue entry).",
+                RESTART_DELAY.as_secs()
+            );
+        }
+    }
     let _ = writeln!(s, "{bar}");
     s
 }
@@ -57,30 +70,62 @@ fn install_applets() {
     let _ = Command::new(BUSYBOX).args(["--install", "-s"]).status();
 }
 
-/// How long the failure message stays on screen before a failed trial boot restarts.
-const TRIAL_RESTART_DELAY: Duration = Duration::from_secs(10);
+/// How long the failure message stays on screen before an installed slot restarts.
+pub const RESTART_DELAY: Duration = Duration::from_secs(10);
 
-/// A trial slot that cannot boot must not sit in the rescue shell: only a restart lets GRUB
-/// spend the remaining tries and then fall back to the known-good slot by itself. When the
-/// state volume is not mounted yet, GRUB's environment cannot be read and the shell is the
-/// safe answer (the panic=/watchdog path still covers a hang).
-pub fn restart_if_on_trial(booted: Slot, consoles: &[PathBuf]) {
-    let state = rkos_slots::StateDir::new(paths::STATE_MOUNT);
-    let on_trial = matches!(state.boot_state(), Ok(s) if s.trial.map(|t| t.slot) == Some(booted));
-    if !on_trial {
-        return;
+/// What a failed boot (an error or a panic of rkos-init) does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// The busybox shell on the console, for ever.
+    Rescue,
+    /// A restart after [`RESTART_DELAY`]: GRUB then spends the trial's tries and falls back.
+    Restart,
+}
+
+/// The rule: a disk boot started by GRUB with `rkos.slot` restarts, unless the state volume
+/// could be read and says that slot is not on trial (the known-good slot: a restart would
+/// boot it again, and the operator needs the shell). A failure before the state volume is
+/// readable (no disk driver, a panic) restarts: only that lets an unattended node get back
+/// to its previous slot. Live, netboot, install and rescue boots get the shell.
+///
+/// `asked`: `rkos.mode` from the command line (GRUB of an installed disk passes `disk`);
+/// `slot`: `rkos.slot`; `on_trial`: whether the state says `slot` is on trial, if known.
+pub fn on_failure(
+    asked: Option<BootMode>,
+    slot: Option<Slot>,
+    on_trial: Option<bool>,
+) -> OnFailure {
+    match (asked, slot, on_trial) {
+        (None | Some(BootMode::Disk), Some(_), None | Some(true)) => OnFailure::Restart,
+        _ => OnFailure::Rescue,
     }
-    log::to_consoles(
-        consoles,
-        &format!(
-            "rkos-init: slot {booted} is on trial and failed to boot; restarting in {} s so \
-             GRUB falls back to the previous slot\n",
-            TRIAL_RESTART_DELAY.as_secs()
-        ),
-    );
-    sleep(TRIAL_RESTART_DELAY);
+}
+
+/// [`on_failure`] for this boot: its kernel command line, and the state volume if rkos-init
+/// mounted it already.
+pub fn decide(cmdline: &str) -> OnFailure {
+    let Ok(params) = crate::cmdline::parse(cmdline) else {
+        return OnFailure::Rescue;
+    };
+    let on_trial = params.slot.and_then(|slot| {
+        let state = rkos_slots::StateDir::new(paths::STATE_MOUNT)
+            .boot_state()
+            .ok()?;
+        Some(state.trial.map(|t| t.slot) == Some(slot))
+    });
+    on_failure(params.mode, params.slot, on_trial)
+}
+
+/// Counts down [`RESTART_DELAY`] on the consoles, then restarts the machine.
+pub fn restart(consoles: &[PathBuf]) -> ! {
+    for left in (1..=RESTART_DELAY.as_secs()).rev() {
+        log::to_consoles(consoles, &format!("rkos-init: restarting in {left} s\n"));
+        sleep(Duration::from_secs(1));
+    }
     nix::unistd::sync();
     let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    // Only reached if the kernel refused: the shell is all that is left.
+    shell_forever(consoles)
 }
 
 /// Loads the filesystem drivers the operator is likely to need in the rescue shell.
@@ -171,6 +216,7 @@ mod tests {
             "a volume labelled RKOS_LIVE (iso9660) holding /rootfs.squashfs",
             &devs,
             "console=ttyS0 rkos.mode=live\n",
+            OnFailure::Rescue,
         );
         assert!(m.contains("BOOT FAILED: no boot volume after 10 s"), "{m}");
         assert!(m.contains("Looked for: a volume labelled RKOS_LIVE"), "{m}");
@@ -187,6 +233,45 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("rescue shell"), "{m}");
+    }
+
+    #[test]
+    fn an_installed_slot_restarts_unless_known_good() {
+        use OnFailure::{Rescue, Restart};
+        let disk = Some(BootMode::Disk);
+        // A trial that fails before its state volume is readable (no disk driver, a panic).
+        assert_eq!(on_failure(disk, Some(Slot::B), None), Restart);
+        assert_eq!(on_failure(None, Some(Slot::B), None), Restart);
+        assert_eq!(on_failure(disk, Some(Slot::B), Some(true)), Restart);
+        // The known-good slot, as the state says: a restart would boot it again.
+        assert_eq!(on_failure(disk, Some(Slot::A), Some(false)), Rescue);
+        // Not an installed slot.
+        assert_eq!(on_failure(disk, None, None), Rescue);
+        for mode in [
+            BootMode::Live,
+            BootMode::Netboot,
+            BootMode::Install,
+            BootMode::Rescue,
+        ] {
+            assert_eq!(
+                on_failure(Some(mode), Some(Slot::B), None),
+                Rescue,
+                "{mode:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_command_line_decides_before_anything_is_mounted() {
+        // No state volume is mounted where the tests run: unknown, so a GRUB slot restarts.
+        assert_eq!(
+            decide("rkos.mode=disk rkos.slot=B console=ttyS0"),
+            OnFailure::Restart
+        );
+        assert_eq!(decide("rkos.mode=live console=ttyS0"), OnFailure::Rescue);
+        assert_eq!(decide(""), OnFailure::Rescue);
+        let m = failure_message("x", "", &[], "rkos.slot=B", OnFailure::Restart);
+        assert!(m.contains("restarting in 10 s"), "{m}");
     }
 
     #[test]

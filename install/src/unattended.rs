@@ -45,6 +45,30 @@ impl Unattended {
     }
 }
 
+/// How an install started by the boot (`rkos.mode=install`, rkos-install.service) begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Install without questions: a disk or a config was named.
+    Unattended,
+    /// Nothing was named (the ISO's plain "rkos install" entry): erase nothing, start
+    /// `os-config` on the console.
+    Interactive,
+}
+
+impl Unattended {
+    /// A disk is erased without a question only when the operator named a device or a config
+    /// (`rkos.install.device=`, `rkos.install.config_url=` on the kernel command line, or the
+    /// same keys in the `install:` section of the boot medium's config or a NoCloud seed):
+    /// a menu entry alone must never erase the only disk of a machine.
+    pub fn start(&self) -> Start {
+        if self.device.is_some() || self.config_url.is_some() {
+            Start::Unattended
+        } else {
+            Start::Interactive
+        }
+    }
+}
+
 /// Kernel arguments an installed node should keep from the live boot: the serial console
 /// the install ran on, so the installed system talks on the same console. A bare `console`
 /// names no console and is not kept.
@@ -133,6 +157,29 @@ mod tests {
         assert_eq!(both.device.as_deref(), Some("/dev/vda"));
         assert_eq!(both.config_url.as_deref(), Some("/srv/node.yaml"));
         assert!(both.power_off && both.reboot);
+    }
+
+    #[test]
+    fn only_a_named_device_or_config_installs_without_questions() {
+        // The ISO's "rkos install" entry: nothing named, even with power_off asked.
+        let plain =
+            from_cmdline("BOOT_IMAGE=/boot/vmlinuz rkos.mode=install rkos.install.power_off");
+        assert_eq!(plain.start(), Start::Interactive);
+        assert_eq!(Unattended::default().start(), Start::Interactive);
+        for named in [
+            "rkos.mode=install rkos.install.device=/dev/vda",
+            "rkos.mode=install rkos.install.config_url=http://10.0.2.2/n.yaml",
+            "k3os.mode=install k3os.install.device=/dev/sda",
+        ] {
+            assert_eq!(from_cmdline(named).start(), Start::Unattended, "{named}");
+        }
+        // A boot medium prepared for a silent install names its disk in its own config.
+        let medium = Source::new(
+            SourceKind::BootMedium,
+            "/run/rkos/boot/config.yaml",
+            "rkos:\n  install:\n    device: /dev/sdb\n",
+        );
+        assert_eq!(from_sources(&[medium]).start(), Start::Unattended);
     }
 
     #[test]

@@ -224,6 +224,19 @@ impl BootState {
         }
     }
 
+    /// What GRUB does when it cannot write its environment (`save_env` fails: a failing
+    /// disk, a read-only medium): it boots the known-good slot and the state stays as it
+    /// was, so a trial never runs without its try counted.
+    pub fn grub_boot_unsaved(&self) -> (Slot, BootState) {
+        (self.default, *self)
+    }
+
+    /// The slot GRUB falls back to when the kernel of the slot it chose cannot be loaded:
+    /// always the other one (retrying the same slot would fail the same way).
+    pub fn grub_fallback(booted: Slot) -> Slot {
+        booted.other()
+    }
+
     /// The running system found itself healthy on `booted`.
     pub fn mark_good(&self, booted: Slot) -> Result<Self, BootError> {
         match self.trial {

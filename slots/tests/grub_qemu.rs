@@ -132,11 +132,24 @@ fn which(tool: &str) -> PathBuf {
 
 /// Boots the disk once; returns (slot id printed by the initramfs, kernel command line).
 fn boot(img: &Path) -> (Slot, String) {
+    boot_drive(&format!("file={},format=raw,if=ide", img.display()))
+}
+
+/// Boots the disk once from a read-only virtio disk, where GRUB's `save_env` fails (QEMU's
+/// IDE disks cannot be read-only).
+fn boot_read_only(img: &Path) -> (Slot, String) {
+    boot_drive(&format!(
+        "file={},format=raw,if=virtio,readonly=on",
+        img.display()
+    ))
+}
+
+fn boot_drive(drive: &str) -> (Slot, String) {
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-m", "256", "-nographic", "-no-reboot", "-nodefaults"])
         .args(["-serial", "stdio", "-monitor", "none"])
         .arg("-drive")
-        .arg(format!("file={},format=raw,if=ide", img.display()))
+        .arg(drive)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -289,4 +302,19 @@ fn grub_boot_counting_matches_the_model() {
     // The other variables (ours and GRUB's) survived every save_env.
     let (_, env) = read_state(&img, &mnt);
     assert_eq!(env.get("rkos_timeout"), Some("0"));
+
+    // 3. A on trial, but the environment cannot be written: GRUB boots the known-good B and
+    // the trial keeps its tries; once the disk is writable again, the trial runs, counted.
+    edit_state(&img, &mnt, |st| {
+        model = st
+            .update_boot_state(|s| s.put_on_trial(Slot::A, 2))
+            .unwrap();
+    });
+    let (predicted_slot, predicted) = model.grub_boot_unsaved();
+    let (slot, _) = boot_read_only(&img);
+    assert_eq!(slot, predicted_slot, "a trial booted without its try saved");
+    let (after, env) = read_state(&img, &mnt);
+    assert_eq!(after, predicted, "GRUB saved {env:?}");
+    model = boot_and_check(&img, &mnt, model);
+    assert_eq!(model.trial.unwrap().tries_left, 1);
 }

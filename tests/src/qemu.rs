@@ -610,6 +610,12 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
         &cfg.memory_mb.to_string(),
     ]);
     cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+    // A hardware watchdog, as on real servers: systemd arms it (RuntimeWatchdogSec in the
+    // image), so a node that hangs after rkos-init is reset (QEMU's default action) and GRUB
+    // counts the try.
+    if arch == Arch::Amd64 {
+        cmd.args(["-device", "i6300esb"]);
+    }
     cmd.args(nic.args(&cfg.extras));
     match &cfg.boot {
         Boot::Iso(iso) => {

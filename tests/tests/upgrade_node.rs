@@ -5,7 +5,7 @@
 //! loopback (the guest reaches it at 10.0.2.2) by [`rkos_tests::httpd`], which counts the
 //! bytes it sent and can throttle, so the test knows how far a download got.
 //!
-//! Three QEMU runs, five boots:
+//! Three QEMU runs, seven boots:
 //! 1. slot A, version 1: `rkos status`; bundles with a tampered manifest, a tampered file, a
 //!    truncated file and a signature by an unknown key are each refused with a clear message,
 //!    grubenv byte-identical and slot B not made; then a throttled download of version 2 is
@@ -16,6 +16,9 @@
 //!    a broken version 3 (its rootfs is no squashfs) is put on trial in slot A with one try and
 //!    `--reboot`; rkos-init fails on the trial and restarts the machine; GRUB, with the try
 //!    used up, goes back to slot B by itself, and `rkos status` reports the rollback.
+//! 4. version 4, whose initramfs cannot load the virtio disk driver, is put on trial the same
+//!    way: rkos-init finds no disk (so no GRUB environment to read), restarts after its
+//!    countdown anyway, and the node comes back on slot B without anyone at the console.
 //!
 //! Needs root (loop devices), xorriso, cpio, gzip, sgdisk, mkfs, grub-install, QEMU, and an
 //! ISO built with work/keys/rkos.pub as its trusted key: RKOS_ISO names it (the stand-in ISO,
@@ -42,6 +45,7 @@ const PASSWORD: &str = "upgrade-test-pw";
 const V1: &str = "0.1.0";
 const V2: &str = "0.2.0";
 const V3: &str = "0.3.0";
+const V4: &str = "0.4.0";
 const GIB: u64 = 1 << 30;
 
 fn p(path: &Path) -> &str {
@@ -97,6 +101,81 @@ fn initrd_with_version(initrd: &Path, version: &str, work: &Path, out: &Path) ->
     let mut bytes = fs::read(initrd)?;
     bytes.extend(fs::read(&extra)?);
     fs::write(out, bytes)?;
+    Ok(())
+}
+
+/// `initrd` (version `version`) whose virtio block driver is an empty file: the kernel
+/// unpacks the appended archive last, so `virtio_blk.ko` no longer loads and rkos-init finds
+/// no disk, failing before the state volume (and its GRUB environment) is readable.
+fn initrd_without_disk_driver(initrd: &Path, version: &str, work: &Path, out: &Path) -> Result<()> {
+    let listing = sh(
+        "sh",
+        &[
+            "-c",
+            &format!("zstd -qdc '{}' | cpio -t --quiet", initrd.display()),
+        ],
+    )?;
+    let drivers: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.ends_with("/virtio_blk.ko"))
+        .collect();
+    ensure!(
+        !drivers.is_empty(),
+        "no virtio_blk.ko in {}",
+        initrd.display()
+    );
+    let tree = work.join(format!("nodisk-{version}"));
+    for d in &drivers {
+        let f = tree.join(d.trim_start_matches("./"));
+        fs::create_dir_all(f.parent().context("module path")?)?;
+        fs::write(f, b"")?;
+    }
+    fs::create_dir_all(tree.join("etc/rkos"))?;
+    fs::write(tree.join("etc/rkos/version"), format!("{version}\n"))?;
+    let mut bytes = fs::read(initrd)?;
+    bytes.extend(sh_bytes(&format!(
+        "cd '{}' && find . | cpio -o -H newc --quiet | gzip -9",
+        tree.display()
+    ))?);
+    fs::write(out, bytes)?;
+    Ok(())
+}
+
+/// The raw standard output of `sh -c script`.
+fn sh_bytes(script: &str) -> Result<Vec<u8>> {
+    let out = Command::new("sh").args(["-c", script]).output()?;
+    ensure!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out.stdout)
+}
+
+/// Puts the bundle at `url` (version `version`, whose boot fails: `why`) on trial in slot A
+/// with one try and `--reboot`; rkos-init must restart it, and GRUB go back to version 2 on
+/// slot B by itself.
+fn trial_rolls_back(vm: &mut Vm, url: &str, version: &str, why: &str) -> Result<()> {
+    vm.send(&format!(
+        "sudo rkos upgrade --bundle {url} --tries 1 --reboot\n"
+    ))?;
+    vm.expect(&format!("rkos-init: rkos {version} started"), BOOT)
+        .with_context(|| format!("the trial slot A did not boot version {version}"))?;
+    vm.expect(r"restarting in 10 s so GRUB counts the try", BOOT)
+        .with_context(|| format!("rkos-init did not restart the failed trial ({why})"))?;
+    vm.expect(&format!("rkos-init: rkos {V2} started"), BOOT)
+        .with_context(|| format!("GRUB did not fall back to slot B ({why})"))?;
+    login(vm)?;
+    init_report(vm, V2, "B")?;
+    status(
+        vm,
+        &[
+            &format!(r"^active slot: +B \(version {V2}\)"),
+            r"^default slot: +B",
+            r"^trial: +none",
+            r"^last outcome: +slot A was never marked good; GRUB rolled back to slot B",
+        ],
+    )?;
     Ok(())
 }
 
@@ -346,6 +425,18 @@ fn upgrade_refusals_power_cuts_and_rollback_on_an_installed_node() -> Result<()>
     )?;
     bundle(&rkos, &v3_files, V3, &key, &www.join("v3"))?;
 
+    // version 4's initramfs cannot load the virtio disk driver: rkos-init fails before the
+    // state volume is mounted, so it cannot know the slot is on trial, and must restart anyway
+    let v4_files = dir.join("v4-files");
+    fs::create_dir_all(&v4_files)?;
+    link(&src.join("boot/vmlinuz"), &v4_files.join("vmlinuz"))?;
+    link(
+        &src.join("rootfs.squashfs"),
+        &v4_files.join("rootfs.squashfs"),
+    )?;
+    initrd_without_disk_driver(&src.join("boot/initrd"), V4, dir, &v4_files.join("initrd"))?;
+    bundle(&rkos, &v4_files, V4, &key, &www.join("v4"))?;
+
     let small = dir.join("small");
     small_files(&small)?;
     bundle(&rkos, &small, "0.2.1", &key, &www.join("tampered-manifest"))?;
@@ -519,27 +610,9 @@ fn upgrade_refusals_power_cuts_and_rollback_on_an_installed_node() -> Result<()>
         ],
     )?;
 
-    vm.send(&format!(
-        "sudo rkos upgrade --bundle {} --tries 1 --reboot\n",
-        url("v3")
-    ))?;
-    vm.expect(&format!("rkos-init: rkos {V3} started"), BOOT)
-        .context("the trial slot A did not boot version 3")?;
-    vm.expect(r"slot A is on trial and failed to boot; restarting", BOOT)
-        .context("rkos-init did not restart the failed trial")?;
-    vm.expect(&format!("rkos-init: rkos {V2} started"), BOOT)
-        .context("GRUB did not fall back to slot B")?;
-    login(&mut vm)?;
-    init_report(&mut vm, V2, "B")?;
-    status(
-        &mut vm,
-        &[
-            &format!(r"^active slot: +B \(version {V2}\)"),
-            r"^default slot: +B",
-            r"^trial: +none",
-            r"^last outcome: +slot A was never marked good; GRUB rolled back to slot B",
-        ],
-    )?;
+    trial_rolls_back(&mut vm, &url("v3"), V3, "the broken root filesystem")?;
+    // --- boot 4: version 4 has no disk driver; unattended, the node comes back on B ---------
+    trial_rolls_back(&mut vm, &url("v4"), V4, "no disk driver")?;
     drop(vm);
     eprintln!("whole test: {:?}", began.elapsed());
     Ok(())

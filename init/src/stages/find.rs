@@ -135,9 +135,6 @@ pub(super) fn wait_devices(b: &mut Boot) -> Result<(), String> {
             .unwrap_or_else(|| "none".into())
     );
     (b.mode, b.boot, b.data) = (mode, boot, data);
-    if mode == BootMode::Disk {
-        b.disk_slot = b.params.slot;
-    }
     Ok(())
 }
 

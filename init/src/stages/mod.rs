@@ -13,7 +13,7 @@ mod seeds;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use rkos_contract::{BootMode, Slot, Volume};
+use rkos_contract::{BootMode, Volume};
 
 use crate::cmdline::BootParams;
 use crate::devices::{self, BlockDevice};
@@ -48,9 +48,6 @@ pub struct Boot {
     boot: Option<Volume>,
     data: Option<Volume>,
     devices: Vec<BlockDevice>,
-    /// The slot this disk boot runs from, once known: a failure while it is on trial
-    /// restarts the machine so GRUB can count the try and fall back.
-    disk_slot: Option<Slot>,
     /// The mount plan's steps not run yet, by plan stage.
     mounts: VecDeque<(plan::Stage, Vec<Step>)>,
     /// (image file, loop device) for `init.json`.
@@ -97,7 +94,6 @@ impl Boot {
             boot: None,
             data: None,
             devices: Vec::new(),
-            disk_slot: None,
             mounts: VecDeque::new(),
             loop_devices: Vec::new(),
             seeded: Vec::new(),
@@ -162,10 +158,16 @@ impl Boot {
         let devs = devices::scan(Path::new("/sys/class/block"), Path::new("/dev"));
         let error = error.to_string();
         log::kmsg(log::ERR, &format!("boot failed: {error}"));
-        let msg = rescue::failure_message(&error, &self.looked_for, &devs, &self.cmdline);
+        // The command line is read in a stage of its own; a failure before it reads it here.
+        let cmdline = match self.cmdline.as_str() {
+            "" => std::fs::read_to_string(rkos_contract::paths::PROC_CMDLINE).unwrap_or_default(),
+            c => c.to_string(),
+        };
+        let then = rescue::decide(&cmdline);
+        let msg = rescue::failure_message(&error, &self.looked_for, &devs, &cmdline, then);
         log::to_consoles(&self.consoles, &msg);
-        if let Some(slot) = self.disk_slot {
-            rescue::restart_if_on_trial(slot, &self.consoles);
+        if then == rescue::OnFailure::Restart {
+            rescue::restart(&self.consoles);
         }
         rescue::load_rescue_modules();
         rescue::shell_forever(&self.consoles)

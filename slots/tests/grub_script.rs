@@ -1,0 +1,232 @@
+//! `grub/grub.cfg` run by a small interpreter of the GRUB script it uses (`set`, `if`/`elif`/
+//! `else`/`fi` on `[ ... ]` tests and on a command's status, `load_env`, `save_env`,
+//! `menuentry`), against the model in `boot.rs`, for every boot state, with `save_env`
+//! working and failing. The real-GRUB test (`grub_qemu.rs`, QEMU) boots the same file; this
+//! one needs no root and runs with the unit tests.
+
+use std::collections::BTreeMap;
+
+use rkos_slots::{BootState, GrubEnv, Outcome, Slot, Trial, GRUB_CFG, MAX_TRIES};
+
+/// What one GRUB run did: the slot of the default entry, the slot of the fallback entry, and
+/// the environment block afterwards.
+struct Run {
+    boot: Slot,
+    fallback: Slot,
+    env: BTreeMap<String, String>,
+}
+
+fn expand(word: &str, vars: &BTreeMap<String, String>) -> String {
+    let word = word.trim().trim_matches('"');
+    let mut out = String::new();
+    let mut rest = word;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        out.push_str(vars.get(&after[..end]).map_or("", String::as_str));
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `[ "$a" = "b" ]`, `[ -n "$a" ]`, or `save_env --file F VARS...` (whose status is `saves`).
+fn condition(
+    cond: &str,
+    vars: &BTreeMap<String, String>,
+    env: &mut BTreeMap<String, String>,
+    saves: bool,
+) -> bool {
+    let cond = cond.trim();
+    if let Some(test) = cond.strip_prefix('[').and_then(|c| c.strip_suffix(']')) {
+        let words: Vec<&str> = test.split_whitespace().collect();
+        return match words.as_slice() {
+            ["-n", x] => !expand(x, vars).is_empty(),
+            [a, "=", b] => expand(a, vars) == expand(b, vars),
+            other => panic!("test not understood: {other:?}"),
+        };
+    }
+    command(cond, vars, env, saves)
+}
+
+/// Runs a command; returns its status.
+fn command(
+    line: &str,
+    vars: &BTreeMap<String, String>,
+    env: &mut BTreeMap<String, String>,
+    saves: bool,
+) -> bool {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.first().copied() {
+        Some("save_env") => {
+            if saves {
+                for name in &words[3..] {
+                    match vars.get(*name) {
+                        Some(v) => env.insert(name.to_string(), v.clone()),
+                        None => env.remove(*name),
+                    };
+                }
+            }
+            saves
+        }
+        Some(
+            "serial" | "terminal_input" | "terminal_output" | "insmod" | "load_env" | "export",
+        ) => true,
+        other => panic!("command not understood: {other:?} in {line:?}"),
+    }
+}
+
+fn run(cfg: &str, env: &BTreeMap<String, String>, saves: bool) -> Run {
+    let mut vars = env.clone();
+    let mut env = env.clone();
+    vars.insert("prefix".into(), "(hd0,gpt3)/grub".into());
+    // Per open `if`: (the enclosing block runs, a branch of this `if` was taken).
+    let mut stack: Vec<(bool, bool)> = Vec::new();
+    let running = |stack: &[(bool, bool)]| stack.last().is_none_or(|s| s.0);
+    let mut entries: Vec<String> = Vec::new();
+    let mut lines = cfg.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(cond) = line
+            .strip_prefix("if ")
+            .and_then(|l| l.strip_suffix("; then"))
+        {
+            let outer = running(&stack);
+            let taken = outer && condition(cond, &vars, &mut env, saves);
+            stack.push((taken, taken || !outer));
+        } else if let Some(cond) = line
+            .strip_prefix("elif ")
+            .and_then(|l| l.strip_suffix("; then"))
+        {
+            let (_, done) = stack.pop().expect("elif without if");
+            let outer = running(&stack);
+            let taken = !done && outer && condition(cond, &vars, &mut env, saves);
+            stack.push((taken, done || taken));
+        } else if line == "else" {
+            let (_, done) = stack.pop().expect("else without if");
+            stack.push((!done && running(&stack), true));
+        } else if line == "fi" {
+            stack.pop().expect("fi without if");
+        } else if line.starts_with("menuentry ") {
+            // The slot an entry boots is its `rkos.slot=` argument.
+            let mut slot = None;
+            for body in lines.by_ref() {
+                if body == "}" {
+                    break;
+                }
+                if let Some(w) = body
+                    .split_whitespace()
+                    .find(|w| w.starts_with("rkos.slot="))
+                {
+                    slot = Some(expand(&w["rkos.slot=".len()..], &vars));
+                }
+            }
+            entries.push(slot.expect("every entry names its slot"));
+        } else if !running(&stack) {
+        } else if let Some(assign) = line.strip_prefix("set ") {
+            let (name, value) = assign.split_once('=').expect("set NAME=VALUE");
+            vars.insert(name.to_string(), expand(value, &vars));
+        } else {
+            command(line, &vars, &mut env, saves);
+        }
+    }
+    assert!(stack.is_empty(), "unbalanced if");
+    let entry = |var: &str| -> Slot {
+        let i: usize = vars[var].parse().unwrap();
+        entries[i].parse().unwrap()
+    };
+    Run {
+        boot: entry("default"),
+        fallback: entry("fallback"),
+        env,
+    }
+}
+
+fn env_of(st: &BootState) -> BTreeMap<String, String> {
+    let mut env = GrubEnv::new();
+    st.apply_to(&mut env).unwrap();
+    env.vars()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn state_of(env: &BTreeMap<String, String>) -> BootState {
+    let mut g = GrubEnv::new();
+    for (k, v) in env {
+        g.set(k, v).unwrap();
+    }
+    BootState::from_env(&g).unwrap()
+}
+
+fn every_state() -> Vec<BootState> {
+    let mut out = Vec::new();
+    for default in Slot::ALL {
+        for last in [
+            None,
+            Some(Outcome::Good(default)),
+            Some(Outcome::RolledBack(default.other())),
+        ] {
+            out.push(BootState {
+                default,
+                trial: None,
+                last,
+            });
+            for tries_left in 0..=MAX_TRIES {
+                let trial = Some(Trial {
+                    slot: default.other(),
+                    tries_left,
+                });
+                out.push(BootState {
+                    default,
+                    trial,
+                    last,
+                });
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn grub_cfg_follows_the_model_when_save_env_works() {
+    for st in every_state() {
+        let got = run(GRUB_CFG, &env_of(&st), true);
+        let (slot, next) = st.grub_boot();
+        assert_eq!(got.boot, slot, "{st:?}");
+        assert_eq!(state_of(&got.env), next, "{st:?}");
+    }
+}
+
+#[test]
+fn grub_cfg_boots_the_known_good_slot_when_save_env_fails() {
+    for st in every_state() {
+        let before = env_of(&st);
+        let got = run(GRUB_CFG, &before, false);
+        let (slot, next) = st.grub_boot_unsaved();
+        assert_eq!(
+            got.boot, slot,
+            "a trial booted without its try saved: {st:?}"
+        );
+        assert_eq!(got.env, before);
+        assert_eq!(next, st);
+    }
+}
+
+#[test]
+fn grub_cfg_falls_back_to_the_other_slot() {
+    for st in every_state() {
+        for saves in [true, false] {
+            let got = run(GRUB_CFG, &env_of(&st), saves);
+            assert_eq!(
+                got.fallback,
+                BootState::grub_fallback(got.boot),
+                "{st:?}, save_env works: {saves}"
+            );
+        }
+    }
+}

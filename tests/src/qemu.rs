@@ -53,7 +53,8 @@ pub struct VmConfig {
     /// Names the console log: `target/boot-logs/<name>.log`.
     pub name: String,
     pub boot: Boot,
-    /// Raw disk images attached as virtio disks (seed volumes, blank disks).
+    /// Disk images attached as virtio disks (seed volumes, blank disks): raw, or qcow2 when
+    /// the name ends in `.qcow2`.
     pub disks: Vec<PathBuf>,
     pub memory_mb: u32,
 }
@@ -412,8 +413,14 @@ fn spawn(cfg: &VmConfig, accel: Accel) -> Result<(Child, ChildStdin, Arc<Shared>
         }
     }
     for d in &cfg.disks {
+        // a copy-on-write overlay (`qemu-img create -b`) per run of an installed disk
+        let format = if d.extension().is_some_and(|e| e == "qcow2") {
+            "qcow2"
+        } else {
+            "raw"
+        };
         cmd.arg("-drive")
-            .arg(format!("file={},format=raw,if=virtio", d.display()));
+            .arg(format!("file={},format={format},if=virtio", d.display()));
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())

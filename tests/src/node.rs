@@ -171,7 +171,7 @@ pub struct Prepared {
     pub disk: PathBuf,
     /// The ISO's image, extracted (`boot/vmlinuz`, `boot/initrd`, `rootfs.squashfs`).
     pub src: PathBuf,
-    /// What the bundle server serves: `www/<v2>` holds [`version_bundle`] of version `v2`.
+    /// What the bundle server serves: `www/v2` holds [`version_bundle`] of version `v2`.
     pub www: PathBuf,
 }
 
@@ -231,7 +231,7 @@ pub fn prepare(hostname: &str, password: &str, v2: &str) -> Result<Prepared> {
     }
     let www = dir.join("www");
     fs::create_dir_all(&www)?;
-    version_bundle(&rkos, &src, v2, &key, dir, &www.join(v2))?;
+    version_bundle(&rkos, &src, v2, &key, dir, &www.join("v2"))?;
     Ok(Prepared {
         rkos,
         key,

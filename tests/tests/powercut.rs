@@ -185,9 +185,10 @@ fn check(vm: &mut Vm, flipped: bool) -> Result<(String, Result<()>)> {
     Ok((outcome.into(), truth))
 }
 
-fn table(seed: u64, window: f64, trials: &[Trial]) -> String {
+fn table(seed: u64, window: f64, accel: &str, trials: &[Trial]) -> String {
     let mut t = format!(
-        "seed {seed}; kill instants uniform over {window:.0} s from typing `rkos upgrade --reboot`\n\n\
+        "seed {seed}; kill instants uniform over {window:.0} s from typing `rkos upgrade --reboot` \
+         (the uncut run's time to the new slot's login prompt); QEMU under {accel}\n\n\
          | trial | kill at (s) | console showed last | came up | status truthful | wall (s) |\n\
          |---:|---:|---|---|---|---:|\n"
     );
@@ -236,6 +237,7 @@ fn power_cuts_anywhere_in_an_upgrade_leave_a_complete_version_and_a_truthful_sta
         .context("the upgrade without a cut did not boot version 2")?;
     vm.expect("login: ", BOOT)?;
     let window = typed.elapsed().as_secs_f64();
+    let accel = vm.accel().to_string();
     drop(vm);
     eprintln!(
         "no cut: version 2's login prompt {window:.0} s after `rkos upgrade` was typed; run {:.0} s",
@@ -285,11 +287,13 @@ fn power_cuts_anywhere_in_an_upgrade_leave_a_complete_version_and_a_truthful_sta
         );
         let _ = std::fs::remove_file(&ov);
         trials.push(r);
+        // after each trial: a long run stopped early still leaves its table
+        std::fs::write(
+            log_dir().join("powercut.md"),
+            table(seed, window, &accel, &trials),
+        )?;
     }
-
-    let report = table(seed, window, &trials);
-    eprintln!("\n{report}");
-    std::fs::write(log_dir().join("powercut.md"), &report)?;
+    eprintln!("\n{}", table(seed, window, &accel, &trials));
     let bad: Vec<String> = trials
         .iter()
         .enumerate()

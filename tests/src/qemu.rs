@@ -666,6 +666,7 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
         }
     }
     for d in &cfg.disks {
+        // a copy-on-write overlay (`qemu-img create -b`) per run of an installed disk
         let format = if d.extension().is_some_and(|e| e == "qcow2") {
             "qcow2"
         } else {

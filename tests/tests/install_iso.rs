@@ -13,6 +13,7 @@
 use anyhow::{ensure, Context, Result};
 use rkos_slots::{Manifest, Slot, StateDir};
 use rkos_tests::host::{ensure_rkos_partitions, iso, sh};
+use rkos_tests::node::password_login;
 use rkos_tests::qemu::{extract_kernel, Arch, Boot, Vm, VmConfig};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -61,19 +62,6 @@ fn boot_disk(name: &str, disk: &Path) -> Result<Vm> {
         memory_mb: 2048,
         extras: Default::default(),
     })
-}
-
-/// An installed node: no autologin; the password set by the wizard logs in.
-fn password_login(vm: &mut Vm) -> Result<()> {
-    vm.expect(r"login: ", BOOT)
-        .context("no login prompt on the installed system")?;
-    vm.send("rkos\n")?;
-    vm.expect(r"Password: ", STEP)
-        .context("no password prompt")?;
-    vm.send(&format!("{PASSWORD}\n"))?;
-    vm.expect(r"rkos@[^ ]*[:~]|\$ ", STEP)
-        .context("the password did not log in")?;
-    vm.prepare_shell()
 }
 
 /// The Ed25519 host key sshd offers, as a client sees it (wherever the key file lives).
@@ -175,7 +163,7 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
     );
     vm.expect(r"rkos\.mode=disk", BOOT)
         .context("did not boot from the disk")?;
-    password_login(&mut vm)?;
+    password_login(&mut vm, PASSWORD, BOOT)?;
     eprintln!("installed node logged in: {:?}", started.elapsed());
     let cmdline = vm.run_ok("cat /proc/cmdline", CMD)?;
     ensure!(
@@ -215,7 +203,7 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
     vm.clean_shutdown("the installed node", "reboot: Restarting system", BOOT)?;
     vm.expect(r"rkos\.mode=disk", BOOT)
         .context("did not boot from the disk again")?;
-    password_login(&mut vm).context("after the reboot")?;
+    password_login(&mut vm, PASSWORD, BOOT).context("after the reboot")?;
     for p in [
         "/var/lib/rkos/persist-test",
         "/var/lib/rancher/k3s/persist-test",

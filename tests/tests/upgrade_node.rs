@@ -27,83 +27,37 @@
 
 use anyhow::{ensure, Context, Result};
 use regex::Regex;
-use rkos_tests::host::{iso, rkos_bin, sh, workspace};
+use rkos_tests::host::sh;
 use rkos_tests::httpd::Httpd;
-use rkos_tests::qemu::{Arch, Boot, Vm, VmConfig};
+use rkos_tests::node::{
+    bundle, init_report, initrd_with_version, line_matching, link, login, p, prepare, start,
+    status, BOOT, CMD, STAGE, V1,
+};
+use rkos_tests::qemu::Vm;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A full systemd boot under software emulation takes about a minute; leave room for a busy
-/// 2-core CI machine.
-const BOOT: Duration = Duration::from_secs(480);
-const CMD: Duration = Duration::from_secs(120);
-/// Staging the 140 MB version 2 over QEMU's user-mode network under emulation.
-const STAGE: Duration = Duration::from_secs(600);
 const PASSWORD: &str = "upgrade-test-pw";
-const V1: &str = "0.1.0";
 const V2: &str = "0.2.0";
 const V3: &str = "0.3.0";
 const V4: &str = "0.4.0";
-const GIB: u64 = 1 << 30;
 
-fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 path")
-}
-
-/// The ISO's kernel, initramfs and root filesystem in `dir` (`boot/vmlinuz`, `boot/initrd`,
-/// `rootfs.squashfs`: the layout `rkos install --source` reads).
-fn extract_image(iso: &Path, dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir.join("boot"))?;
-    let mut args = vec!["-osirrox", "on", "-indev", p(iso)];
-    let pairs = [
-        ("/boot/vmlinuz", dir.join("boot/vmlinuz")),
-        ("/boot/initrd", dir.join("boot/initrd")),
-        ("/rootfs.squashfs", dir.join("rootfs.squashfs")),
-    ];
-    for (from, to) in &pairs {
-        args.extend(["-extract", from, p(to)]);
+/// Small stand-in files for bundles that must be refused before they are ever booted.
+fn small_files(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir)?;
+    for (name, n) in [
+        ("vmlinuz", 70_000),
+        ("initrd", 50_000),
+        ("rootfs.squashfs", 300_000),
+    ] {
+        let bytes: Vec<u8> = (0..n as u32).map(|i| (i * 7 % 253) as u8).collect();
+        fs::write(dir.join(name), bytes)?;
     }
-    let status = Command::new("xorriso")
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .context("running xorriso")?;
-    ensure!(
-        status.success() && pairs.iter().all(|(_, to)| to.is_file()),
-        "could not extract the image from {}",
-        iso.display()
-    );
     Ok(())
 }
 
-/// `initrd` with a second cpio archive appended that replaces `etc/rkos/version`: the kernel
-/// unpacks concatenated archives in order, so the result is the same initramfs reporting
-/// another version (rkos-init prints it and records it in /run/rkos/init.json).
-fn initrd_with_version(initrd: &Path, version: &str, work: &Path, out: &Path) -> Result<()> {
-    let tree = work.join(format!("version-{version}"));
-    fs::create_dir_all(tree.join("etc/rkos"))?;
-    fs::write(tree.join("etc/rkos/version"), format!("{version}\n"))?;
-    let extra = work.join(format!("version-{version}.cpio.gz"));
-    sh(
-        "sh",
-        &[
-            "-c",
-            &format!(
-                "cd '{}' && find etc | cpio -o -H newc --quiet | gzip -9 > '{}'",
-                tree.display(),
-                extra.display()
-            ),
-        ],
-    )?;
-    let mut bytes = fs::read(initrd)?;
-    bytes.extend(fs::read(&extra)?);
-    fs::write(out, bytes)?;
-    Ok(())
-}
-
+/// Boots the disk and checks it runs version 1 from slot A with nothing on trial: the
 /// `initrd` (version `version`) whose virtio block driver is an empty file: the kernel
 /// unpacks the appended archive last, so `virtio_blk.ko` no longer loads and rkos-init finds
 /// no disk, failing before the state volume (and its GRUB environment) is readable.
@@ -143,7 +97,9 @@ fn initrd_without_disk_driver(initrd: &Path, version: &str, work: &Path, out: &P
 
 /// The raw standard output of `sh -c script`.
 fn sh_bytes(script: &str) -> Result<Vec<u8>> {
-    let out = Command::new("sh").args(["-c", script]).output()?;
+    let out = std::process::Command::new("sh")
+        .args(["-c", script])
+        .output()?;
     ensure!(
         out.status.success(),
         "{script}: {}",
@@ -165,7 +121,7 @@ fn trial_rolls_back(vm: &mut Vm, url: &str, version: &str, why: &str) -> Result<
         .with_context(|| format!("rkos-init did not restart the failed trial ({why})"))?;
     vm.expect(&format!("rkos-init: rkos {V2} started"), BOOT)
         .with_context(|| format!("GRUB did not fall back to slot B ({why})"))?;
-    login(vm)?;
+    login(vm, PASSWORD)?;
     init_report(vm, V2, "B")?;
     status(
         vm,
@@ -179,105 +135,11 @@ fn trial_rolls_back(vm: &mut Vm, url: &str, version: &str, why: &str) -> Result<
     Ok(())
 }
 
-/// Links (or copies) `from` to `to`: the 140 MB root filesystem goes into several bundles.
-fn link(from: &Path, to: &Path) -> Result<()> {
-    if fs::hard_link(from, to).is_err() {
-        fs::copy(from, to).with_context(|| format!("copying {}", from.display()))?;
-    }
-    Ok(())
-}
-
-/// `rkos bundle create` of the three files in `files` into `out`.
-fn bundle(rkos: &Path, files: &Path, version: &str, key: &Path, out: &Path) -> Result<()> {
-    sh(
-        rkos,
-        &[
-            "bundle",
-            "create",
-            "--version",
-            version,
-            "--arch",
-            "amd64",
-            "--key",
-            p(key),
-            "--out",
-            p(out),
-            p(&files.join("vmlinuz")),
-            p(&files.join("initrd")),
-            p(&files.join("rootfs.squashfs")),
-        ],
-    )
-    .map(|_| ())
-}
-
-/// Small stand-in files for bundles that must be refused before they are ever booted.
-fn small_files(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir)?;
-    for (name, n) in [
-        ("vmlinuz", 70_000),
-        ("initrd", 50_000),
-        ("rootfs.squashfs", 300_000),
-    ] {
-        let bytes: Vec<u8> = (0..n as u32).map(|i| (i * 7 % 253) as u8).collect();
-        fs::write(dir.join(name), bytes)?;
-    }
-    Ok(())
-}
-
-/// A loop device over a sparse file, detached on drop.
-struct Loop(String);
-
-impl Loop {
-    fn new(file: &Path, bytes: u64) -> Result<Loop> {
-        fs::File::create(file)?.set_len(bytes)?;
-        let dev = sh("losetup", &["--find", "--show", "--partscan", p(file)])?;
-        Ok(Loop(dev.trim().to_string()))
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.0]).status();
-    }
-}
-
-fn start(disk: &Path, name: &str) -> Result<Vm> {
-    Vm::start(&VmConfig {
-        name: name.into(),
-        arch: Arch::Amd64,
-        boot: Boot::Disk { uefi_vars: None },
-        disks: vec![disk.to_path_buf()],
-        memory_mb: 1536,
-        extras: Default::default(),
-    })
-}
-
-/// Logs `rkos` in on the console with the configured password and readies the shell.
-fn login(vm: &mut Vm) -> Result<()> {
-    vm.login("rkos", PASSWORD, BOOT)?;
-    eprintln!(
-        "{}: logged in {:.0} s after QEMU started",
-        vm.log_path.display(),
-        vm.started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-/// The one line of `out` that matches `pattern` whole (other console lines may interleave).
-fn line_matching<'a>(out: &'a str, pattern: &str) -> Result<&'a str> {
-    let re = Regex::new(&format!("^(?:{pattern})$"))?;
-    out.lines()
-        .map(str::trim)
-        .find(|l| re.is_match(l))
-        .with_context(|| format!("no line /{pattern}/ in:\n{out}"))
-}
-
-/// Boots the disk and checks it runs version 1 from slot A with nothing on trial: the
 /// state before any upgrade, and after every upgrade that must not have happened.
 fn boot_on_v1_untouched(disk: &Path, name: &str) -> Result<Vm> {
     let mut vm = start(disk, name)?;
     vm.expect(&format!("rkos-init: rkos {V1} started"), BOOT)?;
-    login(&mut vm)?;
+    login(&mut vm, PASSWORD)?;
     init_report(&mut vm, V1, "A")?;
     status(
         &mut vm,
@@ -295,36 +157,6 @@ fn grubenv_sum(vm: &mut Vm) -> Result<String> {
     Ok(line[..64].to_string())
 }
 
-/// `rkos status`, checked line by line against `want` (regexes, each matching one line).
-fn status(vm: &mut Vm, want: &[&str]) -> Result<String> {
-    let out = vm.run_ok("rkos status", CMD)?;
-    for w in want {
-        let re = Regex::new(w)?;
-        ensure!(
-            out.lines().any(|l| re.is_match(l)),
-            "rkos status lacks /{w}/:\n{out}"
-        );
-    }
-    Ok(out)
-}
-
-/// What rkos-init recorded for this boot: the image version and the slot.
-fn init_report(vm: &mut Vm, version: &str, slot: &str) -> Result<()> {
-    let json = vm.run_ok("cat /run/rkos/init.json", CMD)?;
-    let v = Regex::new(&format!(r#""version"\s*:\s*"{}""#, regex::escape(version)))?;
-    let s = Regex::new(&format!(r#""slot"\s*:\s*"{slot}""#))?;
-    ensure!(
-        v.is_match(&json) && s.is_match(&json),
-        "init.json is not version {version} on slot {slot}: {json}"
-    );
-    let cmdline = vm.run_ok("cat /proc/cmdline", CMD)?;
-    ensure!(
-        cmdline.contains(&format!("rkos.slot={slot}")),
-        "cmdline: {cmdline}"
-    );
-    Ok(())
-}
-
 /// Slot B holds no installed file (no manifest, kernel, initrd or root filesystem).
 fn slot_b_not_made(vm: &mut Vm) -> Result<()> {
     let out = vm.run_ok(
@@ -340,77 +172,13 @@ fn slot_b_not_made(vm: &mut Vm) -> Result<()> {
 
 #[test]
 fn upgrade_refusals_power_cuts_and_rollback_on_an_installed_node() -> Result<()> {
-    ensure!(
-        sh("id", &["-u"])?.trim() == "0",
-        "this test needs root (loop devices)"
-    );
     let began = Instant::now();
-    let rkos = rkos_bin()?;
-    let iso = iso()?;
-    let t = tempfile::tempdir()?;
-    let dir = t.path();
-    let key = workspace().join("work/keys/rkos.key");
-    ensure!(
-        key.is_file(),
-        "{} is needed (build/mkbundle.sh keys)",
-        key.display()
-    );
+    // the image, installed to a disk as slot A, version 1; version 2's bundle
+    let node = prepare("upgrade-node", PASSWORD, V2)?;
+    let (dir, rkos, key, src, www) = (node.tmp.path(), &node.rkos, &node.key, &node.src, &node.www);
+    let disk = &node.disk;
 
-    // --- the image, installed to a disk as slot A, version 1 ---------------------------------
-    let src = dir.join("v1");
-    extract_image(&iso, &src)?;
-    let baked = sh(
-        "unsquashfs",
-        &[
-            "-cat",
-            p(&src.join("rootfs.squashfs")),
-            "usr/lib/rkos/trusted-keys/rkos.pub",
-        ],
-    )
-    .context("reading the image's trusted key")?;
-    ensure!(
-        baked.trim() == fs::read_to_string(workspace().join("work/keys/rkos.pub"))?.trim(),
-        "the ISO trusts another key than work/keys/rkos.pub: rebuild it"
-    );
-    let config = dir.join("node.yaml");
-    fs::write(
-        &config,
-        format!("hostname: upgrade-node\nrkos:\n  password: {PASSWORD}\n"),
-    )?;
-    let disk = dir.join("disk.img");
-    {
-        let dev = Loop::new(&disk, 5 * GIB)?;
-        let t0 = Instant::now();
-        sh(
-            &rkos,
-            &[
-                "install",
-                "--yes",
-                "--device",
-                &dev.0,
-                "--config",
-                p(&config),
-                "--source",
-                p(&src),
-                "--image-version",
-                V1,
-            ],
-        )?;
-        eprintln!("installed in {:?}", t0.elapsed());
-    }
-
-    // --- bundles ---------------------------------------------------------------------------
-    let www = dir.join("www");
-    fs::create_dir_all(&www)?;
-    let v2_files = dir.join("v2-files");
-    fs::create_dir_all(&v2_files)?;
-    link(&src.join("boot/vmlinuz"), &v2_files.join("vmlinuz"))?;
-    link(
-        &src.join("rootfs.squashfs"),
-        &v2_files.join("rootfs.squashfs"),
-    )?;
-    initrd_with_version(&src.join("boot/initrd"), V2, dir, &v2_files.join("initrd"))?;
-    bundle(&rkos, &v2_files, V2, &key, &www.join("v2"))?;
+    // --- the other bundles -----------------------------------------------------------------
     let rootfs_size = fs::metadata(src.join("rootfs.squashfs"))?.len();
 
     // version 3's init fails: its root filesystem is listed in the manifest, sha256 and all,
@@ -423,7 +191,7 @@ fn upgrade_refusals_power_cuts_and_rollback_on_an_installed_node() -> Result<()>
         v3_files.join("rootfs.squashfs"),
         b"not a squashfs\n".repeat(70_000),
     )?;
-    bundle(&rkos, &v3_files, V3, &key, &www.join("v3"))?;
+    bundle(rkos, &v3_files, V3, key, &www.join("v3"))?;
 
     // version 4's initramfs cannot load the virtio disk driver: rkos-init fails before the
     // state volume is mounted, so it cannot know the slot is on trial, and must restart anyway
@@ -435,43 +203,43 @@ fn upgrade_refusals_power_cuts_and_rollback_on_an_installed_node() -> Result<()>
         &v4_files.join("rootfs.squashfs"),
     )?;
     initrd_without_disk_driver(&src.join("boot/initrd"), V4, dir, &v4_files.join("initrd"))?;
-    bundle(&rkos, &v4_files, V4, &key, &www.join("v4"))?;
+    bundle(rkos, &v4_files, V4, key, &www.join("v4"))?;
 
     let small = dir.join("small");
     small_files(&small)?;
-    bundle(&rkos, &small, "0.2.1", &key, &www.join("tampered-manifest"))?;
+    bundle(rkos, &small, "0.2.1", key, &www.join("tampered-manifest"))?;
     let m = www.join("tampered-manifest/manifest.json");
     let text = fs::read_to_string(&m)?;
     ensure!(text.contains("0.2.1"), "{text}");
     fs::write(&m, text.replace("0.2.1", "0.2.9"))?;
 
-    bundle(&rkos, &small, "0.2.2", &key, &www.join("tampered-file"))?;
+    bundle(rkos, &small, "0.2.2", key, &www.join("tampered-file"))?;
     let f = www.join("tampered-file/rootfs.squashfs");
     let mut bytes = fs::read(&f)?;
     bytes[150_000] ^= 0x55;
     fs::write(&f, bytes)?;
 
-    bundle(&rkos, &small, "0.2.3", &key, &www.join("truncated"))?;
+    bundle(rkos, &small, "0.2.3", key, &www.join("truncated"))?;
     let f = www.join("truncated/rootfs.squashfs");
     let bytes = fs::read(&f)?;
     fs::write(&f, &bytes[..bytes.len() / 2])?;
 
     let other = dir.join("other-keys");
-    sh(&rkos, &["bundle", "keygen", "--out", p(&other)])?;
+    sh(rkos, &["bundle", "keygen", "--out", p(&other)])?;
     bundle(
-        &rkos,
+        rkos,
         &small,
         "0.2.4",
         &other.join("rkos.key"),
         &www.join("wrong-key"),
     )?;
 
-    let httpd = Httpd::serve(&www)?;
+    let httpd = Httpd::serve(www)?;
     let url = |name: &str| format!("http://10.0.2.2:{}/{name}", httpd.port());
     eprintln!("prepared in {:?}", began.elapsed());
 
     // --- boot 1: slot A; bad bundles refused; a download cut by the power ------------------
-    let mut vm = boot_on_v1_untouched(&disk, "upgrade-node-1")?;
+    let mut vm = boot_on_v1_untouched(disk, "upgrade-node-1")?;
     let env_sum = grubenv_sum(&mut vm)?;
     for (name, why) in [
         ("tampered-manifest", r"manifest signature does not verify"),
@@ -546,7 +314,7 @@ fn upgrade_refusals_power_cuts_and_rollback_on_an_installed_node() -> Result<()>
     httpd.set_rate(0);
 
     // --- boot 2: slot A, complete, no trial; version 2 staged (resumed) and flipped ----------
-    let mut vm = boot_on_v1_untouched(&disk, "upgrade-node-2")?;
+    let mut vm = boot_on_v1_untouched(disk, "upgrade-node-2")?;
     ensure!(
         grubenv_sum(&mut vm)? == env_sum,
         "grubenv changed by the interrupted download"
@@ -590,10 +358,10 @@ fn upgrade_refusals_power_cuts_and_rollback_on_an_installed_node() -> Result<()>
     );
 
     // --- boot 3: version 2 on trial, marked good; broken version 3 tried and rolled back -----
-    let mut vm = start(&disk, "upgrade-node-3")?;
+    let mut vm = start(disk, "upgrade-node-3")?;
     vm.expect(&format!("rkos-init: rkos {V2} started"), BOOT)
         .context("the trial slot B did not boot version 2")?;
-    login(&mut vm)?;
+    login(&mut vm, PASSWORD)?;
     init_report(&mut vm, V2, "B")?;
     vm.run_ok(
         "timeout 300 sh -c 'until systemctl is-active -q rkos-mark-good.service; do sleep 2; done'",

@@ -645,13 +645,16 @@ fn the_worst_case_trial_uses_the_commands_figures() {
 // ---------------------------------------------------------------------------------------------
 // The agent, against the API server stand-in, driving the real command.
 
-/// After a terminal phase: the node is schedulable again and holds no lease.
-fn released(api: &StandIn) {
-    assert!(api.all(LEASES).is_empty());
-    assert_ne!(
-        api.get(NODES, "", "n1").unwrap()["spec"]["unschedulable"],
-        true
-    );
+/// After a terminal phase: the node becomes schedulable again and holds no lease. The agent
+/// reports the phase and releases in separate writes, so the release is waited for (60 s at most, as
+/// [`wait_for`]) rather than expected in the same instant: on a loaded machine the test can
+/// read the phase between the two writes.
+async fn released(api: &StandIn) {
+    wait_for(api, |api| {
+        api.all(LEASES).is_empty()
+            && api.get(NODES, "", "n1").unwrap()["spec"]["unschedulable"] != true
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,7 +675,7 @@ async fn agent_upgrades_a_node_from_a_bundle_over_http() {
     assert_eq!(node.reboots.load(Ordering::Relaxed), 1);
     let st = node.state.boot_state().unwrap();
     assert_eq!((st.default, st.trial), (Slot::B, None), "marked good");
-    released(&api);
+    released(&api).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -697,7 +700,7 @@ async fn agent_reports_a_bundle_its_node_does_not_trust() {
     assert_eq!(nu["status"]["currentVersion"], "1");
     assert_eq!(node.grubenv(), env);
     assert_eq!(node.reboots.load(Ordering::Relaxed), 0);
-    released(&api);
+    released(&api).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -717,7 +720,7 @@ async fn agent_reports_a_rollback_and_a_retry_rearms_the_staged_slot() {
     assert_eq!(nu["status"]["currentVersion"], "1");
     assert_eq!(nu["status"]["slot"], "A");
     assert_eq!(node.reboots.load(Ordering::Relaxed), 1);
-    released(&api);
+    released(&api).await;
 
     // Fixed; the operator deletes the NodeUpgrade to retry. Slot B still holds version 2
     // with no trial armed: the agent has `rkos upgrade` check it again and arm it.
@@ -730,7 +733,7 @@ async fn agent_reports_a_rollback_and_a_retry_rearms_the_staged_slot() {
     assert_eq!(node.reboots.load(Ordering::Relaxed), 2);
     let st = node.state.boot_state().unwrap();
     assert_eq!((st.default, st.trial), (Slot::B, None));
-    released(&api);
+    released(&api).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -747,7 +750,7 @@ async fn agent_with_the_running_version_does_nothing_and_a_stale_bundle_fails_on
     assert_eq!(nu["status"]["attempts"], 0);
     assert_eq!(node.grubenv(), env);
     assert_eq!(node.reboots.load(Ordering::Relaxed), 0);
-    released(&api);
+    released(&api).await;
 
     // The plan says 2 but its bundle still holds 1 (the version running): the agent fails
     // the node once with `rkos upgrade`'s refusal instead of staging in a loop.
@@ -764,5 +767,5 @@ async fn agent_with_the_running_version_does_nothing_and_a_stale_bundle_fails_on
     assert!(err.contains("boot configuration are unchanged"), "{err}");
     assert_eq!(node.grubenv(), env);
     assert_eq!(node.reboots.load(Ordering::Relaxed), 0);
-    released(&api);
+    released(&api).await;
 }

@@ -10,15 +10,19 @@
 
 pub mod error;
 pub mod keys;
+pub mod lock;
 pub mod progress;
 pub mod remount;
 #[cfg(feature = "sign")]
 pub mod sign;
 pub mod source;
 pub mod stage;
+pub mod verified;
 
 pub use error::{BundleError, Result};
 pub use keys::TrustedKeys;
+pub use lock::UpgradeLock;
 pub use progress::{ConsoleProgress, NoProgress, Progress};
 pub use source::Source;
-pub use stage::{flip, stage, verify_file, verify_slot, StageOptions, Staged};
+pub use stage::{flip, stage, stage_verified, verify_file, verify_slot, StageOptions, Staged};
+pub use verified::{Verified, VersionPolicy};

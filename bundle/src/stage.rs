@@ -29,6 +29,7 @@ use crate::error::{BundleError, IoContext, Result};
 use crate::keys::TrustedKeys;
 use crate::progress::Progress;
 use crate::source::Source;
+use crate::verified::{Verified, VersionPolicy};
 
 const CHUNK: usize = 1 << 20;
 /// A part being downloaded is flushed to disk every this many bytes. Without it a power cut
@@ -49,6 +50,8 @@ pub struct StageOptions {
     pub attempts: u32,
     /// First retry delay; doubled each time up to 30 s.
     pub backoff: Duration,
+    /// The versions accepted (expected version, downgrades).
+    pub versions: VersionPolicy,
 }
 
 impl Default for StageOptions {
@@ -57,6 +60,7 @@ impl Default for StageOptions {
             arch: rkos_contract::arch().to_string(),
             attempts: 6,
             backoff: Duration::from_secs(1),
+            versions: VersionPolicy::default(),
         }
     }
 }
@@ -76,20 +80,15 @@ pub struct Staged {
 /// What [`preflight`] established, before anything is written.
 struct Checked {
     boot: BootState,
-    manifest_bytes: Vec<u8>,
-    sig_bytes: Vec<u8>,
-    manifest: Manifest,
-    key_id: String,
     target: Slot,
 }
 
-/// Checks what can be checked without writing: boot state, target slot, signed manifest,
-/// arch, version.
+/// Checks what can be checked without writing: boot state, target slot, and the verified
+/// manifest's arch and version.
 fn preflight(
-    source: &Source,
+    verified: &Verified,
     state: &StateDir,
     booted: Slot,
-    keys: &TrustedKeys,
     opts: &StageOptions,
 ) -> Result<Checked> {
     let boot = state.boot_state()?;
@@ -108,36 +107,23 @@ fn preflight(
         )));
     }
     let target = booted.other();
-
-    let manifest_bytes = source.read_small(MANIFEST)?;
-    let sig_bytes = source.read_small(SIGNATURE)?;
-    let sig_text = std::str::from_utf8(&sig_bytes)
-        .map_err(|_| BundleError::SignatureFormat("not UTF-8".into()))?;
-    let (manifest, key_id) = keys.verify_manifest(&manifest_bytes, sig_text)?;
+    let manifest = &verified.manifest;
     if manifest.arch != opts.arch {
         return Err(BundleError::WrongArch {
             bundle: manifest.arch.clone(),
             node: opts.arch.clone(),
         });
     }
-    if let Some(current) = state.read_manifest(booted)? {
-        if current.version == manifest.version {
-            return Err(BundleError::AlreadyRunning(current.version));
-        }
+    let running = state.read_manifest(booted)?.map(|m| m.version);
+    opts.versions.check(&manifest.version, running.as_deref())?;
+    if running.as_deref() == Some(manifest.version.as_str()) {
+        return Err(BundleError::AlreadyRunning(manifest.version.clone()));
     }
-    Ok(Checked {
-        boot,
-        manifest_bytes,
-        sig_bytes,
-        manifest,
-        key_id,
-        target,
-    })
+    Ok(Checked { boot, target })
 }
 
-/// Downloads and verifies `source` into the inactive slot. The running slot and `grubenv`
-/// are not modified, except that a trial pending for the target slot (staged earlier, never
-/// booted) is cancelled before that slot is rewritten.
+/// Downloads and verifies `source` into the inactive slot: [`Verified::fetch`], then
+/// [`stage_verified`].
 pub fn stage(
     source: &Source,
     state: &StateDir,
@@ -146,14 +132,29 @@ pub fn stage(
     opts: &StageOptions,
     progress: &mut dyn Progress,
 ) -> Result<Staged> {
-    let Checked {
-        boot,
+    let verified = Verified::fetch(source, keys)?;
+    stage_verified(source, &verified, state, booted, opts, progress)
+}
+
+/// Stages the bundle whose manifest was verified as `verified` (its files come from
+/// `source`; its manifest and signature are written from `verified`'s bytes, never fetched
+/// again). The running slot and `grubenv` are not modified, except that a trial pending for
+/// the target slot (staged earlier, never booted) is cancelled before that slot is rewritten.
+pub fn stage_verified(
+    source: &Source,
+    verified: &Verified,
+    state: &StateDir,
+    booted: Slot,
+    opts: &StageOptions,
+    progress: &mut dyn Progress,
+) -> Result<Staged> {
+    let Checked { boot, target } = preflight(verified, state, booted, opts)?;
+    let Verified {
         manifest_bytes,
         sig_bytes,
         manifest,
         key_id,
-        target,
-    } = preflight(source, state, booted, keys, opts)?;
+    } = verified.clone();
     let slot_dir = state.slot_dir(target);
     let staging = state.staging_dir(target);
 

@@ -8,6 +8,8 @@ mod install_cmd;
 mod last_good_agreement;
 mod status_cmd;
 mod upgrade_cmd;
+#[cfg(test)]
+mod upgrade_tests;
 mod wizard_cmd;
 
 use std::path::Path;

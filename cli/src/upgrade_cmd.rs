@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use rkos_bundle::{BundleError, ConsoleProgress, Source, StageOptions, TrustedKeys};
-use rkos_contract::{files, paths, InitReport};
+use rkos_bundle::{
+    BundleError, ConsoleProgress, Source, StageOptions, TrustedKeys, UpgradeLock, Verified,
+    VersionPolicy,
+};
+use rkos_contract::{paths, InitReport};
 use rkos_slots::health::{self, HealthFacts, Seen};
 use rkos_slots::{Slot, StateDir, UpgradeReport};
 
@@ -47,6 +50,10 @@ pub struct UpgradeArgs {
     /// cannot arm a trial of another version).
     #[arg(long, value_name = "VERSION")]
     pub expect_version: Option<String>,
+    /// Accept a bundle whose version is lower than the running one (semver order), or that
+    /// cannot be ordered with it; refused otherwise, before anything is written.
+    #[arg(long)]
+    pub allow_downgrade: bool,
     /// Print one JSON object on stdout when done (staged, already running, or failed with
     /// the error and its causes); the human summary goes to stderr with the progress.
     #[arg(long)]
@@ -140,7 +147,7 @@ fn say(json: bool, text: &str) {
 }
 
 /// Verifies and stages the bundle and arms its trial; what was done, or why nothing was.
-fn stage_and_arm(args: &UpgradeArgs) -> Result<UpgradeReport> {
+pub(crate) fn stage_and_arm(args: &UpgradeArgs) -> Result<UpgradeReport> {
     let state = StateDir::new(&args.state_dir);
     if !state.grubenv().exists() {
         bail!(
@@ -152,34 +159,45 @@ fn stage_and_arm(args: &UpgradeArgs) -> Result<UpgradeReport> {
     }
     let booted = booted_slot(&args.root)
         .context("cannot tell which slot is running (no rkos.slot= on the kernel command line)")?;
+    // Held until the trial is armed: nothing of the boot state is read before it.
+    let _lock = UpgradeLock::acquire(&paths::under(&args.root, paths::UPGRADE_LOCK))
+        .context("upgrade refused; the running slot and boot configuration are unchanged")?;
     let _rw = rkos_bundle::remount::ensure_writable(&args.state_dir)?;
     let mut extra = config_trusted_keys(&args.root);
     extra.extend(args.trusted_keys.iter().cloned());
     let keys = TrustedKeys::load(&args.keys_dir, &extra)?;
     let source = Source::parse(&args.bundle)?;
-    if let Some(want) = &args.expect_version {
-        check_version(&source, &keys, want).with_context(|| {
+    let opts = StageOptions {
+        attempts: args.attempts.max(1),
+        versions: VersionPolicy {
+            expect: args.expect_version.clone(),
+            allow_downgrade: args.allow_downgrade,
+        },
+        ..StageOptions::default()
+    };
+    // The manifest is fetched and verified once; the version checks and staging all read
+    // these bytes (a server may answer a second request with another signed manifest).
+    let verified =
+        verify_bundle(&source, &keys, &state, booted, &opts.versions).with_context(|| {
             format!(
                 "upgrade refused; the running slot and boot configuration are unchanged ({})",
                 args.bundle
             )
         })?;
-    }
-    let opts = StageOptions {
-        attempts: args.attempts.max(1),
-        ..StageOptions::default()
-    };
     let mut progress = ConsoleProgress::default();
-    let staged = match rkos_bundle::stage(&source, &state, booted, &keys, &opts, &mut progress) {
-        Ok(s) => s,
-        Err(BundleError::AlreadyRunning(version)) => {
-            return Ok(UpgradeReport::AlreadyRunning { version })
-        }
-        Err(e) => {
-            return Err(e)
-                .context("upgrade failed; the running slot and boot configuration are unchanged")
-        }
-    };
+    let staged =
+        match rkos_bundle::stage_verified(&source, &verified, &state, booted, &opts, &mut progress)
+        {
+            Ok(s) => s,
+            Err(BundleError::AlreadyRunning(version)) => {
+                return Ok(UpgradeReport::AlreadyRunning { version })
+            }
+            Err(e) => {
+                return Err(e).context(
+                    "upgrade failed; the running slot and boot configuration are unchanged",
+                )
+            }
+        };
     let boot = rkos_bundle::flip(&state, &staged, args.tries).context("flipping the boot slot")?;
     let armed = boot
         .trial
@@ -200,20 +218,19 @@ fn stage_and_arm(args: &UpgradeArgs) -> Result<UpgradeReport> {
     })
 }
 
-/// Verifies the bundle's signed manifest and compares its version with `want`. Staging
-/// verifies the manifest again (it is small): this check only decides whether to start.
-fn check_version(source: &Source, keys: &TrustedKeys, want: &str) -> Result<()> {
-    let manifest = source.read_small(files::MANIFEST)?;
-    let sig = source.read_small(files::SIGNATURE)?;
-    let sig = std::str::from_utf8(&sig).context("the manifest signature is not UTF-8")?;
-    let (manifest, _) = keys.verify_manifest(&manifest, sig)?;
-    if manifest.version != want {
-        bail!(
-            "the bundle holds version {}, not the expected {want}",
-            manifest.version
-        );
-    }
-    Ok(())
+/// Fetches and verifies the bundle's signed manifest, and checks its version against the
+/// policy and the running slot's version, before anything is written.
+fn verify_bundle(
+    source: &Source,
+    keys: &TrustedKeys,
+    state: &StateDir,
+    booted: Slot,
+    versions: &VersionPolicy,
+) -> Result<Verified> {
+    let verified = Verified::fetch(source, keys)?;
+    let running = state.read_manifest(booted)?.map(|m| m.version);
+    versions.check(&verified.manifest.version, running.as_deref())?;
+    Ok(verified)
 }
 
 pub fn run_mark_good(args: &MarkGoodArgs) -> Result<()> {
@@ -316,6 +333,7 @@ fn reboot(json: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rkos_contract::files;
 
     #[test]
     fn booted_slot_sources() {
@@ -442,6 +460,7 @@ mod tests {
             root: root.clone(),
             attempts: 1,
             expect_version: None,
+            allow_downgrade: false,
             json: false,
         };
         // No trusted key anywhere: refused, nothing changed.

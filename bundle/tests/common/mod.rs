@@ -95,6 +95,7 @@ impl Fixture {
             arch: "amd64".into(),
             attempts: 4,
             backoff: Duration::from_millis(10),
+            ..StageOptions::default()
         }
     }
 

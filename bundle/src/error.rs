@@ -51,6 +51,8 @@ pub enum BundleError {
         attempts: u32,
         last: String,
     },
+    #[error("{0}; the parts downloaded so far are kept for the next run")]
+    Deadline(String),
     #[error("{what} is larger than {limit} bytes")]
     SmallFileTooBig { what: String, limit: u64 },
     #[error("the bundle holds version {found}, not the expected {expected}")]

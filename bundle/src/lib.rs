@@ -11,6 +11,7 @@
 pub mod error;
 pub mod keys;
 pub mod lock;
+pub mod pace;
 pub mod progress;
 pub mod remount;
 #[cfg(feature = "sign")]
@@ -22,6 +23,7 @@ pub mod verified;
 pub use error::{BundleError, Result};
 pub use keys::TrustedKeys;
 pub use lock::UpgradeLock;
+pub use pace::{Limits, MinRate};
 pub use progress::{ConsoleProgress, NoProgress, Progress};
 pub use source::Source;
 pub use stage::{flip, stage, stage_verified, verify_file, verify_slot, StageOptions, Staged};

@@ -27,6 +27,7 @@ use rkos_slots::{BootState, Manifest, Slot, StateDir};
 
 use crate::error::{BundleError, IoContext, Result};
 use crate::keys::TrustedKeys;
+use crate::pace::{Breach, Clock, Limits};
 use crate::progress::Progress;
 use crate::source::Source;
 use crate::verified::{Verified, VersionPolicy};
@@ -52,6 +53,8 @@ pub struct StageOptions {
     pub backoff: Duration,
     /// The versions accepted (expected version, downgrades).
     pub versions: VersionPolicy,
+    /// The overall deadline and the minimum transfer rate.
+    pub limits: Limits,
 }
 
 impl Default for StageOptions {
@@ -61,6 +64,7 @@ impl Default for StageOptions {
             attempts: 6,
             backoff: Duration::from_secs(1),
             versions: VersionPolicy::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -148,6 +152,7 @@ pub fn stage_verified(
     opts: &StageOptions,
     progress: &mut dyn Progress,
 ) -> Result<Staged> {
+    let clock = Clock::start(opts.limits);
     let Checked { boot, target } = preflight(verified, state, booted, opts)?;
     let Verified {
         manifest_bytes,
@@ -197,13 +202,13 @@ pub fn stage_verified(
     let mut reused = 0;
     for entry in &manifest.files {
         let had_part = part_path(&staging, &entry.name).exists();
-        let mut result = fetch_file(source, &staging, entry, opts, progress);
+        let mut result = fetch_file(source, &staging, entry, opts, &clock, progress);
         if had_part && matches!(result, Err(BundleError::Sha256Mismatch { .. })) {
             // The part left by an interrupted run may end in bytes a crash never wrote
             // properly; its mismatch says nothing about the source. The part is gone now:
             // fetch the file once more from its start.
             tracing::warn!(file = %entry.name, "resumed file did not verify; downloading it again");
-            result = fetch_file(source, &staging, entry, opts, progress);
+            result = fetch_file(source, &staging, entry, opts, &clock, progress);
         }
         match result {
             Ok((d, r)) => {
@@ -211,9 +216,10 @@ pub fn stage_verified(
                 reused += r;
             }
             Err(e) => {
-                // A dropped transfer keeps its part for the next run to resume; anything else
-                // (bad data, server refusal, local error) leaves no partial files behind.
-                if !Source::is_transient(&e) {
+                // A dropped transfer (or one stopped by the deadline) keeps its part for the
+                // next run to resume; anything else (bad data, server refusal, local error)
+                // leaves no partial files behind.
+                if !keeps_part(&e) {
                     let _ = fs::remove_dir_all(&staging);
                 }
                 return Err(e);
@@ -317,6 +323,11 @@ pub fn verify_file(path: &Path, entry: &FileEntry) -> Result<()> {
     })
 }
 
+/// Whether a failed file's part is worth keeping for the next run.
+fn keeps_part(err: &BundleError) -> bool {
+    Source::is_transient(err) || matches!(err, BundleError::Deadline(_))
+}
+
 fn part_path(staging: &Path, name: &str) -> PathBuf {
     staging.join(format!("{name}.part"))
 }
@@ -392,6 +403,7 @@ fn fetch_file(
     staging: &Path,
     entry: &FileEntry,
     opts: &StageOptions,
+    clock: &Clock,
     progress: &mut dyn Progress,
 ) -> Result<(u64, u64)> {
     let path = part_path(staging, &entry.name);
@@ -431,6 +443,7 @@ fn fetch_file(
     loop {
         attempt += 1;
         let result: Result<bool> = (|| {
+            clock.check_deadline().map_err(deadline)?;
             let opened = source.open(&entry.name, out.len())?;
             if opened.start != out.len() {
                 // The server ignored the Range request: start the file over.
@@ -457,8 +470,12 @@ fn fetch_file(
                 }
             }
             let mut reader = opened.reader;
+            let mut meter = clock.meter();
             loop {
-                let n = match reader.read(&mut buf) {
+                let read = reader.read(&mut buf);
+                clock.check_deadline().map_err(deadline)?;
+                let too_slow = meter.add(*read.as_ref().unwrap_or(&0) as u64);
+                let n = match read {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -470,6 +487,14 @@ fn fetch_file(
                         })
                     }
                 };
+                if let Err(slow) = too_slow {
+                    // Dropped like a broken connection: the retry resumes where it stopped.
+                    return Err(BundleError::Transfer {
+                        what: what.clone(),
+                        attempts: attempt,
+                        last: slow.to_string(),
+                    });
+                }
                 let len = out.len();
                 if len + n as u64 > entry.size {
                     return Err(BundleError::TooLong {
@@ -509,12 +534,12 @@ fn fetch_file(
             },
             Err(e) => e,
         };
-        if !Source::is_transient(&err) {
+        if !keeps_part(&err) {
             drop(out);
             let _ = fs::remove_file(&path);
             return Err(err);
         }
-        if attempt >= opts.attempts {
+        if attempt >= opts.attempts || matches!(err, BundleError::Deadline(_)) {
             out.get_ref()
                 .sync_all()
                 .ctx(|| format!("fsync {}", path.display()))?;
@@ -528,7 +553,7 @@ fn fetch_file(
             });
         }
         progress.retrying(&entry.name, attempt, delay, &err);
-        std::thread::sleep(delay);
+        std::thread::sleep(clock.remaining().map_or(delay, |left| delay.min(left)));
         delay = (delay * 2).min(MAX_BACKOFF);
     }
 
@@ -546,4 +571,8 @@ fn fetch_file(
     }
     progress.file_done(&entry.name);
     Ok((downloaded, reused))
+}
+
+fn deadline(breach: Breach) -> BundleError {
+    BundleError::Deadline(breach.to_string())
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use rkos_bundle::{
-    BundleError, ConsoleProgress, Source, StageOptions, TrustedKeys, UpgradeLock, Verified,
-    VersionPolicy,
+    BundleError, ConsoleProgress, Limits, MinRate, Source, StageOptions, TrustedKeys, UpgradeLock,
+    Verified, VersionPolicy,
 };
 use rkos_contract::{paths, InitReport};
 use rkos_slots::health::{self, HealthFacts, Seen};
@@ -54,6 +54,18 @@ pub struct UpgradeArgs {
     /// cannot be ordered with it; refused otherwise, before anything is written.
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Give up staging after this many seconds (all files, retries included; 0: never); the
+    /// parts downloaded so far are kept, and the next run resumes them.
+    #[arg(long, value_name = "SECONDS", default_value_t = rkos_bundle::pace::DEFAULT_DEADLINE.as_secs())]
+    pub deadline: u64,
+    /// Drop a transfer that brings less than this many bytes per second over
+    /// --min-rate-window (0: no minimum); it is retried from where it stopped.
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = rkos_bundle::pace::DEFAULT_MIN_RATE.bytes_per_sec)]
+    pub min_rate: u64,
+    /// The window --min-rate is measured over, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = rkos_bundle::pace::DEFAULT_MIN_RATE.window.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_rate_window: u64,
     /// Print one JSON object on stdout when done (staged, already running, or failed with
     /// the error and its causes); the human summary goes to stderr with the progress.
     #[arg(long)]
@@ -172,6 +184,13 @@ pub(crate) fn stage_and_arm(args: &UpgradeArgs) -> Result<UpgradeReport> {
         versions: VersionPolicy {
             expect: args.expect_version.clone(),
             allow_downgrade: args.allow_downgrade,
+        },
+        limits: Limits {
+            deadline: (args.deadline > 0).then(|| Duration::from_secs(args.deadline)),
+            min_rate: (args.min_rate > 0).then(|| MinRate {
+                bytes_per_sec: args.min_rate,
+                window: Duration::from_secs(args.min_rate_window),
+            }),
         },
         ..StageOptions::default()
     };
@@ -461,6 +480,9 @@ mod tests {
             attempts: 1,
             expect_version: None,
             allow_downgrade: false,
+            deadline: 0,
+            min_rate: 0,
+            min_rate_window: 1,
             json: false,
         };
         // No trusted key anywhere: refused, nothing changed.

@@ -145,6 +145,9 @@ impl Node {
             attempts: 1,
             expect_version: None,
             allow_downgrade: false,
+            deadline: 0,
+            min_rate: 0,
+            min_rate_window: 1,
             json: false,
         }
     }

@@ -12,7 +12,11 @@ use rkos_bundle::sign;
 use rkos_contract::files;
 use rkos_slots::{BootState, Slot, StateDir, UpgradeReport};
 
-use crate::upgrade_cmd::{stage_and_arm, UpgradeArgs};
+use rkos_contract::paths;
+
+use crate::upgrade_cmd::{
+    booted_slot, run_mark_good, run_upgrade, stage_and_arm, MarkGoodArgs, UpgradeArgs,
+};
 
 /// Serves `manifest.json` and its signature from `bundles[k]` on the k-th request for the
 /// manifest (the last bundle from then on), and every other file from the bundle whose
@@ -249,4 +253,92 @@ fn a_second_concurrent_upgrade_is_refused_and_changes_nothing() {
     drop(other);
     let report = stage_and_arm(&args).unwrap();
     assert!(matches!(report, UpgradeReport::Staged { .. }), "{report:?}");
+}
+
+/// The whole node-side path through the command layer: upgrade from a local bundle whose
+/// key is trusted only through config.yaml, GRUB's boot (model), mark-good, status.
+#[test]
+fn upgrade_then_mark_good_via_config_key() {
+    let node = Node::new("1", &["2"]);
+    let (root, state, bundle) = (node.root.clone(), &node.state, &node.bundles["2"]);
+    // No key on the command line: only the node's config may trust one.
+    let args = UpgradeArgs {
+        trusted_keys: vec![],
+        ..node.args(&node.bundle("2"))
+    };
+    // No trusted key anywhere: refused, nothing changed.
+    let env_before = fs::read(state.grubenv()).unwrap();
+    let err = run_upgrade(&args).unwrap_err();
+    assert!(format!("{err:#}").contains("no trusted keys"), "{err:#}");
+    assert_eq!(fs::read(state.grubenv()).unwrap(), env_before);
+
+    // The key in the node's persistent config.
+    let key_line = &node.key;
+    let config = paths::under(&root, paths::PERSISTENT_CONFIG);
+    fs::create_dir_all(config.parent().unwrap()).unwrap();
+    fs::write(
+        &config,
+        format!("rkos:\n  upgrade:\n    trusted_keys:\n      - {key_line}\n"),
+    )
+    .unwrap();
+    // A bundle of another version than the one expected: refused before any write.
+    let wrong = UpgradeArgs {
+        expect_version: Some("3".into()),
+        ..args
+    };
+    let err = run_upgrade(&wrong).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("holds version 2, not the expected 3"),
+        "{err:#}"
+    );
+    assert_eq!(fs::read(state.grubenv()).unwrap(), env_before);
+    assert!(!state.slot_dir(Slot::B).exists());
+    let args = UpgradeArgs {
+        expect_version: Some("2".into()),
+        ..wrong
+    };
+    let report = stage_and_arm(&args).unwrap();
+    let boot = state.boot_state().unwrap();
+    assert_eq!(
+        boot.trial.map(|t| (t.slot, t.tries_left)),
+        Some((Slot::B, 2))
+    );
+    let UpgradeReport::Staged {
+        version,
+        slot,
+        armed,
+        downloaded_bytes,
+        ..
+    } = report
+    else {
+        panic!("{report:?}")
+    };
+    assert_eq!((version.as_str(), slot), ("2", Slot::B));
+    assert_eq!(Some(armed), boot.trial, "the report names the trial armed");
+    let bundle_bytes: u64 = files::SLOT_FILES
+        .iter()
+        .map(|n| fs::metadata(bundle.join(n)).unwrap().len())
+        .sum();
+    assert_eq!(downloaded_bytes, bundle_bytes);
+
+    // GRUB boots B; the node is healthy; mark-good makes B the default.
+    state.write_boot_state(&boot.grub_boot().1).unwrap();
+    fs::write(root.join("proc/cmdline"), "rkos.mode=disk rkos.slot=B\n").unwrap();
+    let mg = MarkGoodArgs {
+        state_dir: state.root().to_path_buf(),
+        wait_healthy: false,
+        timeout: 1,
+        health_url: String::new(),
+        health_file: None,
+        unit: String::new(),
+        root: root.clone(),
+    };
+    run_mark_good(&mg).unwrap();
+    let boot = state.boot_state().unwrap();
+    assert_eq!(boot.default, Slot::B);
+    assert_eq!(boot.trial, None);
+    let st = rkos_slots::Status::read(&state, booted_slot(&root)).unwrap();
+    assert_eq!(st.version_of(Slot::B), Some("2"));
+    assert_eq!(st.version_of(Slot::A), Some("1"));
+    assert!(st.to_string().contains("slot B passed its trial"), "{st}");
 }

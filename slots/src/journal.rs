@@ -54,6 +54,9 @@ fn failure_level(ext4: Option<bool>) -> tracing::Level {
     }
 }
 
+// f_type's integer type differs between C libraries and arches (i64 here, u32 or i32 on
+// others): the cast is needed there.
+#[allow(clippy::unnecessary_cast)]
 fn is_ext4(f: &File) -> Option<bool> {
     const EXT4_SUPER_MAGIC: i64 = 0xEF53;
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();

@@ -337,7 +337,7 @@ fn upgrade_then_mark_good_via_config_key() {
     let boot = state.boot_state().unwrap();
     assert_eq!(boot.default, Slot::B);
     assert_eq!(boot.trial, None);
-    let st = rkos_slots::Status::read(&state, booted_slot(&root)).unwrap();
+    let st = rkos_slots::Status::read(state, booted_slot(&root)).unwrap();
     assert_eq!(st.version_of(Slot::B), Some("2"));
     assert_eq!(st.version_of(Slot::A), Some("1"));
     assert!(st.to_string().contains("slot B passed its trial"), "{st}");

@@ -65,7 +65,11 @@ IMAGE_INPUTS := $(shell find overlay -type f 2>/dev/null) build/image.sh build/k
 	agent/manifests/policy.yaml $(wildcard docs/*.md)
 ISO_INPUTS := iso/grub.cfg build/iso.sh $(wildcard iso/config.yaml)
 
-.PHONY: test check fmt clippy unit host-deps iso standin-iso run boot-test boot-report \
+# Fuzzing (fuzz/, see docs/testing.md): each target runs FUZZ_SECS seconds, one after another.
+FUZZ_SECS ?= 600
+FUZZ_TARGETS ?= cmdline bundle_manifest grubenv
+
+.PHONY: fuzz test check fmt clippy unit host-deps iso standin-iso run boot-test boot-report \
 	binaries k3s FORCE bundle agent-image test-root test-upgrade-qemu test-powercut bench-verify \
 	netboot test-netboot check-arm64 test-arm64 boot-report-arm64 host-deps-arm64
 
@@ -81,6 +85,17 @@ clippy:
 
 unit:
 	$(CARGO) test --workspace
+
+# cargo-fuzz's build flags need a nightly compiler; RUSTC_BOOTSTRAP=1 lets the stable one take
+# them. No sanitizer: the targets are safe Rust, what they look for is a panic. The corpus
+# grows in fuzz/corpus/ (not kept in git), seeded from fuzz/seeds/.
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t && cp -n seeds/$$t/* corpus/$$t/ 2>/dev/null; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none -O $$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECS) -print_final_stats=1 || exit 1; \
+	done
 
 host-deps:
 	build/host-deps.sh

@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::ResourceExt;
+use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::api::{api_code, now_secs, AgentError, Ctx, MANAGED_BY};
@@ -37,8 +38,27 @@ pub const WORST_CASE_TRIAL_SECONDS: i32 =
 pub const DEFAULT_LEASE_SECONDS: i32 = WORST_CASE_TRIAL_SECONDS + BOOT_SECONDS;
 const _: () = assert!(DEFAULT_LEASE_SECONDS > WORST_CASE_TRIAL_SECONDS);
 
+/// Longest object name Kubernetes accepts (a DNS subdomain).
+pub const MAX_NAME_LEN: usize = 253;
+/// Hex digits of the plan name's sha256 that stand for its cut-off tail.
+const HASH_DIGITS: usize = 10;
+
+/// `rkos-upgrade-<plan>-<i>`; when that is longer than a name may be (a plan name may itself
+/// be 253 characters), the plan's name is cut and a hash of the whole name takes the place of
+/// the rest: `rkos-upgrade-<start of plan>-<hash>-<i>`. Every agent computes the same name.
 pub fn lease_name(plan: &str, index: u32) -> String {
-    format!("rkos-upgrade-{plan}-{index}")
+    let name = format!("rkos-upgrade-{plan}-{index}");
+    if name.len() <= MAX_NAME_LEN {
+        return name;
+    }
+    let digest = Sha256::digest(plan.as_bytes());
+    let hash: String = hex::encode(digest).chars().take(HASH_DIGITS).collect();
+    let tail = format!("-{hash}-{index}");
+    let room = MAX_NAME_LEN - "rkos-upgrade-".len() - tail.len();
+    // Plan names are DNS subdomains (ASCII), so any byte is a character boundary; a name
+    // part must end in an alphanumeric.
+    let head = plan[..room.min(plan.len())].trim_end_matches(['-', '.']);
+    format!("rkos-upgrade-{head}{tail}")
 }
 
 /// The lease as the machine reads it.
@@ -201,5 +221,43 @@ mod tests {
         }));
         assert_eq!((v.renewed, v.holder), (900, None));
         assert!(view(&lease(LeaseSpec::default())).expired(1));
+    }
+
+    /// Issue 16, item 18: a long plan name gave lease names Kubernetes refuses.
+    #[test]
+    fn lease_names_are_valid_for_any_plan_name() {
+        let valid = |n: &str| {
+            n.len() <= MAX_NAME_LEN
+                && n.split('.').all(|part| {
+                    !part.is_empty()
+                        && part
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                        && !part.starts_with('-')
+                        && !part.ends_with('-')
+                })
+        };
+        assert_eq!(lease_name("p", 3), "rkos-upgrade-p-3");
+        // The longest plan name there can be, and names that cut right before a '-' or '.'.
+        let longest = "a".repeat(253);
+        let dashed = format!("{}-{}", "b".repeat(226), "c".repeat(40));
+        let dotted = format!("{}.{}", "d".repeat(226), "e".repeat(20));
+        for plan in [longest.as_str(), dashed.as_str(), dotted.as_str()] {
+            for i in [0, 9, 10, u32::MAX] {
+                let n = lease_name(plan, i);
+                assert!(valid(&n), "{n} ({} characters)", n.len());
+                assert!(n.ends_with(&format!("-{i}")), "{n}");
+                assert_eq!(n, lease_name(plan, i), "the same for every agent");
+            }
+        }
+        // Two long names that share their start still get leases of their own.
+        let other = format!("{longest}x");
+        assert_ne!(lease_name(&longest, 0), lease_name(&other[1..], 0));
+        assert_ne!(
+            lease_name(&dashed, 1),
+            lease_name(&format!("{}-{}", "b".repeat(226), "f".repeat(40)), 1)
+        );
+        // Each index of one plan still names a lease of its own.
+        assert_ne!(lease_name(&longest, 1), lease_name(&longest, 11));
     }
 }

@@ -51,8 +51,20 @@ pub enum BundleError {
         attempts: u32,
         last: String,
     },
+    #[error("{0}; the parts downloaded so far are kept for the next run")]
+    Deadline(String),
     #[error("{what} is larger than {limit} bytes")]
     SmallFileTooBig { what: String, limit: u64 },
+    #[error("the bundle holds version {found}, not the expected {expected}")]
+    UnexpectedVersion { found: String, expected: String },
+    #[error("the bundle's version {bundle} is {why} the running {running}: refusing a downgrade (--allow-downgrade, or allowDowngrade in the upgrade plan, installs it anyway)")]
+    Downgrade {
+        bundle: String,
+        running: String,
+        why: &'static str,
+    },
+    #[error("another `rkos upgrade` is running (it holds {lock}{}); try again once it is done", if holder.is_empty() { String::new() } else { format!(", pid {holder}") })]
+    Busy { lock: String, holder: String },
     #[error("this node already runs version {0}")]
     AlreadyRunning(String),
     #[error("refusing to upgrade: {0}")]

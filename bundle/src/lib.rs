@@ -10,17 +10,25 @@
 
 pub mod error;
 pub mod keys;
+pub mod lock;
+pub mod pace;
 pub mod progress;
 pub mod remount;
 #[cfg(feature = "sign")]
 pub mod sign;
 pub mod source;
 pub mod stage;
+pub mod verified;
 
 pub use error::{BundleError, Result};
 pub use keys::TrustedKeys;
+pub use lock::UpgradeLock;
+pub use pace::{Limits, MinRate};
 #[cfg(feature = "progress-bar")]
 pub use progress::ConsoleProgress;
 pub use progress::{NoProgress, Progress};
 pub use source::Source;
-pub use stage::{fetch_into, flip, stage, verify_file, verify_slot, StageOptions, Staged};
+pub use stage::{
+    fetch_into, flip, stage, stage_verified, verify_file, verify_slot, StageOptions, Staged,
+};
+pub use verified::{Verified, VersionPolicy};

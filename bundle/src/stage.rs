@@ -27,8 +27,10 @@ use rkos_slots::{BootState, Manifest, Slot, StateDir};
 
 use crate::error::{BundleError, IoContext, Result};
 use crate::keys::TrustedKeys;
+use crate::pace::{Breach, Clock, Limits};
 use crate::progress::Progress;
 use crate::source::Source;
+use crate::verified::{Verified, VersionPolicy};
 
 const CHUNK: usize = 1 << 20;
 /// A part being downloaded is flushed to disk every this many bytes. Without it a power cut
@@ -52,6 +54,10 @@ pub struct StageOptions {
     /// No retry starts after this instant (a network boot's overall deadline); `None`: only
     /// `attempts` bounds the retries.
     pub deadline: Option<Instant>,
+    /// The versions accepted (expected version, downgrades).
+    pub versions: VersionPolicy,
+    /// The overall deadline and the minimum transfer rate.
+    pub limits: Limits,
 }
 
 impl Default for StageOptions {
@@ -61,6 +67,8 @@ impl Default for StageOptions {
             attempts: 6,
             backoff: Duration::from_secs(1),
             deadline: None,
+            versions: VersionPolicy::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -80,20 +88,15 @@ pub struct Staged {
 /// What [`preflight`] established, before anything is written.
 struct Checked {
     boot: BootState,
-    manifest_bytes: Vec<u8>,
-    sig_bytes: Vec<u8>,
-    manifest: Manifest,
-    key_id: String,
     target: Slot,
 }
 
-/// Checks what can be checked without writing: boot state, target slot, signed manifest,
-/// arch, version.
+/// Checks what can be checked without writing: boot state, target slot, and the verified
+/// manifest's arch and version.
 fn preflight(
-    source: &Source,
+    verified: &Verified,
     state: &StateDir,
     booted: Slot,
-    keys: &TrustedKeys,
     opts: &StageOptions,
 ) -> Result<Checked> {
     let boot = state.boot_state()?;
@@ -112,36 +115,23 @@ fn preflight(
         )));
     }
     let target = booted.other();
-
-    let manifest_bytes = source.read_small(MANIFEST)?;
-    let sig_bytes = source.read_small(SIGNATURE)?;
-    let sig_text = std::str::from_utf8(&sig_bytes)
-        .map_err(|_| BundleError::SignatureFormat("not UTF-8".into()))?;
-    let (manifest, key_id) = keys.verify_manifest(&manifest_bytes, sig_text)?;
+    let manifest = &verified.manifest;
     if manifest.arch != opts.arch {
         return Err(BundleError::WrongArch {
             bundle: manifest.arch.clone(),
             node: opts.arch.clone(),
         });
     }
-    if let Some(current) = state.read_manifest(booted)? {
-        if current.version == manifest.version {
-            return Err(BundleError::AlreadyRunning(current.version));
-        }
+    let running = state.read_manifest(booted)?.map(|m| m.version);
+    opts.versions.check(&manifest.version, running.as_deref())?;
+    if running.as_deref() == Some(manifest.version.as_str()) {
+        return Err(BundleError::AlreadyRunning(manifest.version.clone()));
     }
-    Ok(Checked {
-        boot,
-        manifest_bytes,
-        sig_bytes,
-        manifest,
-        key_id,
-        target,
-    })
+    Ok(Checked { boot, target })
 }
 
-/// Downloads and verifies `source` into the inactive slot. The running slot and `grubenv`
-/// are not modified, except that a trial pending for the target slot (staged earlier, never
-/// booted) is cancelled before that slot is rewritten.
+/// Downloads and verifies `source` into the inactive slot: [`Verified::fetch`], then
+/// [`stage_verified`].
 pub fn stage(
     source: &Source,
     state: &StateDir,
@@ -150,14 +140,30 @@ pub fn stage(
     opts: &StageOptions,
     progress: &mut dyn Progress,
 ) -> Result<Staged> {
-    let Checked {
-        boot,
+    let verified = Verified::fetch(source, keys)?;
+    stage_verified(source, &verified, state, booted, opts, progress)
+}
+
+/// Stages the bundle whose manifest was verified as `verified` (its files come from
+/// `source`; its manifest and signature are written from `verified`'s bytes, never fetched
+/// again). The running slot and `grubenv` are not modified, except that a trial pending for
+/// the target slot (staged earlier, never booted) is cancelled before that slot is rewritten.
+pub fn stage_verified(
+    source: &Source,
+    verified: &Verified,
+    state: &StateDir,
+    booted: Slot,
+    opts: &StageOptions,
+    progress: &mut dyn Progress,
+) -> Result<Staged> {
+    let clock = Clock::start(opts.limits);
+    let Checked { boot, target } = preflight(verified, state, booted, opts)?;
+    let Verified {
         manifest_bytes,
         sig_bytes,
         manifest,
         key_id,
-        target,
-    } = preflight(source, state, booted, keys, opts)?;
+    } = verified.clone();
     let slot_dir = state.slot_dir(target);
     let staging = state.staging_dir(target);
 
@@ -200,13 +206,13 @@ pub fn stage(
     let mut reused = 0;
     for entry in &manifest.files {
         let had_part = part_path(&staging, &entry.name).exists();
-        let mut result = fetch_file(source, &staging, entry, opts, progress);
+        let mut result = fetch_file(source, &staging, entry, opts, &clock, progress);
         if had_part && matches!(result, Err(BundleError::Sha256Mismatch { .. })) {
             // The part left by an interrupted run may end in bytes a crash never wrote
             // properly; its mismatch says nothing about the source. The part is gone now:
             // fetch the file once more from its start.
             tracing::warn!(file = %entry.name, "resumed file did not verify; downloading it again");
-            result = fetch_file(source, &staging, entry, opts, progress);
+            result = fetch_file(source, &staging, entry, opts, &clock, progress);
         }
         match result {
             Ok((d, r)) => {
@@ -214,9 +220,10 @@ pub fn stage(
                 reused += r;
             }
             Err(e) => {
-                // A dropped transfer keeps its part for the next run to resume; anything else
-                // (bad data, server refusal, local error) leaves no partial files behind.
-                if !Source::is_transient(&e) {
+                // A dropped transfer (or one stopped by the deadline) keeps its part for the
+                // next run to resume; anything else (bad data, server refusal, local error)
+                // leaves no partial files behind.
+                if !keeps_part(&e) {
                     let _ = fs::remove_dir_all(&staging);
                 }
                 return Err(e);
@@ -330,11 +337,17 @@ pub fn fetch_into(
     opts: &StageOptions,
     progress: &mut dyn Progress,
 ) -> Result<u64> {
-    let (downloaded, _) = fetch_file(source, dir, entry, opts, progress)?;
+    let clock = Clock::start(opts.limits);
+    let (downloaded, _) = fetch_file(source, dir, entry, opts, &clock, progress)?;
     let to = dir.join(&entry.name);
     fs::rename(part_path(dir, &entry.name), &to)
         .ctx(|| format!("moving {} into place", to.display()))?;
     Ok(downloaded)
+}
+
+/// Whether a failed file's part is worth keeping for the next run.
+fn keeps_part(err: &BundleError) -> bool {
+    Source::is_transient(err) || matches!(err, BundleError::Deadline(_))
 }
 
 fn part_path(staging: &Path, name: &str) -> PathBuf {
@@ -412,6 +425,7 @@ fn fetch_file(
     staging: &Path,
     entry: &FileEntry,
     opts: &StageOptions,
+    clock: &Clock,
     progress: &mut dyn Progress,
 ) -> Result<(u64, u64)> {
     let path = part_path(staging, &entry.name);
@@ -451,6 +465,7 @@ fn fetch_file(
     loop {
         attempt += 1;
         let result: Result<bool> = (|| {
+            clock.check_deadline().map_err(deadline)?;
             let opened = source.open(&entry.name, out.len())?;
             if opened.start != out.len() {
                 // The server ignored the Range request: start the file over.
@@ -477,8 +492,12 @@ fn fetch_file(
                 }
             }
             let mut reader = opened.reader;
+            let mut meter = clock.meter();
             loop {
-                let n = match reader.read(&mut buf) {
+                let read = reader.read(&mut buf);
+                clock.check_deadline().map_err(deadline)?;
+                let too_slow = meter.add(*read.as_ref().unwrap_or(&0) as u64);
+                let n = match read {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -490,6 +509,14 @@ fn fetch_file(
                         })
                     }
                 };
+                if let Err(slow) = too_slow {
+                    // Dropped like a broken connection: the retry resumes where it stopped.
+                    return Err(BundleError::Transfer {
+                        what: what.clone(),
+                        attempts: attempt,
+                        last: slow.to_string(),
+                    });
+                }
                 let len = out.len();
                 if len + n as u64 > entry.size {
                     return Err(BundleError::TooLong {
@@ -529,7 +556,7 @@ fn fetch_file(
             },
             Err(e) => e,
         };
-        if !Source::is_transient(&err) {
+        if !keeps_part(&err) {
             drop(out);
             let _ = fs::remove_file(&path);
             return Err(err);
@@ -537,7 +564,7 @@ fn fetch_file(
         let late = opts
             .deadline
             .is_some_and(|d| Instant::now() + delay.min(MAX_BACKOFF) >= d);
-        if attempt >= opts.attempts || late {
+        if attempt >= opts.attempts || late || matches!(err, BundleError::Deadline(_)) {
             out.get_ref()
                 .sync_all()
                 .ctx(|| format!("fsync {}", path.display()))?;
@@ -551,7 +578,7 @@ fn fetch_file(
             });
         }
         progress.retrying(&entry.name, attempt, delay, &err);
-        std::thread::sleep(delay);
+        std::thread::sleep(clock.remaining().map_or(delay, |left| delay.min(left)));
         delay = (delay * 2).min(MAX_BACKOFF);
     }
 
@@ -569,4 +596,8 @@ fn fetch_file(
     }
     progress.file_done(&entry.name);
     Ok((downloaded, reused))
+}
+
+fn deadline(breach: Breach) -> BundleError {
+    BundleError::Deadline(breach.to_string())
 }

@@ -65,6 +65,7 @@ fn http_bundle_resumes_after_dropped_connection() {
     *srv.faults.lock().unwrap() = Faults {
         cut: [("rootfs.squashfs".to_string(), (1_000_000, 2))].into(),
         ignore_range: false,
+        ..Faults::default()
     };
     let staged = fx.stage(&srv.url).unwrap();
     rkos_bundle::verify_slot(&fx.state, Slot::B).unwrap();
@@ -90,6 +91,7 @@ fn http_server_ignoring_range_restarts_file() {
     *srv.faults.lock().unwrap() = Faults {
         cut: [("rootfs.squashfs".to_string(), (500_000, 1))].into(),
         ignore_range: true,
+        ..Faults::default()
     };
     fx.stage(&srv.url).unwrap();
     rkos_bundle::verify_slot(&fx.state, Slot::B).unwrap();
@@ -104,6 +106,7 @@ fn transfer_failure_keeps_part_and_next_run_resumes() {
     *srv.faults.lock().unwrap() = Faults {
         cut: [("rootfs.squashfs".to_string(), (700_000, 4))].into(),
         ignore_range: false,
+        ..Faults::default()
     };
     let before = fx.snapshot_active();
     let err = fx.stage(&srv.url).unwrap_err();
@@ -406,6 +409,7 @@ fn corrupt_part_from_a_crash_is_downloaded_again() {
     *srv.faults.lock().unwrap() = Faults {
         cut: [("rootfs.squashfs".to_string(), (700_000, 4))].into(),
         ignore_range: false,
+        ..Faults::default()
     };
     assert!(fx.stage(&srv.url).is_err());
     // What a power cut can leave: the tail of the part never written (zeros).
@@ -442,6 +446,7 @@ fn fetch_into_resumes_and_stops_at_the_deadline() {
     *srv.faults.lock().unwrap() = Faults {
         cut: [("rootfs.squashfs".to_string(), (1_000_000, 2))].into(),
         ignore_range: false,
+        ..Faults::default()
     };
     let dir = tempfile::tempdir().unwrap();
     let source = Source::parse(&srv.url).unwrap();
@@ -461,6 +466,7 @@ fn fetch_into_resumes_and_stops_at_the_deadline() {
     *srv.faults.lock().unwrap() = Faults {
         cut: [("rootfs.squashfs".to_string(), (100_000, 1000))].into(),
         ignore_range: true,
+        ..Faults::default()
     };
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();

@@ -11,6 +11,8 @@ mod last_good_agreement;
 mod status_cmd;
 mod token_cmd;
 mod upgrade_cmd;
+#[cfg(test)]
+mod upgrade_tests;
 mod wizard_cmd;
 
 use std::path::Path;

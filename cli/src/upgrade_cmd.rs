@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use rkos_bundle::{BundleError, ConsoleProgress, Source, StageOptions, TrustedKeys};
-use rkos_contract::{files, paths, InitReport};
+use rkos_bundle::{
+    BundleError, ConsoleProgress, Limits, MinRate, Source, StageOptions, TrustedKeys, UpgradeLock,
+    Verified, VersionPolicy,
+};
+use rkos_contract::{paths, InitReport};
 use rkos_slots::health::{self, HealthFacts, Seen};
 use rkos_slots::{Slot, StateDir, UpgradeReport};
 
@@ -47,6 +50,22 @@ pub struct UpgradeArgs {
     /// cannot arm a trial of another version).
     #[arg(long, value_name = "VERSION")]
     pub expect_version: Option<String>,
+    /// Accept a bundle whose version is lower than the running one (semver order), or that
+    /// cannot be ordered with it; refused otherwise, before anything is written.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Give up staging after this many seconds (all files, retries included; 0: never); the
+    /// parts downloaded so far are kept, and the next run resumes them.
+    #[arg(long, value_name = "SECONDS", default_value_t = rkos_bundle::pace::DEFAULT_DEADLINE.as_secs())]
+    pub deadline: u64,
+    /// Drop a transfer that brings less than this many bytes per second over
+    /// --min-rate-window (0: no minimum); it is retried from where it stopped.
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = rkos_bundle::pace::DEFAULT_MIN_RATE.bytes_per_sec)]
+    pub min_rate: u64,
+    /// The window --min-rate is measured over, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = rkos_bundle::pace::DEFAULT_MIN_RATE.window.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_rate_window: u64,
     /// Print one JSON object on stdout when done (staged, already running, or failed with
     /// the error and its causes); the human summary goes to stderr with the progress.
     #[arg(long)]
@@ -140,7 +159,7 @@ fn say(json: bool, text: &str) {
 }
 
 /// Verifies and stages the bundle and arms its trial; what was done, or why nothing was.
-fn stage_and_arm(args: &UpgradeArgs) -> Result<UpgradeReport> {
+pub(crate) fn stage_and_arm(args: &UpgradeArgs) -> Result<UpgradeReport> {
     let state = StateDir::new(&args.state_dir);
     if !state.grubenv().exists() {
         bail!(
@@ -152,34 +171,52 @@ fn stage_and_arm(args: &UpgradeArgs) -> Result<UpgradeReport> {
     }
     let booted = booted_slot(&args.root)
         .context("cannot tell which slot is running (no rkos.slot= on the kernel command line)")?;
+    // Held until the trial is armed: nothing of the boot state is read before it.
+    let _lock = UpgradeLock::acquire(&paths::under(&args.root, paths::UPGRADE_LOCK))
+        .context("upgrade refused; the running slot and boot configuration are unchanged")?;
     let _rw = rkos_bundle::remount::ensure_writable(&args.state_dir)?;
     let mut extra = config_trusted_keys(&args.root);
     extra.extend(args.trusted_keys.iter().cloned());
     let keys = TrustedKeys::load(&args.keys_dir, &extra)?;
     let source = Source::parse(&args.bundle)?;
-    if let Some(want) = &args.expect_version {
-        check_version(&source, &keys, want).with_context(|| {
+    let opts = StageOptions {
+        attempts: args.attempts.max(1),
+        versions: VersionPolicy {
+            expect: args.expect_version.clone(),
+            allow_downgrade: args.allow_downgrade,
+        },
+        limits: Limits {
+            deadline: (args.deadline > 0).then(|| Duration::from_secs(args.deadline)),
+            min_rate: (args.min_rate > 0).then(|| MinRate {
+                bytes_per_sec: args.min_rate,
+                window: Duration::from_secs(args.min_rate_window),
+            }),
+        },
+        ..StageOptions::default()
+    };
+    // The manifest is fetched and verified once; the version checks and staging all read
+    // these bytes (a server may answer a second request with another signed manifest).
+    let verified =
+        verify_bundle(&source, &keys, &state, booted, &opts.versions).with_context(|| {
             format!(
                 "upgrade refused; the running slot and boot configuration are unchanged ({})",
                 args.bundle
             )
         })?;
-    }
-    let opts = StageOptions {
-        attempts: args.attempts.max(1),
-        ..StageOptions::default()
-    };
     let mut progress = ConsoleProgress::default();
-    let staged = match rkos_bundle::stage(&source, &state, booted, &keys, &opts, &mut progress) {
-        Ok(s) => s,
-        Err(BundleError::AlreadyRunning(version)) => {
-            return Ok(UpgradeReport::AlreadyRunning { version })
-        }
-        Err(e) => {
-            return Err(e)
-                .context("upgrade failed; the running slot and boot configuration are unchanged")
-        }
-    };
+    let staged =
+        match rkos_bundle::stage_verified(&source, &verified, &state, booted, &opts, &mut progress)
+        {
+            Ok(s) => s,
+            Err(BundleError::AlreadyRunning(version)) => {
+                return Ok(UpgradeReport::AlreadyRunning { version })
+            }
+            Err(e) => {
+                return Err(e).context(
+                    "upgrade failed; the running slot and boot configuration are unchanged",
+                )
+            }
+        };
     let boot = rkos_bundle::flip(&state, &staged, args.tries).context("flipping the boot slot")?;
     let armed = boot
         .trial
@@ -200,20 +237,19 @@ fn stage_and_arm(args: &UpgradeArgs) -> Result<UpgradeReport> {
     })
 }
 
-/// Verifies the bundle's signed manifest and compares its version with `want`. Staging
-/// verifies the manifest again (it is small): this check only decides whether to start.
-fn check_version(source: &Source, keys: &TrustedKeys, want: &str) -> Result<()> {
-    let manifest = source.read_small(files::MANIFEST)?;
-    let sig = source.read_small(files::SIGNATURE)?;
-    let sig = std::str::from_utf8(&sig).context("the manifest signature is not UTF-8")?;
-    let (manifest, _) = keys.verify_manifest(&manifest, sig)?;
-    if manifest.version != want {
-        bail!(
-            "the bundle holds version {}, not the expected {want}",
-            manifest.version
-        );
-    }
-    Ok(())
+/// Fetches and verifies the bundle's signed manifest, and checks its version against the
+/// policy and the running slot's version, before anything is written.
+fn verify_bundle(
+    source: &Source,
+    keys: &TrustedKeys,
+    state: &StateDir,
+    booted: Slot,
+    versions: &VersionPolicy,
+) -> Result<Verified> {
+    let verified = Verified::fetch(source, keys)?;
+    let running = state.read_manifest(booted)?.map(|m| m.version);
+    versions.check(&verified.manifest.version, running.as_deref())?;
+    Ok(verified)
 }
 
 pub fn run_mark_good(args: &MarkGoodArgs) -> Result<()> {
@@ -398,127 +434,5 @@ mod tests {
         assert_eq!(facts.k3s_unit, Seen::Unseen, "no unit asked for");
         assert_eq!(health::verdict(&facts), Ok(()));
         assert!(wait_healthy(&args, Duration::from_secs(1)).is_ok());
-    }
-
-    /// The whole node-side path through the command layer: upgrade from a local bundle whose
-    /// key is trusted only through config.yaml, GRUB's boot (model), mark-good, status.
-    #[test]
-    fn upgrade_then_mark_good_via_config_key() {
-        use rkos_bundle::sign;
-        use std::fs;
-
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("root");
-        let state = StateDir::new(t.path().join("state"));
-        fs::create_dir_all(state.grub_dir()).unwrap();
-        state
-            .write_boot_state(&rkos_slots::BootState::default())
-            .unwrap();
-        let (pub_path, secret) = sign::keygen(&t.path().join("keys")).unwrap();
-        let src = t.path().join("src");
-        fs::create_dir_all(&src).unwrap();
-        let files: Vec<_> = files::SLOT_FILES
-            .iter()
-            .map(|n| {
-                let p = src.join(n);
-                fs::write(&p, format!("{n} v2")).unwrap();
-                p
-            })
-            .collect();
-        let arch = rkos_contract::arch();
-        sign::create("1", arch, &secret, &state.slot_dir(Slot::A), &files).unwrap();
-        let bundle = t.path().join("bundle");
-        sign::create("2", arch, &secret, &bundle, &files).unwrap();
-
-        fs::create_dir_all(root.join("proc")).unwrap();
-        fs::write(root.join("proc/cmdline"), "rkos.mode=disk rkos.slot=A\n").unwrap();
-        let args = UpgradeArgs {
-            bundle: bundle.display().to_string(),
-            reboot: false,
-            state_dir: state.root().to_path_buf(),
-            tries: 2,
-            trusted_keys: vec![],
-            keys_dir: t.path().join("no-image-keys"),
-            root: root.clone(),
-            attempts: 1,
-            expect_version: None,
-            json: false,
-        };
-        // No trusted key anywhere: refused, nothing changed.
-        let env_before = fs::read(state.grubenv()).unwrap();
-        let err = run_upgrade(&args).unwrap_err();
-        assert!(format!("{err:#}").contains("no trusted keys"), "{err:#}");
-        assert_eq!(fs::read(state.grubenv()).unwrap(), env_before);
-
-        // The key in the node's persistent config.
-        let key_line = fs::read_to_string(&pub_path).unwrap();
-        let key_line = key_line.lines().nth(1).unwrap();
-        let config = paths::under(&root, paths::PERSISTENT_CONFIG);
-        fs::create_dir_all(config.parent().unwrap()).unwrap();
-        fs::write(
-            &config,
-            format!("rkos:\n  upgrade:\n    trusted_keys:\n      - {key_line}\n"),
-        )
-        .unwrap();
-        // A bundle of another version than the one expected: refused before any write.
-        let wrong = UpgradeArgs {
-            expect_version: Some("3".into()),
-            ..args
-        };
-        let err = run_upgrade(&wrong).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("holds version 2, not the expected 3"),
-            "{err:#}"
-        );
-        assert_eq!(fs::read(state.grubenv()).unwrap(), env_before);
-        assert!(!state.slot_dir(Slot::B).exists());
-        let args = UpgradeArgs {
-            expect_version: Some("2".into()),
-            ..wrong
-        };
-        let report = stage_and_arm(&args).unwrap();
-        let boot = state.boot_state().unwrap();
-        assert_eq!(
-            boot.trial.map(|t| (t.slot, t.tries_left)),
-            Some((Slot::B, 2))
-        );
-        let UpgradeReport::Staged {
-            version,
-            slot,
-            armed,
-            downloaded_bytes,
-            ..
-        } = report
-        else {
-            panic!("{report:?}")
-        };
-        assert_eq!((version.as_str(), slot), ("2", Slot::B));
-        assert_eq!(Some(armed), boot.trial, "the report names the trial armed");
-        let bundle_bytes: u64 = files::SLOT_FILES
-            .iter()
-            .map(|n| fs::metadata(bundle.join(n)).unwrap().len())
-            .sum();
-        assert_eq!(downloaded_bytes, bundle_bytes);
-
-        // GRUB boots B; the node is healthy; mark-good makes B the default.
-        state.write_boot_state(&boot.grub_boot().1).unwrap();
-        fs::write(root.join("proc/cmdline"), "rkos.mode=disk rkos.slot=B\n").unwrap();
-        let mg = MarkGoodArgs {
-            state_dir: state.root().to_path_buf(),
-            wait_healthy: false,
-            timeout: 1,
-            health_url: String::new(),
-            health_file: None,
-            unit: String::new(),
-            root: root.clone(),
-        };
-        run_mark_good(&mg).unwrap();
-        let boot = state.boot_state().unwrap();
-        assert_eq!(boot.default, Slot::B);
-        assert_eq!(boot.trial, None);
-        let st = rkos_slots::Status::read(&state, booted_slot(&root)).unwrap();
-        assert_eq!(st.version_of(Slot::B), Some("2"));
-        assert_eq!(st.version_of(Slot::A), Some("1"));
-        assert!(st.to_string().contains("slot B passed its trial"), "{st}");
     }
 }

@@ -69,6 +69,9 @@ pub const DATASOURCES_DIR: &str = run_rkos!("datasources");
 pub const INIT_REPORT: &str = run_rkos!("init.json");
 /// The config problems found at boot, one per line (shown at the login prompt).
 pub const CONFIG_ERRORS: &str = run_rkos!("config-errors");
+/// Held (`flock`, exclusive) by `rkos upgrade` from before it reads the boot state until it
+/// is done, so two runs never stage or flip at once; it holds the holder's pid.
+pub const UPGRADE_LOCK: &str = run_rkos!("upgrade.lock");
 
 /// rkos's persistent state (persistent on installed nodes whatever the config says).
 pub const VAR_LIB_RKOS: &str = var_lib_rkos!();

@@ -95,7 +95,7 @@ impl Fixture {
             arch: "amd64".into(),
             attempts: 4,
             backoff: Duration::from_millis(10),
-            deadline: None,
+            ..StageOptions::default()
         }
     }
 
@@ -167,6 +167,8 @@ pub struct Faults {
     pub cut: HashMap<String, (u64, u32)>,
     /// Answer 200 with the whole file even when asked for a range.
     pub ignore_range: bool,
+    /// File name -> send its body this many bytes at a time, pausing this long after each.
+    pub trickle: HashMap<String, (usize, Duration)>,
 }
 
 /// Each request: (path, Range header if any).
@@ -265,6 +267,7 @@ fn serve(
         }
         _ => None,
     };
+    let trickle = f.trickle.get(name).copied();
     drop(f);
     if start > data.len() {
         out.write_all(
@@ -288,14 +291,21 @@ fn serve(
         )
     };
     out.write_all(head.as_bytes())?;
-    match cut {
-        Some(n) => {
+    match (cut, trickle) {
+        (_, Some((piece, pause))) => {
+            for chunk in body.chunks(piece) {
+                out.write_all(chunk)?;
+                out.flush()?;
+                thread::sleep(pause);
+            }
+        }
+        (Some(n), None) => {
             out.write_all(&body[..n.min(body.len())])?;
             out.flush()?;
             // Drop the connection mid-body.
             out.shutdown(std::net::Shutdown::Both)?;
         }
-        None => out.write_all(body)?,
+        (None, None) => out.write_all(body)?,
     }
     Ok(())
 }

@@ -33,7 +33,7 @@ fn expand(word: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// `[ "$a" = "b" ]`, `[ -n "$a" ]`, or `save_env --file F VARS...` (whose status is `saves`).
+/// `[ "$a" = "b" ]`, `[ -n "$a" ]`, `[ -f /slots/X/manifest.json ]`, or `save_env --file F VARS...` (whose status is `saves`).
 fn condition(
     cond: &str,
     vars: &BTreeMap<String, String>,
@@ -46,6 +46,11 @@ fn condition(
         return match words.as_slice() {
             ["-n", x] => !expand(x, vars).is_empty(),
             [a, "=", b] => expand(a, vars) == expand(b, vars),
+            // The modelled disk has both slots installed (each with its manifest).
+            ["-f", path] => {
+                let p = expand(path, vars);
+                p == "/slots/A/manifest.json" || p == "/slots/B/manifest.json"
+            }
             other => panic!("test not understood: {other:?}"),
         };
     }

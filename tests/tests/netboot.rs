@@ -42,7 +42,14 @@ fn free_port() -> Result<u16> {
 
 /// The inventory: nodes A and B in pools with their own labels and taints, a catch-all pool,
 /// and a config fragment that gives `rkos` a password (netboot nodes have no autologin).
+/// Node A has a fixed address only where the farm's dnsmasq hands addresses out (`dhcp`):
+/// the farm refuses one it could not give.
 fn inventory(farm_url: &str, dhcp: &str) -> String {
+    let ip_a = if dhcp.is_empty() {
+        ""
+    } else {
+        "        ip: 192.168.77.21\n"
+    };
     format!(
         r#"farm:
   url: {farm_url}
@@ -63,8 +70,7 @@ pools:
     nodes:
       - name: node-a
         macs: ["{MAC_A}"]
-        ip: 192.168.77.21
-  batch:
+{ip_a}  batch:
     tags: [test]
     labels: {{tier: batch}}
     taints: ["batch=true:PreferNoSchedule"]

@@ -38,7 +38,7 @@ apt-get install -y -q -t bookworm-backports qemu-system-x86 qemu-utils
 apt-get install -y -q \
     mmdebstrap squashfs-tools xorriso mtools dosfstools e2fsprogs gdisk parted fdisk \
     grub-pc-bin grub-efi-amd64-bin grub-common grub2-common udev ovmf busybox-static cpio zstd kmod \
-    tmux iproute2 ca-certificates curl
+    tmux iproute2 ca-certificates curl openssh-client
 if [ "$arch" = arm64 ]; then
     apt-get install -y -q -t bookworm-backports qemu-system-arm qemu-user-static
     apt-get install -y -q arch-test qemu-efi-aarch64 \

@@ -105,6 +105,11 @@ impl Nic {
                 .map(|r| r.display().to_string())
                 .unwrap_or_default()
         ));
+        // With a ROM the NIC is the boot device: SeaBIOS takes a `-device`'s bootindex, and
+        // ignores `-boot order=n` for it (it tried the CD, the disk and the floppy instead).
+        if self.rom.is_some() {
+            device.push_str(",bootindex=0");
+        }
         vec!["-netdev".into(), netdev, "-device".into(), device]
     }
 }

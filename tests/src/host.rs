@@ -160,3 +160,24 @@ pub fn ensure_rkos_partitions(table: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// `out`: a qcow2 copy-on-write overlay of `base` (whose format is `base_format`, `raw` or
+/// `qcow2`), replacing any old one; `size` grows the virtual disk (as an operator's bigger
+/// disk), `None` keeps the base's.
+pub fn qcow2_overlay(base: &Path, base_format: &str, out: &Path, size: Option<&str>) -> Result<()> {
+    let _ = std::fs::remove_file(out);
+    let (base, out) = (base.to_string_lossy(), out.to_string_lossy());
+    let mut args = vec![
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-F",
+        base_format,
+        "-b",
+        &base,
+        &out,
+    ];
+    args.extend(size);
+    sh("qemu-img", &args).map(|_| ())
+}

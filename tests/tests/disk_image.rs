@@ -21,7 +21,7 @@
 //! qemu-img, xorriso and an ssh client. Built with the `qemu` feature.
 
 use anyhow::{ensure, Context, Result};
-use rkos_tests::host::{free_port, sh, ssh, ssh_keygen};
+use rkos_tests::host::{free_port, qcow2_overlay, sh, ssh, ssh_keygen};
 use rkos_tests::qemu::{ovmf_vars, Arch, Boot, Extras, Forward, Vm, VmConfig};
 use rkos_tests::seed::make_seed_iso;
 use std::path::{Path, PathBuf};
@@ -50,21 +50,7 @@ fn disk_image() -> Result<PathBuf> {
 /// than the image: the disk an operator gives the VM).
 fn overlay(image: &Path, dir: &Path, name: &str, size: &str) -> Result<PathBuf> {
     let o = dir.join(format!("{name}.qcow2"));
-    sh(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-F",
-            "qcow2",
-            "-b",
-            &image.to_string_lossy(),
-            &o.to_string_lossy(),
-            size,
-        ],
-    )?;
+    qcow2_overlay(image, "qcow2", &o, Some(size))?;
     Ok(o)
 }
 

@@ -311,26 +311,7 @@ fn newer_version(dist: &Path, to: &Path, version: &str) -> Result<bool> {
 /// Writes `dir`'s signed manifest (`rkos bundle create`) of its kernel, initrd and squashfs
 /// as `version`, with the secret key `key`.
 fn sign(dir: &Path, version: &str, key: &Path) -> Result<()> {
-    let out = dir.to_str().context("a UTF-8 path")?;
-    sh(
-        &rkos_bin()?,
-        &[
-            "bundle",
-            "create",
-            "--version",
-            version,
-            "--arch",
-            "amd64",
-            "--key",
-            key.to_str().context("a UTF-8 path")?,
-            "--out",
-            out,
-            &format!("{out}/vmlinuz"),
-            &format!("{out}/initrd"),
-            &format!("{out}/rootfs.squashfs"),
-        ],
-    )?;
-    Ok(())
+    rkos_tests::node::bundle(&rkos_bin()?, dir, version, key, dir)
 }
 
 /// `rkos farm serve` on the host's loopback for PXE under QEMU's user-mode network: its TFTP

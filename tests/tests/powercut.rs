@@ -21,9 +21,8 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use rkos_slots::{NodeStatus, Outcome, Slot};
-use rkos_tests::host::sh;
 use rkos_tests::httpd::Httpd;
-use rkos_tests::node::{booted, login, p, prepare, start, BOOT, CMD, STAGE, V1};
+use rkos_tests::node::{booted, login, prepare, start, BOOT, CMD, STAGE, V1};
 use rkos_tests::qemu::{log_dir, Vm};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -93,21 +92,7 @@ fn env_u64(name: &str) -> Option<u64> {
 /// A copy-on-write overlay of the installed disk for one run.
 fn overlay(base: &Path, dir: &Path, name: &str) -> Result<std::path::PathBuf> {
     let o = dir.join(format!("{name}.qcow2"));
-    let _ = std::fs::remove_file(&o);
-    sh(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-F",
-            "raw",
-            "-b",
-            p(base),
-            p(&o),
-        ],
-    )?;
+    rkos_tests::host::qcow2_overlay(base, "raw", &o, None)?;
     Ok(o)
 }
 

@@ -21,7 +21,7 @@
 //! qemu-img, xorriso and an ssh client. Built with the `qemu` feature.
 
 use anyhow::{ensure, Context, Result};
-use rkos_tests::host::{free_port, qcow2_overlay, sh, ssh, ssh_keygen};
+use rkos_tests::host::{free_port, qcow2_overlay, ssh, ssh_keygen};
 use rkos_tests::qemu::{ovmf_vars, Arch, Boot, Extras, Forward, Vm, VmConfig};
 use rkos_tests::seed::make_seed_iso;
 use std::path::{Path, PathBuf};

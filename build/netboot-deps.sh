@@ -5,7 +5,7 @@ set -euo pipefail
 need=()
 [ -f /usr/lib/ipxe/undionly.kpxe ] || need+=(ipxe)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
-[ -f /usr/lib/ipxe/qemu/pxe-virtio.rom ] || need+=(ipxe-qemu)
+[ -f /usr/lib/ipxe/qemu/efi-virtio.rom ] || need+=(ipxe-qemu)
 [ "${#need[@]}" -eq 0 ] && exit 0
 [ "$(id -u)" -eq 0 ] || { echo "netboot-deps: run as root to install ${need[*]}" >&2; exit 1; }
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"

@@ -70,8 +70,10 @@ pub enum NetBackend {
     Tap(String),
 }
 
-/// iPXE as the virtio NIC's option ROM (Debian's ipxe-qemu).
-pub const IPXE_ROM: &str = "/usr/lib/ipxe/qemu/pxe-virtio.rom";
+/// iPXE as the virtio NIC's option ROM (Debian's ipxe-qemu): the combined legacy and EFI ROM,
+/// QEMU's own default for the NIC. `pxe-virtio.rom` matches only the legacy virtio device
+/// id, and on q35 the NIC is a modern PCIe device: SeaBIOS never ran it.
+pub const IPXE_ROM: &str = "/usr/lib/ipxe/qemu/efi-virtio.rom";
 
 impl Nic {
     /// QEMU's arguments for this NIC; a VM's [`Extras`] add their MAC (when the NIC names

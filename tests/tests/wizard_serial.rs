@@ -197,7 +197,8 @@ fn server(started: Instant) -> Result<String> {
         SECRET,
     )?;
     ensure!(s.contains("the next reboot (RAM only)"), "{s}");
-    ensure!(s.contains("Install rkos to a disk instead"), "{s}");
+    // the menu's choices come after its question, over the slow serial line
+    vm.expect_screen("Install rkos to a disk instead", STEP)?;
     vm.send(ENTER)?;
     let s = vm.expect_screen("(prints it, on this node)", STEP)?;
     ensure!(s.contains("Applied: k3s restarted as a server."), "{s}");

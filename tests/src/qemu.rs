@@ -48,8 +48,8 @@ pub enum Boot {
 pub struct Nic {
     /// `52:54:00:..`; QEMU's default when `None`.
     pub mac: Option<String>,
-    /// The NIC's option ROM (`IPXE_ROM` for a network boot); none when `None`.
-    pub rom: Option<PathBuf>,
+    /// Boot from the network with QEMU's own iPXE option ROM; otherwise the NIC has no ROM.
+    pub pxe: bool,
     pub backend: NetBackend,
     /// Run QEMU inside this network namespace (`ip netns exec`), where its tap device is.
     pub netns: Option<String>,
@@ -69,11 +69,6 @@ pub enum NetBackend {
     /// A tap device the test made (`ip tuntap add ... mode tap`).
     Tap(String),
 }
-
-/// iPXE as the virtio NIC's option ROM (Debian's ipxe-qemu): the combined legacy and EFI ROM,
-/// QEMU's own default for the NIC. `pxe-virtio.rom` matches only the legacy virtio device
-/// id, and on q35 the NIC is a modern PCIe device: SeaBIOS never ran it.
-pub const IPXE_ROM: &str = "/usr/lib/ipxe/qemu/efi-virtio.rom";
 
 impl Nic {
     /// QEMU's arguments for this NIC; a VM's [`Extras`] add their MAC (when the NIC names
@@ -100,17 +95,15 @@ impl Nic {
         if let Some(mac) = self.mac.as_ref().or(extras.mac.as_ref()) {
             device.push_str(&format!(",mac={mac}"));
         }
-        device.push_str(&format!(
-            ",romfile={}",
-            self.rom
-                .as_ref()
-                .map(|r| r.display().to_string())
-                .unwrap_or_default()
-        ));
-        // With a ROM the NIC is the boot device: SeaBIOS takes a `-device`'s bootindex, and
-        // ignores `-boot order=n` for it (it tried the CD, the disk and the floppy instead).
-        if self.rom.is_some() {
+        // A network boot uses the ROM QEMU picks for the NIC by itself (iPXE, from Debian's
+        // ipxe-qemu) and makes the NIC the first boot device. Naming that same ROM file with
+        // `romfile=`, or asking with `-boot order=n`, left SeaBIOS trying the CD, the disk and
+        // the floppy (seen with QEMU 10 and SeaBIOS 1.16). Without PXE: no ROM (iPXE would
+        // spend seconds of emulated time announcing itself).
+        if self.pxe {
             device.push_str(",bootindex=0");
+        } else {
+            device.push_str(",romfile=");
         }
         vec!["-netdev".into(), netdev, "-device".into(), device]
     }
@@ -677,7 +670,6 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
             let port = log_dir().join("sercon-port.bin");
             std::fs::create_dir_all(log_dir())?;
             std::fs::write(&port, 0x3f8u16.to_le_bytes())?;
-            cmd.args(["-boot", "order=n,menu=off"]);
             cmd.arg("-fw_cfg")
                 .arg(format!("name=etc/sercon-port,file={}", port.display()));
         }

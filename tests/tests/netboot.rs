@@ -6,7 +6,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use rkos_tests::host::{rkos_bin, sh};
-use rkos_tests::qemu::{Arch, Boot, NetBackend, Nic, Vm, VmConfig, IPXE_ROM};
+use rkos_tests::qemu::{Arch, Boot, NetBackend, Nic, Vm, VmConfig};
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -150,7 +150,7 @@ fn pxe_vm(name: &str, mac: &str, backend: NetBackend, netns: Option<&str>) -> Re
         },
         &Nic {
             mac: Some(mac.into()),
-            rom: Some(IPXE_ROM.into()),
+            pxe: true,
             backend,
             netns: netns.map(str::to_string),
         },

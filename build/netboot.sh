@@ -45,6 +45,10 @@ keytree=$(mktemp -d "${TMPDIR:-/tmp}/rkos-netboot-keys.XXXXXX")
 trap 'rm -rf "$keytree"' EXIT
 install -D -m 0644 "$pub" "$keytree/usr/lib/rkos/trusted-keys/$(basename "$pub")"
 cp "$image/initrd" "$stage/initrd"
+# The kernel takes an uncompressed archive after a compressed one only at a 4-byte boundary
+# (it reads anything else as more compressed data and stops unpacking): zero padding first,
+# which it skips.
+truncate --size=%4 "$stage/initrd"
 (cd "$keytree" && find . -mindepth 1 -print0 | LC_ALL=C sort -z \
     | cpio --null -o -H newc --reproducible --quiet) >> "$stage/initrd"
 

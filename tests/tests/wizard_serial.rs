@@ -206,6 +206,7 @@ fn server(started: Instant) -> Result<String> {
     ensure!(!s.contains(" INFO "), "log lines shown to the user:\n{s}");
     eprintln!("server configured: {:?}", started.elapsed());
 
+    back_at_the_prompt(&mut vm, "server")?;
     vm.prepare_shell()?;
     let token = vm.run_ok("sudo rkos token 2>/dev/null", CMD)?;
     let token = token.trim().to_string();
@@ -262,6 +263,17 @@ fn server(started: Instant) -> Result<String> {
     vm.expect_screen("Cancelled: nothing was written.", STEP)?;
     eprintln!("server done: {:?}", started.elapsed());
     Ok(token)
+}
+
+/// Waits for the shell's prompt after os-config applied a `role` config: sudo relays the
+/// keyboard to the wizard through a pty of its own until the wizard exits, and what is typed
+/// before then is lost with that pty.
+fn back_at_the_prompt(vm: &mut Vm, role: &str) -> Result<()> {
+    vm.expect(
+        &format!(r"(?s)Applied: k3s restarted as an? {role}\..*rkos@\S+:~\$ "),
+        STEP,
+    )
+    .map(|_| ())
 }
 
 /// The agent: a pasted key longer than the screen, the server's URL and token.
@@ -321,6 +333,7 @@ fn agent(token: &str, started: Instant) -> Result<()> {
         STEP,
     )?;
     ensure!(s.contains("Applied: k3s restarted as an agent."), "{s}");
+    back_at_the_prompt(&mut vm, "agent")?;
     vm.prepare_shell()?;
     let argv = vm.run_ok("sudo cat /run/k3s-standin/argv", CMD)?;
     ensure!(

@@ -185,7 +185,7 @@ fn check_node(vm: &mut Vm, name: &str, labels: &[&str], taints: &[&str]) -> Resu
     }
     let init = vm.run_ok("cat /run/rkos/init.json", CMD)?;
     ensure!(init.contains("\"mode\": \"netboot\""), "init.json: {init}");
-    let loops = vm.run_ok("losetup -n -O BACK-FILE | cat", CMD)?;
+    let loops = vm.run_ok("sudo losetup -n -O BACK-FILE | cat", CMD)?;
     ensure!(
         loops.contains("/run/rkos/netboot/rootfs.squashfs"),
         "the image is not the download: {loops}"

@@ -38,8 +38,8 @@ doc=docs/benchmarks.md
 marker='<!-- arm64: written by `make boot-report-arm64` -->'
 if [ "$rkos_arch" = amd64 ]; then
     # Sections measured elsewhere are kept: the disk image (tests/tests/disk_image.rs) and
-    # netboot (`make test-netboot`), power cuts (`make test-powercut`), after this report's own and before arm64's.
-    kept=$( [ -f "$doc" ] && awk -v m="$marker" '$0 == m { exit } /^## (The disk image|Netboot|Power cuts)/ { keep = 1 } keep { print }' "$doc" || true)
+    # the test suite, netboot (`make test-netboot`), power cuts (`make test-powercut`), after this report's own and before arm64's.
+    kept=$( [ -f "$doc" ] && awk -v m="$marker" '$0 == m { exit } /^## (The disk image|The test suite|Power cuts|Netboot)/ { keep = 1 } keep { print }' "$doc" || true)
     arm64_part=$( [ -f "$doc" ] && awk -v m="$marker" '$0 == m { keep = 1 } keep { print }' "$doc" || true)
     cat > "$doc" <<EOM
 # rkos benchmarks

@@ -192,7 +192,12 @@ fn check_node(vm: &mut Vm, name: &str, labels: &[&str], taints: &[&str]) -> Resu
     );
     let kubelet = vm.run_ok("findmnt -n -o FSTYPE /var/lib/kubelet | cat", CMD)?;
     ensure!(kubelet.trim() == "tmpfs", "/var/lib/kubelet on {kubelet}");
-    let net = vm.run_ok("networkctl list --no-legend | cat", CMD)?;
+    // the login can come before networkd has taken the link over ("pending"): a minute for it
+    let net = vm.run_ok(
+        "for i in $(seq 60); do networkctl list --no-legend | grep -q configured && break; \
+         sleep 1; done; networkctl list --no-legend | cat",
+        CMD + CMD,
+    )?;
     ensure!(
         net.contains("configured"),
         "networkd does not manage the NIC:\n{net}"

@@ -46,8 +46,6 @@ pub enum Boot {
 /// and no option ROM (iPXE would spend seconds of emulated time announcing itself).
 #[derive(Debug, Clone, Default)]
 pub struct Nic {
-    /// `52:54:00:..`; QEMU's default when `None`.
-    pub mac: Option<String>,
     /// Boot from the network with QEMU's own iPXE option ROM; otherwise the NIC has no ROM.
     pub pxe: bool,
     pub backend: NetBackend,
@@ -71,8 +69,8 @@ pub enum NetBackend {
 }
 
 impl Nic {
-    /// QEMU's arguments for this NIC; a VM's [`Extras`] add their MAC (when the NIC names
-    /// none) and, on user-mode networks, their forwarded host ports.
+    /// QEMU's arguments for this NIC; a VM's [`Extras`] add their MAC and, on user-mode
+    /// networks, their forwarded host ports.
     fn args(&self, extras: &Extras) -> Vec<String> {
         let mut netdev = match &self.backend {
             NetBackend::User => "user,id=net0".to_string(),
@@ -92,7 +90,7 @@ impl Nic {
             }
         }
         let mut device = "virtio-net-pci,netdev=net0".to_string();
-        if let Some(mac) = self.mac.as_ref().or(extras.mac.as_ref()) {
+        if let Some(mac) = &extras.mac {
             device.push_str(&format!(",mac={mac}"));
         }
         // A network boot uses the ROM QEMU picks for the NIC by itself (iPXE, from Debian's

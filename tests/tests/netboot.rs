@@ -6,7 +6,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use rkos_tests::host::{rkos_bin, sh};
-use rkos_tests::qemu::{Arch, Boot, NetBackend, Nic, Vm, VmConfig};
+use rkos_tests::qemu::{Arch, Boot, Extras, NetBackend, Nic, Vm, VmConfig};
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -146,10 +146,12 @@ fn pxe_vm(name: &str, mac: &str, backend: NetBackend, netns: Option<&str>) -> Re
             boot: Boot::Pxe,
             disks: vec![],
             memory_mb: MEMORY_MB,
-            extras: Default::default(),
+            extras: Extras {
+                mac: Some(mac.into()),
+                ..Default::default()
+            },
         },
         &Nic {
-            mac: Some(mac.into()),
             pxe: true,
             backend,
             netns: netns.map(str::to_string),

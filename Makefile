@@ -69,9 +69,10 @@ ISO_INPUTS := iso/grub.cfg build/iso.sh $(wildcard iso/config.yaml)
 FUZZ_SECS ?= 600
 FUZZ_TARGETS ?= cmdline bundle_manifest grubenv
 
-.PHONY: fuzz test check fmt clippy unit host-deps iso standin-iso run boot-test boot-report \
+.PHONY: fuzz test check fmt clippy unit host-deps iso standin-iso run boot-test boot-report test-lab \
 	binaries k3s FORCE bundle agent-image test-root test-upgrade-qemu test-powercut bench-verify \
-	netboot test-netboot boot-test-a boot-test-b check-arm64 test-arm64 boot-report-arm64 host-deps-arm64
+	netboot test-netboot boot-test-a boot-test-b check-arm64 test-arm64 boot-report-arm64 host-deps-arm64 \
+	test-baremetal
 
 test: check unit boot-test
 
@@ -180,12 +181,16 @@ run: iso
 # live boots, os-config on the serial console (a server, then an agent configured to join
 # it), the wizard install and unattended install, a host-side install booted under BIOS and
 # UEFI, and upgrades of an installed node; clones of the disk image with their cloud-init
-# seeds; then a full disk refusing a bundle. The PXE tests are `make test-netboot` (see
-# docs/netboot.md, "What is verified": the smoke test reaches login but networkd leaves the
-# NIC pending).
+# seeds; two power cuts during an upgrade; an installed node beside foreign rkos volumes and a
+# seed it did not ask for; one PXE
+# boot of a diskless node from `rkos farm serve` (the same image, so only build/netboot.sh's
+# packing is added; the longer PXE tests are `make test-netboot`); then a full disk refusing
+# a bundle.
 boot-test: host-deps
 	$(MAKE) ARCH=amd64 K3S_STANDIN=1 iso
 	$(MAKE) K3S_STANDIN=1 DISK_IMAGE_FORMATS=qcow2 disk-image
+	$(MAKE) K3S_STANDIN=1 netboot
+	build/netboot-deps.sh
 	$(QEMU_TEST) --no-run
 	$(MAKE) --no-print-directory -j2 --output-sync=target boot-test-a boot-test-b
 	$(CARGO) test -p rkos-bundle --features root-tests --test full_disk
@@ -197,16 +202,30 @@ boot-test: host-deps
 QEMU_TEST = RKOS_ISO=$(CURDIR)/$(STANDIN_ISO) RKOS_DISK_IMAGE=$(CURDIR)/$(STANDIN_DISK_IMAGE).qcow2 \
 	RKOS_NETBOOT_DIR=$(CURDIR)/dist/netboot-standin $(CARGO) test -p rkos-tests --features qemu
 
+# Queue a ends with two power cuts at random instants of an upgrade (the seed from the clock,
+# printed; `make test-powercut N=20` is the campaign).
 boot-test-a:
 	$(QEMU_TEST) --test upgrade_node --test disk_image -- --test-threads=1
+	RKOS_POWERCUT_N=2 $(QEMU_TEST) --test powercut -- --nocapture
 
 boot-test-b:
 	$(QEMU_TEST) --test boot --test wizard_serial --test install_iso --test install_disk \
-		-- --test-threads=1
+		--test foreign_disks -- --test-threads=1
+	$(QEMU_TEST) --test netboot -- --exact pxe_boot_smoke
 
 boot-report: host-deps
 	$(MAKE) ARCH=amd64 K3S_STANDIN=1 iso
 	RKOS_ARCH=amd64 RKOS_WORK=$(CURDIR)/work build/boot-report.sh $(STANDIN_ISO)
+
+# Longhorn's host side on two clones of the stand-in disk image (root: tgtd serves an iSCSI
+# LUN from the host): `rkos doctor` passes, the LUN is discovered, logged into, formatted,
+# written and read from the node, and a clone has its own initiator name (docs/baremetal.md).
+# Not part of `make test`.
+test-baremetal: host-deps
+	$(MAKE) K3S_STANDIN=1 DISK_IMAGE_FORMATS=qcow2 disk-image
+	build/baremetal-deps.sh
+	RKOS_DISK_IMAGE=$(CURDIR)/$(STANDIN_DISK_IMAGE).qcow2 $(CARGO) test -p rkos-tests --features qemu \
+		--test baremetal -- --test-threads=1 --nocapture
 
 # --- arm64 -------------------------------------------------------------------------------------
 
@@ -289,3 +308,11 @@ test-netboot: host-deps
 	build/netboot-deps.sh
 	RKOS_NETBOOT_DIR=$(CURDIR)/dist/netboot-standin $(CARGO) test -p rkos-tests --features qemu \
 		--test netboot -- --test-threads=1
+
+# `rkos lab` end to end (root: a network namespace, a bridge, taps): one server and two agents
+# from the stand-in disk image, their names, addresses and k3s configs, an agent reaching the
+# server's 6443, status, reset, down (docs/lab.md). Prints the wall time of `up`.
+test-lab: host-deps
+	$(MAKE) K3S_STANDIN=1 DISK_IMAGE_FORMATS=qcow2 disk-image
+	RKOS_DISK_IMAGE=$(CURDIR)/$(STANDIN_DISK_IMAGE).qcow2 $(CARGO) test -p rkos-tests \
+		--features qemu --test lab -- --nocapture

@@ -78,7 +78,7 @@ echo "$version" > "$root/etc/rkos/version"
 
 systemctl --root="$root" enable rkos-config-early.service rkos-config-network.service \
     k3s.service rkos-ssh-keygen.service rkos-issue.service rkos-issue-watch.service \
-    rkos-grow-data.service \
+    rkos-grow-data.service rkos-iscsi-initiator.service \
     rkos-mark-good.service >/dev/null
 # rkos-install.service is pulled in by a generator, only with rkos.mode=install.
 

@@ -6,7 +6,11 @@
 # the token agents join with (/var/lib/rancher/k3s/server/node-token, root only) and the
 # admin kubeconfig (/etc/rancher/k3s/k3s.yaml, with the mode and group of its config).
 # Both are stand-ins: the token's CA hash is all zeros (there is no CA) and the kubeconfig
-# names no API server that answers.
+# names no API server that answers. A server listens on TCP 6443 (each connection gets one
+# line saying it is the stand-in, through systemd-socket-activate, which the image has), so a
+# test shows agents reaching it; an agent tries its server_url's address and port for up to
+# 5 minutes and records the outcome in /run/k3s-standin/server-reach ("reached HOST:PORT" or
+# "unreachable HOST:PORT").
 # Called as kubectl, crictl or ctr it says it is a stand-in. Images built with it are named
 # *-standin.iso and carry RKOS_K3S=stand-in in /etc/os-release.
 name=$(basename "$0")
@@ -90,5 +94,28 @@ EOK
     [ -z "$group" ] || chgrp "$group" "$kc.new"
     mv "$kc.new" "$kc"
 fi
+if [ "${1:-}" = agent ]; then
+    url=$(conf_value server)
+    hostport=${url#*://}
+    hostport=${hostport%%/*}
+    host=${hostport%:*}
+    port=${hostport##*:}
+    if [ -n "$url" ]; then
+        result="unreachable $host:$port"
+        for _ in $(seq 60); do
+            if timeout 3 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null; then
+                result="reached $host:$port"
+                break
+            fi
+            sleep 5
+        done
+        echo "$result" > "$dir/server-reach"
+        echo "k3s stand-in: server $result"
+    fi
+fi
 echo "k3s stand-in: started as '$*' (pid $$); recorded in $dir"
+if [ "${1:-}" = server ] && command -v systemd-socket-activate >/dev/null; then
+    exec systemd-socket-activate -l 6443 -a --inetd \
+        /bin/echo "k3s stand-in (rkos test image): no Kubernetes here"
+fi
 exec sleep infinity

@@ -55,10 +55,17 @@ echo rkos > "$root/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\trkos\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
 ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 
-# Every node gets its own identity at boot: host keys (rkos-ssh-keygen.service) and
-# machine-id (systemd creates it when the file is empty).
+# Every node gets its own identity at boot: host keys (rkos-ssh-keygen.service),
+# machine-id (systemd creates it when the file is empty) and the iSCSI initiator name
+# (rkos-iscsi-initiator.service derives it from the machine id; the name open-iscsi's
+# postinst made here would be every node's). Without that unit, open-iscsi's own startup
+# check would still make a random one rather than share this.
 rm -f "$root"/etc/ssh/ssh_host_*
 : > "$root/etc/machine-id"
+if [ -f "$root/etc/iscsi/initiatorname.iscsi" ]; then
+    printf 'GenerateName=yes\n' > "$root/etc/iscsi/initiatorname.iscsi"
+    chmod 0600 "$root/etc/iscsi/initiatorname.iscsi"
+fi
 rm -f "$root/var/lib/dbus/machine-id"
 
 # Caches and lists a read-only node never uses.

@@ -73,6 +73,16 @@ pub struct UpgradePlanSpec {
     /// A paused plan starts no new node; nodes already past `Waiting` finish.
     #[serde(default)]
     pub paused: bool,
+    /// Let nodes install `version` even when it is lower than the version they run (or
+    /// cannot be ordered with it as semver). Off by default: an older signed release is
+    /// genuine but has the holes its successors closed, so going back is a decision the
+    /// cluster's administrator takes on purpose (say, to leave a release that broke the
+    /// workload), for this one plan, not something a mistyped version does. Every node
+    /// refuses a downgrade by itself (`rkos upgrade` without `--allow-downgrade`, whoever
+    /// runs it); this field only has the agent pass that flag. Nodes booted from the network
+    /// run what the farm serves, and ignore it.
+    #[serde(default)]
+    pub allow_downgrade: bool,
 }
 
 fn default_concurrency() -> u32 {
@@ -332,6 +342,29 @@ mod tests {
         assert!(spec.drain.ignore_daemon_sets);
         assert!(!spec.drain.force);
         assert!(!spec.paused);
+        assert!(!spec.allow_downgrade);
+    }
+
+    #[test]
+    fn allow_downgrade_round_trips_as_camel_case() {
+        let spec: UpgradePlanSpec = serde_json::from_str(
+            r#"{"version":"1","bundleUrl":"http://x/b","allowDowngrade":true}"#,
+        )
+        .unwrap();
+        assert!(spec.allow_downgrade);
+        let back = serde_json::to_value(&spec).unwrap();
+        assert_eq!(back["allowDowngrade"], true);
+        assert_eq!(
+            serde_json::from_value::<UpgradePlanSpec>(back).unwrap(),
+            spec
+        );
+        // The API server keeps only what the schema names: the field must be in it, a
+        // boolean defaulting to false.
+        let crd = serde_json::to_value(UpgradePlan::crd()).unwrap();
+        let field = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["allowDowngrade"];
+        assert_eq!(field["type"], "boolean", "{field}");
+        assert_eq!(field["default"], false, "{field}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::crd::{
 };
 use crate::drain::{self, PodRef};
 use crate::lease;
-use crate::machine::{Action, Outcome};
+use crate::machine::{Action, Outcome, Release};
 use crate::metrics::Metrics;
 use crate::nodeops::NodeOps;
 use crate::observe::Snapshot;
@@ -67,14 +67,8 @@ impl<N: NodeOps> Exec<'_, N> {
             Action::Cordon { plan } => self.set_cordon(Some(plan)).await,
             Action::Uncordon => self.set_cordon(None).await,
             Action::Evict(pods) => self.evict(pods).await,
-            Action::Stage {
-                bundle_url,
-                version,
-            } => Ok(self.stage(bundle_url, version).await),
-            Action::Flip {
-                bundle_url,
-                version,
-            } => Ok(self.flip(bundle_url, version).await),
+            Action::Stage(release) => Ok(self.stage(release).await),
+            Action::Flip(release) => Ok(self.flip(release).await),
             Action::Reboot => self.reboot().await,
             Action::MarkGood => {
                 self.ops.mark_good().await?;
@@ -208,9 +202,14 @@ impl<N: NodeOps> Exec<'_, N> {
         })
     }
 
-    async fn stage(&self, bundle_url: &str, version: &str) -> Done {
-        info!(bundle_url, version, "staging");
-        match self.ops.stage(bundle_url, version).await {
+    async fn stage(&self, release: &Release) -> Done {
+        info!(
+            bundle_url = release.bundle_url,
+            version = release.version,
+            allow_downgrade = release.allow_downgrade,
+            "staging"
+        );
+        match self.ops.stage(release).await {
             Ok(report) => {
                 self.metrics.downloaded(report.bytes);
                 Done::Reported(Outcome::Staged {
@@ -224,8 +223,8 @@ impl<N: NodeOps> Exec<'_, N> {
         }
     }
 
-    async fn flip(&self, bundle_url: &str, version: &str) -> Done {
-        match self.ops.flip(bundle_url, version).await {
+    async fn flip(&self, release: &Release) -> Done {
+        match self.ops.flip(release).await {
             Ok(()) => Done::Changed,
             Err(e) => {
                 warn!(error = %e, "arming the trial boot failed");

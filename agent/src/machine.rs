@@ -36,13 +36,26 @@ pub use lease::{LeaseView, PeerView};
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanView {
     pub name: String,
-    pub version: String,
-    pub bundle_url: String,
+    /// What the plan asks every node to run.
+    pub release: Release,
     pub concurrency: u32,
     pub drain_timeout_seconds: u64,
     pub max_failures: u32,
     pub paused: bool,
     pub window: Option<WindowSpec>,
+}
+
+/// The release a plan asks for, as the node side is told to stage or arm it: one value, so
+/// whatever the plan says about it reaches `rkos upgrade` together.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Release {
+    /// Where the signed bundle is served.
+    pub bundle_url: String,
+    /// The version the bundle must hold (`rkos upgrade --expect-version`).
+    pub version: String,
+    /// The plan's `allowDowngrade`: `rkos upgrade --allow-downgrade`. Without it the node
+    /// refuses a version lower than the one it runs, and the attempt fails with its message.
+    pub allow_downgrade: bool,
 }
 
 /// The node's own NodeUpgrade.
@@ -130,16 +143,10 @@ pub enum Action {
     /// Ask the Eviction API to evict these pods; a refusal comes back as an [`Outcome`].
     Evict(Vec<PodRef>),
     /// Node side: download, verify, write the inactive slot, arm a trial boot of it.
-    Stage {
-        bundle_url: String,
-        version: String,
-    },
+    Stage(Release),
     /// The target is complete in the inactive slot but no trial boot is armed (e.g. a retry
     /// after a rollback): arm it.
-    Flip {
-        bundle_url: String,
-        version: String,
-    },
+    Flip(Release),
     Reboot,
     MarkGood,
 }
@@ -263,7 +270,7 @@ pub fn decide(o: &Observed) -> Vec<Action> {
         out.extend(release_others);
         out.push(Action::CreateNodeUpgrade {
             plan: plan.name.clone(),
-            target: plan.version.clone(),
+            target: plan.release.version.clone(),
         });
         return out;
     };
@@ -273,19 +280,20 @@ pub fn decide(o: &Observed) -> Vec<Action> {
     // The node follows another plan, or the plan's version moved on: start over, unless the
     // node is already rebooting into the old target (that attempt has to finish first).
     let retarget = nu.plan != plan.name
-        || (nu.target != plan.version && !matches!(phase, Phase::Rebooting | Phase::Verifying));
+        || (nu.target != plan.release.version
+            && !matches!(phase, Phase::Rebooting | Phase::Verifying));
     if retarget {
         if o.node.cordoned_by.is_some() {
             out.push(Action::Uncordon);
         }
         out.push(Action::SetSpec {
             plan: plan.name.clone(),
-            target: plan.version.clone(),
+            target: plan.release.version.clone(),
         });
         out.push(Action::SetStatus(NodeUpgradeStatus {
             phase: Phase::Pending,
             current_version: Some(o.facts.version.clone()),
-            target_version: Some(plan.version.clone()),
+            target_version: Some(plan.release.version.clone()),
             slot: Some(o.facts.slot.to_string()),
             phase_since: Some(ts(o.now).to_string()),
             ..Default::default()

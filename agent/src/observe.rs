@@ -13,7 +13,7 @@ use crate::api::{now_secs, AgentError, Ctx, MANAGED_BY};
 use crate::crd::{NodeUpgrade, Phase, UpgradePlan, CORDON_ANNOTATION, PLAN_LABEL};
 use crate::drain::{self, DrainView};
 use crate::lease;
-use crate::machine::{NodeView, NuView, Observed, PeerView, PlanView};
+use crate::machine::{NodeView, NuView, Observed, PeerView, PlanView, Release};
 use crate::nodeops::{NodeFacts, NodeOps};
 use crate::select;
 use rkos_slots::health::HealthFacts;
@@ -128,8 +128,11 @@ pub async fn observe<N: NodeOps>(
 fn plan_view(p: &UpgradePlan) -> PlanView {
     PlanView {
         name: p.name_any(),
-        version: p.spec.version.clone(),
-        bundle_url: p.spec.bundle_url.clone(),
+        release: Release {
+            bundle_url: p.spec.bundle_url.clone(),
+            version: p.spec.version.clone(),
+            allow_downgrade: p.spec.allow_downgrade,
+        },
         concurrency: p.spec.concurrency.max(1),
         drain_timeout_seconds: p.spec.drain.timeout_seconds,
         max_failures: p.spec.max_failures.max(1),

@@ -106,7 +106,7 @@ impl<N: NodeOps> Agent<N> {
         let mut done = Vec::new();
         while let Some(a) = queue.pop_front() {
             let result = match &a {
-                Action::Stage { .. } | Action::Flip { .. } => {
+                Action::Stage(_) | Action::Flip(_) => {
                     self.while_running(&snap, &a, exec.action(&a)).await?
                 }
                 _ => Some(exec.action(&a).await?),

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rkos_agent::lease;
+use rkos_agent::machine::Release;
 use rkos_agent::nodeops::{self, HostNodeOps, NodeOps};
 use rkos_contract::paths;
 use rkos_slots::health::{HealthFacts, Seen};
@@ -59,6 +60,15 @@ fn rkos_bin() -> &'static Path {
             .unwrap_or_else(|| workspace().join("target"));
         target.join("debug/rkos")
     })
+}
+
+/// The release of a plan without `allowDowngrade`.
+fn release(bundle_url: &str, version: &str) -> Release {
+    Release {
+        bundle_url: bundle_url.to_string(),
+        version: version.to_string(),
+        allow_downgrade: false,
+    }
 }
 
 /// Runs the real `rkos`; returns stdout, panicking with stderr on failure.
@@ -379,7 +389,7 @@ async fn the_node_side_step_by_step() {
     // command's own.
     let b2 = node.bundle("2", "keys");
     let url = b2.display().to_string();
-    let report = ops.stage(&url, "2").await.unwrap();
+    let report = ops.stage(&release(&url, "2")).await.unwrap();
     assert_eq!(report.bytes, bundle_size(&b2));
     let f = ops.facts().await.unwrap();
     assert_eq!(f.version, "1");
@@ -390,7 +400,7 @@ async fn the_node_side_step_by_step() {
     assert_eq!(st.trial.map(|t| t.slot), Some(Slot::B));
     // Already armed: flip does not run anything that changes the environment.
     let env = node.grubenv();
-    ops.flip(&url, "2").await.unwrap();
+    ops.flip(&release(&url, "2")).await.unwrap();
     assert_eq!(node.grubenv(), env);
 
     // Reboot: the command runs, GRUB boots B on trial.
@@ -432,7 +442,11 @@ async fn the_node_side_step_by_step() {
     // The bundle of the version already running: `rkos upgrade` says so and exits 0 without
     // arming anything; stage must not report success (the agent would stage forever).
     let env = node.grubenv();
-    let e = ops.stage(&url, "2").await.unwrap_err().to_string();
+    let e = ops
+        .stage(&release(&url, "2"))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("already running version 2"), "{e}");
     assert!(e.contains("did not arm a trial boot of 2"), "{e}");
     assert_eq!(node.grubenv(), env, "nothing changed");
@@ -442,7 +456,7 @@ async fn the_node_side_step_by_step() {
     // the next reboot would boot and rkos-mark-good.service would keep).
     let b3 = node.bundle("3", "keys");
     let e = ops
-        .stage(&b3.display().to_string(), "4")
+        .stage(&release(&b3.display().to_string(), "4"))
         .await
         .unwrap_err()
         .to_string();
@@ -459,7 +473,7 @@ async fn a_bundle_signed_by_an_untrusted_key_is_refused_and_changes_nothing() {
     let env = node.grubenv();
     let e = node
         .ops
-        .stage(&evil.display().to_string(), "2")
+        .stage(&release(&evil.display().to_string(), "2"))
         .await
         .unwrap_err()
         .to_string();
@@ -473,6 +487,34 @@ async fn a_bundle_signed_by_an_untrusted_key_is_refused_and_changes_nothing() {
     assert!(!node.state.manifest(Slot::B).exists());
     let f = node.ops.facts().await.unwrap();
     assert_eq!((f.staged, f.trial_armed), (None, None));
+}
+
+/// The node refuses a downgrade itself, whoever asks: a plan back to an older signed release
+/// fails with `rkos upgrade`'s own refusal and nothing written; the plan's `allowDowngrade`
+/// (the agent then passes `--allow-downgrade`) lifts it, and the older release is armed.
+#[tokio::test]
+async fn a_downgrade_is_refused_by_the_node_unless_the_plan_allows_it() {
+    let node = Node::new("2");
+    let b1 = node.bundle("1", "keys");
+    let mut back_to_1 = release(&b1.display().to_string(), "1");
+    let env = node.grubenv();
+    let e = node.ops.stage(&back_to_1).await.unwrap_err().to_string();
+    assert!(
+        e.contains("the bundle's version 1 is lower than the running 2: refusing a downgrade"),
+        "{e}"
+    );
+    assert!(e.contains("allowDowngrade in the upgrade plan"), "{e}");
+    assert_eq!(node.grubenv(), env, "nothing changed");
+    assert!(!node.state.manifest(Slot::B).exists());
+    let e = node.ops.flip(&back_to_1).await.unwrap_err().to_string();
+    assert!(e.contains("refusing a downgrade"), "{e}");
+    assert_eq!(node.grubenv(), env, "nothing changed");
+
+    back_to_1.allow_downgrade = true;
+    node.ops.stage(&back_to_1).await.unwrap();
+    let f = node.ops.facts().await.unwrap();
+    assert_eq!(f.version, "2");
+    assert_eq!(f.trial_armed.as_deref(), Some("1"));
 }
 
 /// The status JSON in each state a node goes through: what the real `rkos status --json`
@@ -489,7 +531,9 @@ async fn status_json_in_every_state() {
     assert_eq!((f.staged, f.trial_armed), (None, None));
 
     let b2 = node.bundle("2", "keys");
-    ops.stage(&b2.display().to_string(), "2").await.unwrap();
+    ops.stage(&release(&b2.display().to_string(), "2"))
+        .await
+        .unwrap();
     let f = facts("trial-armed").unwrap();
     assert_eq!((f.version.as_str(), f.slot), ("1", Slot::A.into()));
     assert_eq!(f.trial_armed.as_deref(), Some("2"));
@@ -509,7 +553,9 @@ async fn status_json_in_every_state() {
     // A trial that never comes up: rolled back.
     node.broken.lock().unwrap().push("3".into());
     let b3 = node.bundle("3", "keys");
-    ops.stage(&b3.display().to_string(), "3").await.unwrap();
+    ops.stage(&release(&b3.display().to_string(), "3"))
+        .await
+        .unwrap();
     ops.reboot().await.unwrap();
     let f = facts("rolled-back").unwrap();
     assert_eq!((f.version.as_str(), f.slot), ("2", Slot::B.into()));

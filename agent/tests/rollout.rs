@@ -391,6 +391,48 @@ async fn max_failures_stops_the_rollout() {
     }
 }
 
+/// A plan back to an older version: without `allowDowngrade` the node's own refusal fails
+/// the attempt and nothing is staged; the operator sets it (and deletes the NodeUpgrade to
+/// retry), and the same node goes back. The field travels from the plan through the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_downgrades_only_with_allow_downgrade() {
+    let c = Cluster::new(1, "2").await;
+    c.api.seed(PLANS, "", plan("back", "1", 1, json!({})));
+    let agents = c.spawn_all();
+    c.wait_for("the downgrade refused", Duration::from_secs(30), |c| {
+        c.phase("n1") == "Failed"
+    })
+    .await;
+    let nu = c.api.get(NUS, "", "n1").unwrap();
+    let err = nu["status"]["lastError"].as_str().unwrap();
+    assert!(err.contains("staging 1 failed"), "{err}");
+    assert!(err.contains("refusing a downgrade"), "{err}");
+    let ops = &c.nodes[0].1;
+    ops.with(|n| {
+        assert_eq!((n.facts().version.as_str(), n.trial), ("2", None));
+        assert_eq!(n.slots[1], None, "nothing staged");
+    });
+
+    c.api.seed(
+        PLANS,
+        "",
+        plan("back", "1", 1, json!({"allowDowngrade": true})),
+    );
+    c.api.delete(NUS, "", "n1");
+    c.wait_for("the downgrade done", Duration::from_secs(30), |c| {
+        c.phase("n1") == "Succeeded"
+    })
+    .await;
+    ops.with(|n| {
+        let f = n.facts();
+        assert_eq!((f.version.as_str(), f.running_on_trial), ("1", false));
+    });
+    assert!(!c.cordoned("n1"));
+    for a in agents {
+        a.abort();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_restart_mid_phase_resumes() {
     let c = Cluster::new(1, "1").await;

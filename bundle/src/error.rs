@@ -63,6 +63,13 @@ pub enum BundleError {
         running: String,
         why: &'static str,
     },
+    #[error("the bundle's version {bundle} is {why} this node's minimum version {floor} (in {file}, raised when a release that set it was marked good): refused, and --allow-downgrade does not lift it")]
+    BelowFloor {
+        bundle: String,
+        floor: String,
+        file: PathBuf,
+        why: &'static str,
+    },
     #[error("another `rkos upgrade` is running (it holds {lock}{}); try again once it is done", if holder.is_empty() { String::new() } else { format!(", pid {holder}") })]
     Busy { lock: String, holder: String },
     #[error("this node already runs version {0}")]

@@ -78,6 +78,20 @@ pub fn create(
     out: &Path,
     files: &[PathBuf],
 ) -> Result<Manifest> {
+    create_with_floor(version, None, arch, key, out, files)
+}
+
+/// [`create`], with the release's rollback floor (`min_version`, at most `version`): a node
+/// that marks this release good never installs anything older afterwards. The manifest then
+/// has a field that nodes from before floors existed refuse to read.
+pub fn create_with_floor(
+    version: &str,
+    min_version: Option<&str>,
+    arch: &str,
+    key: &Path,
+    out: &Path,
+    files: &[PathBuf],
+) -> Result<Manifest> {
     let mut entries = Vec::new();
     for f in files {
         let name = f
@@ -94,6 +108,7 @@ pub fn create(
     }
     let manifest = Manifest {
         version: version.to_string(),
+        min_version: min_version.map(str::to_string),
         arch: arch.to_string(),
         files: entries,
     };

@@ -122,8 +122,7 @@ fn preflight(
             node: opts.arch.clone(),
         });
     }
-    let running = state.read_manifest(booted)?.map(|m| m.version);
-    opts.versions.check(&manifest.version, running.as_deref())?;
+    let running = opts.versions.check_node(&manifest.version, state, booted)?;
     if running.as_deref() == Some(manifest.version.as_str()) {
         return Err(BundleError::AlreadyRunning(manifest.version.clone()));
     }

@@ -8,7 +8,10 @@
 use std::cmp::Ordering;
 
 use rkos_contract::files::{MANIFEST, SIGNATURE};
-use rkos_slots::Manifest;
+/// The order of versions is rkos-slots' (it also orders the manifest's `min_version` and
+/// the node's floor); re-exported where the version rules are.
+pub use rkos_slots::compare_versions;
+use rkos_slots::{Manifest, MinVersion, Slot, StateDir};
 
 use crate::error::{BundleError, Result};
 use crate::keys::TrustedKeys;
@@ -48,15 +51,23 @@ impl Verified {
 pub struct VersionPolicy {
     /// Only this version (the upgrade agent passes its plan's).
     pub expect: Option<String>,
-    /// Accept a version lower than the running one (or one that cannot be ordered with it).
+    /// Accept a version lower than the running one (or one that cannot be ordered with it);
+    /// never one below the node's floor.
     pub allow_downgrade: bool,
 }
 
 impl VersionPolicy {
-    /// Checks the bundle's `version` against the policy and the `running` version (the
-    /// running slot's manifest; `None` when it has none). The same version is accepted here:
-    /// staging reports it as already running.
-    pub fn check(&self, version: &str, running: Option<&str>) -> Result<()> {
+    /// Checks the bundle's `version` against the policy, the `running` version (the running
+    /// slot's manifest; `None` when it has none) and the node's `floor` (`RKOS_STATE`'s
+    /// `min-version`, see `rkos_slots::floor`). The same version as the running one is
+    /// accepted here, floor or not (nothing is installed): staging reports it as already
+    /// running.
+    pub fn check(
+        &self,
+        version: &str,
+        running: Option<&str>,
+        floor: Option<&MinVersion>,
+    ) -> Result<()> {
         if let Some(want) = &self.expect {
             if version != want {
                 return Err(BundleError::UnexpectedVersion {
@@ -65,10 +76,29 @@ impl VersionPolicy {
                 });
             }
         }
+        if running == Some(version) {
+            return Ok(());
+        }
+        if let Some(floor) = floor {
+            // Not lifted by allow_downgrade: that is the point of a floor.
+            let why = match compare_versions(version, &floor.version) {
+                Some(Ordering::Less) => Some("lower than"),
+                None => Some("not comparable (as semver) with"),
+                Some(_) => None,
+            };
+            if let Some(why) = why {
+                return Err(BundleError::BelowFloor {
+                    bundle: version.to_string(),
+                    floor: floor.version.clone(),
+                    file: floor.file.clone(),
+                    why,
+                });
+            }
+        }
         let Some(running) = running else {
             return Ok(());
         };
-        if self.allow_downgrade || version == running {
+        if self.allow_downgrade {
             return Ok(());
         }
         match compare_versions(version, running) {
@@ -90,25 +120,20 @@ impl VersionPolicy {
             }),
         }
     }
-}
 
-/// Orders two versions by semver precedence (build metadata ignored), `None` when either is
-/// not a version. A leading `v` and a short form (`2`, `1.5`: the missing numbers are 0) are
-/// accepted, since bundles have been made with such versions.
-pub fn compare_versions(a: &str, b: &str) -> Option<Ordering> {
-    Some(parse_version(a)?.cmp_precedence(&parse_version(b)?))
-}
-
-fn parse_version(v: &str) -> Option<semver::Version> {
-    let v = v.strip_prefix('v').unwrap_or(v);
-    let core_end = v.find(['-', '+']).unwrap_or(v.len());
-    let (core, rest) = v.split_at(core_end);
-    let numbers = core.split('.').count();
-    if numbers == 0 || numbers > 3 {
-        return None;
+    /// [`VersionPolicy::check`] against the node: the version in the `booted` slot and the
+    /// floor, both read from `state`. Returns the running version.
+    pub fn check_node(
+        &self,
+        version: &str,
+        state: &StateDir,
+        booted: Slot,
+    ) -> Result<Option<String>> {
+        let running = state.read_manifest(booted)?.map(|m| m.version);
+        let floor = state.min_version()?;
+        self.check(version, running.as_deref(), floor.as_ref())?;
+        Ok(running)
     }
-    let padded = format!("{core}{}{rest}", ".0".repeat(3 - numbers));
-    semver::Version::parse(&padded).ok()
 }
 
 #[cfg(test)]
@@ -116,52 +141,88 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_order_by_semver() {
-        let lt = |a, b| assert_eq!(compare_versions(a, b), Some(Ordering::Less), "{a} < {b}");
-        lt("1.0", "1.5");
-        lt("1.5.0", "2");
-        lt("1.9.0", "1.10.0");
-        lt("2", "33");
-        lt("v0.1.0", "0.2.0");
-        lt("1.0.0-rc.1", "1.0.0");
-        lt("1.0.0-alpha", "1.0.0-alpha.1");
-        assert_eq!(
-            compare_versions("1.0.0+a", "1.0.0+b"),
-            Some(Ordering::Equal)
-        );
-        assert_eq!(compare_versions("1", "1.0.0"), Some(Ordering::Equal));
-        for bad in ["", "dev", "1.2.3.4", "1..2", "01.2.3", "1.2.x"] {
-            assert_eq!(compare_versions(bad, "1.0.0"), None, "{bad:?}");
-        }
-    }
-
-    #[test]
     fn policy_refuses_lower_unless_allowed() {
         let p = VersionPolicy::default();
-        p.check("2", Some("1.5")).unwrap();
-        p.check("1.5", Some("1.5")).unwrap();
-        p.check("2", None).unwrap();
-        let e = p.check("1.0", Some("1.5")).unwrap_err();
+        p.check("2", Some("1.5"), None).unwrap();
+        p.check("1.5", Some("1.5"), None).unwrap();
+        p.check("2", None, None).unwrap();
+        let e = p.check("1.0", Some("1.5"), None).unwrap_err();
         assert!(matches!(e, BundleError::Downgrade { .. }), "{e}");
         assert!(
             e.to_string().contains("1.0 is lower than the running 1.5"),
             "{e}"
         );
-        let e = p.check("1.0.0+b", Some("1.0.0+a")).unwrap_err();
+        let e = p.check("1.0.0+b", Some("1.0.0+a"), None).unwrap_err();
         assert!(matches!(e, BundleError::Downgrade { .. }), "{e}");
-        let e = p.check("dev", Some("1.5")).unwrap_err();
+        let e = p.check("dev", Some("1.5"), None).unwrap_err();
         assert!(e.to_string().contains("not comparable"), "{e}");
         let allow = VersionPolicy {
             allow_downgrade: true,
             ..p.clone()
         };
-        allow.check("1.0", Some("1.5")).unwrap();
-        allow.check("dev", Some("1.5")).unwrap();
+        allow.check("1.0", Some("1.5"), None).unwrap();
+        allow.check("dev", Some("1.5"), None).unwrap();
         let expect = VersionPolicy {
             expect: Some("2".into()),
             allow_downgrade: true,
         };
-        let e = expect.check("1.0", Some("1.5")).unwrap_err();
+        let e = expect.check("1.0", Some("1.5"), None).unwrap_err();
+        assert!(matches!(e, BundleError::UnexpectedVersion { .. }), "{e}");
+    }
+
+    fn floor(version: &str) -> MinVersion {
+        MinVersion {
+            version: version.into(),
+            file: "/state/min-version".into(),
+        }
+    }
+
+    #[test]
+    fn a_floor_refuses_older_even_when_downgrades_are_allowed() {
+        let f = floor("1.5");
+        for p in [
+            VersionPolicy::default(),
+            VersionPolicy {
+                allow_downgrade: true,
+                ..VersionPolicy::default()
+            },
+        ] {
+            for (bundle, running) in [("1.2", Some("2.0")), ("1.2", None), ("1.4.9", Some("1.2"))] {
+                let e = p.check(bundle, running, Some(&f)).unwrap_err();
+                assert!(matches!(e, BundleError::BelowFloor { .. }), "{e}");
+                let msg = e.to_string();
+                for part in [bundle, "1.5", "/state/min-version", "--allow-downgrade"] {
+                    assert!(msg.contains(part), "{part:?} not in {msg}");
+                }
+            }
+            // A version the floor cannot be ordered with is refused too.
+            let e = p.check("dev", Some("2.0"), Some(&f)).unwrap_err();
+            assert!(e.to_string().contains("not comparable"), "{e}");
+            // At or above the floor: only the running version decides.
+            p.check("1.5", None, Some(&f)).unwrap();
+            p.check("1.5.0", Some("1.2"), Some(&f)).unwrap();
+            p.check("3", Some("2.0"), Some(&f)).unwrap();
+            // The running version itself, even below the floor (picked in GRUB's menu): no
+            // install, staging answers "already running".
+            p.check("1.2", Some("1.2"), Some(&f)).unwrap();
+        }
+        // Above the floor but below the running version: a downgrade, as without a floor.
+        let e = VersionPolicy::default()
+            .check("1.8", Some("2.0"), Some(&f))
+            .unwrap_err();
+        assert!(matches!(e, BundleError::Downgrade { .. }), "{e}");
+        VersionPolicy {
+            allow_downgrade: true,
+            ..VersionPolicy::default()
+        }
+        .check("1.8", Some("2.0"), Some(&f))
+        .unwrap();
+        // The expected version is checked first, whatever the floor.
+        let expect = VersionPolicy {
+            expect: Some("2".into()),
+            allow_downgrade: true,
+        };
+        let e = expect.check("1.0", Some("1.5"), Some(&f)).unwrap_err();
         assert!(matches!(e, BundleError::UnexpectedVersion { .. }), "{e}");
     }
 }

@@ -25,6 +25,11 @@ pub enum BundleCmd {
     Create {
         #[arg(long)]
         version: String,
+        /// The release's rollback floor (at most --version, semver order): a node that marks
+        /// this release good never installs an older version afterwards, even with
+        /// --allow-downgrade. Nodes from before floors existed refuse such a bundle.
+        #[arg(long, value_name = "VERSION")]
+        min_version: Option<String>,
         /// The architecture the files are for (default: this machine's).
         #[arg(long, default_value = rkos_contract::arch())]
         arch: String,
@@ -57,12 +62,14 @@ pub fn run_bundle(args: &BundleArgs) -> Result<()> {
         }
         BundleCmd::Create {
             version,
+            min_version,
             arch,
             key,
             out,
             files,
         } => {
-            let m = sign::create(version, arch, key, out, files)?;
+            let m =
+                sign::create_with_floor(version, min_version.as_deref(), arch, key, out, files)?;
             println!(
                 "bundle {} ({}) in {}: {} files, {} bytes",
                 m.version,
@@ -71,6 +78,9 @@ pub fn run_bundle(args: &BundleArgs) -> Result<()> {
                 m.files.len(),
                 m.total_size()
             );
+            if let Some(min) = &m.min_version {
+                println!("minimum version {min}: nodes that mark it good refuse anything older");
+            }
         }
         BundleCmd::Verify { dir, key } => {
             let mut keys = Vec::new();
@@ -99,4 +109,49 @@ pub fn run_bundle(args: &BundleArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(dir: &std::path::Path, version: &str, min_version: Option<&str>) -> Result<()> {
+        let files = rkos_contract::files::SLOT_FILES
+            .iter()
+            .map(|n| {
+                let p = dir.join(n);
+                std::fs::write(&p, n).unwrap();
+                p
+            })
+            .collect();
+        run_bundle(&BundleArgs {
+            cmd: BundleCmd::Create {
+                version: version.into(),
+                min_version: min_version.map(str::to_string),
+                arch: "amd64".into(),
+                key: dir.join("keys").join(sign::SECRET_KEY_NAME),
+                out: dir.join(format!("bundle-{version}")),
+                files,
+            },
+        })
+    }
+
+    #[test]
+    fn create_with_a_min_version_at_most_its_own() {
+        let d = tempfile::tempdir().unwrap();
+        sign::keygen(&d.path().join("keys")).unwrap();
+        let e = create(d.path(), "2.0", Some("2.1")).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("min_version \"2.1\" is above the release's own version"),
+            "{e:#}"
+        );
+        assert!(!d.path().join("bundle-2.0").exists(), "nothing written");
+        create(d.path(), "2.0", Some("1.5")).unwrap();
+        let m = std::fs::read(d.path().join("bundle-2.0").join(MANIFEST)).unwrap();
+        let m = rkos_slots::Manifest::parse(&m).unwrap();
+        assert_eq!(m.min_version.as_deref(), Some("1.5"));
+        create(d.path(), "2.2", None).unwrap();
+        let m = std::fs::read(d.path().join("bundle-2.2").join(MANIFEST)).unwrap();
+        assert!(!String::from_utf8_lossy(&m).contains("min_version"));
+    }
 }

@@ -119,11 +119,16 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too big"))
 }
 
-/// The config a disk image carries: none of its own, so every clone takes its config from
-/// its cloud-init seed (or from `os-config` on its console).
+/// The config a disk image carries: only the opt-in to seed volumes (an installed node
+/// ignores them without it), so every clone takes its config from its cloud-init seed (or
+/// from `os-config` on its console).
 const IMAGE_CONFIG: &str =
     "# rkos disk image: each node made from it takes its config from its cloud-init
 # seed (NoCloud or ConfigDrive), or from `sudo os-config` on its console. See docs/disk-image.md.
+# `cdrom`: read the seed volumes attached to this node (CIDATA, config-2) at every boot.
+rkos:
+  data_sources:
+    - cdrom
 ";
 
 /// `rkos install --image FILE`: the installer's own install onto a raw image file.
@@ -398,5 +403,15 @@ mod tests {
         assert!(parse_size("4X").is_err());
         assert!(parse_size("G").is_err());
         assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn the_disk_image_config_lets_clones_read_their_seed() {
+        let loaded = rkos_config::load(&[rkos_config::Source::given_file(
+            "image-config.yaml",
+            IMAGE_CONFIG,
+        )]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert!(rkos_config::datasource::reads_seed_volumes(&loaded.config));
     }
 }

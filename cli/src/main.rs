@@ -1,11 +1,13 @@
-//! `rkos`: the node's command (config, install, upgrade, status, token). Installed also as
-//! `os-config`.
+//! `rkos`: the node's command (config, install, upgrade, status, token, doctor), and on a
+//! host the netboot farm and the VM lab. Installed also as `os-config`.
 
 mod bundle_cmd;
 mod config_apply;
 mod config_cmd;
+mod doctor_cmd;
 mod farm_cmd;
 mod install_cmd;
+mod lab_cmd;
 #[cfg(test)]
 mod last_good_agreement;
 mod status_cmd;
@@ -50,6 +52,15 @@ enum Command {
     /// The netboot farm: serve images and per-node configs, configure dnsmasq.
     #[command(subcommand)]
     Farm(farm_cmd::FarmCmd),
+    /// A cluster of rkos VMs on this host (root; docs/lab.md).
+    #[command(subcommand)]
+    Lab(lab_cmd::LabCmd),
+    /// Check this node's bare-metal storage prerequisites (Longhorn: iSCSI, NFSv4, dm_crypt,
+    /// persistent /var/lib/longhorn, shared mounts, multipathd); exits 1 when one fails.
+    Doctor(doctor_cmd::DoctorArgs),
+    /// Print this node's iSCSI initiator name, derived from its machine id (`--write`: into
+    /// /etc/iscsi/initiatorname.iscsi, as rkos-iscsi-initiator.service does at boot).
+    InitiatorName(doctor_cmd::InitiatorNameArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,6 +84,9 @@ fn main() -> anyhow::Result<()> {
         Command::OsConfig(a) => wizard_cmd::run(*a),
         Command::Token(a) => token_cmd::run(&a),
         Command::Farm(c) => farm_cmd::run(c),
+        Command::Lab(c) => lab_cmd::run(c),
+        Command::Doctor(a) => doctor_cmd::run_doctor(&a),
+        Command::InitiatorName(a) => doctor_cmd::run_initiator_name(&a),
     }
 }
 

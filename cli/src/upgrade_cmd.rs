@@ -51,7 +51,8 @@ pub struct UpgradeArgs {
     #[arg(long, value_name = "VERSION")]
     pub expect_version: Option<String>,
     /// Accept a bundle whose version is lower than the running one (semver order), or that
-    /// cannot be ordered with it; refused otherwise, before anything is written.
+    /// cannot be ordered with it; refused otherwise, before anything is written. Never one
+    /// below the node's minimum version (`rkos status`), which this does not lift.
     #[arg(long)]
     pub allow_downgrade: bool,
     /// Give up staging after this many seconds (all files, retries included; 0: never); the
@@ -238,7 +239,7 @@ pub(crate) fn stage_and_arm(args: &UpgradeArgs) -> Result<UpgradeReport> {
 }
 
 /// Fetches and verifies the bundle's signed manifest, and checks its version against the
-/// policy and the running slot's version, before anything is written.
+/// policy, the running slot's version and the node's floor, before anything is written.
 fn verify_bundle(
     source: &Source,
     keys: &TrustedKeys,
@@ -247,8 +248,7 @@ fn verify_bundle(
     versions: &VersionPolicy,
 ) -> Result<Verified> {
     let verified = Verified::fetch(source, keys)?;
-    let running = state.read_manifest(booted)?.map(|m| m.version);
-    versions.check(&verified.manifest.version, running.as_deref())?;
+    versions.check_node(&verified.manifest.version, state, booted)?;
     Ok(verified)
 }
 
@@ -274,15 +274,27 @@ pub fn run_mark_good(args: &MarkGoodArgs) -> Result<()> {
     }
     let before = state.boot_state()?;
     let wanted = before.mark_good(booted).context("marking the boot good")?;
-    if wanted == before {
+    // Also when the slot is the default already: a power cut after the last mark-good wrote
+    // the boot state may have kept the floor from being raised.
+    let raise = state
+        .floor_raise(booted)
+        .context("reading the minimum version")?;
+    if wanted == before && raise.is_none() {
         println!("slot {booted} is already the default");
         return Ok(());
     }
     let _rw = rkos_bundle::remount::ensure_writable(&args.state_dir)?;
-    state
-        .update_boot_state(|b| b.mark_good(booted))
-        .context("marking the boot good")?;
-    println!("slot {booted} marked good: it is now the default");
+    let (_, raised) = state.mark_good(booted).context("marking the boot good")?;
+    if wanted != before {
+        println!("slot {booted} marked good: it is now the default");
+    }
+    if let Some(floor) = raised {
+        println!(
+            "minimum version raised to {} ({}): older versions are no longer installed",
+            floor.version,
+            floor.file.display()
+        );
+    }
     Ok(())
 }
 

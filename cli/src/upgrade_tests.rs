@@ -86,10 +86,11 @@ impl SwitchingServer {
 /// A node running `running` in slot A (default, nothing on trial), and signed bundles of
 /// `versions` (each with files of its own), all signed by the key `key`.
 struct Node {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     root: PathBuf,
     state: StateDir,
     key: String,
+    secret: PathBuf,
     bundles: BTreeMap<String, PathBuf>,
 }
 
@@ -103,38 +104,46 @@ impl Node {
         let state = StateDir::new(t.join("state"));
         fs::create_dir_all(state.grub_dir()).unwrap();
         state.write_boot_state(&BootState::default()).unwrap();
-        let make = |version: &str, out: &Path| {
-            let src = t.join(format!("src-{version}"));
-            fs::create_dir_all(&src).unwrap();
-            let paths: Vec<_> = files::SLOT_FILES
-                .iter()
-                .map(|n| {
-                    let p = src.join(n);
-                    fs::write(&p, format!("{n} of {version}")).unwrap();
-                    p
-                })
-                .collect();
-            sign::create(version, rkos_contract::arch(), &secret, out, &paths).unwrap();
-        };
-        make(running, &state.slot_dir(Slot::A));
-        let bundles = versions
-            .iter()
-            .map(|v| {
-                let out = t.join(format!("bundle-{v}"));
-                make(v, &out);
-                (v.to_string(), out)
-            })
-            .collect();
         let root = t.join("root");
         fs::create_dir_all(root.join("proc")).unwrap();
         fs::write(root.join("proc/cmdline"), "rkos.mode=disk rkos.slot=A\n").unwrap();
-        Node {
+        let mut node = Node {
             root,
             state,
             key,
-            bundles,
-            _dir: dir,
+            secret,
+            bundles: BTreeMap::new(),
+            dir,
+        };
+        node.make_release(running, None, &node.state.slot_dir(Slot::A));
+        for v in versions {
+            node.add_bundle(v, None);
         }
+        node
+    }
+
+    /// Files of `version` (each its own content), signed into `out`, with `min_version` as
+    /// the release's floor.
+    fn make_release(&self, version: &str, min_version: Option<&str>, out: &Path) {
+        let src = self.dir.path().join(format!("src-{version}"));
+        fs::create_dir_all(&src).unwrap();
+        let paths: Vec<_> = files::SLOT_FILES
+            .iter()
+            .map(|n| {
+                let p = src.join(n);
+                fs::write(&p, format!("{n} of {version}")).unwrap();
+                p
+            })
+            .collect();
+        let arch = rkos_contract::arch();
+        sign::create_with_floor(version, min_version, arch, &self.secret, out, &paths).unwrap();
+    }
+
+    /// A signed bundle of `version` (with the floor `min_version`) in `bundles`.
+    fn add_bundle(&mut self, version: &str, min_version: Option<&str>) {
+        let out = self.dir.path().join(format!("bundle-{version}"));
+        self.make_release(version, min_version, &out);
+        self.bundles.insert(version.to_string(), out);
     }
 
     fn args(&self, bundle: &str) -> UpgradeArgs {
@@ -158,6 +167,29 @@ impl Node {
 
     fn bundle(&self, version: &str) -> String {
         self.bundles[version].display().to_string()
+    }
+
+    fn mark_good_args(&self) -> MarkGoodArgs {
+        MarkGoodArgs {
+            state_dir: self.state.root().to_path_buf(),
+            wait_healthy: false,
+            timeout: 1,
+            health_url: String::new(),
+            health_file: None,
+            unit: String::new(),
+            root: self.root.clone(),
+        }
+    }
+
+    /// GRUB boots the slot on trial, as the next boot would.
+    fn boot_the_trial(&self) {
+        let (slot, next) = self.state.boot_state().unwrap().grub_boot();
+        self.state.write_boot_state(&next).unwrap();
+        fs::write(
+            self.root.join("proc/cmdline"),
+            format!("rkos.mode=disk rkos.slot={slot}\n"),
+        )
+        .unwrap();
     }
 
     fn slot_b_version(&self) -> Option<String> {
@@ -322,18 +354,9 @@ fn upgrade_then_mark_good_via_config_key() {
     assert_eq!(downloaded_bytes, bundle_bytes);
 
     // GRUB boots B; the node is healthy; mark-good makes B the default.
-    state.write_boot_state(&boot.grub_boot().1).unwrap();
-    fs::write(root.join("proc/cmdline"), "rkos.mode=disk rkos.slot=B\n").unwrap();
-    let mg = MarkGoodArgs {
-        state_dir: state.root().to_path_buf(),
-        wait_healthy: false,
-        timeout: 1,
-        health_url: String::new(),
-        health_file: None,
-        unit: String::new(),
-        root: root.clone(),
-    };
-    run_mark_good(&mg).unwrap();
+    node.boot_the_trial();
+    assert_eq!(booted_slot(&root), Some(Slot::B));
+    run_mark_good(&node.mark_good_args()).unwrap();
     let boot = state.boot_state().unwrap();
     assert_eq!(boot.default, Slot::B);
     assert_eq!(boot.trial, None);
@@ -341,4 +364,63 @@ fn upgrade_then_mark_good_via_config_key() {
     assert_eq!(st.version_of(Slot::B), Some("2"));
     assert_eq!(st.version_of(Slot::A), Some("1"));
     assert!(st.to_string().contains("slot B passed its trial"), "{st}");
+}
+
+/// Issue 16, item 1 (a signed minimum version): a release that sets a floor, once marked
+/// good, keeps every older bundle out, `--allow-downgrade` included; before it is marked
+/// good it locks nothing.
+#[test]
+fn below_the_floor_allow_downgrade_is_refused_too() {
+    let mut node = Node::new("1.0", &["1.2", "1.6"]);
+    node.add_bundle("2.0", Some("1.5"));
+    let state = &node.state;
+    let allow = |v: &str| UpgradeArgs {
+        allow_downgrade: true,
+        ..node.args(&node.bundle(v))
+    };
+
+    // 2.0 staged and armed: no floor yet (its trial may fail, and 1.0 must stay installable).
+    let up = stage_and_arm(&node.args(&node.bundle("2.0"))).unwrap();
+    assert!(matches!(up, UpgradeReport::Staged { .. }), "{up:?}");
+    assert_eq!(state.min_version().unwrap(), None);
+    assert!(!state.min_version_file().exists());
+
+    // It boots and is marked good: the floor is its min_version.
+    node.boot_the_trial();
+    run_mark_good(&node.mark_good_args()).unwrap();
+    assert_eq!(state.boot_state().unwrap().default, Slot::B);
+    assert_eq!(state.min_version().unwrap().unwrap().version, "1.5");
+    let st = rkos_slots::Status::read(state, booted_slot(&node.root)).unwrap();
+    assert_eq!(st.min_version.as_deref(), Some("1.5"));
+    let json = serde_json::to_value(rkos_slots::NodeStatus::Installed(st)).unwrap();
+    assert_eq!(json["min_version"], "1.5");
+
+    // 1.2, validly signed, below the floor: refused with --allow-downgrade, nothing written.
+    let env_before = fs::read(state.grubenv()).unwrap();
+    let slot_a_before = fs::read(state.manifest(Slot::A)).unwrap();
+    let err = stage_and_arm(&allow("1.2")).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("upgrade refused"), "{msg}");
+    assert!(
+        msg.contains("1.2 is lower than this node's minimum version 1.5"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&state.min_version_file().display().to_string()),
+        "{msg}"
+    );
+    assert_eq!(fs::read(state.grubenv()).unwrap(), env_before);
+    assert_eq!(fs::read(state.manifest(Slot::A)).unwrap(), slot_a_before);
+
+    // Above the floor, below the running version: a downgrade as before, allowed when asked.
+    let err = stage_and_arm(&node.args(&node.bundle("1.6"))).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("1.6 is lower than the running 2.0"),
+        "{err:#}"
+    );
+    let down = stage_and_arm(&allow("1.6")).unwrap();
+    assert!(
+        matches!(&down, UpgradeReport::Staged { version, slot: Slot::A, .. } if version == "1.6"),
+        "{down:?}"
+    );
 }

@@ -12,6 +12,18 @@ use indexmap::IndexMap;
 use crate::diag::Diagnostic;
 use crate::node::{path_string, Node, PathSeg, Value};
 
+/// The `data_sources` entry (k3OS's name) that lets an installed node read the seed volumes
+/// attached to it (NoCloud `CIDATA`, ConfigDrive `config-2`) at every boot. The live ISO
+/// always reads them; an installed node only with this, so a stick or a disk someone plugs
+/// in cannot reconfigure it. The disk image's own config has it: its clones take their
+/// config from their hypervisor's seed.
+pub const SEED_VOLUMES: &str = "cdrom";
+
+/// Whether `config` lets an installed node read its seed volumes ([`SEED_VOLUMES`]).
+pub fn reads_seed_volumes(config: &crate::Config) -> bool {
+    config.rkos.data_sources.iter().any(|s| s == SEED_VOLUMES)
+}
+
 /// The fragment key that pins a body: `URL#sha256=HEX`.
 const PIN: &str = "sha256=";
 

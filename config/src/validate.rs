@@ -262,15 +262,15 @@ fn check_rkos(c: &mut Checker, cfg: &Config) {
         &r.data_sources,
         |c, u| match crate::datasource::DataSourceUrl::parse(u) {
             Ok(_) => {}
-            // k3OS named metadata providers here. `cdrom` is the seed volumes rkos always
-            // reads (NoCloud `CIDATA`, ConfigDrive `config-2`); for the others such a file
-            // must still load, so a bare word is only a warning.
-            Err(_) if u == "cdrom" => {}
+            // k3OS named metadata providers here. `cdrom` is the seed volumes (NoCloud
+            // `CIDATA`, ConfigDrive `config-2`), which an installed node reads only with it;
+            // for the others such a file must still load, so a bare word is only a warning.
+            Err(_) if u == crate::datasource::SEED_VOLUMES => {}
             Err(_) if !u.contains('/')
                 && url::Url::parse(u) == Err(url::ParseError::RelativeUrlWithoutBase) =>
             {
                 c.warn(format!(
-                    "`{u}`: of k3OS's provider names only `cdrom` (the seed volumes, always read) is supported; rkos fetches https URLs (ignored)"
+                    "`{u}`: of k3OS's provider names only `cdrom` (the seed volumes) is supported; rkos fetches https URLs (ignored)"
                 ))
             }
             Err(e) => c.error(e.to_string()),

@@ -30,6 +30,10 @@ pub mod keys {
     pub const MODE_K3OS: &str = "k3os.mode";
     /// `rkos.slot=A|B`, written by the installed grub.cfg.
     pub const SLOT: &str = "rkos.slot";
+    /// `rkos.state=UUID`, written by the installed grub.cfg: the filesystem UUID of the
+    /// `RKOS_STATE` volume GRUB booted from. rkos-init takes that volume, and the
+    /// `RKOS_DATA` on the same disk, whatever other disks carry the labels.
+    pub const STATE: &str = "rkos.state";
     /// Netboot: the image's URL and its sha256.
     pub const IMAGE: &str = "rkos.image";
     pub const IMAGE_SHA256: &str = "rkos.image.sha256";
@@ -55,6 +59,7 @@ pub mod keys {
     pub const BOOT_PARAMS: &[&str] = &[
         "mode",
         "slot",
+        "state",
         "image",
         "wait",
         "debug",

@@ -43,6 +43,8 @@ pub const NETBOOT_LEASE: &str = run_rkos!("netboot/lease");
 pub const NETBOOT_SOURCE: &str = run_rkos!("netboot/source");
 /// Netboot: the boot NIC handed to systemd-networkd, which keeps the initramfs's address.
 pub const NETBOOT_NETWORK: &str = "/run/systemd/network/70-rkos-netboot.network";
+/// The boot NIC's udev link file: it keeps the name the NIC had when rkos-init configured it.
+pub const NETBOOT_LINK: &str = "/run/systemd/network/70-rkos-netboot.link";
 /// Netboot: the version the upgrade agent reboots this node for, and the boot it was armed
 /// in (two lines); `/run` is new at every boot, so it never outlives the reboot.
 pub const NETBOOT_UPGRADE: &str = run_rkos!("netboot/upgrade");

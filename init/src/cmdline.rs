@@ -40,6 +40,8 @@ pub struct BootParams {
     /// `None`: detect (`RKOS_STATE` present means disk, else live).
     pub mode: Option<BootMode>,
     pub slot: Option<Slot>,
+    /// `rkos.state=`: the booted disk's `RKOS_STATE` filesystem UUID, lower case.
+    pub state_uuid: Option<String>,
     pub image_url: Option<String>,
     /// Lower-case hex.
     pub image_sha256: Option<String>,
@@ -61,6 +63,7 @@ impl Default for BootParams {
         BootParams {
             mode: None,
             slot: None,
+            state_uuid: None,
             image_url: None,
             image_sha256: None,
             wait: DEFAULT_WAIT,
@@ -85,6 +88,10 @@ pub fn parse(cmdline: &str) -> Result<BootParams, CmdlineError> {
     Ok(BootParams {
         mode: c.mode().transpose().map_err(|e| CmdlineError::Mode(e.0))?,
         slot: c.slot().transpose().map_err(|e| CmdlineError::Slot(e.0))?,
+        state_uuid: c
+            .get(keys::STATE)
+            .filter(|v| !v.is_empty())
+            .map(str::to_ascii_lowercase),
         image_url: c
             .get(keys::IMAGE)
             .filter(|s| !s.is_empty())
@@ -151,12 +158,16 @@ mod tests {
         let sha = "AB".repeat(32);
         let p = parse(&format!(
             "console=tty0 console=ttyS0,115200n8 console=/dev/hvc0 console=ttyS0 rkos.mode=netboot \
-             rkos.slot=b rkos.wait=2.5 rkos.image=http://x/y.squashfs rkos.image.sha256={sha} \
+             rkos.slot=b rkos.state=1B4E28BA-2FA1-11D2-883F-B9A761BDE3FB rkos.wait=2.5 rkos.image=http://x/y.squashfs rkos.image.sha256={sha} \
              init=/lib/systemd/systemd rkos.debug"
         ))
         .unwrap();
         assert_eq!(p.mode, Some(BootMode::Netboot));
         assert_eq!(p.slot, Some(Slot::B));
+        assert_eq!(
+            p.state_uuid.as_deref(),
+            Some("1b4e28ba-2fa1-11d2-883f-b9a761bde3fb")
+        );
         assert_eq!(p.wait, Duration::from_millis(2500));
         assert_eq!(p.image_url.as_deref(), Some("http://x/y.squashfs"));
         assert_eq!(p.image_sha256, Some("ab".repeat(32)));

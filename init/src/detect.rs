@@ -39,30 +39,78 @@ pub fn still_waiting(looked_for: &str, waited: Duration) -> String {
     )
 }
 
+/// An installed disk's `RKOS_STATE` and `RKOS_DATA`. With `state_uuid` (GRUB's
+/// `rkos.state=`), the state volume with that UUID and the data volume on the same disk:
+/// another disk carrying the labels (a disk moved from another node, a wiped node's old
+/// disk) is never taken. Without it (a grub.cfg from before `rkos.state`), the first of each
+/// label in name order.
+pub fn installed<'a>(
+    devs: &'a [BlockDevice],
+    state_uuid: Option<&str>,
+) -> (Option<&'a BlockDevice>, Option<&'a BlockDevice>) {
+    let Some(uuid) = state_uuid else {
+        return (
+            devices::find_label(devs, label::STATE, false),
+            devices::find_label(devs, label::DATA, false),
+        );
+    };
+    let state = devs.iter().find(|d| {
+        d.label() == Some(label::STATE)
+            && d.probe.as_ref().and_then(|p| p.uuid.as_deref()) == Some(uuid)
+    });
+    let data = state.and_then(|s| {
+        devs.iter()
+            .find(|d| d.disk == s.disk && d.label() == Some(label::DATA))
+    });
+    (state, data)
+}
+
+/// Volumes labelled like an installed disk's that [`installed`] did not take, for the
+/// console: `(device, label)`.
+pub fn ignored<'a>(
+    devs: &'a [BlockDevice],
+    state_uuid: Option<&str>,
+) -> Vec<(&'a BlockDevice, &'static str)> {
+    let (state, data) = installed(devs, state_uuid);
+    let taken = |d: &BlockDevice| [state, data].iter().flatten().any(|t| t.path == d.path);
+    devs.iter()
+        .filter(|d| !taken(d))
+        .filter_map(|d| {
+            [label::STATE, label::DATA]
+                .into_iter()
+                .find(|l| d.label() == Some(l))
+                .map(|l| (d, l))
+        })
+        .collect()
+}
+
+fn volume(d: &BlockDevice) -> Option<Volume> {
+    d.fstype().map(|fstype| Volume {
+        device: d.path.clone(),
+        fstype,
+    })
+}
+
 /// The mode and the volumes, once the devices it needs are there.
 pub fn decide(
     mode: Option<BootMode>,
+    state_uuid: Option<&str>,
     devs: &[BlockDevice],
 ) -> Option<(BootMode, Option<Volume>, Option<Volume>)> {
-    let vol = |label: &str| {
-        devices::find_label(devs, label, false).and_then(|d| {
-            d.fstype().map(|fstype| Volume {
-                device: d.path.clone(),
-                fstype,
-            })
-        })
-    };
+    let vol = |label: &str| devices::find_label(devs, label, false).and_then(volume);
+    let (state, data) = installed(devs, state_uuid);
+    let (state, data) = (state.and_then(volume), data.and_then(volume));
     match mode {
         Some(m @ (BootMode::Live | BootMode::Install)) => {
             vol(label::LIVE).map(|b| (m, Some(b), None))
         }
-        Some(BootMode::Disk) => match (vol(label::STATE), vol(label::DATA)) {
+        Some(BootMode::Disk) => match (state, data) {
             (Some(s), Some(d)) => Some((BootMode::Disk, Some(s), Some(d))),
             _ => None,
         },
         Some(BootMode::Netboot) => Some((BootMode::Netboot, None, None)),
         Some(BootMode::Rescue) => None,
-        None => match (vol(label::STATE), vol(label::DATA), vol(label::LIVE)) {
+        None => match (state, data, vol(label::LIVE)) {
             (Some(s), Some(d), _) => Some((BootMode::Disk, Some(s), Some(d))),
             // A state volume without its data volume yet: keep waiting for it.
             (Some(_), None, _) => None,
@@ -81,11 +129,15 @@ mod tests {
     fn dev(name: &str, fstype: FsType, label: Option<&str>) -> BlockDevice {
         BlockDevice {
             name: name.into(),
+            disk: name
+                .trim_end_matches(|c: char| c.is_ascii_digit() || c == 'p')
+                .into(),
             path: format!("/dev/{name}").into(),
             size_bytes: 1 << 30,
             probe: Some(Probe {
                 fstype,
                 label: label.map(String::from),
+                uuid: None,
             }),
             error: None,
         }
@@ -104,14 +156,14 @@ mod tests {
         let state = dev("vda2", FsType::Ext4, Some(label::STATE));
         let data = dev("vda3", FsType::Ext4, Some(label::DATA));
         let other = dev("vdb", FsType::Vfat, Some(label::CIDATA));
-        assert_eq!(decide(None, &[]), None);
-        assert_eq!(decide(None, std::slice::from_ref(&other)), None);
+        assert_eq!(decide(None, None, &[]), None);
+        assert_eq!(decide(None, None, std::slice::from_ref(&other)), None);
         assert_eq!(
-            decide(None, &[live.clone(), other.clone()]),
+            decide(None, None, &[live.clone(), other.clone()]),
             Some((BootMode::Live, vol("sr0", FsType::Iso9660), None))
         );
         assert_eq!(
-            decide(None, &[live.clone(), state.clone(), data.clone()]),
+            decide(None, None, &[live.clone(), state.clone(), data.clone()]),
             Some((
                 BootMode::Disk,
                 vol("vda2", FsType::Ext4),
@@ -119,7 +171,7 @@ mod tests {
             ))
         );
         // State without data: not yet (the data partition may still be appearing).
-        assert_eq!(decide(None, &[live.clone(), state.clone()]), None);
+        assert_eq!(decide(None, None, &[live.clone(), state.clone()]), None);
     }
 
     #[test]
@@ -129,33 +181,33 @@ mod tests {
         let data = dev("nvme0n1p3", FsType::Ext4, Some(label::DATA));
         let all = [live.clone(), state.clone(), data.clone()];
         assert_eq!(
-            decide(Some(BootMode::Live), &all),
+            decide(Some(BootMode::Live), None, &all),
             Some((BootMode::Live, vol("sda", FsType::Iso9660), None))
         );
         assert_eq!(
-            decide(Some(BootMode::Install), &all),
+            decide(Some(BootMode::Install), None, &all),
             Some((BootMode::Install, vol("sda", FsType::Iso9660), None))
         );
         assert_eq!(
-            decide(Some(BootMode::Live), &[state.clone(), data.clone()]),
+            decide(Some(BootMode::Live), None, &[state.clone(), data.clone()]),
             None
         );
         assert_eq!(
-            decide(Some(BootMode::Disk), &[live.clone(), state.clone()]),
+            decide(Some(BootMode::Disk), None, &[live.clone(), state.clone()]),
             None
         );
         assert_eq!(
-            decide(Some(BootMode::Disk), &all).map(|d| d.0),
+            decide(Some(BootMode::Disk), None, &all).map(|d| d.0),
             Some(BootMode::Disk)
         );
         assert_eq!(
-            decide(Some(BootMode::Netboot), &[]),
+            decide(Some(BootMode::Netboot), None, &[]),
             Some((BootMode::Netboot, None, None))
         );
-        assert_eq!(decide(Some(BootMode::Rescue), &all), None);
+        assert_eq!(decide(Some(BootMode::Rescue), None, &all), None);
         // Labels are exact for the rkos volumes.
         let lower = dev("sr0", FsType::Iso9660, Some("rkos_live"));
-        assert_eq!(decide(Some(BootMode::Live), &[lower]), None);
+        assert_eq!(decide(Some(BootMode::Live), None, &[lower]), None);
     }
 
     #[test]
@@ -188,5 +240,76 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("within rkos.wait=30 s\n"), "{line}");
+    }
+
+    fn with_uuid(mut d: BlockDevice, disk: &str, uuid: &str) -> BlockDevice {
+        d.disk = disk.into();
+        d.probe.as_mut().unwrap().uuid = Some(uuid.into());
+        d
+    }
+
+    #[test]
+    fn the_booted_disk_is_bound_by_the_state_uuid() {
+        // vda: the disk GRUB booted; sda: another node's old disk, first in name order.
+        let other_data = with_uuid(dev("sda3", FsType::Ext4, Some(label::DATA)), "sda", "d-old");
+        let other_state = with_uuid(
+            dev("sda2", FsType::Ext4, Some(label::STATE)),
+            "sda",
+            "s-old",
+        );
+        let state = with_uuid(
+            dev("vda2", FsType::Ext4, Some(label::STATE)),
+            "vda",
+            "s-mine",
+        );
+        let data = with_uuid(
+            dev("vda3", FsType::Ext4, Some(label::DATA)),
+            "vda",
+            "d-mine",
+        );
+        let all = [
+            other_state.clone(),
+            other_data.clone(),
+            state.clone(),
+            data.clone(),
+        ];
+        // Without rkos.state the first by name wins: the other disk's.
+        assert_eq!(
+            decide(Some(BootMode::Disk), None, &all),
+            Some((
+                BootMode::Disk,
+                vol("sda2", FsType::Ext4),
+                vol("sda3", FsType::Ext4)
+            ))
+        );
+        let want = Some((
+            BootMode::Disk,
+            vol("vda2", FsType::Ext4),
+            vol("vda3", FsType::Ext4),
+        ));
+        assert_eq!(decide(Some(BootMode::Disk), Some("s-mine"), &all), want);
+        assert_eq!(decide(None, Some("s-mine"), &all), want);
+        let ignored: Vec<_> = ignored(&all, Some("s-mine"))
+            .iter()
+            .map(|(d, l)| (d.name.clone(), *l))
+            .collect();
+        assert_eq!(
+            ignored,
+            [
+                ("sda2".to_string(), label::STATE),
+                ("sda3".to_string(), label::DATA)
+            ]
+        );
+        // Only another disk's data volume: keep waiting for our own, never take it.
+        assert_eq!(
+            decide(
+                Some(BootMode::Disk),
+                Some("s-mine"),
+                &[other_data.clone(), state.clone()]
+            ),
+            None
+        );
+        // The state volume GRUB named is not there (yet): wait.
+        assert_eq!(decide(Some(BootMode::Disk), Some("s-gone"), &all), None);
     }
 }

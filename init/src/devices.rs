@@ -14,6 +14,9 @@ use crate::probe::{self, Probe};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BlockDevice {
     pub name: String,
+    /// The whole disk the device is on (its own name for a whole disk): STATE and DATA are
+    /// taken from one disk.
+    pub disk: String,
     pub path: PathBuf,
     pub size_bytes: u64,
     /// `None` with `error` unset: no filesystem rkos knows.
@@ -58,6 +61,7 @@ pub fn scan(sys_block: &Path, dev: &Path) -> Vec<BlockDevice> {
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0);
             let path = dev.join(&name);
+            let disk = whole_disk(sys_block, &name);
             let (probe, error) = if sectors == 0 {
                 (None, Some("empty (no medium)".to_string()))
             } else {
@@ -68,6 +72,7 @@ pub fn scan(sys_block: &Path, dev: &Path) -> Vec<BlockDevice> {
             };
             BlockDevice {
                 name,
+                disk,
                 path,
                 size_bytes: sectors * 512,
                 probe,
@@ -75,6 +80,22 @@ pub fn scan(sys_block: &Path, dev: &Path) -> Vec<BlockDevice> {
             }
         })
         .collect()
+}
+
+/// The disk a partition `name` belongs to: sysfs lists a partition inside its disk's
+/// directory (`/sys/class/block/vda3` links to `.../block/vda/vda3`).
+fn whole_disk(sys_block: &Path, name: &str) -> String {
+    let entry = sys_block.join(name);
+    if entry.join("partition").exists() {
+        if let Some(disk) = fs::canonicalize(&entry).ok().and_then(|p| {
+            p.parent()?
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        }) {
+            return disk;
+        }
+    }
+    name.to_string()
 }
 
 /// The first device (in name order, so a whole disk before its partitions) with `label`.
@@ -189,5 +210,27 @@ mod tests {
         assert!(text.contains("no filesystem rkos knows"), "{text}");
         assert!(describe(&[]).contains("no block devices"));
         assert!(scan(&d.path().join("nonexistent"), &dev).is_empty());
+    }
+
+    #[test]
+    fn a_partition_knows_its_disk() {
+        let d = tempfile::tempdir().unwrap();
+        // sysfs: /sys/class/block/vda3 -> ../../devices/.../block/vda/vda3
+        let devices = d.path().join("devices/block");
+        for (disk, part) in [("vda", Some("vda3")), ("vdb", None)] {
+            fs::create_dir_all(devices.join(disk)).unwrap();
+            if let Some(p) = part {
+                fs::create_dir_all(devices.join(disk).join(p)).unwrap();
+                fs::write(devices.join(disk).join(p).join("partition"), "3\n").unwrap();
+            }
+        }
+        let class = d.path().join("class/block");
+        fs::create_dir_all(&class).unwrap();
+        std::os::unix::fs::symlink(devices.join("vda/vda3"), class.join("vda3")).unwrap();
+        std::os::unix::fs::symlink(devices.join("vda"), class.join("vda")).unwrap();
+        std::os::unix::fs::symlink(devices.join("vdb"), class.join("vdb")).unwrap();
+        assert_eq!(whole_disk(&class, "vda3"), "vda");
+        assert_eq!(whole_disk(&class, "vda"), "vda");
+        assert_eq!(whole_disk(&class, "vdb"), "vdb");
     }
 }

@@ -22,6 +22,9 @@ pub struct Probe {
     pub fstype: FsType,
     /// Trimmed; `None` when the volume has no label.
     pub label: Option<String>,
+    /// The filesystem UUID as GRUB's `probe --fs-uuid` and blkid print it (ext4 only: the
+    /// volumes rkos binds to the booted disk).
+    pub uuid: Option<String>,
 }
 
 /// Identifies the filesystem in `buf` (the start of a device; may be shorter than
@@ -81,6 +84,7 @@ fn probe_iso9660(buf: &[u8]) -> Option<Probe> {
     Some(Probe {
         fstype: FsType::Iso9660,
         label: label(&pvd[40..72]),
+        uuid: None,
     })
 }
 
@@ -93,6 +97,7 @@ fn probe_ext(buf: &[u8]) -> Option<Probe> {
     Some(Probe {
         fstype: FsType::Ext4,
         label: label(&sb[0x78..0x88]),
+        uuid: Some(uuid_text(&sb[0x68..0x78])),
     })
 }
 
@@ -100,6 +105,7 @@ fn probe_squashfs(buf: &[u8]) -> Option<Probe> {
     (buf.get(0..4)? == b"hsqs").then_some(Probe {
         fstype: FsType::Squashfs,
         label: None,
+        uuid: None,
     })
 }
 
@@ -121,7 +127,21 @@ fn probe_vfat(buf: &[u8]) -> Option<Probe> {
     Some(Probe {
         fstype: FsType::Vfat,
         label: lbl,
+        uuid: None,
     })
+}
+
+/// 16 bytes as `8-4-4-4-12` lower-case hex.
+fn uuid_text(b: &[u8]) -> String {
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 fn label(raw: &[u8]) -> Option<String> {
@@ -170,13 +190,15 @@ mod tests {
         let img = sized_file(d.path(), "state.img", 8);
         run(crate::probe::test_tool("mkfs.ext4")
             .args(["-q", "-F", "-L", "RKOS_STATE"])
+            .args(["-U", "1b4e28ba-2fa1-11d2-883f-b9a761bde3fb"])
             .arg(&img));
         let p = probe_path(&img).unwrap().unwrap();
         assert_eq!(
             p,
             Probe {
                 fstype: FsType::Ext4,
-                label: Some("RKOS_STATE".into())
+                label: Some("RKOS_STATE".into()),
+                uuid: Some("1b4e28ba-2fa1-11d2-883f-b9a761bde3fb".into()),
             }
         );
     }
@@ -188,13 +210,15 @@ mod tests {
         run(crate::probe::test_tool("mkfs.ext4")
             .args(["-q", "-F"])
             .arg(&img));
-        assert_eq!(
-            probe_path(&img).unwrap().unwrap(),
-            Probe {
-                fstype: FsType::Ext4,
-                label: None
-            }
-        );
+        let p = probe_path(&img).unwrap().unwrap();
+        assert_eq!((p.fstype, p.label), (FsType::Ext4, None));
+        // mkfs made a random UUID: the one blkid reads
+        let out = crate::probe::test_tool("blkid")
+            .args(["-s", "UUID", "-o", "value"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert_eq!(p.uuid.unwrap(), String::from_utf8_lossy(&out.stdout).trim());
     }
 
     #[test]
@@ -208,7 +232,8 @@ mod tests {
             probe_path(&img).unwrap().unwrap(),
             Probe {
                 fstype: FsType::Vfat,
-                label: Some("CIDATA".into())
+                label: Some("CIDATA".into()),
+                uuid: None,
             }
         );
         let img = sized_file(d.path(), "big.img", 40);
@@ -219,7 +244,8 @@ mod tests {
             probe_path(&img).unwrap().unwrap(),
             Probe {
                 fstype: FsType::Vfat,
-                label: Some("cidata".into())
+                label: Some("cidata".into()),
+                uuid: None,
             }
         );
         let img = sized_file(d.path(), "nolabel.img", 8);
@@ -228,7 +254,8 @@ mod tests {
             probe_path(&img).unwrap().unwrap(),
             Probe {
                 fstype: FsType::Vfat,
-                label: None
+                label: None,
+                uuid: None,
             }
         );
     }
@@ -248,7 +275,8 @@ mod tests {
             probe_path(&iso).unwrap().unwrap(),
             Probe {
                 fstype: FsType::Iso9660,
-                label: Some("RKOS_LIVE".into())
+                label: Some("RKOS_LIVE".into()),
+                uuid: None,
             }
         );
     }
@@ -299,7 +327,8 @@ mod tests {
             probe_bytes(&buf),
             Some(Probe {
                 fstype: FsType::Iso9660,
-                label: Some("RKOS_LIVE".into())
+                label: Some("RKOS_LIVE".into()),
+                uuid: None,
             })
         );
         buf[0x8000] = 0;
@@ -307,7 +336,8 @@ mod tests {
             probe_bytes(&buf),
             Some(Probe {
                 fstype: FsType::Vfat,
-                label: Some("EFIBOOT".into())
+                label: Some("EFIBOOT".into()),
+                uuid: None,
             })
         );
     }

@@ -194,16 +194,19 @@ mod tests {
     fn message_names_what_was_wanted_and_found() {
         let devs = vec![
             BlockDevice {
+                disk: String::new(),
                 name: "sda".into(),
                 path: "/dev/sda".into(),
                 size_bytes: 8 << 30,
                 probe: Some(Probe {
                     fstype: FsType::Ext4,
                     label: Some("RKOS_DATA".into()),
+                    uuid: None,
                 }),
                 error: None,
             },
             BlockDevice {
+                disk: String::new(),
                 name: "sr0".into(),
                 path: "/dev/sr0".into(),
                 size_bytes: 0,

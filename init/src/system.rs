@@ -247,17 +247,62 @@ pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Creates `to` from `from` unless `to` exists. The copy goes to a temporary name first and is
-/// renamed into place, so a power cut mid-copy never leaves a half-seeded directory that would
-/// be taken for the real one on the next boot. Returns whether it seeded.
-pub fn seed(from: &Path, to: &Path) -> io::Result<bool> {
-    if fs::symlink_metadata(to).is_ok() {
+/// Creates the directories from `base` down to `dir` (inside it) without going through a
+/// symlink: under the data volume users own directories (`/home`), and a link planted there
+/// (`~/cache -> /etc`) must not make rkos-init write as root elsewhere. Nothing but rkos-init
+/// runs yet, so the check cannot race.
+fn mkdirs_no_follow(base: &Path, dir: &Path) -> io::Result<()> {
+    let rel = dir.strip_prefix(base).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not under {}", dir.display(), base.display()),
+        )
+    })?;
+    // The volume's mount point itself is rkos-init's own.
+    fs::create_dir_all(base)?;
+    let mut cur = base.to_path_buf();
+    for c in rel.components() {
+        cur.push(c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} is a symlink: not followed", cur.display()),
+                ))
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} is not a directory", cur.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&cur)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Creates `to` (inside `base`, the data volume) from `from` unless `to` exists. The copy
+/// goes to a temporary name first and is renamed into place, so a power cut mid-copy never
+/// leaves a half-seeded directory that would be taken for the real one on the next boot.
+/// Neither `to` nor a directory between `base` and it may be a symlink. Returns whether it
+/// seeded.
+pub fn seed(from: &Path, to: &Path, base: &Path) -> io::Result<bool> {
+    if let Ok(m) = fs::symlink_metadata(to) {
+        if m.file_type().is_symlink() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is a symlink: not followed", to.display()),
+            ));
+        }
         return Ok(false);
     }
     let parent = to
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent"))?;
-    fs::create_dir_all(parent)?;
+    mkdirs_no_follow(base, parent)?;
     let mut tmp_name = to.file_name().unwrap_or(OsStr::new("x")).to_os_string();
     tmp_name.push(".rkos-seed");
     let tmp = parent.join(tmp_name);
@@ -396,11 +441,9 @@ impl<'a> Executor<'a> {
             Step::Fetch { url, sha256, dest } => crate::netboot::run(url, sha256.as_deref(), dest)
                 .map_err(|e| SysError::Other(format!("netboot: {e}"))),
             Step::Seed { from, to } => {
-                if seed(from, to).map_err(io_ctx(format!(
-                    "seed {} from {}",
-                    to.display(),
-                    from.display()
-                )))? {
+                if seed(from, to, Path::new(rkos_contract::paths::DATA_MOUNT)).map_err(io_ctx(
+                    format!("seed {} from {}", to.display(), from.display()),
+                ))? {
                     self.seeded.push(to.clone());
                 }
                 Ok(())
@@ -537,7 +580,8 @@ mod tests {
         symlink("../etc/profile", img.join("link")).unwrap();
         fs::set_permissions(&img, fs::Permissions::from_mode(0o700)).unwrap();
         let to = d.path().join("data/root");
-        assert!(seed(&img, &to).unwrap());
+        let data = d.path().join("data");
+        assert!(seed(&img, &to, &data).unwrap());
         assert_eq!(fs::read_to_string(to.join(".bashrc")).unwrap(), "x");
         assert_eq!(
             fs::metadata(to.join(".bashrc")).unwrap().mode() & 0o777,
@@ -552,7 +596,7 @@ mod tests {
         assert!(!d.path().join("data/root.rkos-seed").exists());
         // The data volume's content is kept on later boots, whatever the image holds.
         fs::write(to.join(".bashrc"), "mine").unwrap();
-        assert!(!seed(&img, &to).unwrap());
+        assert!(!seed(&img, &to, &data).unwrap());
         assert_eq!(fs::read_to_string(to.join(".bashrc")).unwrap(), "mine");
     }
 
@@ -562,10 +606,45 @@ mod tests {
         let to = d.path().join("data/var/lib/longhorn");
         // A copy interrupted on an earlier boot.
         fs::create_dir_all(d.path().join("data/var/lib/longhorn.rkos-seed/junk")).unwrap();
-        assert!(seed(&d.path().join("image/var/lib/longhorn"), &to).unwrap());
+        assert!(seed(
+            &d.path().join("image/var/lib/longhorn"),
+            &to,
+            &d.path().join("data")
+        )
+        .unwrap());
         assert!(to.is_dir());
         assert_eq!(fs::read_dir(&to).unwrap().count(), 0);
         assert!(!d.path().join("data/var/lib/longhorn.rkos-seed").exists());
+    }
+
+    #[test]
+    fn seeding_never_goes_through_a_symlink_under_the_data_volume() {
+        let d = tempfile::tempdir().unwrap();
+        let (data, elsewhere) = (d.path().join("data"), d.path().join("elsewhere"));
+        fs::create_dir_all(data.join("home/rkos")).unwrap();
+        fs::create_dir_all(&elsewhere).unwrap();
+        let img = d.path().join("image/home/rkos/cache/app");
+        fs::create_dir_all(&img).unwrap();
+        fs::write(img.join("f"), "x").unwrap();
+        // A user's link on the way to a persistent path...
+        symlink(&elsewhere, data.join("home/rkos/cache")).unwrap();
+        let e = seed(&img, &data.join("home/rkos/cache/app"), &data).unwrap_err();
+        assert!(
+            e.to_string().contains("home/rkos/cache is a symlink"),
+            "{e}"
+        );
+        // ...and as the persistent path itself.
+        symlink(&elsewhere, data.join("home/rkos/other")).unwrap();
+        let e = seed(&img, &data.join("home/rkos/other"), &data).unwrap_err();
+        assert!(e.to_string().contains("is a symlink"), "{e}");
+        assert_eq!(
+            fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "written through a link"
+        );
+        // Missing directories on the way are made.
+        assert!(seed(&img, &data.join("srv/a/b"), &data).unwrap());
+        assert_eq!(fs::read_to_string(data.join("srv/a/b/f")).unwrap(), "x");
     }
 
     #[test]

@@ -151,6 +151,7 @@ fn write_slot_a(
     }
     let manifest = Manifest {
         version: req.source.version.clone(),
+        min_version: None,
         arch: req.source.arch.clone(),
         files,
     };

@@ -1,7 +1,8 @@
 //! The slot manifest (`slots/<X>/manifest.json`), also the manifest of an upgrade bundle:
-//! `{"version","arch","files":[{"name","size","sha256"}]}`. `rkos-init` checks the rootfs
-//! against it at boot; the bundle's signature covers its exact bytes.
+//! `{"version","min_version"?,"arch","files":[{"name","size","sha256"}]}`. `rkos-init` checks
+//! the rootfs against it at boot; the bundle's signature covers its exact bytes.
 
+use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -10,10 +11,20 @@ use thiserror::Error;
 
 use rkos_contract::files::{MANIFEST, SIGNATURE, SLOT_FILES};
 
+use crate::version::compare_versions;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub version: String,
+    /// The release's rollback floor: once a node has run this release as good, it never
+    /// installs a version older than this one, `--allow-downgrade` included (see
+    /// [`crate::floor`]). Written only when set, so a manifest without a floor keeps the bytes
+    /// (and signatures) of before, and nodes that predate the field still read it; a manifest
+    /// WITH it is refused by those nodes (`deny_unknown_fields`), which is the price of
+    /// setting a floor on a release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<String>,
     pub arch: String,
     pub files: Vec<FileEntry>,
 }
@@ -69,6 +80,23 @@ impl Manifest {
         if self.version.is_empty() || self.version.chars().any(|c| c.is_control()) {
             return bad(format!("invalid version {:?}", self.version));
         }
+        if let Some(min) = &self.min_version {
+            match compare_versions(min, &self.version) {
+                Some(Ordering::Less | Ordering::Equal) => {}
+                Some(Ordering::Greater) => {
+                    return bad(format!(
+                        "min_version {min:?} is above the release's own version {:?}",
+                        self.version
+                    ))
+                }
+                None => {
+                    return bad(format!(
+                        "min_version {min:?} and version {:?} must both be versions (semver order)",
+                        self.version
+                    ))
+                }
+            }
+        }
         if self.arch.is_empty()
             || !self
                 .arch
@@ -119,23 +147,30 @@ fn is_plain_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// A valid manifest of `version` for tests: the slot files, 1 byte each.
+#[cfg(test)]
+pub(crate) fn test_manifest(version: &str, min_version: Option<&str>) -> Manifest {
+    Manifest {
+        version: version.into(),
+        min_version: min_version.map(str::to_string),
+        arch: "amd64".into(),
+        files: SLOT_FILES
+            .iter()
+            .map(|n| FileEntry {
+                name: n.to_string(),
+                size: 1,
+                sha256: "a".repeat(64),
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn good() -> Manifest {
-        Manifest {
-            version: "1.2.3".into(),
-            arch: "amd64".into(),
-            files: SLOT_FILES
-                .iter()
-                .map(|n| FileEntry {
-                    name: n.to_string(),
-                    size: 1,
-                    sha256: "a".repeat(64),
-                })
-                .collect(),
-        }
+        test_manifest("1.2.3", None)
     }
 
     #[test]
@@ -143,6 +178,63 @@ mod tests {
         let m = good();
         assert_eq!(Manifest::parse(&m.to_json()).unwrap(), m);
         assert_eq!(m.total_size(), 3);
+    }
+
+    /// The bytes a manifest without a floor had before `min_version` existed: its signature,
+    /// and every node that reads it, depend on them.
+    #[test]
+    fn without_a_floor_the_bytes_are_those_of_before() {
+        let mut m = good();
+        m.files.truncate(1);
+        let json = String::from_utf8(m.to_json()).unwrap();
+        let z = "a".repeat(64);
+        let before = format!(
+            "{{\n  \"version\": \"1.2.3\",\n  \"arch\": \"amd64\",\n  \"files\": [\n    {{\n      \"name\": \"{}\",\n      \"size\": 1,\n      \"sha256\": \"{z}\"\n    }}\n  ]\n}}\n",
+            SLOT_FILES[0]
+        );
+        assert_eq!(json, before);
+        assert!(!json.contains("min_version"));
+    }
+
+    #[test]
+    fn a_floor_round_trips() {
+        let mut m = good();
+        m.min_version = Some("1.2".into());
+        let json = m.to_json();
+        assert!(
+            String::from_utf8_lossy(&json).contains("\"min_version\": \"1.2\""),
+            "{}",
+            String::from_utf8_lossy(&json)
+        );
+        let back = Manifest::parse(&json).unwrap();
+        assert_eq!(back.min_version.as_deref(), Some("1.2"));
+        assert_eq!(back, m);
+        // Its own version is a floor too (nothing older than this release).
+        m.min_version = Some("v1.2.3".into());
+        Manifest::parse(&m.to_json()).unwrap();
+        // Read from text that has it: absent is None, present is the string.
+        let z = "0".repeat(64);
+        let files: Vec<String> = SLOT_FILES
+            .iter()
+            .map(|n| format!(r#"{{"name":"{n}","size":1,"sha256":"{z}"}}"#))
+            .collect();
+        let text = |extra: &str| {
+            format!(
+                r#"{{"version":"2.0"{extra},"arch":"amd64","files":[{}]}}"#,
+                files.join(",")
+            )
+        };
+        assert_eq!(
+            Manifest::parse(text("").as_bytes()).unwrap().min_version,
+            None
+        );
+        assert_eq!(
+            Manifest::parse(text(r#","min_version":"1.5""#).as_bytes())
+                .unwrap()
+                .min_version
+                .as_deref(),
+            Some("1.5")
+        );
     }
 
     #[test]
@@ -160,6 +252,12 @@ mod tests {
             }),
             Box::new(|m| m.version = String::new()),
             Box::new(|m| m.arch = "x86/64".into()),
+            Box::new(|m| m.min_version = Some("1.2.4".into())),
+            Box::new(|m| m.min_version = Some("dev".into())),
+            Box::new(|m| {
+                m.version = "dev".into();
+                m.min_version = Some("1.0".into());
+            }),
         ];
         for (i, f) in cases.iter().enumerate() {
             let mut m = good();

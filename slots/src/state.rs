@@ -39,6 +39,8 @@ pub enum StateError {
         #[source]
         source: ManifestError,
     },
+    #[error("{path}: {found:?} is not a version; the node's minimum version cannot be read, so no bundle is installed until the file holds one")]
+    MinVersion { path: PathBuf, found: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {

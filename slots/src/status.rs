@@ -2,7 +2,7 @@
 //!
 //! [`NodeStatus`] is also what `rkos status --json` prints and what the upgrade agent reads
 //! back (part of the node↔agent contract, with [`crate::upgrade::UpgradeReport`]). Every
-//! field is required when read, `null` included: `Option` fields are read with
+//! field but the later `min_version` is required when read, `null` included: `Option` fields are read with
 //! `Option::deserialize`, which turns off serde's "missing means `None`", so a field renamed
 //! on one side fails loudly on the other instead of reading as "no trial" or "not on trial"
 //! (the agent would then stage forever, or never mark the slot good).
@@ -53,6 +53,11 @@ pub struct Status {
     #[serde(deserialize_with = "Option::deserialize")]
     pub last_outcome: Option<Outcome>,
     pub slots: Vec<SlotInfo>,
+    /// The node's rollback floor ([`crate::floor`]): nothing older is installed. The one
+    /// field that may be absent, and is left out when there is no floor: a node whose
+    /// `rkos` predates it prints none, and an agent must still read that node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<String>,
 }
 
 /// What `rkos status --json` prints: `{"installed": false}` on a node without A/B slots
@@ -115,10 +120,11 @@ impl Status {
             running_on_trial,
             last_outcome: boot.last,
             slots,
+            min_version: None,
         }
     }
 
-    /// Reads the boot state and both slots' manifests under `state`.
+    /// Reads the boot state, both slots' manifests and the floor under `state`.
     pub fn read(state: &StateDir, active: Option<Slot>) -> Result<Self, StateError> {
         let boot = state.boot_state()?;
         let slots = Slot::ALL
@@ -138,7 +144,10 @@ impl Status {
                 },
             })
             .collect();
-        Ok(Status::from_parts(active, &boot, slots))
+        Ok(Status {
+            min_version: state.min_version()?.map(|f| f.version),
+            ..Status::from_parts(active, &boot, slots)
+        })
     }
 
     pub fn version_of(&self, slot: Slot) -> Option<&str> {
@@ -205,6 +214,12 @@ impl fmt::Display for Status {
                 self.default
             )?,
             None => writeln!(f, "last outcome:  none recorded")?,
+        }
+        if let Some(min) = &self.min_version {
+            writeln!(
+                f,
+                "min version:   {min}: nothing older is installed, --allow-downgrade included"
+            )?;
         }
         for s in &self.slots {
             if let Some(e) = &s.error {
@@ -305,6 +320,50 @@ mod tests {
             let e = serde_json::from_value::<NodeStatus>(v).unwrap_err();
             assert!(e.to_string().contains(field), "{pointer}/{field}: {e}");
         }
+    }
+
+    #[test]
+    fn the_floor_is_optional_in_the_json_and_shown_when_set() {
+        // Without a floor the JSON is what it was (the agent's recorded fixtures), and JSON
+        // without the field (an older node's) reads as no floor.
+        let plain = on_trial();
+        let json = serde_json::to_value(NodeStatus::Installed(plain.clone())).unwrap();
+        assert!(json.get("min_version").is_none(), "{json}");
+        assert_eq!(
+            serde_json::from_value::<NodeStatus>(json).unwrap(),
+            NodeStatus::Installed(plain.clone())
+        );
+        assert!(!plain.to_string().contains("min version"));
+
+        let floored = Status {
+            min_version: Some("1.5".into()),
+            ..plain
+        };
+        let json = serde_json::to_value(NodeStatus::Installed(floored.clone())).unwrap();
+        assert_eq!(json["min_version"], "1.5");
+        assert_eq!(
+            serde_json::from_value::<NodeStatus>(json).unwrap(),
+            NodeStatus::Installed(floored.clone())
+        );
+        let text = floored.to_string();
+        assert!(text.contains("min version:   1.5"), "{text}");
+    }
+
+    #[test]
+    fn status_reads_the_floor_from_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateDir::new(dir.path());
+        std::fs::create_dir_all(st.grub_dir()).unwrap();
+        st.write_boot_state(&BootState::default()).unwrap();
+        assert_eq!(Status::read(&st, Some(Slot::A)).unwrap().min_version, None);
+        std::fs::write(st.min_version_file(), "2.1\n").unwrap();
+        assert_eq!(
+            Status::read(&st, Some(Slot::A))
+                .unwrap()
+                .min_version
+                .as_deref(),
+            Some("2.1")
+        );
     }
 
     #[test]

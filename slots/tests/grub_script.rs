@@ -1,12 +1,15 @@
 //! `grub/grub.cfg` run by a small interpreter of the GRUB script it uses (`set`, `if`/`elif`/
 //! `else`/`fi` on `[ ... ]` tests and on a command's status, `load_env`, `save_env`,
-//! `menuentry`), against the model in `boot.rs`, for every boot state, with `save_env`
+//! `probe --fs-uuid`, `menuentry`), against the model in `boot.rs`, for every boot state, with `save_env`
 //! working and failing. The real-GRUB test (`grub_qemu.rs`, QEMU) boots the same file; this
 //! one needs no root and runs with the unit tests.
 
 use std::collections::BTreeMap;
 
 use rkos_slots::{BootState, GrubEnv, Outcome, Slot, Trial, GRUB_CFG, MAX_TRIES};
+
+/// The filesystem UUID of the modelled `$root` (the RKOS_STATE volume).
+const ROOT_UUID: &str = "0c9a4a52-5b1e-4f57-9e2f-3c1d2b7a6e10";
 
 /// What one GRUB run did: the slot of the default entry, the slot of the fallback entry, and
 /// the environment block afterwards.
@@ -118,21 +121,34 @@ fn run(cfg: &str, env: &BTreeMap<String, String>, saves: bool) -> Run {
         } else if line == "fi" {
             stack.pop().expect("fi without if");
         } else if line.starts_with("menuentry ") {
-            // The slot an entry boots is its `rkos.slot=` argument.
+            // The slot an entry boots is its `rkos.slot=` argument; every entry names the
+            // state volume GRUB runs from (`rkos.state=`), so rkos-init binds to this disk.
             let mut slot = None;
             for body in lines.by_ref() {
                 if body == "}" {
                     break;
                 }
-                if let Some(w) = body
-                    .split_whitespace()
-                    .find(|w| w.starts_with("rkos.slot="))
-                {
-                    slot = Some(expand(&w["rkos.slot=".len()..], &vars));
+                let arg = |key: &str| {
+                    body.split_whitespace()
+                        .find_map(|w| w.strip_prefix(key))
+                        .map(|v| expand(v, &vars))
+                };
+                if let Some(s) = arg("rkos.slot=") {
+                    slot = Some(s);
+                    assert_eq!(arg("rkos.state=").as_deref(), Some(ROOT_UUID), "{body}");
                 }
             }
             entries.push(slot.expect("every entry names its slot"));
         } else if !running(&stack) {
+        } else if let Some(probe) = line.strip_prefix("probe ") {
+            let words: Vec<&str> = probe.split_whitespace().collect();
+            match words.as_slice() {
+                [set, "--fs-uuid", "$root"] => {
+                    let name = set.strip_prefix("--set=").expect("probe --set=NAME");
+                    vars.insert(name.to_string(), ROOT_UUID.to_string());
+                }
+                other => panic!("probe not understood: {other:?}"),
+            }
         } else if let Some(assign) = line.strip_prefix("set ") {
             let (name, value) = assign.split_once('=').expect("set NAME=VALUE");
             vars.insert(name.to_string(), expand(value, &vars));

@@ -29,6 +29,49 @@ fn iso_named(var: &str, target: &str) -> Result<PathBuf> {
     Ok(iso)
 }
 
+/// Fails unless the test runs as root; `why` names what needs it.
+pub fn ensure_root(why: &str) -> Result<()> {
+    ensure!(
+        sh("id", &["-u"])?.trim() == "0",
+        "this test needs root ({why})"
+    );
+    Ok(())
+}
+
+/// The gold disk image under test (qcow2), named by `RKOS_DISK_IMAGE` (the stand-in disk
+/// image, which `make boot-test`, `make test-lab` and `make test-baremetal` build and set).
+pub fn disk_image() -> Result<PathBuf> {
+    let img = std::env::var_os("RKOS_DISK_IMAGE")
+        .map(PathBuf::from)
+        .context("RKOS_DISK_IMAGE names the qcow2 under test (make boot-test sets it)")?;
+    ensure!(
+        img.is_file(),
+        "RKOS_DISK_IMAGE={} is not a file",
+        img.display()
+    );
+    Ok(img)
+}
+
+/// A mount a test made (`mount ARGS... AT`: options and the source, then the mount point),
+/// unmounted when dropped, so a failing test leaves nothing mounted.
+pub struct Mount(pub PathBuf);
+
+impl Mount {
+    pub fn new(args: &[&str], at: &Path) -> Result<Mount> {
+        let at_text = at.to_string_lossy();
+        let mut all = args.to_vec();
+        all.push(&at_text);
+        sh("mount", &all)?;
+        Ok(Mount(at.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// Runs a host command; its stdout, or an error with the command line, status and output.
 pub fn sh(cmd: impl AsRef<OsStr>, args: &[&str]) -> Result<String> {
     let cmd = cmd.as_ref();
@@ -76,25 +119,7 @@ pub fn free_port() -> Result<u16> {
 
 /// A new Ed25519 key pair at `dir/NAME` (and `.pub`); returns the public key line.
 pub fn ssh_keygen(dir: &Path, name: &str) -> Result<String> {
-    let key = dir.join(name);
-    let _ = std::fs::remove_file(&key);
-    sh(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            name,
-            "-f",
-            &key.to_string_lossy(),
-        ],
-    )?;
-    Ok(std::fs::read_to_string(key.with_extension("pub"))?
-        .trim()
-        .to_string())
+    Ok(rkos_lab::vm::ssh_keygen(&dir.join(name), name)?)
 }
 
 /// Runs `cmd` as `user` over SSH on `127.0.0.1:port` with the private key `key`, retrying

@@ -2,7 +2,7 @@
 //! installed by `rkos install` to a disk as slot A, bundles of other versions of the same
 //! image, and the console steps that boot, log in and check what came up.
 
-use crate::host::{iso, rkos_bin, sh, workspace};
+use crate::host::{ensure_root, iso, rkos_bin, sh, workspace};
 use crate::qemu::{Arch, Boot, Vm, VmConfig};
 use anyhow::{ensure, Context, Result};
 use regex::Regex;
@@ -179,10 +179,7 @@ pub struct Prepared {
 /// `rkos install` as slot A, version [`V1`], to a raw disk with host name `hostname` and
 /// `rkos`'s password `password`; and a bundle of the same image as version `v2`.
 pub fn prepare(hostname: &str, password: &str, v2: &str) -> Result<Prepared> {
-    ensure!(
-        sh("id", &["-u"])?.trim() == "0",
-        "this test needs root (loop devices)"
-    );
+    ensure_root("loop devices")?;
     let rkos = rkos_bin()?;
     let iso = iso()?;
     let tmp = tempfile::tempdir()?;
@@ -304,15 +301,19 @@ pub fn status(vm: &mut Vm, want: &[&str]) -> Result<String> {
     Ok(out)
 }
 
+/// What rkos-init recorded for this boot in /run/rkos/init.json.
+pub fn init_json(vm: &mut Vm) -> Result<InitReport> {
+    let json = vm.run_ok("cat /run/rkos/init.json", CMD)?;
+    serde_json::from_str(json.trim()).with_context(|| format!("reading init.json: {json}"))
+}
+
 /// What rkos-init recorded for this boot, `(slot, version)` from /run/rkos/init.json, checked
 /// against the slot GRUB put on the kernel command line.
 pub fn booted(vm: &mut Vm) -> Result<(String, String)> {
-    let json = vm.run_ok("cat /run/rkos/init.json", CMD)?;
-    let report: InitReport =
-        serde_json::from_str(json.trim()).with_context(|| format!("reading init.json: {json}"))?;
+    let report = init_json(vm)?;
     let slot = report
         .slot
-        .with_context(|| format!("init.json names no slot: {json}"))?
+        .with_context(|| format!("init.json names no slot: {report:?}"))?
         .to_string();
     let cmdline = vm.run_ok("cat /proc/cmdline", CMD)?;
     ensure!(

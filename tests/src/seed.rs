@@ -8,24 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Writes a `CIDATA` seed image at `dir/seed.img` with the given user-data and meta-data.
+/// The volume is `rkos-lab`'s (the lab's seeds are the same kind of volume).
 pub fn make_seed(dir: &Path, user_data: &str, meta_data: &str) -> Result<PathBuf> {
-    let img = dir.join("seed.img");
-    let ud = dir.join("user-data");
-    let md = dir.join("meta-data");
-    std::fs::write(&ud, user_data).context("writing user-data")?;
-    std::fs::write(&md, meta_data).context("writing meta-data")?;
-    let _ = std::fs::remove_file(&img);
-    run(Command::new("mkfs.vfat")
-        .args(["-C", "-n", rkos_contract::label::CIDATA])
-        .arg(&img)
-        .arg("2048"))?;
-    run(Command::new("mcopy")
-        .arg("-i")
-        .arg(&img)
-        .arg(&ud)
-        .arg(&md)
-        .arg("::/"))?;
-    Ok(img)
+    Ok(rkos_lab::seed::write_vfat(
+        dir,
+        &[("user-data", user_data), ("meta-data", meta_data)],
+    )?)
 }
 
 /// Writes an ISO 9660 seed (Rock Ridge and Joliet, as `genisoimage -volid cidata -joliet

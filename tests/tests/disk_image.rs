@@ -21,7 +21,7 @@
 //! qemu-img, xorriso and an ssh client. Built with the `qemu` feature.
 
 use anyhow::{ensure, Context, Result};
-use rkos_tests::host::{free_port, qcow2_overlay, ssh, ssh_keygen};
+use rkos_tests::host::{disk_image, free_port, qcow2_overlay, ssh, ssh_keygen};
 use rkos_tests::qemu::{ovmf_vars, Arch, Boot, Extras, Forward, Vm, VmConfig};
 use rkos_tests::seed::make_seed_iso;
 use std::path::{Path, PathBuf};
@@ -33,18 +33,6 @@ const A_PASSWORD: &str = "clone-a-console-pw";
 /// Proxmox writes the password hashed: `openssl passwd -5 -salt px0vmSalt42 proxmox-pw`.
 const B_PASSWORD: &str = "proxmox-pw";
 const B_HASH: &str = "$5$px0vmSalt42$eZ9HJWQBO2GPpqPda0NXWgKgcYQr7gScNQxWlfkuKLD";
-
-fn disk_image() -> Result<PathBuf> {
-    let img = std::env::var_os("RKOS_DISK_IMAGE")
-        .map(PathBuf::from)
-        .context("RKOS_DISK_IMAGE names the qcow2 under test (make boot-test sets it)")?;
-    ensure!(
-        img.is_file(),
-        "RKOS_DISK_IMAGE={} is not a file",
-        img.display()
-    );
-    Ok(img)
-}
 
 /// A copy-on-write overlay of `image` (the gold image, or a clone's disk), of `size` (bigger
 /// than the image: the disk an operator gives the VM).
@@ -262,6 +250,7 @@ fn clones_of_the_gold_image_with_their_seeds() -> Result<()> {
                 guest: "10.0.2.60".into(),
                 guest_port: 22,
             }],
+            ..Extras::default()
         },
     };
     let mut vm = start(&b)?;

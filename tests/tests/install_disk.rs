@@ -10,7 +10,7 @@
 
 use anyhow::{ensure, Context, Result};
 use rkos_contract::{label, partition};
-use rkos_tests::host::{ensure_rkos_partitions, rkos_bin, sh, workspace};
+use rkos_tests::host::{ensure_rkos_partitions, ensure_root, rkos_bin, sh, workspace, Mount};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -102,20 +102,10 @@ impl Drop for Loop {
     }
 }
 
-struct Mount(PathBuf);
-
-impl Mount {
-    fn new(dev: &str, at: &Path) -> Result<Mount> {
-        fs::create_dir_all(at)?;
-        sh("mount", &[dev, &at.to_string_lossy()])?;
-        Ok(Mount(at.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
+/// `dev` mounted at the directory `at` (made if missing).
+fn mount(dev: &str, at: &Path) -> Result<Mount> {
+    fs::create_dir_all(at)?;
+    Mount::new(&[dev], at)
 }
 
 fn first_mib_is_zero(file: &Path) -> Result<bool> {
@@ -178,10 +168,7 @@ fn boot_line(console: &str) -> Option<&str> {
 
 #[test]
 fn install_to_a_disk_then_grow_and_boot_it_with_bios_and_uefi() -> Result<()> {
-    ensure!(
-        sh("id", &["-u"])?.trim() == "0",
-        "this test needs root (loop devices, mount)"
-    );
+    ensure_root("loop devices, mount")?;
     let rkos = rkos_bin()?;
     let t = tempfile::tempdir()?;
     let dir = t.path();
@@ -278,11 +265,25 @@ fn install_to_a_disk_then_grow_and_boot_it_with_bios_and_uefi() -> Result<()> {
             "{info}"
         );
     }
+    // GRUB names the state volume it runs from on the kernel command line (rkos.state=).
+    let state_uuid = sh(
+        "blkid",
+        &[
+            "-s",
+            "UUID",
+            "-o",
+            "value",
+            &disk.part(partition::STATE.number),
+        ],
+    )?
+    .trim()
+    .to_string();
+    ensure!(!state_uuid.is_empty(), "the state volume has no UUID");
     let esp = sh("mdir", &["-i", &disk.part(2), "-b", "::/EFI/BOOT"])?;
     ensure!(esp.to_uppercase().contains("BOOTX64.EFI"), "ESP: {esp}");
 
     {
-        let state = Mount::new(&disk.part(3), &dir.join("state"))?;
+        let state = mount(&disk.part(3), &dir.join("state"))?;
         let env = sh(
             "grub-editenv",
             &[&state.0.join("grub/grubenv").to_string_lossy(), "list"],
@@ -330,7 +331,7 @@ fn install_to_a_disk_then_grow_and_boot_it_with_bios_and_uefi() -> Result<()> {
         }
     }
     {
-        let data = Mount::new(&disk.part(4), &dir.join("data"))?;
+        let data = mount(&disk.part(4), &dir.join("data"))?;
         let cfg = data.0.join("var/lib/rkos/config.yaml");
         ensure!(
             fs::read(&cfg)? == fs::read(&config)?,
@@ -366,7 +367,7 @@ fn install_to_a_disk_then_grow_and_boot_it_with_bios_and_uefi() -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     {
-        let data = Mount::new(&disk.part(4), &dir.join("data2"))?;
+        let data = mount(&disk.part(4), &dir.join("data2"))?;
         let df = sh("df", &["-B1", "--output=size", &data.0.to_string_lossy()])?;
         let size: u64 = df.lines().nth(1).unwrap_or("0").trim().parse()?;
         ensure!(size > 4 * GIB, "RKOS_DATA is {size} bytes after growing");
@@ -405,6 +406,7 @@ fn install_to_a_disk_then_grow_and_boot_it_with_bios_and_uefi() -> Result<()> {
         ensure!(
             line.contains("rkos.mode=disk")
                 && line.contains("rkos.slot=A")
+                && line.contains(&format!("rkos.state={state_uuid} "))
                 && line.ends_with(" gpt"),
             "{line}"
         );

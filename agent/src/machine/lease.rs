@@ -128,7 +128,9 @@ impl Observed {
     pub fn failures(&self, plan: &PlanView) -> u32 {
         self.peers
             .iter()
-            .filter(|p| p.target == plan.version && self.counted_phase(&plan.name, p).is_failure())
+            .filter(|p| {
+                p.target == plan.release.version && self.counted_phase(&plan.name, p).is_failure()
+            })
             .count() as u32
     }
 }

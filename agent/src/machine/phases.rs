@@ -1,6 +1,8 @@
 //! The transitions of each phase, once the plan, the NodeUpgrade and its target are known.
 
-use super::{cordon, elapsed, enter, finish, waiting_condition, Action, Observed, PlanView};
+use super::{
+    cordon, elapsed, enter, finish, waiting_condition, Action, Observed, PlanView, Release,
+};
 use crate::crd::{NodeUpgradeStatus, Phase};
 use crate::window;
 use rkos_slots::health::{self, HealthFacts, Seen};
@@ -188,15 +190,17 @@ pub(super) fn staging(
         let mut s = enter(st, Phase::Rebooting, o.now);
         s.boot_id = Some(o.facts.boot_id.clone());
         out.push(Action::SetStatus(s));
-    } else if o.facts.staged.as_deref() == Some(target) {
-        out.push(Action::Flip {
-            bundle_url: plan.bundle_url.clone(),
-            version: target.to_string(),
-        });
     } else {
-        out.push(Action::Stage {
-            bundle_url: plan.bundle_url.clone(),
+        // The NodeUpgrade's target: the plan's version (a plan whose version moved on
+        // retargets the node before it gets here).
+        let release = Release {
             version: target.to_string(),
+            ..plan.release.clone()
+        };
+        out.push(if o.facts.staged.as_deref() == Some(target) {
+            Action::Flip(release)
+        } else {
+            Action::Stage(release)
         });
     }
     out

@@ -8,8 +8,11 @@ use rkos_slots::health::{self, HealthFacts, Seen};
 use rkos_slots::status::SlotInfo;
 use rkos_slots::{BootState, NodeStatus, Outcome, Slot, Status, Trial};
 
+use rkos_bundle::VersionPolicy;
+
 use super::cli_status::facts_from_status;
 use super::{netboot, NodeFacts, NodeOps, NodeOpsError, StageReport};
+use crate::machine::Release;
 
 /// State of a simulated node. Reboots are applied at once (the new boot id, the trial slot
 /// booted, or a fallback when the version is in `broken`).
@@ -118,17 +121,35 @@ impl FakeNode {
             .expect("the booted slot of a fake node holds a version")
     }
 
-    pub fn stage(&mut self, version: &str) -> Result<StageReport, NodeOpsError> {
+    /// What `rkos upgrade` checks before it writes anything, beside the signature: the
+    /// node's own rule (rkos-bundle's `VersionPolicy`, the same code and message) refuses a
+    /// version lower than the running one unless the release allows a downgrade.
+    fn check_version(&self, release: &Release) -> Result<(), NodeOpsError> {
+        // The fake has no bundle that could hold another version than asked for, and no
+        // rollback floor (no release it runs sets one).
+        let policy = VersionPolicy {
+            expect: None,
+            allow_downgrade: release.allow_downgrade,
+        };
+        policy
+            .check(&release.version, self.slots[self.active].as_deref(), None)
+            .map_err(|e| NodeOpsError::Failed(e.to_string()))
+    }
+
+    pub fn stage(&mut self, release: &Release) -> Result<StageReport, NodeOpsError> {
+        let version = &release.version;
         self.calls.push(format!("stage {version}"));
         self.stages += 1;
         if let Some(msg) = self.fail_stage.take() {
             return Err(NodeOpsError::Failed(msg));
         }
         if self.farm_serves.is_some() {
+            // Nothing is downloaded, so nothing is checked: the farm decides what boots.
             let boot_id = format!("boot-{}", self.boots);
             self.netboot_marker = Some(netboot::armed_marker(version, &boot_id));
             return Ok(StageReport { bytes: 0 });
         }
+        self.check_version(release)?;
         let other = 1 - self.active;
         self.slots[other] = Some(version.to_string());
         self.trial = Some(other);
@@ -137,10 +158,13 @@ impl FakeNode {
         })
     }
 
-    pub fn flip(&mut self, version: &str) -> Result<(), NodeOpsError> {
+    /// Arming goes through `rkos upgrade` too, so the same checks apply.
+    pub fn flip(&mut self, release: &Release) -> Result<(), NodeOpsError> {
+        let version = &release.version;
         self.calls.push(format!("flip {version}"));
+        self.check_version(release)?;
         let other = 1 - self.active;
-        if self.slots[other].as_deref() != Some(version) {
+        if self.slots[other].as_deref() != Some(version.as_str()) {
             return Err(NodeOpsError::Failed(format!("{version} is not staged")));
         }
         self.trial = Some(other);
@@ -200,13 +224,13 @@ impl NodeOps for FakeNodeOps {
     async fn facts(&self) -> Result<NodeFacts, NodeOpsError> {
         Ok(self.with(|n| n.facts()))
     }
-    async fn stage(&self, _bundle_url: &str, version: &str) -> Result<StageReport, NodeOpsError> {
+    async fn stage(&self, release: &Release) -> Result<StageReport, NodeOpsError> {
         let delay = self.with(|n| n.stage_delay);
         tokio::time::sleep(delay).await;
-        self.with(|n| n.stage(version))
+        self.with(|n| n.stage(release))
     }
-    async fn flip(&self, _bundle_url: &str, version: &str) -> Result<(), NodeOpsError> {
-        self.with(|n| n.flip(version))
+    async fn flip(&self, release: &Release) -> Result<(), NodeOpsError> {
+        self.with(|n| n.flip(release))
     }
     async fn reboot(&self) -> Result<(), NodeOpsError> {
         if self.with(|n| n.never_returns) {
@@ -233,10 +257,18 @@ impl NodeOps for FakeNodeOps {
 mod tests {
     use super::*;
 
+    fn release(version: &str, allow_downgrade: bool) -> Release {
+        Release {
+            bundle_url: "http://bundles/b".into(),
+            version: version.into(),
+            allow_downgrade,
+        }
+    }
+
     #[test]
     fn fake_node_boot_counting() {
         let mut n = FakeNode::new("1");
-        n.stage("2").unwrap();
+        n.stage(&release("2", false)).unwrap();
         assert_eq!(n.facts().trial_armed.as_deref(), Some("2"));
         n.reboot();
         let f = n.facts();
@@ -247,7 +279,7 @@ mod tests {
 
         let mut b = FakeNode::new("1");
         b.broken.push("2".into());
-        b.stage("2").unwrap();
+        b.stage(&release("2", false)).unwrap();
         b.reboot();
         let f = b.facts();
         assert_eq!(f.version, "1");
@@ -255,5 +287,24 @@ mod tests {
             f.rolled_back.as_deref(),
             Some("slot B (2) was never marked good; GRUB fell back to slot A")
         );
+    }
+
+    #[test]
+    fn fake_node_refuses_a_downgrade_unless_allowed() {
+        let mut n = FakeNode::new("1.5");
+        let e = n.stage(&release("1.0", false)).unwrap_err().to_string();
+        assert!(e.contains("lower than the running 1.5"), "{e}");
+        assert!(e.contains("refusing a downgrade"), "{e}");
+        assert_eq!(n.slots, [Some("1.5".into()), None], "nothing written");
+        assert_eq!(n.trial, None);
+        n.stage(&release("1.0", true)).unwrap();
+        assert_eq!(n.facts().trial_armed.as_deref(), Some("1.0"));
+        // Arming is checked the same way.
+        n.trial = None;
+        assert!(n.flip(&release("1.0", false)).is_err());
+        n.flip(&release("1.0", true)).unwrap();
+        // Upgrades need nothing.
+        let mut u = FakeNode::new("1.5");
+        u.stage(&release("2", false)).unwrap();
     }
 }

@@ -10,6 +10,7 @@ use super::cli_error::command_error;
 use super::cli_status::facts_from_status_json;
 use super::cli_upgrade::stage_outcome;
 use super::{netboot, NodeFacts, NodeOps, NodeOpsError, StageReport};
+use crate::machine::Release;
 
 /// Runs `rkos` on the host. `host_root` is where the host's `/` is mounted (`/host` in the
 /// DaemonSet): the boot id is read under it, and commands run chrooted into it when `chroot`
@@ -61,19 +62,24 @@ impl HostNodeOps {
     }
 
     /// `rkos upgrade --json` of the bundle, refusing any version but the plan's: staging and
-    /// arming both go through it (arming re-verifies the staged slot).
-    async fn upgrade(&self, bundle_url: &str, version: &str) -> Result<StageReport, NodeOpsError> {
-        let args = self.rkos_args(&[
+    /// arming both go through it (arming re-verifies the staged slot). `--allow-downgrade`
+    /// only when the plan says so; without it `rkos` itself refuses a lower version.
+    async fn upgrade(&self, release: &Release) -> Result<StageReport, NodeOpsError> {
+        let mut sub = vec![
             "upgrade",
             "--bundle",
-            bundle_url,
+            &release.bundle_url,
             "--expect-version",
-            version,
+            &release.version,
             "--json",
-        ]);
+        ];
+        if release.allow_downgrade {
+            sub.push("--allow-downgrade");
+        }
+        let args = self.rkos_args(&sub);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (cmd, out) = self.output(&self.rkos, &args).await?;
-        stage_outcome(&cmd, &out, bundle_url, version)
+        stage_outcome(&cmd, &out, &release.bundle_url, &release.version)
     }
 
     async fn rkos(&self, sub: &[&str]) -> Result<String, NodeOpsError> {
@@ -168,28 +174,28 @@ impl NodeOps for HostNodeOps {
         facts_from_status_json(&json, &boot_id)
     }
 
-    async fn stage(&self, bundle_url: &str, version: &str) -> Result<StageReport, NodeOpsError> {
+    async fn stage(&self, release: &Release) -> Result<StageReport, NodeOpsError> {
         if self.netboot().await.is_some() {
             // Nothing to download: the reboot boots what the farm serves.
             let path = self.netboot_marker();
-            let marker = netboot::armed_marker(version, &self.boot_id().await?);
+            let marker = netboot::armed_marker(&release.version, &self.boot_id().await?);
             tokio::fs::write(&path, marker)
                 .await
                 .map_err(|e| NodeOpsError::Failed(format!("writing {}: {e}", path.display())))?;
             return Ok(StageReport { bytes: 0 });
         }
-        self.upgrade(bundle_url, version).await
+        self.upgrade(release).await
     }
 
-    async fn flip(&self, bundle_url: &str, version: &str) -> Result<(), NodeOpsError> {
+    async fn flip(&self, release: &Release) -> Result<(), NodeOpsError> {
         let f = self.facts().await?;
-        if f.trial_armed.as_deref() == Some(version) {
+        if f.trial_armed.as_deref() == Some(release.version.as_str()) {
             return Ok(());
         }
         // `rkos upgrade` arms the trial only right after verifying every staged file against
         // the signed manifest; running it again re-checks the slot and arms it. There is
         // deliberately no way to arm a slot without that check.
-        self.upgrade(bundle_url, version).await.map(|_| ())
+        self.upgrade(release).await.map(|_| ())
     }
 
     async fn reboot(&self) -> Result<(), NodeOpsError> {
@@ -251,16 +257,77 @@ mod tests {
         };
         let f = ops.facts().await.unwrap();
         assert_eq!((f.version.as_str(), f.trial_armed), ("0.1.0", None));
-        assert_eq!(
-            ops.stage("http://farm/image/", "0.2.0")
-                .await
-                .unwrap()
-                .bytes,
-            0
-        );
+        let release = Release {
+            bundle_url: "http://farm/image/".into(),
+            version: "0.2.0".into(),
+            allow_downgrade: false,
+        };
+        assert_eq!(ops.stage(&release).await.unwrap().bytes, 0);
         let f = ops.facts().await.unwrap();
         assert_eq!(f.trial_armed.as_deref(), Some("0.2.0"));
         assert_eq!(f.slot, super::super::Booted::Netboot);
+    }
+
+    /// `rkos upgrade` gets `--allow-downgrade` exactly when the plan allows it, for staging
+    /// and for arming alike; the rest of its command line is the same either way.
+    #[tokio::test]
+    async fn allow_downgrade_reaches_the_command_only_when_the_plan_says_so() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("proc/sys/kernel/random")).unwrap();
+        std::fs::write(root.path().join("proc/sys/kernel/random/boot_id"), "b\n").unwrap();
+        // The stand-in records each `upgrade` command line (one argument a line, then `--`)
+        // and reports version 2 staged; `status` shows nothing armed, so `flip` runs it too.
+        let script = root.path().join("rkos");
+        let argv = root.path().join("argv");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncase \"$1\" in\n\
+                 status) cat <<'EOF'\n{}\nEOF\n;;\n\
+                 upgrade) printf '%s\\n' \"$@\" -- >> '{}'; cat <<'EOF'\n{}\nEOF\n;;\n\
+                 esac\n",
+                fixture!("status/fresh.json"),
+                argv.display(),
+                fixture!("upgrade/staged.json"),
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ops = HostNodeOps {
+            rkos: script,
+            chroot: false,
+            ..HostNodeOps::new(root.path())
+        };
+        let mut release = Release {
+            bundle_url: "http://bundles/rkos-2".into(),
+            version: "2".into(),
+            allow_downgrade: false,
+        };
+        ops.stage(&release).await.unwrap();
+        ops.flip(&release).await.unwrap();
+        release.allow_downgrade = true;
+        ops.stage(&release).await.unwrap();
+        ops.flip(&release).await.unwrap();
+
+        let log = std::fs::read_to_string(&argv).unwrap();
+        let runs: Vec<Vec<&str>> = log
+            .split_terminator("--\n")
+            .map(|run| run.lines().collect())
+            .collect();
+        assert_eq!(runs.len(), 4, "{log}");
+        let upgrade = |extra: &[&str]| {
+            let mut sub = vec!["upgrade", "--bundle", "http://bundles/rkos-2"];
+            sub.extend(["--expect-version", "2", "--json"]);
+            sub.extend(extra);
+            ops.rkos_args(&sub)
+        };
+        let (base, allowed) = (upgrade(&[]), upgrade(&["--allow-downgrade"]));
+        for (i, run) in runs.iter().enumerate() {
+            let want = if i < 2 { &base } else { &allowed };
+            assert_eq!(run, want, "run {i}");
+        }
+        assert!(!base.iter().any(|a| a == "--allow-downgrade"));
     }
 
     #[tokio::test]

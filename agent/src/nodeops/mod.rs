@@ -15,9 +15,10 @@
 //! runs, chrooted into the host:
 //! - `rkos status --json`: the booted slot, both slots' versions, the trial armed in the GRUB
 //!   environment, whether the running slot is on trial, the last boot outcome;
-//! - `rkos upgrade --bundle URL --expect-version V --json`: checks space, verifies the signed
-//!   manifest with the node's own trusted keys (and that it is version V), streams the files
-//!   into the inactive slot and arms a trial boot of it;
+//! - `rkos upgrade --bundle URL --expect-version V --json` (with `--allow-downgrade` when the
+//!   plan sets `allowDowngrade`): checks space, verifies the signed manifest with the node's
+//!   own trusted keys (and that it is version V, and not lower than the running one unless
+//!   allowed), streams the files into the inactive slot and arms a trial boot of it;
 //! - `systemctl reboot`;
 //! - `systemctl is-active k3s.service`: the node-side half of health (`rkos_slots::health`);
 //! - `rkos mark-good`: turns the trial slot into the default once the node is healthy.
@@ -33,6 +34,8 @@ use std::path::PathBuf;
 
 use rkos_slots::health::HealthFacts;
 use rkos_slots::Slot;
+
+use crate::machine::Release;
 
 /// A recorded output of `rkos` (`tests/fixtures/NAME`), which `tests/real_rkos.rs` checks
 /// against what the current binary prints.
@@ -143,19 +146,16 @@ pub struct StageReport {
 /// repeat the last one.
 pub trait NodeOps: Send + Sync + 'static {
     fn facts(&self) -> impl Future<Output = Result<NodeFacts, NodeOpsError>> + Send;
-    /// Download, verify and write `bundle_url` into the inactive slot and arm a trial boot.
+    /// Download, verify and write the release's bundle into the inactive slot and arm a
+    /// trial boot. The node refuses a bundle of another version than the release's, and one
+    /// lower than it runs unless the release allows a downgrade.
     fn stage(
         &self,
-        bundle_url: &str,
-        version: &str,
+        release: &Release,
     ) -> impl Future<Output = Result<StageReport, NodeOpsError>> + Send;
-    /// Make sure the next boot is a trial of `version`, already complete in the inactive slot
-    /// (it came from `bundle_url`).
-    fn flip(
-        &self,
-        bundle_url: &str,
-        version: &str,
-    ) -> impl Future<Output = Result<(), NodeOpsError>> + Send;
+    /// Make sure the next boot is a trial of the release, already complete in the inactive
+    /// slot (it came from the release's bundle); the same checks as `stage`.
+    fn flip(&self, release: &Release) -> impl Future<Output = Result<(), NodeOpsError>> + Send;
     /// Ask the init system to reboot. Returns once the request is accepted.
     fn reboot(&self) -> impl Future<Output = Result<(), NodeOpsError>> + Send;
     /// What the agent can see of the node's health on the node itself (k3s's unit); the

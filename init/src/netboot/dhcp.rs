@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use super::{io_err, key_values, normalize_mac, NetbootError};
 use crate::log;
 use crate::rescue::BUSYBOX;
+use rkos_contract::paths;
 
 /// A network interface that can boot: Ethernet, backed by a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,10 +352,34 @@ pub fn network_file(nic: &Nic) -> String {
     s
 }
 
-/// Writes [`network_file`] for `nic` at `path`.
-pub fn hand_over(nic: &Nic, path: &Path) -> Result<(), NetbootError> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io_err(format!("mkdir {}", dir.display())))?;
+/// The udev `.link` file for the boot NIC. rkos-init brought the NIC up under its kernel name
+/// (`eth0`); udev's default policy would rename it (`enp0s3`), which the kernel refuses for a
+/// link that is up, and networkd then waits for udev forever (`networkctl` shows it
+/// `pending`) and never renews the lease. So the NIC keeps the name it booted with, as a
+/// diskless node's network root must; other NICs are named as usual.
+pub fn link_file(nic: &Nic) -> String {
+    format!(
+        "# Written by rkos-init: the network boot's NIC keeps its name ({name}); renaming a link\n\
+         # that is up fails and leaves it unmanaged.\n\
+         [Match]\nPermanentMACAddress={mac}\n\n[Link]\nNamePolicy=\nName={name}\n\
+         AlternativeNamesPolicy=database onboard slot path\nMACAddressPolicy=persistent\n",
+        name = nic.name,
+        mac = nic.mac
+    )
+}
+
+/// Writes [`network_file`] and [`link_file`] for `nic` under `root`, where udev and networkd
+/// find them once the booted system starts.
+pub fn hand_over(nic: &Nic, root: &Path) -> Result<(), NetbootError> {
+    for (path, text) in [
+        (paths::NETBOOT_NETWORK, network_file(nic)),
+        (paths::NETBOOT_LINK, link_file(nic)),
+    ] {
+        let path = root.join(path.trim_start_matches('/'));
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_err(format!("mkdir {}", dir.display())))?;
+        }
+        fs::write(&path, text).map_err(io_err(format!("write {}", path.display())))?;
     }
-    fs::write(path, network_file(nic)).map_err(io_err(format!("write {}", path.display())))
+    Ok(())
 }

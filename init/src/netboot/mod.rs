@@ -356,7 +356,7 @@ pub fn run(image_url: &str, sha256: Option<&str>, dest: &Path) -> Result<(), Net
     if got.file != dest {
         fs::rename(&got.file, dest).map_err(io_err(format!("rename {}", got.file.display())))?;
     }
-    dhcp::hand_over(&nic, Path::new(paths::NETBOOT_NETWORK))?;
+    dhcp::hand_over(&nic, Path::new("/"))?;
     Ok(())
 }
 

@@ -241,7 +241,22 @@ fn networkd_takes_the_nic_over_keeping_its_address() {
         .unwrap();
     assert!("10-rkos-eth0.network" < name && name < "80-rkos-dhcp.network");
     let t = tempfile::tempdir().unwrap();
+    dhcp::hand_over(&nic, t.path()).unwrap();
     let p = t.path().join("run/systemd/network/70-rkos-netboot.network");
-    dhcp::hand_over(&nic, &p).unwrap();
     assert_eq!(fs::read_to_string(p).unwrap(), f);
+    // udev must not rename the NIC that is up (networkd would wait for it forever): the link
+    // file names it as it is, and sorts before udev's 99-default.link.
+    let l = fs::read_to_string(t.path().join("run/systemd/network/70-rkos-netboot.link")).unwrap();
+    assert_eq!(l, dhcp::link_file(&nic));
+    assert!(
+        l.contains("[Match]\nPermanentMACAddress=52:54:00:00:00:01\n"),
+        "{l}"
+    );
+    assert!(l.contains("[Link]\nNamePolicy=\nName=enp0s3\n"), "{l}");
+    let link = Path::new(paths::NETBOOT_LINK)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(link < "99-default.link");
 }

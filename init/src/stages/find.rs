@@ -100,7 +100,7 @@ pub(super) fn wait_devices(b: &mut Boot) -> Result<(), String> {
             devs.len(),
             scan_start.elapsed().as_secs_f64() * 1000.0
         );
-        let found = detect::decide(b.params.mode, &devs);
+        let found = detect::decide(b.params.mode, b.params.state_uuid.as_deref(), &devs);
         b.devices = devs;
         if let Some(found) = found {
             break found;
@@ -123,10 +123,27 @@ pub(super) fn wait_devices(b: &mut Boot) -> Result<(), String> {
             b.loader.coldplug(Path::new("/sys/bus"));
         }
     };
-    for label in [label::LIVE, label::STATE, label::DATA] {
-        if devices::count_label(&b.devices, label) > 1 {
-            tracing::warn!("more than one volume labelled {label}; using the first in name order");
+    if mode == BootMode::Disk {
+        // Another disk's volumes are not this node's: say so, once, where an operator looks.
+        let why = match b.params.state_uuid {
+            Some(_) => "not on the disk GRUB booted",
+            None => "another volume has the label (first in name order taken)",
+        };
+        for (d, label) in detect::ignored(&b.devices, b.params.state_uuid.as_deref()) {
+            log::to_consoles(
+                &b.consoles,
+                &format!(
+                    "rkos-init: warning: ignoring {} labelled {label}: {why}\n",
+                    d.path.display()
+                ),
+            );
         }
+    }
+    if devices::count_label(&b.devices, label::LIVE) > 1 {
+        tracing::warn!(
+            "more than one volume labelled {}; using the first in name order",
+            label::LIVE
+        );
     }
     tracing::info!(
         "mode {mode}, boot volume {}",

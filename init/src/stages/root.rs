@@ -45,10 +45,10 @@ pub(super) fn config_sources(b: &mut Boot) -> Result<(), String> {
             ));
         }
     }
-    seeds::copy_seeds(b);
     // Before move-run the sources are under the initramfs's /run, after it under the new
     // root's, with the persistent config.
     let root = Path::new(if b.run_moved { SYSROOT } else { "/" });
+    seeds::copy_seeds(b, root);
     b.early_work.load_config_from(root, &b.cmdline);
     Ok(())
 }

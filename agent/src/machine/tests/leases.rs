@@ -141,7 +141,7 @@ fn staging_rebooting_or_verifying_without_a_live_lease_fails() {
             assert!(
                 !acts
                     .iter()
-                    .any(|a| matches!(a, Action::Stage { .. } | Action::Reboot | Action::MarkGood)),
+                    .any(|a| matches!(a, Action::Stage(_) | Action::Reboot | Action::MarkGood)),
                 "{phase:?}: {acts:?}"
             );
             assert_eq!(acts[0], Action::Uncordon, "{phase:?}");

@@ -46,8 +46,11 @@ struct World {
 fn plan(version: &str) -> PlanView {
     PlanView {
         name: "p".into(),
-        version: version.into(),
-        bundle_url: "http://127.0.0.1/b".into(),
+        release: Release {
+            bundle_url: "http://127.0.0.1/b".into(),
+            version: version.into(),
+            allow_downgrade: false,
+        },
         concurrency: 2,
         drain_timeout_seconds: 60,
         max_failures: 1,
@@ -211,14 +214,14 @@ impl World {
                     }
                 }
             }
-            Action::Stage { version, .. } => {
-                outcome = Some(match self.node.stage(version) {
+            Action::Stage(release) => {
+                outcome = Some(match self.node.stage(release) {
                     Ok(r) => Outcome::Staged { bytes: r.bytes },
                     Err(e) => Outcome::StageFailed(e.to_string()),
                 })
             }
-            Action::Flip { version, .. } => {
-                if let Err(e) = self.node.flip(version) {
+            Action::Flip(release) => {
+                if let Err(e) = self.node.flip(release) {
                     outcome = Some(Outcome::FlipFailed(e.to_string()));
                 }
             }
@@ -245,8 +248,8 @@ impl World {
                 !matches!(
                     a,
                     Action::AcquireLease { .. }
-                        | Action::Stage { .. }
-                        | Action::Flip { .. }
+                        | Action::Stage(_)
+                        | Action::Flip(_)
                         | Action::Evict(_)
                 ),
                 "{a:?} is not last in {actions:?}"

@@ -1,7 +1,7 @@
 //! What follows an action's outcome ([`after`]), and whether a running node action goes on
 //! ([`while_running`]).
 
-use super::transitions::{assert_finished, at, stage, written};
+use super::transitions::{assert_finished, at, release_2, stage, written};
 use super::*;
 
 #[test]
@@ -74,9 +74,18 @@ fn a_stage_is_cancelled_when_the_plan_goes_or_moves_on() {
     gone.plan = None;
     assert_eq!(while_running(&gone, &stage()), None);
     let mut moved = at(Phase::Staging);
-    moved.plan.as_mut().unwrap().version = "3".into();
+    moved.plan.as_mut().unwrap().release.version = "3".into();
     assert_eq!(while_running(&moved, &stage()), None);
     let mut elsewhere = at(Phase::Staging);
-    elsewhere.plan.as_mut().unwrap().bundle_url = "http://127.0.0.1/other".into();
+    elsewhere.plan.as_mut().unwrap().release.bundle_url = "http://127.0.0.1/other".into();
     assert_eq!(while_running(&elsewhere, &stage()), None);
+    // The plan stopped allowing what the running stage was allowed to do.
+    let mut allowing = at(Phase::Staging);
+    allowing.plan.as_mut().unwrap().release.allow_downgrade = true;
+    let allowed = Action::Stage(Release {
+        allow_downgrade: true,
+        ..release_2()
+    });
+    assert!(while_running(&allowing, &allowed).is_some());
+    assert_eq!(while_running(&at(Phase::Staging), &allowed), None);
 }

@@ -115,6 +115,40 @@ fn broken_version_rolls_back_with_reason_at_every_crash_point() {
     }
 }
 
+/// A node on 2 and a plan back to 1: the node refuses the downgrade itself, the attempt
+/// fails with its message before anything is written; the plan's allowDowngrade lifts it.
+#[test]
+fn a_downgrade_fails_on_the_node_unless_the_plan_allows_it() {
+    let back_to_1 = || {
+        let mut w = World::new();
+        w.node = FakeNode::new("2");
+        w.plan = Some(plan("1"));
+        w
+    };
+    let mut w = back_to_1();
+    w.run(None, 100);
+    w.ended(
+        Phase::Failed,
+        &[
+            "staging 1 failed",
+            "the bundle's version 1 is lower than the running 2",
+            "refusing a downgrade",
+            "allowDowngrade in the upgrade plan",
+        ],
+    );
+    assert_eq!(w.node.slots, [Some("2".into()), None], "nothing written");
+    assert_eq!((w.node.stages, w.node.reboots), (1, 0));
+    assert_eq!(w.node.facts().trial_armed, None);
+
+    let mut w = back_to_1();
+    w.plan.as_mut().unwrap().release.allow_downgrade = true;
+    w.run(None, 100);
+    assert_eq!(w.phase(), Phase::Succeeded, "{:?}", w.status().last_error);
+    assert_eq!(w.node.facts().version, "1");
+    assert!(!w.node.running_on_trial, "slot marked good");
+    assert_eq!((w.node.stages, w.node.reboots), (1, 1));
+}
+
 #[test]
 fn stage_failure_fails_and_releases() {
     let mut w = World::new();

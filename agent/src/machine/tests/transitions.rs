@@ -70,11 +70,17 @@ pub(super) fn assert_finished(actions: &[Action], phase: Phase, error: Option<&s
     }
 }
 
-pub(super) fn stage() -> Action {
-    Action::Stage {
+/// The release the test plan asks for (`plan("2")`).
+pub(super) fn release_2() -> Release {
+    Release {
         bundle_url: "http://127.0.0.1/b".into(),
         version: "2".into(),
+        allow_downgrade: false,
     }
+}
+
+pub(super) fn stage() -> Action {
+    Action::Stage(release_2())
 }
 
 #[test]
@@ -116,7 +122,7 @@ fn another_plan_or_version_starts_over_from_pending() {
         Phase::Failed,
     ] {
         let mut o = at(phase);
-        o.plan.as_mut().unwrap().version = "3".into();
+        o.plan.as_mut().unwrap().release.version = "3".into();
         let acts = decide(&o);
         let from = usize::from(phase.in_flight());
         assert_eq!(acts[0] == Action::Uncordon, phase.in_flight(), "{phase:?}");
@@ -145,7 +151,7 @@ fn another_plan_or_version_starts_over_from_pending() {
 fn a_new_version_waits_until_the_reboot_in_progress_is_over() {
     for phase in [Phase::Rebooting, Phase::Verifying] {
         let mut o = at(phase);
-        o.plan.as_mut().unwrap().version = "3".into();
+        o.plan.as_mut().unwrap().release.version = "3".into();
         let acts = decide(&o);
         assert!(
             !acts.iter().any(|a| matches!(a, Action::SetSpec { .. })),
@@ -387,13 +393,17 @@ fn staging_stages_flips_or_moves_on_to_rebooting() {
     assert_eq!(decide(&at(Phase::Staging)), [stage()]);
     let mut o = at(Phase::Staging);
     o.facts.staged = Some("2".into());
-    assert_eq!(
-        decide(&o),
-        [Action::Flip {
-            bundle_url: "http://127.0.0.1/b".into(),
-            version: "2".into()
-        }]
-    );
+    assert_eq!(decide(&o), [Action::Flip(release_2())]);
+    // The plan's allowDowngrade goes with the release, to staging and arming alike.
+    let mut allowing = o.clone();
+    allowing.plan.as_mut().unwrap().release.allow_downgrade = true;
+    let allowed = Release {
+        allow_downgrade: true,
+        ..release_2()
+    };
+    assert_eq!(decide(&allowing), [Action::Flip(allowed.clone())]);
+    allowing.facts.staged = None;
+    assert_eq!(decide(&allowing), [Action::Stage(allowed)]);
     o.facts.trial_armed = Some("2".into());
     o.facts.boot_id = "boot-1".into();
     let acts = decide(&o);

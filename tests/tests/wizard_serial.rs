@@ -143,7 +143,12 @@ fn server(started: Instant) -> Result<String> {
     vm.expect_screen("❯ Install rkos to a disk", STEP)
         .context("the menu does not offer the install first")?;
     vm.answer("What do you want to do?", &format!("{DOWN}{ENTER}"), STEP)?;
-    let s = vm.expect_screen("How do you want to configure the node?", STEP)?;
+    vm.expect_screen("How do you want to configure the node?", STEP)?;
+    // its options too come after the question (a fresh CI machine read the screen between)
+    let s = vm.expect_screen(
+        "  Use a config file (cloud-init style) from a path or URL",
+        STEP,
+    )?;
     matches_docs("ram-only", &s)?;
     vm.send(ENTER)?;
     // a list of names

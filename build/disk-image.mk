@@ -4,16 +4,20 @@
 #                         K3S_BINARY= and K3S_STANDIN=1 as for `make iso` (*-standin.*)
 #   DISK_IMAGE_SIZE=8G    a bigger virtual disk (default: the smallest the layout takes)
 #   DISK_IMAGE_FORMATS=qcow2   only some of the formats (default: qcow2 raw.xz)
-# ARCH and BOARD select the platform (ARCH=amd64 for now; more come with the arm64 build).
+#   ARCH=arm64            dist/rkos-<version>-arm64.*: the same disk for arm64 UEFI machines
+#                         (built from work/arm64's pieces by the installer of this host)
+#   ARCH=arm64 BOARD=rpi  dist/rkos-<version>-arm64-rpi.img: raw, for `dd` to an SD card or USB
+#                         disk; the Pi's firmware and U-Boot on the ESP (docs/rpi.md)
 ARCH ?= amd64
 DISK_IMAGE := dist/rkos-$(VERSION)-$(ARCH)$(if $(BOARD),-$(BOARD))$(if $(filter 1,$(K3S_STANDIN)),-standin)
 STANDIN_DISK_IMAGE := dist/rkos-$(VERSION)-$(ARCH)-standin
 
 .PHONY: disk-image standin-disk-image
 
-disk-image: host-deps k3s binaries
-	@$(MAKE) --no-print-directory work/image/stamp
-	@if [ "$(K3S_STANDIN)" != 1 ] && [ "$$(cat work/image/k3s-kind)" = stand-in ]; then \
+# The installer that builds it is this host's rkos (work/bin/rkos), whatever ARCH is.
+disk-image: host-deps k3s binaries | work/bin/rkos
+	@$(MAKE) --no-print-directory $(W)/image/stamp
+	@if [ "$(K3S_STANDIN)" != 1 ] && [ "$$(cat $(W)/image/k3s-kind)" = stand-in ]; then \
 		echo "disk-image: the image holds the k3s stand-in; a release name is refused" >&2; exit 1; fi
 	ARCH=$(ARCH) BOARD=$(BOARD) DISK_IMAGE_SIZE=$(DISK_IMAGE_SIZE) \
 		DISK_IMAGE_FORMATS="$(DISK_IMAGE_FORMATS)" RKOS_BIN=work/bin/rkos \

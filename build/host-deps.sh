@@ -7,7 +7,8 @@
 # standard library of the target (libstd-rust-web-dev:arm64) and the initramfs's
 # busybox-static:arm64; Debian's own Rust toolchain (rustc-web, cargo-web: the cross build
 # never uses rustup's), the cross gcc and static glibc, qemu-user-static (the arm64 root
-# filesystem's maintainer scripts, through binfmt_misc), qemu-system-arm and AAVMF. Without
+# filesystem's maintainer scripts, through binfmt_misc), qemu-system-arm, AAVMF and U-Boot
+# for QEMU's virt board (the arm64 disk image's boot chain under test). Without
 # it (amd64, CI) the host gets exactly the amd64 set.
 set -euo pipefail
 [ "$(id -u)" -eq 0 ] || { echo "host-deps: run as root (or: sudo make host-deps)" >&2; exit 1; }
@@ -32,6 +33,17 @@ want=$(sha256sum "$0" | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 if [ "$arch" = arm64 ]; then
     dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+    # The Raspberry Pi's boot firmware (raspi-firmware, fetched by build/rpi-boot.sh, never
+    # installed on the host) is in Debian's non-free-firmware component.
+    if ! grep -rqs non-free-firmware /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        cat > /etc/apt/sources.list.d/rkos-non-free-firmware.sources <<'EOS'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: non-free-firmware
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOS
+    fi
 fi
 apt-get update -q
 apt-get install -y -q -t bookworm-backports qemu-system-x86 qemu-utils
@@ -41,7 +53,7 @@ apt-get install -y -q \
     tmux iproute2 ca-certificates curl openssh-client
 if [ "$arch" = arm64 ]; then
     apt-get install -y -q -t bookworm-backports qemu-system-arm qemu-user-static
-    apt-get install -y -q arch-test qemu-efi-aarch64 \
+    apt-get install -y -q arch-test qemu-efi-aarch64 u-boot-qemu \
         rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 fi
 echo "$want" > "$stamp"

@@ -46,6 +46,18 @@ pub struct InstallArgs {
     /// `RKOS_DATA` grows to the disk's end on the first boot of a bigger disk.
     #[arg(long, value_name = "SIZE", requires = "image", value_parser = parse_size)]
     pub size: Option<u64>,
+    /// The image's arch (`amd64`, `arm64`; default: this machine's): a disk image for
+    /// another arch is built from that arch's OS files and GRUB modules (`--grub-lib`).
+    #[arg(long, value_name = "ARCH", requires = "image")]
+    pub arch: Option<String>,
+    /// Where GRUB's platform directories are (default /usr/lib/grub, this system's); for
+    /// an image of another arch, the `usr/lib/grub` of that arch's root filesystem.
+    #[arg(long, value_name = "DIR", requires = "image")]
+    pub grub_lib: Option<PathBuf>,
+    /// Extra kernel arguments the image's nodes boot with (kept in GRUB's environment,
+    /// after the consoles GRUB gives: a board's serial console, say).
+    #[arg(long, value_name = "ARGS", requires = "image")]
+    pub cmdline: Option<String>,
     /// Power off when the install is done.
     #[arg(long)]
     pub power_off: bool,
@@ -124,8 +136,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// from `os-config` on its console).
 const IMAGE_CONFIG: &str =
     "# rkos disk image: each node made from it takes its config from its cloud-init
-# seed (NoCloud or ConfigDrive), or from `sudo os-config` on its console. See docs/disk-image.md.
-# `cdrom`: read the seed volumes attached to this node (CIDATA, config-2) at every boot.
+# seed (NoCloud or ConfigDrive), from rkos/config.yaml on its boot partition (RKOS_EFI: a
+# Raspberry Pi card's FAT partition), or from `sudo os-config` on its console. See
+# docs/disk-image.md and docs/rpi.md.
+# `cdrom`: read the seed volumes attached to this node (CIDATA, config-2) and the boot
+# partition's rkos/config.yaml at every boot.
 rkos:
   data_sources:
     - cdrom
@@ -137,7 +152,11 @@ fn install_image(args: &InstallArgs, image: &Path) -> Result<()> {
         .image_version
         .clone()
         .unwrap_or_else(|| crate::image_version(&args.root));
-    let source = rkos_install::Source::from_dir(&args.source, &version, rkos_contract::arch())?;
+    let arch = args.arch.as_deref().unwrap_or(rkos_contract::arch());
+    let mut source = rkos_install::Source::from_dir(&args.source, &version, arch)?;
+    if let Some(dir) = &args.grub_lib {
+        source = source.with_grub_lib(dir.clone());
+    }
     let config_yaml = match &args.config {
         Some(src) => checked_config(src, fetch_with_retry(src, false)?)?,
         None => IMAGE_CONFIG.to_string(),
@@ -150,7 +169,7 @@ fn install_image(args: &InstallArgs, image: &Path) -> Result<()> {
         },
         source,
         config_yaml,
-        extra_cmdline: None,
+        extra_cmdline: args.cmdline.clone(),
     };
     let done = rkos_install::run(&req, &mut rkos_install::LogProgress)?;
     eprintln!(
@@ -392,6 +411,22 @@ mod tests {
             "--size needs --image"
         );
         assert!(Cli::try_parse_from(["rkos", "--image", "x", "--device", "/dev/sda"]).is_err());
+        let c = Cli::try_parse_from([
+            "rkos",
+            "--image",
+            "x",
+            "--arch",
+            "arm64",
+            "--grub-lib",
+            "/r/usr/lib/grub",
+        ])
+        .unwrap();
+        assert_eq!(c.args.arch.as_deref(), Some("arm64"));
+        assert!(
+            Cli::try_parse_from(["rkos", "--arch", "arm64"]).is_err(),
+            "--arch needs --image: a disk is installed with this machine's arch"
+        );
+        assert!(Cli::try_parse_from(["rkos", "--grub-lib", "/g"]).is_err());
     }
 
     #[test]

@@ -13,7 +13,8 @@ use crate::diag::Diagnostic;
 use crate::node::{path_string, Node, PathSeg, Value};
 
 /// The `data_sources` entry (k3OS's name) that lets an installed node read the seed volumes
-/// attached to it (NoCloud `CIDATA`, ConfigDrive `config-2`) at every boot. The live ISO
+/// attached to it (NoCloud `CIDATA`, ConfigDrive `config-2`), and its own boot partition's
+/// `rkos/config.yaml` (`RKOS_EFI` on the disk it booted from), at every boot. The live ISO
 /// always reads them; an installed node only with this, so a stick or a disk someone plugs
 /// in cannot reconfigure it. The disk image's own config has it: its clones take their
 /// config from their hypervisor's seed.

@@ -1,5 +1,6 @@
 //! Mode detection and what the init waits for: pure functions over the probed devices.
 
+use std::path::Path;
 use std::time::Duration;
 
 use rkos_contract::{files, label, BootMode, Slot, Volume};
@@ -84,6 +85,14 @@ pub fn ignored<'a>(
         .collect()
 }
 
+/// An installed disk's boot partition (`RKOS_EFI`, the ESP; a Raspberry Pi's firmware
+/// partition): the one on the same disk as the state volume `state`, never another disk's.
+pub fn boot_partition<'a>(devs: &'a [BlockDevice], state: &Path) -> Option<&'a BlockDevice> {
+    let disk = &devs.iter().find(|d| d.path == state)?.disk;
+    devs.iter()
+        .find(|d| d.disk == *disk && d.label() == Some(label::EFI))
+}
+
 fn volume(d: &BlockDevice) -> Option<Volume> {
     d.fstype().map(|fstype| Volume {
         device: d.path.clone(),
@@ -148,6 +157,21 @@ mod tests {
             device: format!("/dev/{name}").into(),
             fstype,
         })
+    }
+
+    #[test]
+    fn the_boot_partition_is_the_booted_disks() {
+        let esp_b = dev("vdb2", FsType::Vfat, Some(label::EFI));
+        let esp_a = dev("vda1", FsType::Vfat, Some(label::EFI));
+        let state = dev("vda2", FsType::Ext4, Some(label::STATE));
+        let devs = [esp_b.clone(), esp_a.clone(), state.clone()];
+        assert_eq!(
+            boot_partition(&devs, &state.path).map(|d| &d.path),
+            Some(&esp_a.path)
+        );
+        // only another disk has one
+        assert_eq!(boot_partition(&[esp_b, state.clone()], &state.path), None);
+        assert_eq!(boot_partition(&devs, Path::new("/dev/vdc2")), None);
     }
 
     #[test]

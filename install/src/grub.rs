@@ -66,6 +66,7 @@ impl GrubPlatforms {
 pub(crate) fn install_bios(
     disk: &Path,
     state_mnt: &Path,
+    grub_lib: &Path,
     target: &str,
 ) -> Result<(), InstallError> {
     // grub-install cannot map some devices (loop devices, some virtual disks) to a BIOS
@@ -79,6 +80,7 @@ pub(crate) fn install_bios(
         "grub-install",
         &[
             &format!("--target={target}"),
+            &format!("--directory={}", p(&grub_lib.join(target))),
             &format!("--boot-directory={}", p(state_mnt)),
             "--modules=part_gpt ext2",
             &p(disk),
@@ -94,6 +96,7 @@ pub(crate) fn install_bios(
 /// and grub.cfg from there, like the BIOS image.
 pub(crate) fn install_efi(
     platforms: &GrubPlatforms,
+    grub_lib: &Path,
     esp: &Path,
     state_dev: &Path,
     state_mnt: &Path,
@@ -109,10 +112,11 @@ pub(crate) fn install_efi(
             state_dev.display()
         )));
     }
-    let lib = Path::new("/usr/lib/grub").join(efi);
+    let lib = grub_lib.join(efi);
     if !lib.join("normal.mod").exists() {
         return Err(InstallError::Target(format!(
-            "{} is missing: the image needs the {} package",
+            "{} is missing: the image needs the {} package (for an image of another arch, \
+             the --grub-lib of its root filesystem)",
             lib.display(),
             platforms.efi_package
         )));

@@ -75,10 +75,11 @@ pub fn run(
 
     progress.step(&format!("installing GRUB for {}", platforms.describe()));
     if let Some(bios) = platforms.bios {
-        grub::install_bios(dev, &m_state, bios)?;
+        grub::install_bios(dev, &m_state, &req.source.grub_lib, bios)?;
     }
     grub::install_efi(
         &platforms,
+        &req.source.grub_lib,
         &partition_path(dev, EFI.gpt.number),
         &state_dev,
         &m_state,

@@ -36,7 +36,7 @@ pub mod unattended;
 pub use grub::{GrubPlatforms, BASE_CMDLINE};
 pub use install::run;
 pub use layout::Layout;
-pub use source::Source;
+pub use source::{Source, HOST_GRUB_LIB};
 pub use target::Target;
 
 /// Everything an install needs; nothing in it is asked or looked up during [`run`].

@@ -17,7 +17,15 @@ pub struct Source {
     pub rootfs: PathBuf,
     pub version: String,
     pub arch: String,
+    /// Where GRUB's platform directories (`arm64-efi/`, `x86_64-efi/`, `i386-pc/`) are:
+    /// [`HOST_GRUB_LIB`], the running system's, unless the image is for another arch (a
+    /// disk image built on a host of another arch takes them from the image's root
+    /// filesystem).
+    pub grub_lib: PathBuf,
 }
+
+/// The running system's GRUB modules (Debian's `grub-*-bin` packages).
+pub const HOST_GRUB_LIB: &str = "/usr/lib/grub";
 
 impl Source {
     /// The ISO layout under `dir`; also accepts a slot layout (`vmlinuz`, `initrd` at top).
@@ -34,7 +42,14 @@ impl Source {
             rootfs: pick(files::MEDIUM_ROOTFS, files::ROOTFS)?,
             version: version.to_string(),
             arch: arch.to_string(),
+            grub_lib: PathBuf::from(HOST_GRUB_LIB),
         })
+    }
+
+    /// GRUB's modules from `dir` instead of [`HOST_GRUB_LIB`].
+    pub fn with_grub_lib(mut self, dir: PathBuf) -> Source {
+        self.grub_lib = dir;
+        self
     }
 
     /// Each file with its name in the slot.

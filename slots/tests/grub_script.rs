@@ -17,6 +17,8 @@ struct Run {
     boot: Slot,
     fallback: Slot,
     env: BTreeMap<String, String>,
+    /// Each menu entry's kernel command line, expanded.
+    cmdlines: Vec<String>,
 }
 
 fn expand(word: &str, vars: &BTreeMap<String, String>) -> String {
@@ -88,9 +90,16 @@ fn command(
 }
 
 fn run(cfg: &str, env: &BTreeMap<String, String>, saves: bool) -> Run {
+    run_on("x86_64", cfg, env, saves)
+}
+
+/// [`run`] on GRUB built for `cpu` (GRUB's `$grub_cpu`: `x86_64`, `arm64`).
+fn run_on(cpu: &str, cfg: &str, env: &BTreeMap<String, String>, saves: bool) -> Run {
     let mut vars = env.clone();
     let mut env = env.clone();
     vars.insert("prefix".into(), "(hd0,gpt3)/grub".into());
+    vars.insert("grub_cpu".into(), cpu.into());
+    let mut cmdlines = Vec::new();
     // Per open `if`: (the enclosing block runs, a branch of this `if` was taken).
     let mut stack: Vec<(bool, bool)> = Vec::new();
     let running = |stack: &[(bool, bool)]| stack.last().is_none_or(|s| s.0);
@@ -133,6 +142,11 @@ fn run(cfg: &str, env: &BTreeMap<String, String>, saves: bool) -> Run {
                         .find_map(|w| w.strip_prefix(key))
                         .map(|v| expand(v, &vars))
                 };
+                if let Some(linux) = body.strip_prefix("linux ") {
+                    let words: Vec<String> =
+                        linux.split_whitespace().map(|w| expand(w, &vars)).collect();
+                    cmdlines.push(words.join(" "));
+                }
                 if let Some(s) = arg("rkos.slot=") {
                     slot = Some(s);
                     assert_eq!(arg("rkos.state=").as_deref(), Some(ROOT_UUID), "{body}");
@@ -165,6 +179,7 @@ fn run(cfg: &str, env: &BTreeMap<String, String>, saves: bool) -> Run {
         boot: entry("default"),
         fallback: entry("fallback"),
         env,
+        cmdlines,
     }
 }
 
@@ -248,6 +263,25 @@ fn grub_cfg_falls_back_to_the_other_slot() {
                 BootState::grub_fallback(got.boot),
                 "{st:?}, save_env works: {saves}"
             );
+        }
+    }
+}
+
+/// The kernel's consoles follow GRUB's platform: the PC's first UART, or on arm64 the PL011
+/// (QEMU's virt board, the Raspberry Pi) last, so that it becomes /dev/console.
+#[test]
+fn consoles_follow_the_platform() {
+    let env = env_of(&BootState::default());
+    for (cpu, last) in [
+        ("x86_64", "console=ttyS0,115200"),
+        ("arm64", "console=ttyAMA0,115200n8"),
+    ] {
+        let r = run_on(cpu, GRUB_CFG, &env, true);
+        assert!(!r.cmdlines.is_empty());
+        for c in &r.cmdlines {
+            let consoles: Vec<&str> = c.split(' ').filter(|w| w.starts_with("console=")).collect();
+            assert_eq!(consoles.first(), Some(&"console=tty0"), "{cpu}: {c}");
+            assert_eq!(consoles.last(), Some(&last), "{cpu}: {c}");
         }
     }
 }

@@ -21,12 +21,21 @@ pub fn iso_arm64() -> Result<PathBuf> {
     iso_named("RKOS_ISO_ARM64", "make test-arm64")
 }
 
+/// The Raspberry Pi image under test (`RKOS_RPI_IMAGE`, raw).
+pub fn rpi_image() -> Result<PathBuf> {
+    file_named("RKOS_RPI_IMAGE", "Raspberry Pi image", "make test-arm64")
+}
+
 fn iso_named(var: &str, target: &str) -> Result<PathBuf> {
-    let iso = std::env::var_os(var)
+    file_named(var, "ISO", target)
+}
+
+fn file_named(var: &str, what: &str, target: &str) -> Result<PathBuf> {
+    let f = std::env::var_os(var)
         .map(PathBuf::from)
-        .with_context(|| format!("{var} names the ISO under test ({target} sets it)"))?;
-    ensure!(iso.is_file(), "{var}={} is not a file", iso.display());
-    Ok(iso)
+        .with_context(|| format!("{var} names the {what} under test ({target} sets it)"))?;
+    ensure!(f.is_file(), "{var}={} is not a file", f.display());
+    Ok(f)
 }
 
 /// Fails unless the test runs as root; `why` names what needs it.

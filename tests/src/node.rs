@@ -86,8 +86,20 @@ pub fn link(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `rkos bundle create` of the three files in `files` into `out`.
+/// `rkos bundle create` of the three files in `files` into `out`, for amd64.
 pub fn bundle(rkos: &Path, files: &Path, version: &str, key: &Path, out: &Path) -> Result<()> {
+    bundle_for(Arch::Amd64, rkos, files, version, key, out)
+}
+
+/// [`bundle`] for `arch`.
+pub fn bundle_for(
+    arch: Arch,
+    rkos: &Path,
+    files: &Path,
+    version: &str,
+    key: &Path,
+    out: &Path,
+) -> Result<()> {
     sh(
         rkos,
         &[
@@ -96,7 +108,7 @@ pub fn bundle(rkos: &Path, files: &Path, version: &str, key: &Path, out: &Path) 
             "--version",
             version,
             "--arch",
-            "amd64",
+            arch.as_str(),
             "--key",
             p(key),
             "--out",
@@ -119,6 +131,19 @@ pub fn version_bundle(
     dir: &Path,
     out: &Path,
 ) -> Result<()> {
+    version_bundle_for(Arch::Amd64, rkos, src, version, key, dir, out)
+}
+
+/// [`version_bundle`] of an image for `arch`.
+pub fn version_bundle_for(
+    arch: Arch,
+    rkos: &Path,
+    src: &Path,
+    version: &str,
+    key: &Path,
+    dir: &Path,
+    out: &Path,
+) -> Result<()> {
     let files = dir.join(format!("{version}-files"));
     fs::create_dir_all(&files)?;
     link(&src.join("boot/vmlinuz"), &files.join("vmlinuz"))?;
@@ -129,11 +154,11 @@ pub fn version_bundle(
         dir,
         &files.join("initrd"),
     )?;
-    bundle(rkos, &files, version, key, out)
+    bundle_for(arch, rkos, &files, version, key, out)
 }
 
 /// The bundle signing key, work/keys/rkos.key; the ISO must trust its public half.
-fn signing_key() -> Result<PathBuf> {
+pub fn signing_key() -> Result<PathBuf> {
     let key = workspace().join("work/keys/rkos.key");
     ensure!(
         key.is_file(),
@@ -149,6 +174,11 @@ pub struct Loop(pub String);
 impl Loop {
     pub fn new(file: &Path, bytes: u64) -> Result<Loop> {
         fs::File::create(file)?.set_len(bytes)?;
+        Loop::attach(file)
+    }
+
+    /// A loop device over the existing disk image `file`, its partitions scanned.
+    pub fn attach(file: &Path) -> Result<Loop> {
         let dev = sh("losetup", &["--find", "--show", "--partscan", p(file)])?;
         Ok(Loop(dev.trim().to_string()))
     }

@@ -38,6 +38,10 @@ pub enum Boot {
     /// with UEFI when `uefi_vars` names a writable copy of its variable store
     /// ([`uefi_vars`]; arm64 has UEFI only). No CD-ROM is attached.
     Disk { uefi_vars: Option<PathBuf> },
+    /// U-Boot as the firmware (`-bios`, Debian's `u-boot-qemu`, arm64) -> its UEFI ->
+    /// GRUB on the first disk's ESP: the boot chain of the Raspberry Pi image, on the `virt`
+    /// board.
+    UBoot { bios: PathBuf },
     /// SeaBIOS -> the NIC's iPXE option ROM -> the network ([`Nic`] says which).
     Pxe,
 }
@@ -188,7 +192,7 @@ fn probe_kernel(boot: &Boot) -> Option<PathBuf> {
         Boot::Kernel { kernel, .. } => return Some(kernel.clone()),
         Boot::Iso(iso) | Boot::IsoUefi { iso, .. } => Some(iso.clone()),
         Boot::Disk { .. } => std::env::var_os("RKOS_ISO").map(PathBuf::from),
-        Boot::Pxe => None,
+        Boot::Pxe | Boot::UBoot { .. } => None,
     }?;
     let dir = log_dir().join("accel-probe");
     std::fs::create_dir_all(&dir).ok()?;
@@ -654,6 +658,13 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
                 ),
             }
             cmd.args(["-boot", "order=c,menu=off"]);
+        }
+        Boot::UBoot { bios } => {
+            ensure!(
+                arch == Arch::Arm64,
+                "U-Boot boots the arm64 virt board here: {arch} has UEFI firmware"
+            );
+            cmd.arg("-bios").arg(bios);
         }
         Boot::Pxe => {
             // SeaBIOS's console on the serial line too (its `etc/sercon-port`, the port as a

@@ -45,8 +45,20 @@ pub fn ignored_line(what: &str, device: &Path, label: &str) -> String {
     )
 }
 
+/// The boot partition's `rkos/config.yaml`, copied as the live medium's is
+/// (`early::copy_boot_config`): a Pi owner writes it on the card's FAT partition.
+fn copy_boot_partition(mnt: &Path, root: &Path) -> io::Result<Vec<String>> {
+    Ok(if early::copy_boot_config(mnt, root)? {
+        vec![rkos_contract::files::MEDIUM_CONFIG.to_string()]
+    } else {
+        Vec::new()
+    })
+}
+
 /// Copies every seed volume's files; a problem is reported with the config's, never fatal.
-/// The first seed found is recorded in `init.json`.
+/// The first seed found is recorded in `init.json`. On an installed node that reads seed
+/// volumes, its own boot partition (`RKOS_EFI` on the booted disk) is one too, for its
+/// `rkos/config.yaml`.
 pub(super) fn copy_seeds(b: &mut Boot, root: &Path) {
     // A seed is attached with the boot volume (a hypervisor's second drive): the wait
     // loop's scan saw it, unless it appeared since (an emulated CD-ROM is found after the
@@ -60,7 +72,13 @@ pub(super) fn copy_seeds(b: &mut Boot, root: &Path) {
             devices::find_label(&b.devices, label, true).map(|d| (d.clone(), label, what, copy))
         })
         .collect();
-    if found.is_empty() {
+    let boot_partition = match (&b.mode, &b.boot) {
+        (BootMode::Disk, Some(state)) => {
+            crate::detect::boot_partition(&b.devices, &state.device).cloned()
+        }
+        _ => None,
+    };
+    if found.is_empty() && boot_partition.is_none() {
         return;
     }
     let cmdline = b.cmdline.clone();
@@ -82,6 +100,12 @@ pub(super) fn copy_seeds(b: &mut Boot, root: &Path) {
                 .push(format!("error: {what} {}: {e}", seed.path.display()));
         }
         b.cidata_device.get_or_insert_with(|| seed.path.clone());
+    }
+    if let Some(esp) = boot_partition.filter(|_| allowed) {
+        if let Err(e) = copy_seed(&mut b.loader, &esp, "boot partition", copy_boot_partition) {
+            b.config_problems
+                .push(format!("error: boot partition {}: {e}", esp.path.display()));
+        }
     }
 }
 

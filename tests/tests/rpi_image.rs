@@ -1,0 +1,198 @@
+//! The Raspberry Pi image as a card reader sees it, checked on the host (no QEMU): the
+//! partition table (GPT with the rkos layout, and a hybrid MBR whose FAT entry is the ESP,
+//! which is all a Pi 3's boot ROM reads), the firmware partition's files (the Pi firmware for
+//! the 3 and 4 families, U-Boot, the boards' device trees, `config.txt`'s keys, GRUB arm64-efi
+//! where U-Boot looks for it, the `rkos/` folder for a config), slot A's arm64 manifest and
+//! the kernel's serial console on the Pi's GPIO UART; then the first boot's grow of
+//! `RKOS_DATA` (the installer's own code) on a bigger card, after which the hybrid MBR must
+//! still be there, or a Pi 3 would not boot a second time.
+//!
+//! Needs RKOS_RPI_IMAGE (`make disk-image ARCH=arm64 BOARD=rpi K3S_STANDIN=1`), root (loop
+//! devices), mtools and sgdisk. `make test-arm64` runs it. Built with the `qemu` feature.
+
+use anyhow::{ensure, Context, Result};
+use rkos_contract::label;
+use rkos_tests::host::{ensure_root, rpi_image, sh, Mount};
+use rkos_tests::node::{p, Loop};
+use std::fs;
+use std::path::Path;
+
+const SECTOR: u64 = 512;
+
+/// One MBR partition entry: (type, first sector, sectors).
+fn mbr_entries(disk: &Path) -> Result<Vec<(u8, u32, u32)>> {
+    let bytes = fs::read(disk).map(|b| b[..512].to_vec())?;
+    ensure!(bytes[510..] == [0x55, 0xaa], "no MBR signature");
+    Ok((0..4)
+        .map(|i| {
+            let e = &bytes[446 + 16 * i..462 + 16 * i];
+            let u = |o: usize| u32::from_le_bytes([e[o], e[o + 1], e[o + 2], e[o + 3]]);
+            (e[4], u(8), u(12))
+        })
+        .filter(|&(t, _, _)| t != 0)
+        .collect())
+}
+
+/// The number and first sector of the GPT partition named `name` (`sgdisk -p`, `-i`).
+fn gpt_partition(disk: &Path, name: &str) -> Result<(u32, u64)> {
+    let table = sh("sgdisk", &["-p", p(disk)])?;
+    let n: u32 = table
+        .lines()
+        .find(|l| l.split_whitespace().last() == Some(name))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no GPT partition named {name}:\n{table}"))?;
+    let info = sh("sgdisk", &["-i", &n.to_string(), p(disk)])?;
+    let first = info
+        .lines()
+        .find_map(|l| l.strip_prefix("First sector:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no first sector:\n{info}"))?;
+    Ok((n, first))
+}
+
+/// The hybrid MBR: the ESP as a FAT32 (LBA) entry, and the GPT's protective entry from
+/// sector 1 (U-Boot, GRUB and Linux read the GPT through it).
+fn check_hybrid_mbr(disk: &Path, esp_first: u64) -> Result<()> {
+    let mbr = mbr_entries(disk)?;
+    ensure!(
+        mbr.iter()
+            .any(|&(t, first, _)| t == 0x0c && first as u64 == esp_first),
+        "no FAT32 (0x0c) MBR entry at the ESP's sector {esp_first}: {mbr:x?}"
+    );
+    ensure!(
+        mbr.iter().any(|&(t, first, _)| t == 0xee && first == 1),
+        "no protective 0xee MBR entry from sector 1: {mbr:x?}"
+    );
+    Ok(())
+}
+
+fn mtools(disk: &Path, offset: u64, args: &[&str], path: &str) -> Result<String> {
+    let image = format!("{}@@{}", p(disk), offset);
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["-i", &image, path]);
+    let (prog, rest) = all.split_first().context("a tool")?;
+    sh(prog, rest)
+}
+
+#[test]
+fn rpi_image_has_the_pi_boot_chain_and_keeps_it_after_the_first_grow() -> Result<()> {
+    ensure_root("loop devices")?;
+    let image = rpi_image()?;
+
+    // --- partitions ------------------------------------------------------------------------
+    let (_, esp_first) = gpt_partition(&image, label::EFI)?;
+    gpt_partition(&image, label::STATE)?;
+    let (data, _) = gpt_partition(&image, label::DATA)?;
+    check_hybrid_mbr(&image, esp_first)?;
+    let esp_offset = esp_first * SECTOR;
+
+    // --- the firmware partition ------------------------------------------------------------
+    let listing = mtools(&image, esp_offset, &["mdir", "-/", "-b"], "::/")?;
+    let has = |name: &str| {
+        listing.lines().any(|l| {
+            l.trim_end_matches('/')
+                .eq_ignore_ascii_case(&format!("::/{name}"))
+        })
+    };
+    for f in [
+        "bootcode.bin",
+        "start.elf",
+        "fixup.dat",
+        "start4.elf",
+        "fixup4.dat",
+        "u-boot.bin",
+        "config.txt",
+        "README.txt",
+        "bcm2711-rpi-4-b.dtb",
+        "bcm2711-rpi-400.dtb",
+        "bcm2837-rpi-3-b.dtb",
+        "bcm2837-rpi-3-b-plus.dtb",
+        "EFI/BOOT/BOOTAA64.EFI",
+        "rkos",
+    ] {
+        ensure!(has(f), "the boot partition lacks {f}:\n{listing}");
+    }
+    let config = mtools(&image, esp_offset, &["mtype"], "::/config.txt")?;
+    let keys: Vec<&str> = config
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    for want in [
+        "arm_64bit=1",
+        "kernel=u-boot.bin",
+        "enable_uart=1",
+        "upstream_kernel=1",
+    ] {
+        ensure!(keys.contains(&want), "config.txt lacks {want}:\n{config}");
+    }
+    // GRUB is an arm64 EFI application (PE machine 0xaa64) where U-Boot's EFI boot looks
+    let t = tempfile::tempdir()?;
+    let efi = t.path().join("BOOTAA64.EFI");
+    sh(
+        "mcopy",
+        &[
+            "-n",
+            "-i",
+            &format!("{}@@{esp_offset}", p(&image)),
+            "::/EFI/BOOT/BOOTAA64.EFI",
+            p(&efi),
+        ],
+    )?;
+    let pe = fs::read(&efi)?;
+    let at = u32::from_le_bytes(pe[0x3c..0x40].try_into()?) as usize;
+    ensure!(
+        &pe[at..at + 4] == b"PE\0\0" && pe[at + 4..at + 6] == 0xaa64u16.to_le_bytes(),
+        "BOOTAA64.EFI is not an arm64 EFI application"
+    );
+    let uboot = t.path().join("u-boot.bin");
+    sh(
+        "mcopy",
+        &[
+            "-n",
+            "-i",
+            &format!("{}@@{esp_offset}", p(&image)),
+            "::/u-boot.bin",
+            p(&uboot),
+        ],
+    )?;
+    let uboot = fs::read(&uboot)?;
+    ensure!(
+        uboot.windows(6).any(|w| w == b"U-Boot") && uboot.windows(3).any(|w| w == b"rpi"),
+        "u-boot.bin is not Debian's U-Boot for the Pi"
+    );
+
+    // --- slot A, the kernel's console, and the first boot's grow on a bigger card -----------
+    let card = t.path().join("card.img");
+    sh("cp", &["--sparse=always", p(&image), p(&card)])?;
+    sh("truncate", &["-s", "+1G", p(&card)])?;
+    {
+        let dev = Loop::attach(&card)?;
+        let part = |n: u32| format!("{}p{n}", dev.0);
+        let mnt = t.path().join("state");
+        fs::create_dir_all(&mnt)?;
+        let state_part = part(gpt_partition(&card, label::STATE)?.0);
+        let m = Mount::new(&["-o", "ro", &state_part], &mnt)?;
+        let manifest = fs::read_to_string(mnt.join("slots/A/manifest.json"))?;
+        ensure!(
+            manifest.contains("\"arm64\""),
+            "slot A is not arm64: {manifest}"
+        );
+        let env = fs::read_to_string(mnt.join("grub/grubenv"))?;
+        ensure!(
+            env.lines()
+                .any(|l| l.starts_with("rkos_cmdline=") && l.contains("console=ttyS1,115200")),
+            "the kernel gets no console on the Pi's GPIO UART (ttyS1):\n{env}"
+        );
+        drop(m);
+        let grown = rkos_install::grow::grow_data(Path::new(&dev.0), Path::new(&part(data)))?;
+        ensure!(
+            matches!(grown, rkos_install::grow::Grown::Grown { .. }),
+            "RKOS_DATA did not grow on the bigger card: {grown:?}"
+        );
+    }
+    check_hybrid_mbr(&card, esp_first).context("after the first boot's grow of RKOS_DATA")?;
+    Ok(())
+}

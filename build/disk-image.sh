@@ -100,7 +100,9 @@ if [ "$board" = rpi ]; then
         mcopy -o -i "$fat" "$f" "::/$(basename "$f")"
     done
     mmd -i "$fat" ::/rkos
-    sgdisk --hybrid="$esp" "$raw" >/dev/null
+    # ESP first, the protective 0xee entry after it (`:EE`): the Pi's boot partition is
+    # the first entry, as the firmware expects it.
+    sgdisk --hybrid="$esp:EE" "$raw" >/dev/null
     mbr_type "$raw" "$esp_start" '\x0c'
 fi
 data=$(du -B1 "$raw" | cut -f1)

@@ -23,7 +23,7 @@ fetch() { # NAME
     local f
     f=$(find "$debs" -maxdepth 1 -name "${1%%:*}_*.deb" | sort | tail -n 1)
     if [ -z "$f" ]; then
-        (cd "$debs" && apt-get download -q "$1" >/dev/null) || {
+        (cd "$debs" && apt-get download -q -o APT::Sandbox::User=root "$1" >/dev/null) || {
             echo "rpi-boot: cannot download $1 (run: make host-deps-arm64, which adds Debian's" \
                 "non-free-firmware component)" >&2
             exit 1

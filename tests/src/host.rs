@@ -215,3 +215,24 @@ pub fn qcow2_overlay(base: &Path, base_format: &str, out: &Path, size: Option<&s
     args.extend(size);
     sh("qemu-img", &args).map(|_| ())
 }
+
+/// The number and first sector of the GPT partition named `name` on the raw disk `disk`
+/// (`sgdisk -p`, `-i`): where a test reaches into an image's file systems with mtools.
+pub fn gpt_partition(disk: &Path, name: &str) -> Result<(u32, u64)> {
+    let disk = disk.to_string_lossy();
+    let table = sh("sgdisk", &["-p", &disk])?;
+    let n: u32 = table
+        .lines()
+        .find(|l| l.split_whitespace().last() == Some(name))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no GPT partition named {name}:\n{table}"))?;
+    let info = sh("sgdisk", &["-i", &n.to_string(), &disk])?;
+    let first = info
+        .lines()
+        .find_map(|l| l.strip_prefix("First sector:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no first sector:\n{info}"))?;
+    Ok((n, first))
+}

@@ -174,13 +174,21 @@ pub struct Loop(pub String);
 impl Loop {
     pub fn new(file: &Path, bytes: u64) -> Result<Loop> {
         fs::File::create(file)?.set_len(bytes)?;
-        Loop::attach(file)
+        Loop::losetup(file)
     }
 
-    /// A loop device over the existing disk image `file`, its partitions scanned.
-    pub fn attach(file: &Path) -> Result<Loop> {
+    fn losetup(file: &Path) -> Result<Loop> {
         let dev = sh("losetup", &["--find", "--show", "--partscan", p(file)])?;
         Ok(Loop(dev.trim().to_string()))
+    }
+
+    /// A loop device over the existing disk image `file`, with a device for each partition
+    /// (`partx`, as the installer does: the kernel's own scan is not always there).
+    pub fn attach(file: &Path) -> Result<Loop> {
+        let dev = Loop::losetup(file)?;
+        sh("partx", &["--update", &dev.0])?;
+        let _ = sh("udevadm", &["settle", "--timeout=10"]);
+        Ok(dev)
     }
 }
 

@@ -42,6 +42,16 @@ pub enum Boot {
     /// GRUB on the first disk's ESP: the boot chain of the Raspberry Pi image, on the `virt`
     /// board.
     UBoot { bios: PathBuf },
+    /// QEMU's Raspberry Pi 3 board (`-M raspi3b`: its four Cortex-A53, 1 GiB, the SD card,
+    /// no PCI): `uboot` started as the kernel with the board's device tree `dtb`, as the Pi's
+    /// firmware would start it (QEMU cannot run that firmware), the image as the SD card. The
+    /// console read is the PL011 (`ttyAMA0`); the mini UART, where U-Boot and GRUB write, goes
+    /// to `target/boot-logs/<name>-uart1.log`.
+    Raspi3b {
+        uboot: PathBuf,
+        dtb: PathBuf,
+        card: PathBuf,
+    },
     /// SeaBIOS -> the NIC's iPXE option ROM -> the network ([`Nic`] says which).
     Pxe,
 }
@@ -192,7 +202,7 @@ fn probe_kernel(boot: &Boot) -> Option<PathBuf> {
         Boot::Kernel { kernel, .. } => return Some(kernel.clone()),
         Boot::Iso(iso) | Boot::IsoUefi { iso, .. } => Some(iso.clone()),
         Boot::Disk { .. } => std::env::var_os("RKOS_ISO").map(PathBuf::from),
-        Boot::Pxe | Boot::UBoot { .. } => None,
+        Boot::Pxe | Boot::UBoot { .. } | Boot::Raspi3b { .. } => None,
     }?;
     let dir = log_dir().join("accel-probe");
     std::fs::create_dir_all(&dir).ok()?;
@@ -601,27 +611,48 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
         }
         None => Command::new(arch.qemu_system()),
     };
-    let cpu = match accel {
-        Accel::Tcg => arch.tcg_cpu(),
-        Accel::Kvm => accel.cpu(),
-    };
-    cmd.args(["-accel", accel.as_str(), "-cpu", cpu]);
-    cmd.args([
-        "-machine",
-        arch.machine(),
-        "-smp",
-        "2",
-        "-m",
-        &cfg.memory_mb.to_string(),
-    ]);
-    cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+    let pi = matches!(cfg.boot, Boot::Raspi3b { .. });
+    if pi {
+        // The board fixes its CPUs and memory; its first UART is the Bluetooth chip's.
+        ensure!(arch == Arch::Arm64, "-M raspi3b is an arm64 board");
+        ensure!(
+            cfg.disks.is_empty(),
+            "-M raspi3b has no virtio: its one disk is the SD card"
+        );
+        cmd.args(["-accel", accel.as_str(), "-machine", "raspi3b", "-m", "1G"]);
+        cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+        // U-Boot writes to the mini UART; Linux's driver for it finds no clock on QEMU's
+        // board, so the kernel and the login are on the PL011 (above).
+        std::fs::create_dir_all(log_dir())?;
+        cmd.arg("-serial").arg(format!(
+            "file:{}",
+            log_dir().join(format!("{}-uart1.log", cfg.name)).display()
+        ));
+    } else {
+        let cpu = match accel {
+            Accel::Tcg => arch.tcg_cpu(),
+            Accel::Kvm => accel.cpu(),
+        };
+        cmd.args(["-accel", accel.as_str(), "-cpu", cpu]);
+        cmd.args([
+            "-machine",
+            arch.machine(),
+            "-smp",
+            "2",
+            "-m",
+            &cfg.memory_mb.to_string(),
+        ]);
+        cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+    }
     // A hardware watchdog, as on real servers: systemd arms it (RuntimeWatchdogSec in the
     // image), so a node that hangs after rkos-init is reset (QEMU's default action) and GRUB
     // counts the try.
     if arch == Arch::Amd64 {
         cmd.args(["-device", "i6300esb"]);
     }
-    cmd.args(nic.args(&cfg.extras));
+    if !pi {
+        cmd.args(nic.args(&cfg.extras));
+    }
     match &cfg.boot {
         Boot::Iso(iso) => {
             ensure!(
@@ -665,6 +696,11 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
                 "U-Boot boots the arm64 virt board here: {arch} has UEFI firmware"
             );
             cmd.arg("-bios").arg(bios);
+        }
+        Boot::Raspi3b { uboot, dtb, card } => {
+            cmd.arg("-kernel").arg(uboot).arg("-dtb").arg(dtb);
+            cmd.arg("-drive")
+                .arg(format!("if=sd,format=raw,file={}", card.display()));
         }
         Boot::Pxe => {
             // SeaBIOS's console on the serial line too (its `etc/sercon-port`, the port as a

@@ -12,16 +12,18 @@
 
 use anyhow::{ensure, Context, Result};
 use rkos_contract::label;
-use rkos_tests::host::{ensure_root, rpi_image, sh, Mount};
+use rkos_tests::host::{ensure_root, gpt_partition, rpi_image, sh, Mount};
 use rkos_tests::node::{p, Loop};
 use std::fs;
+use std::io::Read;
 use std::path::Path;
 
 const SECTOR: u64 = 512;
 
 /// One MBR partition entry: (type, first sector, sectors).
 fn mbr_entries(disk: &Path) -> Result<Vec<(u8, u32, u32)>> {
-    let bytes = fs::read(disk).map(|b| b[..512].to_vec())?;
+    let mut bytes = [0u8; 512];
+    fs::File::open(disk)?.read_exact(&mut bytes)?;
     ensure!(bytes[510..] == [0x55, 0xaa], "no MBR signature");
     Ok((0..4)
         .map(|i| {
@@ -33,29 +35,15 @@ fn mbr_entries(disk: &Path) -> Result<Vec<(u8, u32, u32)>> {
         .collect())
 }
 
-/// The number and first sector of the GPT partition named `name` (`sgdisk -p`, `-i`).
-fn gpt_partition(disk: &Path, name: &str) -> Result<(u32, u64)> {
-    let table = sh("sgdisk", &["-p", p(disk)])?;
-    let n: u32 = table
-        .lines()
-        .find(|l| l.split_whitespace().last() == Some(name))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no GPT partition named {name}:\n{table}"))?;
-    let info = sh("sgdisk", &["-i", &n.to_string(), p(disk)])?;
-    let first = info
-        .lines()
-        .find_map(|l| l.strip_prefix("First sector:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no first sector:\n{info}"))?;
-    Ok((n, first))
-}
-
-/// The hybrid MBR: the ESP as a FAT32 (LBA) entry, and the GPT's protective entry from
-/// sector 1 (U-Boot, GRUB and Linux read the GPT through it).
+/// The hybrid MBR: the ESP as a FAT32 (LBA) entry, first (the Pi's firmware boots from the
+/// first FAT partition), and the GPT's protective entry from sector 1 (U-Boot, GRUB and
+/// Linux read the GPT through it).
 fn check_hybrid_mbr(disk: &Path, esp_first: u64) -> Result<()> {
     let mbr = mbr_entries(disk)?;
+    ensure!(
+        mbr.first().map(|e| e.0) == Some(0x0c),
+        "the first MBR entry is not the FAT boot partition: {mbr:x?}"
+    );
     ensure!(
         mbr.iter()
             .any(|&(t, first, _)| t == 0x0c && first as u64 == esp_first),

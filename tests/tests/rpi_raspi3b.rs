@@ -1,0 +1,102 @@
+//! The Raspberry Pi image on QEMU's Raspberry Pi 3 board (`-M raspi3b`), as far as QEMU
+//! goes: QEMU cannot run the Pi's GPU firmware (`start.elf` reading `config.txt`), so it
+//! starts what that firmware would start — the image's own `u-boot.bin` with the image's
+//! own `bcm2837-rpi-3-b.dtb`, both read off the card's FAT partition — with the image as the
+//! SD card. From there it is the real chain: U-Boot's Pi drivers read the SD card, its UEFI
+//! runs GRUB from the ESP (both on the mini UART), GRUB boots slot A, and rkos-init must find
+//! its slot on the MMC device. A config dropped on the FAT partition sets the host name and
+//! the password. On QEMU's board Linux's mini UART driver finds no clock, so the kernel's
+//! console is read on the PL011 (`ttyAMA0`, also on the command line).
+//!
+//! Needs RKOS_RPI_IMAGE (`make disk-image ARCH=arm64 BOARD=rpi K3S_STANDIN=1`), QEMU for
+//! aarch64, mtools, sgdisk. `make test-arm64` runs it. Built with the `qemu` feature.
+
+use anyhow::{ensure, Context, Result};
+use rkos_contract::label;
+use rkos_tests::host::{gpt_partition, rpi_image, sh};
+use rkos_tests::node::{init_report, p, V1};
+use rkos_tests::qemu::{Arch, Boot, Vm, VmConfig};
+use std::fs;
+use std::time::{Duration, Instant};
+
+/// Four emulated Cortex-A53 on a 2-core host: slower than the `virt` board.
+const BOOT: Duration = Duration::from_secs(1800);
+const CMD: Duration = Duration::from_secs(240);
+const PASSWORD: &str = "raspi3b-pw";
+const HOSTNAME: &str = "pi3-emulated";
+
+#[test]
+fn rpi_image_on_the_raspi3b_board_finds_its_slot_on_the_sd_card() -> Result<()> {
+    let began = Instant::now();
+    let image = rpi_image()?;
+    let t = tempfile::tempdir()?;
+    let dir = t.path();
+    // QEMU's SD card must be a power of two in size
+    let card = dir.join("card.img");
+    sh("cp", &["--sparse=always", p(&image), p(&card)])?;
+    sh("truncate", &["-s", "8G", p(&card)])?;
+    let fat = format!(
+        "{}@@{}",
+        p(&card),
+        gpt_partition(&card, label::EFI)?.1 * 512
+    );
+    let (uboot, dtb) = (dir.join("u-boot.bin"), dir.join("bcm2837-rpi-3-b.dtb"));
+    sh("mcopy", &["-n", "-i", &fat, "::/u-boot.bin", p(&uboot)])?;
+    sh(
+        "mcopy",
+        &["-n", "-i", &fat, "::/bcm2837-rpi-3-b.dtb", p(&dtb)],
+    )?;
+    let config = dir.join("config.yaml");
+    fs::write(
+        &config,
+        format!("hostname: {HOSTNAME}\nrkos:\n  password: {PASSWORD}\n"),
+    )?;
+    sh("mcopy", &["-i", &fat, p(&config), "::/rkos/config.yaml"])?;
+
+    let mut vm = Vm::start(&VmConfig {
+        name: "rpi-raspi3b".into(),
+        arch: Arch::Arm64,
+        boot: Boot::Raspi3b { uboot, dtb, card },
+        disks: Vec::new(),
+        memory_mb: 1024,
+        extras: Default::default(),
+    })?;
+    vm.expect(&format!("rkos-init: rkos {V1} started"), BOOT)
+        .context("no kernel from U-Boot -> GRUB on the SD card (see the -uart1 log)")?;
+    vm.expect(r"rkos-init: mode disk, boot volume /dev/mmcblk0p\d", BOOT)
+        .context("rkos-init did not find its slot's state volume on the SD card")?;
+    let to_init = vm.started.elapsed();
+    // U-Boot starts on the PL011 and moves to the mini UART, where GRUB writes too
+    let uart1 = fs::read_to_string(vm.log_path.with_file_name("rpi-raspi3b-uart1.log"))?;
+    let both = format!("{}{uart1}", vm.transcript());
+    for want in ["U-Boot 20", "RPI 3 Model B", "rkos (slot A)"] {
+        ensure!(
+            both.contains(want),
+            "neither UART showed {want:?}; the mini UART:\n{uart1}"
+        );
+    }
+    vm.login("rkos", PASSWORD, BOOT)
+        .context("no login with the password of the card's rkos/config.yaml")?;
+    let to_login = vm.started.elapsed();
+    init_report(&mut vm, V1, "A")?;
+    let state = vm.run_ok("findmnt -no SOURCE /run/rkos/state", CMD)?;
+    ensure!(
+        state.trim().starts_with("/dev/mmcblk0p"),
+        "slot A's state volume is not on the SD card: {state}"
+    );
+    let model = vm.run_ok("tr -d '\\0' < /proc/device-tree/model; echo", CMD)?;
+    ensure!(model.contains("Raspberry Pi 3 Model B"), "{model}");
+    ensure!(
+        vm.run_ok("hostname", CMD)?.trim() == HOSTNAME,
+        "the host name of the card's rkos/config.yaml"
+    );
+    drop(vm);
+    eprintln!(
+        "figure: the Pi image on -M raspi3b: rkos-init after {:.0} s, login after {:.0} s; \
+         whole test {:.0} s",
+        to_init.as_secs_f64(),
+        to_login.as_secs_f64(),
+        began.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -305,7 +305,12 @@ pub fn password_login(vm: &mut Vm, password: &str, boot: Duration) -> Result<()>
 
 /// [`password_login`], then kernel and systemd status lines off the console.
 pub fn login(vm: &mut Vm, password: &str) -> Result<()> {
-    password_login(vm, password, BOOT)?;
+    login_within(vm, password, BOOT)
+}
+
+/// [`login`], waiting up to `boot` for the prompt (an emulated arm64 boot takes longer).
+pub fn login_within(vm: &mut Vm, password: &str, boot: Duration) -> Result<()> {
+    password_login(vm, password, boot)?;
     eprintln!(
         "{}: logged in {:.0} s after QEMU started",
         vm.log_path.display(),

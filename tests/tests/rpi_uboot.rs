@@ -25,8 +25,8 @@ use rkos_contract::label;
 use rkos_tests::host::{gpt_partition, iso_arm64, rkos_bin, rpi_image, sh};
 use rkos_tests::httpd::Httpd;
 use rkos_tests::node::{
-    bundle_for, extract_image, init_report, initrd_with_version, link, p, signing_key, status,
-    version_bundle_for, V1,
+    bundle_for, extract_image, init_report, initrd_with_version, link, login_within, p,
+    signing_key, status, version_bundle_for, V1,
 };
 use rkos_tests::qemu::{Arch, Boot, Vm, VmConfig};
 use rkos_tests::seed::make_seed;
@@ -47,15 +47,7 @@ const V2: &str = "0.2.0";
 const V3: &str = "0.3.0";
 
 fn login(vm: &mut Vm) -> Result<()> {
-    vm.login("rkos", PASSWORD, BOOT)
-        .context("no login with the seed's password")?;
-    eprintln!(
-        "{}: logged in {:.0} s after QEMU started",
-        vm.log_path.display(),
-        vm.started.elapsed().as_secs_f64()
-    );
-    vm.run_ok("sudo dmesg -n 1; sudo kill -s RTMIN+21 1", CMD)
-        .map(|_| ())
+    login_within(vm, PASSWORD, BOOT)
 }
 
 #[test]

@@ -236,3 +236,10 @@ pub fn gpt_partition(disk: &Path, name: &str) -> Result<(u32, u64)> {
         .with_context(|| format!("no first sector:\n{info}"))?;
     Ok((n, first))
 }
+
+/// mtools' name (`-i`) for the FAT file system of the GPT partition `name` on the raw disk
+/// `disk`: `DISK@@BYTE_OFFSET`.
+pub fn mtools_image(disk: &Path, name: &str) -> Result<String> {
+    let (_, first) = gpt_partition(disk, name)?;
+    Ok(format!("{}@@{}", disk.to_string_lossy(), first * 512))
+}

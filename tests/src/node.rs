@@ -375,3 +375,26 @@ pub fn init_report(vm: &mut Vm, version: &str, slot: &str) -> Result<()> {
     );
     Ok(())
 }
+
+/// Waits up to `wait` for `rkos-mark-good.service` to finish on a node that booted `version`
+/// from `slot` on trial, then checks `rkos status`: the slot passed and is now the default.
+pub fn marked_good(vm: &mut Vm, version: &str, slot: &str, wait: Duration) -> Result<()> {
+    vm.run_ok(
+        &format!(
+            "timeout {} sh -c 'until systemctl is-active -q rkos-mark-good.service; do sleep 2; done'",
+            wait.as_secs()
+        ),
+        wait + Duration::from_secs(30),
+    )
+    .context("rkos-mark-good.service never finished")?;
+    status(
+        vm,
+        &[
+            &format!(r"^active slot: +{slot} \(version {version}\)"),
+            &format!(r"^default slot: +{slot}"),
+            r"^trial: +none",
+            &format!(r"^last outcome: +slot {slot} passed its trial and was marked good"),
+        ],
+    )
+    .map(|_| ())
+}

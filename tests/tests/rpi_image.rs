@@ -12,13 +12,11 @@
 
 use anyhow::{ensure, Context, Result};
 use rkos_contract::label;
-use rkos_tests::host::{ensure_root, gpt_partition, rpi_image, sh, Mount};
+use rkos_tests::host::{ensure_root, gpt_partition, mtools_image, rpi_image, sh, Mount};
 use rkos_tests::node::{p, Loop};
 use std::fs;
 use std::io::Read;
 use std::path::Path;
-
-const SECTOR: u64 = 512;
 
 /// One MBR partition entry: (type, first sector, sectors).
 fn mbr_entries(disk: &Path) -> Result<Vec<(u8, u32, u32)>> {
@@ -56,12 +54,11 @@ fn check_hybrid_mbr(disk: &Path, esp_first: u64) -> Result<()> {
     Ok(())
 }
 
-fn mtools(disk: &Path, offset: u64, args: &[&str], path: &str) -> Result<String> {
-    let image = format!("{}@@{}", p(disk), offset);
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["-i", &image, path]);
-    let (prog, rest) = all.split_first().context("a tool")?;
-    sh(prog, rest)
+/// The file `path` of the FAT file system `fat` (an [`mtools_image`]), copied out into `dir`.
+fn fat_file(fat: &str, path: &str, dir: &Path) -> Result<Vec<u8>> {
+    let to = dir.join(path.rsplit('/').next().context("a file name")?);
+    sh("mcopy", &["-n", "-i", fat, path, p(&to)])?;
+    Ok(fs::read(&to)?)
 }
 
 #[test]
@@ -74,10 +71,10 @@ fn rpi_image_has_the_pi_boot_chain_and_keeps_it_after_the_first_grow() -> Result
     gpt_partition(&image, label::STATE)?;
     let (data, _) = gpt_partition(&image, label::DATA)?;
     check_hybrid_mbr(&image, esp_first)?;
-    let esp_offset = esp_first * SECTOR;
+    let fat = mtools_image(&image, label::EFI)?;
 
     // --- the firmware partition ------------------------------------------------------------
-    let listing = mtools(&image, esp_offset, &["mdir", "-/", "-b"], "::/")?;
+    let listing = sh("mdir", &["-/", "-b", "-i", &fat, "::/"])?;
     let has = |name: &str| {
         listing.lines().any(|l| {
             l.trim_end_matches('/')
@@ -102,7 +99,7 @@ fn rpi_image_has_the_pi_boot_chain_and_keeps_it_after_the_first_grow() -> Result
     ] {
         ensure!(has(f), "the boot partition lacks {f}:\n{listing}");
     }
-    let config = mtools(&image, esp_offset, &["mtype"], "::/config.txt")?;
+    let config = sh("mtype", &["-i", &fat, "::/config.txt"])?;
     let keys: Vec<&str> = config
         .lines()
         .map(str::trim)
@@ -118,35 +115,13 @@ fn rpi_image_has_the_pi_boot_chain_and_keeps_it_after_the_first_grow() -> Result
     }
     // GRUB is an arm64 EFI application (PE machine 0xaa64) where U-Boot's EFI boot looks
     let t = tempfile::tempdir()?;
-    let efi = t.path().join("BOOTAA64.EFI");
-    sh(
-        "mcopy",
-        &[
-            "-n",
-            "-i",
-            &format!("{}@@{esp_offset}", p(&image)),
-            "::/EFI/BOOT/BOOTAA64.EFI",
-            p(&efi),
-        ],
-    )?;
-    let pe = fs::read(&efi)?;
+    let pe = fat_file(&fat, "::/EFI/BOOT/BOOTAA64.EFI", t.path())?;
     let at = u32::from_le_bytes(pe[0x3c..0x40].try_into()?) as usize;
     ensure!(
         &pe[at..at + 4] == b"PE\0\0" && pe[at + 4..at + 6] == 0xaa64u16.to_le_bytes(),
         "BOOTAA64.EFI is not an arm64 EFI application"
     );
-    let uboot = t.path().join("u-boot.bin");
-    sh(
-        "mcopy",
-        &[
-            "-n",
-            "-i",
-            &format!("{}@@{esp_offset}", p(&image)),
-            "::/u-boot.bin",
-            p(&uboot),
-        ],
-    )?;
-    let uboot = fs::read(&uboot)?;
+    let uboot = fat_file(&fat, "::/u-boot.bin", t.path())?;
     ensure!(
         uboot.windows(6).any(|w| w == b"U-Boot") && uboot.windows(3).any(|w| w == b"rpi"),
         "u-boot.bin is not Debian's U-Boot for the Pi"

@@ -16,7 +16,7 @@
 
 use anyhow::{ensure, Context, Result};
 use rkos_contract::label;
-use rkos_tests::host::{ensure_root, gpt_partition, rpi_image, sh, Mount};
+use rkos_tests::host::{ensure_root, gpt_partition, mtools_image, rpi_image, sh, Mount};
 use rkos_tests::node::{p, Loop, V1};
 use rkos_tests::qemu::{Arch, Boot, Vm, VmConfig};
 use std::fs;
@@ -38,11 +38,7 @@ fn rpi_image_on_the_raspi3b_board_finds_its_slot_on_the_sd_card() -> Result<()> 
     let card = dir.join("card.img");
     sh("cp", &["--sparse=always", p(&image), p(&card)])?;
     sh("truncate", &["-s", "8G", p(&card)])?;
-    let fat = format!(
-        "{}@@{}",
-        p(&card),
-        gpt_partition(&card, label::EFI)?.1 * 512
-    );
+    let fat = mtools_image(&card, label::EFI)?;
     let (uboot, dtb) = (dir.join("u-boot.bin"), dir.join("bcm2837-rpi-3-b.dtb"));
     sh("mcopy", &["-n", "-i", &fat, "::/u-boot.bin", p(&uboot)])?;
     sh(

@@ -22,11 +22,11 @@
 
 use anyhow::{ensure, Context, Result};
 use rkos_contract::label;
-use rkos_tests::host::{gpt_partition, iso_arm64, rkos_bin, rpi_image, sh};
+use rkos_tests::host::{iso_arm64, mtools_image, rkos_bin, rpi_image, sh};
 use rkos_tests::httpd::Httpd;
 use rkos_tests::node::{
-    bundle_for, extract_image, init_report, initrd_with_version, link, login_within, p,
-    signing_key, status, version_bundle_for, V1,
+    bundle_for, extract_image, init_report, initrd_with_version, link, login_within, marked_good,
+    p, signing_key, status, version_bundle_for, V1,
 };
 use rkos_tests::qemu::{Arch, Boot, Vm, VmConfig};
 use rkos_tests::seed::make_seed;
@@ -87,18 +87,10 @@ fn rpi_image_boots_through_uboot_upgrades_and_rolls_back() -> Result<()> {
     let disk: PathBuf = dir.join("card.img");
     sh("cp", &["--sparse=always", p(&image), p(&disk)])?;
     sh("truncate", &["-s", "8G", p(&disk)])?;
-    let esp = gpt_partition(&disk, label::EFI)?.1 * 512;
+    let fat = mtools_image(&disk, label::EFI)?;
     let config = dir.join("config.yaml");
     fs::write(&config, format!("hostname: {HOSTNAME}\n"))?;
-    sh(
-        "mcopy",
-        &[
-            "-i",
-            &format!("{}@@{esp}", p(&disk)),
-            p(&config),
-            "::/rkos/config.yaml",
-        ],
-    )?;
+    sh("mcopy", &["-i", &fat, p(&config), "::/rkos/config.yaml"])?;
     let seed = make_seed(
         dir,
         &format!("#cloud-config\nchpasswd:\n  list: |\n    rkos:{PASSWORD}\n  expire: false\n"),
@@ -166,20 +158,7 @@ fn rpi_image_boots_through_uboot_upgrades_and_rolls_back() -> Result<()> {
     eprintln!("staged and rebooted into version 2 in {:?}", t0.elapsed());
     login(&mut vm)?;
     init_report(&mut vm, V2, "B")?;
-    vm.run_ok(
-        "timeout 600 sh -c 'until systemctl is-active -q rkos-mark-good.service; do sleep 2; done'",
-        Duration::from_secs(630),
-    )
-    .context("rkos-mark-good.service never finished")?;
-    status(
-        &mut vm,
-        &[
-            &format!(r"^active slot: +B \(version {V2}\)"),
-            r"^default slot: +B",
-            r"^trial: +none",
-            r"^last outcome: +slot B passed its trial and was marked good",
-        ],
-    )?;
+    marked_good(&mut vm, V2, "B", Duration::from_secs(600))?;
 
     // --- boots 3 and 4: broken version 3 on trial in slot A, GRUB falls back to B ----------
     vm.send(&format!(

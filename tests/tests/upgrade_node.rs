@@ -30,8 +30,8 @@ use regex::Regex;
 use rkos_tests::host::sh;
 use rkos_tests::httpd::Httpd;
 use rkos_tests::node::{
-    bundle, init_report, initrd_with_version, line_matching, link, login, p, prepare, start,
-    status, BOOT, CMD, STAGE, V1,
+    bundle, init_report, initrd_with_version, line_matching, link, login, marked_good, p, prepare,
+    start, status, BOOT, CMD, STAGE, V1,
 };
 use rkos_tests::qemu::Vm;
 use std::fs;
@@ -363,20 +363,7 @@ fn upgrade_refusals_power_cuts_and_rollback_on_an_installed_node() -> Result<()>
         .context("the trial slot B did not boot version 2")?;
     login(&mut vm, PASSWORD)?;
     init_report(&mut vm, V2, "B")?;
-    vm.run_ok(
-        "timeout 300 sh -c 'until systemctl is-active -q rkos-mark-good.service; do sleep 2; done'",
-        Duration::from_secs(330),
-    )
-    .context("rkos-mark-good.service never finished")?;
-    status(
-        &mut vm,
-        &[
-            &format!(r"^active slot: +B \(version {V2}\)"),
-            r"^default slot: +B",
-            r"^trial: +none",
-            r"^last outcome: +slot B passed its trial and was marked good",
-        ],
-    )?;
+    marked_good(&mut vm, V2, "B", Duration::from_secs(300))?;
 
     trial_rolls_back(&mut vm, &url("v3"), V3, "the broken root filesystem")?;
     // --- boot 4: version 4 has no disk driver; unattended, the node comes back on B ---------

@@ -210,7 +210,7 @@ boot-test-a:
 
 boot-test-b:
 	$(QEMU_TEST) --test boot --test wizard_serial --test install_iso --test install_disk \
-		--test foreign_disks -- --test-threads=1
+		--test foreign_disks --test data_disks -- --test-threads=1
 	$(QEMU_TEST) --test netboot -- --exact pxe_boot_smoke
 
 boot-report: host-deps

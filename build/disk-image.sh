@@ -82,9 +82,10 @@ start=$(date +%s)
 size_args=()
 [ -z "${DISK_IMAGE_SIZE:-}" ] || size_args=(--size "$DISK_IMAGE_SIZE")
 cmdline_args=()
-# The Pi's serial console on its GPIO pins is the mini UART (ttyS1); last, so it is
-# /dev/console (GRUB's own list has ttyAMA0, which is the Bluetooth chip's UART on a Pi).
-[ "$board" != rpi ] || cmdline_args=(--cmdline "console=ttyS1,115200")
+# The Pi's consoles: the screen and, last so it is /dev/console, the mini UART on the GPIO
+# pins (ttyS1). They replace GRUB's platform list (rkos_consoles): its ttyAMA0 is the
+# Bluetooth chip's UART on a Pi, and its ttyS0 would take the kernel's one 8250 console.
+[ "$board" != rpi ] || cmdline_args=(--cmdline "console=tty0 console=ttyS1,115200")
 "$rkos" install --image "$raw" "${size_args[@]}" "${arch_args[@]}" "${cmdline_args[@]}" \
     --source "$img" --image-version "$version"
 if [ "$board" = rpi ]; then

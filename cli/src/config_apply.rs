@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rkos_config::datasource::{DataSourceError, DataSourceUrl};
-use rkos_config::render::{PASSWORD_HASH, USER};
+use rkos_config::render::{DATA_DISKS_REPORT_UNIT, PASSWORD_HASH, USER};
 use rkos_config::{source, BootMode, Config, NodeConfig, RenderContext};
 use rkos_contract::paths::{self, under};
 use rkos_contract::Cmdline;
@@ -441,6 +441,7 @@ pub fn plan_actions(changed: &[PathBuf]) -> Vec<Action> {
         }
     };
     let under = |p: &Path, d: &str| p.starts_with(d);
+    let data_disks_report = format!("/etc/systemd/system/{DATA_DISKS_REPORT_UNIT}.d");
     if changed.iter().any(|p| under(p, "/etc/systemd/system")) {
         push(Action::DaemonReload);
     }
@@ -450,6 +451,9 @@ pub fn plan_actions(changed: &[PathBuf]) -> Vec<Action> {
             if let Some(n) = p.file_name() {
                 push(Action::Start(n.to_string_lossy().into_owned()));
             }
+        } else if under(p, &data_disks_report) {
+            // After the mounts: it waits for them, then says what is missing.
+            push(Action::Start(DATA_DISKS_REPORT_UNIT.into()));
         } else if under(p, "/etc/systemd/network") {
             push(Action::TryRestart("systemd-networkd.service".into()));
         } else if under(p, "/etc/systemd/resolved.conf.d") {
@@ -505,6 +509,8 @@ mod tests {
         let changed: Vec<PathBuf> = [
             "/etc/systemd/system/var-lib-rancher.mount",
             "/etc/systemd/system/local-fs.target.d/50-rkos-mounts.conf",
+            "/etc/systemd/system/k3s.service.d/50-rkos-data-disks.conf",
+            "/etc/systemd/system/rkos-data-disks.service.d/50-rkos.conf",
             "/etc/systemd/network/10-rkos-eth0.network",
             "/etc/systemd/network/80-rkos-dhcp.network",
             "/etc/rancher/k3s/config.yaml",
@@ -520,6 +526,7 @@ mod tests {
             vec![
                 Action::DaemonReload,
                 Action::Start("var-lib-rancher.mount".into()),
+                Action::Start("rkos-data-disks.service".into()),
                 Action::TryRestart("systemd-networkd.service".into()),
                 Action::TryRestart("k3s.service".into()),
                 Action::Restart("systemd-sysctl.service".into()),

@@ -4,6 +4,7 @@
 mod bundle_cmd;
 mod config_apply;
 mod config_cmd;
+mod data_disks_cmd;
 mod doctor_cmd;
 mod farm_cmd;
 mod install_cmd;
@@ -61,6 +62,9 @@ enum Command {
     /// Print this node's iSCSI initiator name, derived from its machine id (`--write`: into
     /// /etc/iscsi/initiatorname.iscsi, as rkos-iscsi-initiator.service does at boot).
     InitiatorName(doctor_cmd::InitiatorNameArgs),
+    /// Whether the config's data_disks are attached and mounted; exits 1 when one is not
+    /// (`--report`: also at the login prompt, as at boot when a data disk is missing).
+    DataDisks(data_disks_cmd::DataDisksArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,7 +91,20 @@ fn main() -> anyhow::Result<()> {
         Command::Lab(c) => lab_cmd::run(c),
         Command::Doctor(a) => doctor_cmd::run_doctor(&a),
         Command::InitiatorName(a) => doctor_cmd::run_initiator_name(&a),
+        Command::DataDisks(a) => data_disks_cmd::run(&a),
     }
+}
+
+/// Whether this process runs as root (effective uid 0).
+pub(crate) fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }
 
 /// The version of the image running at `root` (`ROOT/etc/rkos/version`, which rkos-init and

@@ -145,19 +145,8 @@ fn wired_interfaces(root: &Path) -> Vec<String> {
     v
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 pub fn run(args: WizardArgs) -> Result<()> {
-    if args.root == Path::new("/") && !is_root() {
+    if args.root == Path::new("/") && !crate::is_root() {
         bail!("os-config changes the system: run it as root (sudo os-config)");
     }
     crate::install_cmd::refuse_ctrlc_while_writing()?;

@@ -25,6 +25,14 @@ pub fn reads_seed_volumes(config: &crate::Config) -> bool {
     config.rkos.data_sources.iter().any(|s| s == SEED_VOLUMES)
 }
 
+/// Whether any of the raw `sources` says [`SEED_VOLUMES`] at all: a config none of whose
+/// sources does cannot opt in, which rkos-init learns without a full load. A "yes" is only a
+/// maybe (a full load decides); a "no" is certain unless a YAML escape spells the word, and
+/// then the seed volumes stay unread, the safe side.
+pub fn mentions_seed_volumes(sources: &[crate::Source]) -> bool {
+    sources.iter().any(|s| s.text.contains(SEED_VOLUMES))
+}
+
 /// The fragment key that pins a body: `URL#sha256=HEX`.
 const PIN: &str = "sha256=";
 
@@ -152,6 +160,19 @@ fn map_at<'a>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_sources_that_say_cdrom_may_opt_in_to_the_seed_volumes() {
+        use crate::{Source, SourceKind};
+        let src = |t: &str| Source::new(SourceKind::Persistent, "c.yaml", t);
+        let yes = src("rkos:\n  data_sources: [cdrom]\n");
+        let no = src("rkos:\n  data_sources: [\"https://example.com/c.yaml\"]\n");
+        assert!(mentions_seed_volumes(&[no.clone(), yes.clone()]));
+        assert!(!mentions_seed_volumes(std::slice::from_ref(&no)));
+        assert!(!mentions_seed_volumes(&[]));
+        assert!(reads_seed_volumes(&crate::load(&[yes]).config));
+    }
+
     use super::*;
     use crate::load::{load, parse_source, Source, SourceKind};
 

@@ -195,6 +195,18 @@ pub struct DataDisk {
     pub options: Option<String>,
 }
 
+impl DataDisk {
+    /// The device node the disk appears as: by label, else by UUID; `None` without either
+    /// (a validation error).
+    pub fn device(&self) -> Option<String> {
+        match (&self.label, &self.uuid) {
+            (Some(l), _) => Some(format!("/dev/disk/by-label/{l}")),
+            (None, Some(u)) => Some(format!("/dev/disk/by-uuid/{}", u.to_ascii_lowercase())),
+            (None, None) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Upgrade {

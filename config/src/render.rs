@@ -25,6 +25,11 @@ pub const K3S_CONFIG: &str = "/etc/rancher/k3s/config.yaml";
 pub const K3S_ENV: &str = "/etc/default/k3s";
 pub const PASSWORD_HASH: &str = "/etc/rkos/password.hash";
 pub const AUTHORIZED_KEYS: &str = "/home/rkos/.ssh/authorized_keys";
+/// Run at boot after the data disks' mounts: `rkos data-disks --report`, what is missing on
+/// the console and at the login prompt (overlay/usr/lib/systemd/system).
+pub const DATA_DISKS_REPORT_UNIT: &str = "rkos-data-disks.service";
+/// How long the boot waits for a data disk's device before its mount fails.
+pub const DATA_DISK_WAIT_SECONDS: u32 = 30;
 pub const WPA_CONF: &str = "/etc/wpa_supplicant/wpa_supplicant-wlan0.conf";
 
 /// Everything render needs besides the config. Plain data, so render stays pure and its
@@ -419,22 +424,57 @@ pub fn systemd_escape_path(path: &str) -> String {
 fn mounts(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
     let dir = "/etc/systemd/system";
     let mut units = Vec::new();
+    let mut disks = Vec::new();
     for d in &cfg.rkos.data_disks {
-        let what = match (&d.label, &d.uuid) {
-            (Some(l), _) => format!("/dev/disk/by-label/{l}"),
-            (None, Some(u)) => format!("/dev/disk/by-uuid/{}", u.to_ascii_lowercase()),
-            (None, None) => continue,
-        };
+        let Some(what) = d.device() else { continue };
         let unit = format!("{}.mount", systemd_escape_path(&d.path));
+        // `nofail`: the boot does not wait for the disk (a missing USB disk must not keep the
+        // node from booting); k3s, which does need it, waits through its drop-in below.
+        let mut opts = d.options.clone().unwrap_or_else(|| "defaults".into());
+        if !opts.split(',').any(|o| o == "nofail") {
+            opts.push_str(",nofail");
+        }
         let body = format!(
             "# Written by rkos from config.yaml (data_disks).\n[Unit]\nDescription=rkos data disk at {path}\nBefore=k3s.service\n\n[Mount]\nWhat={what}\nWhere={path}\nType={ty}\nOptions={opts}\n",
             path = d.path,
             ty = d.fs_type.as_deref().unwrap_or("auto"),
-            opts = d.options.as_deref().unwrap_or("defaults"),
         );
         r.files
             .push(RenderedFile::new(&format!("{dir}/{unit}"), 0o644, body));
+        // What fstab's x-systemd.device-timeout= does: a bounded wait for the device, not
+        // systemd's default 90 s.
+        r.files.push(RenderedFile::new(
+            &format!(
+                "{dir}/{}.device.d/50-rkos.conf",
+                systemd_escape_path(&what)
+            ),
+            0o644,
+            format!(
+                "# Written by rkos from config.yaml (data_disks).\n[Unit]\nJobRunningTimeoutSec={DATA_DISK_WAIT_SECONDS}s\n"
+            ),
+        ));
+        disks.push(unit.clone());
         units.push(unit);
+    }
+    if !disks.is_empty() {
+        let disks = disks.join(" ");
+        let head = "# Written by rkos from config.yaml (data_disks).\n[Unit]\n";
+        // k3s never starts without its disks: on the boot disk's empty state a server
+        // would start a new cluster, an agent register again.
+        r.files.push(RenderedFile::new(
+            &format!("{dir}/k3s.service.d/50-rkos-data-disks.conf"),
+            0o644,
+            format!("{head}Requires={disks}\nAfter={disks}\n"),
+        ));
+        // Once every disk is mounted or given up on, what is missing is said on the console
+        // and at the login prompt (`rkos config apply` starts it with the mounts). A mount
+        // whose device never came does not enter the failed state, so OnFailure= would not
+        // run; a unit ordered after them does.
+        r.files.push(RenderedFile::new(
+            &format!("{dir}/{DATA_DISKS_REPORT_UNIT}.d/50-rkos.conf"),
+            0o644,
+            format!("{head}Wants={disks}\nAfter={disks}\n"),
+        ));
     }
     // Persistent paths live on RKOS_DATA, which only an installed node has.
     if ctx.mode == BootMode::Disk {

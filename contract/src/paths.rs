@@ -71,6 +71,9 @@ pub const DATASOURCES_DIR: &str = run_rkos!("datasources");
 pub const INIT_REPORT: &str = run_rkos!("init.json");
 /// The config problems found at boot, one per line (shown at the login prompt).
 pub const CONFIG_ERRORS: &str = run_rkos!("config-errors");
+/// The data disks that are missing or not mounted, one line each (`rkos data-disks
+/// --report`; shown at the login prompt).
+pub const DATA_DISK_PROBLEMS: &str = run_rkos!("data-disks");
 /// Held (`flock`, exclusive) by `rkos upgrade` from before it reads the boot state until it
 /// is done, so two runs never stage or flip at once; it holds the holder's pid.
 pub const UPGRADE_LOCK: &str = run_rkos!("upgrade.lock");

@@ -5,6 +5,7 @@
 //! them on `/`. Also the owner of the node's iSCSI initiator name ([`iscsi`]).
 
 mod checks;
+pub mod data_disks;
 pub mod iscsi;
 pub mod mounts;
 pub mod multipath;

@@ -138,17 +138,7 @@ pub fn persistent_groups(extra: &[String]) -> (Vec<(PathBuf, Vec<Step>)>, Vec<St
 /// Writes the problems for the login prompt (`ROOT/run/rkos/config-errors`, one per line);
 /// removes a stale file when there are none.
 pub fn write_problems(root: &Path, lines: &[String]) -> io::Result<()> {
-    let path = under(root, paths::CONFIG_ERRORS);
-    if lines.is_empty() {
-        return match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        };
-    }
-    fs::create_dir_all(under(root, paths::RUN_RKOS))?;
-    let mut text = lines.join("\n");
-    text.push('\n');
-    fs::write(path, text)
+    rkos_io::write_lines_or_remove(&under(root, paths::CONFIG_ERRORS), lines)
 }
 
 /// `net.ipv4.ip_forward` -> `PROC_SYS/net/ipv4/ip_forward`. Keys with `/` are taken as paths

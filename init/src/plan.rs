@@ -340,6 +340,17 @@ pub fn root_plan(input: &PlanInput) -> Result<Vec<(Stage, Step)>, PlanError> {
     Ok(steps)
 }
 
+/// The built-in persistent binds that data disks take the place of: a data disk mounted at
+/// `/var/lib/rancher` (k3s state on a USB disk) needs the mount point the data volume's bind
+/// holds, as systemd takes a path that is mounted already for its mount unit done.
+pub fn binds_replaced_by_data_disks(data_disk_paths: &[String]) -> Vec<PathBuf> {
+    data_disk_paths
+        .iter()
+        .filter_map(|p| normalize_persistent(p).ok())
+        .filter(|p| DEFAULT_PERSISTENT.iter().any(|d| p == Path::new(d)))
+        .collect()
+}
+
 /// Checks and normalises a persistent path: absolute, no `.`/`..`, not `/` and not inside
 /// the API filesystems or `/run` (those are not on the image).
 pub fn normalize_persistent(path: &str) -> Result<PathBuf, PlanError> {
@@ -424,6 +435,25 @@ pub fn persistent_groups(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn data_disks_take_the_place_of_the_built_in_binds_at_their_paths_only() {
+        let paths = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            binds_replaced_by_data_disks(&paths(&[
+                "/var/lib/rancher/",
+                "/mnt/backup",
+                "/var/lib/rancher/k3s/storage",
+                "/var/lib/longhorn",
+                "relative",
+            ])),
+            [
+                PathBuf::from("/var/lib/rancher"),
+                PathBuf::from("/var/lib/longhorn")
+            ]
+        );
+        assert!(binds_replaced_by_data_disks(&[]).is_empty());
+    }
+
     use super::*;
     use rkos_contract::FsType;
 

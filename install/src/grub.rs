@@ -168,8 +168,19 @@ pub(crate) fn install_efi(
     Ok(())
 }
 
+/// The extra kernel arguments split into the consoles they name (`console=...`, in order)
+/// and the rest.
+fn split_consoles(extra: &str) -> (Vec<&str>, Vec<&str>) {
+    extra
+        .split_whitespace()
+        .partition(|w| w.starts_with("console="))
+}
+
 /// rkos-slots' `grub.cfg`, the default boot state (slot A, nothing on trial) and the kernel
-/// arguments in the GRUB environment.
+/// arguments in the GRUB environment. Consoles named in `extra_cmdline` replace grub.cfg's
+/// default ones (`rkos_consoles`) rather than being added after them: the kernel's 8250
+/// driver has one console, the first `ttyS` named, so `console=ttyS1` after the default
+/// `console=ttyS0` would never be the console (the Raspberry Pi's mini UART, a PC's COM2).
 pub(crate) fn write_boot_config(
     sd: &StateDir,
     extra_cmdline: Option<&str>,
@@ -180,13 +191,20 @@ pub(crate) fn write_boot_config(
     // `gpt`: the kernel otherwise ignores a GPT whose protective MBR no longer matches the
     // disk's size, which is what a disk image written to a bigger disk (or a VM disk that
     // was enlarged) looks like until rkos-grow-data.service has run.
-    let cmdline = match extra_cmdline {
-        Some(extra) => format!("{BASE_CMDLINE} {extra}"),
-        None => BASE_CMDLINE.to_string(),
-    };
+    let (consoles, rest) = split_consoles(extra_cmdline.unwrap_or_default());
+    let cmdline = std::iter::once(BASE_CMDLINE)
+        .chain(rest)
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut env = sd.read_env()?;
-    env.set("rkos_cmdline", &cmdline)
-        .map_err(|e| InstallError::Source(format!("kernel arguments: {e}")))?;
+    let too_big = |e| InstallError::Source(format!("kernel arguments: {e}"));
+    env.set("rkos_cmdline", &cmdline).map_err(too_big)?;
+    if consoles.is_empty() {
+        env.unset("rkos_consoles");
+    } else {
+        env.set("rkos_consoles", &consoles.join(" "))
+            .map_err(too_big)?;
+    }
     let bytes = env
         .serialize()
         .map_err(|e| InstallError::Source(format!("kernel arguments: {e}")))?;
@@ -222,16 +240,25 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let sd = StateDir::new(t.path());
         fs::create_dir_all(sd.grub_dir()).unwrap();
-        write_boot_config(&sd, Some("console=ttyS1,9600")).unwrap();
+        write_boot_config(&sd, Some("console=tty0 quiet console=ttyS1,9600")).unwrap();
         assert_eq!(
             fs::read_to_string(sd.grub_cfg()).unwrap(),
             rkos_slots::GRUB_CFG
         );
         assert_eq!(sd.boot_state().unwrap(), BootState::default());
         let env = sd.read_env().unwrap();
-        assert_eq!(env.get("rkos_cmdline"), Some("gpt console=ttyS1,9600"));
+        assert_eq!(env.get("rkos_cmdline"), Some("gpt quiet"));
+        assert_eq!(
+            env.get("rkos_consoles"),
+            Some("console=tty0 console=ttyS1,9600")
+        );
         assert_eq!(env.get("rkos_default"), Some("A"));
         // GRUB reads a fixed 1024-byte block.
         assert_eq!(fs::metadata(sd.grubenv()).unwrap().len(), 1024);
+        // No consoles named: grub.cfg's default ones.
+        write_boot_config(&sd, Some("quiet")).unwrap();
+        let env = sd.read_env().unwrap();
+        assert_eq!(env.get("rkos_consoles"), None);
+        assert_eq!(env.get("rkos_cmdline"), Some("gpt quiet"));
     }
 }

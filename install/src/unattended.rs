@@ -81,15 +81,14 @@ pub fn consoles_from_cmdline(cmdline: &str) -> Vec<String> {
         .collect()
 }
 
-/// The `console=` arguments of this boot (`ROOT/proc/cmdline`) that the installed system's
-/// GRUB must add: grub.cfg already passes tty0 and ttyS0, only other consoles are carried.
+/// The `console=` arguments of this boot (`ROOT/proc/cmdline`) the installed system keeps:
+/// none when they are grub.cfg's defaults (tty0 and ttyS0), else all of them in order, as
+/// they replace grub.cfg's list (`rkos_consoles`) rather than adding to it.
 pub fn extra_cmdline(root: &Path) -> Option<String> {
     let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
-    let extra: Vec<_> = consoles_from_cmdline(&cmdline)
-        .into_iter()
-        .filter(|a| a != "console=tty0" && !a.starts_with("console=ttyS0"))
-        .collect();
-    (!extra.is_empty()).then(|| extra.join(" "))
+    let consoles = consoles_from_cmdline(&cmdline);
+    let default = |a: &String| a == "console=tty0" || a.starts_with("console=ttyS0");
+    (!consoles.iter().all(default)).then(|| consoles.join(" "))
 }
 
 #[cfg(test)]
@@ -196,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn consoles_other_than_the_default_ones_are_carried_over() {
+    fn consoles_other_than_the_default_ones_are_carried_over_with_the_others() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(t.path().join("proc")).unwrap();
         std::fs::write(
@@ -212,7 +211,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             extra_cmdline(t.path()).as_deref(),
-            Some("console=ttyS1,9600")
+            Some("console=ttyS1,9600 console=tty0")
         );
+        std::fs::write(t.path().join("proc/cmdline"), "quiet\n").unwrap();
+        assert_eq!(extra_cmdline(t.path()), None);
     }
 }

@@ -109,6 +109,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     f.commit()
 }
 
+/// A list of problem lines for the login prompt: written one per line (the directory made if
+/// need be), or the file removed when there are none, so a stale list never shows.
+pub fn write_lines_or_remove(path: &Path, lines: &[String]) -> io::Result<()> {
+    if lines.is_empty() {
+        return match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    fs::create_dir_all(parent(path)?)?;
+    let mut text = lines.join("\n");
+    text.push('\n');
+    write_atomic(path, text.as_bytes(), 0o644)
+}
+
 /// Makes directory entries (creations, renames, removals) in `dir` durable.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -10,7 +10,7 @@
 pub mod atomic;
 pub mod hash;
 
-pub use atomic::{fsync_dir, write_atomic, AtomicFile};
+pub use atomic::{fsync_dir, write_atomic, write_lines_or_remove, AtomicFile};
 pub use hash::{
     copy, sha256_file, sha256_reader, verify_file, HashReader, HashWriter, Hashed, Hasher,
     VerifyError,

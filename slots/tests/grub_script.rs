@@ -166,6 +166,9 @@ fn run_on(cpu: &str, cfg: &str, env: &BTreeMap<String, String>, saves: bool) -> 
         } else if let Some(assign) = line.strip_prefix("set ") {
             let (name, value) = assign.split_once('=').expect("set NAME=VALUE");
             vars.insert(name.to_string(), expand(value, &vars));
+        } else if line.starts_with("load_env ") {
+            // The block's variables replace those the script set before.
+            vars.extend(env.clone());
         } else {
             command(line, &vars, &mut env, saves);
         }
@@ -268,7 +271,7 @@ fn grub_cfg_falls_back_to_the_other_slot() {
 }
 
 /// The kernel's consoles follow GRUB's platform: the PC's first UART, or on arm64 the PL011
-/// (QEMU's virt board, the Raspberry Pi) last, so that it becomes /dev/console.
+/// (QEMU's virt board) last, so that it becomes /dev/console.
 #[test]
 fn consoles_follow_the_platform() {
     let env = env_of(&BootState::default());
@@ -282,6 +285,24 @@ fn consoles_follow_the_platform() {
             let consoles: Vec<&str> = c.split(' ').filter(|w| w.starts_with("console=")).collect();
             assert_eq!(consoles.first(), Some(&"console=tty0"), "{cpu}: {c}");
             assert_eq!(consoles.last(), Some(&last), "{cpu}: {c}");
+        }
+    }
+}
+
+/// Consoles named at install time (`rkos_consoles` in the environment block: the Raspberry
+/// Pi image's screen and mini UART) replace the platform's: no `console=ttyS0`, which would
+/// take the kernel's one 8250 console before `ttyS1`.
+#[test]
+fn consoles_from_the_environment_replace_the_platforms() {
+    let mut env = env_of(&BootState::default());
+    let pi = "console=tty0 console=ttyS1,115200";
+    env.insert("rkos_consoles".into(), pi.into());
+    for cpu in ["arm64", "x86_64"] {
+        let r = run_on(cpu, GRUB_CFG, &env, true);
+        assert!(!r.cmdlines.is_empty());
+        for c in &r.cmdlines {
+            let consoles: Vec<&str> = c.split(' ').filter(|w| w.starts_with("console=")).collect();
+            assert_eq!(consoles.join(" "), pi, "{cpu}: {c}");
         }
     }
 }

@@ -198,6 +198,26 @@ impl Drop for Loop {
     }
 }
 
+/// Edits the GRUB environment block on the installed disk image `disk` (its `RKOS_STATE`
+/// mounted through a loop device under `work`): what a test changes of a board's boot.
+pub fn edit_grubenv(
+    disk: &Path,
+    work: &Path,
+    edit: impl FnOnce(&mut rkos_slots::GrubEnv) -> Result<()>,
+) -> Result<()> {
+    ensure_root("a loop device")?;
+    let dev = Loop::attach(disk)?;
+    let part = crate::host::gpt_partition(disk, rkos_contract::label::STATE)?.0;
+    let mnt = work.join("state");
+    fs::create_dir_all(&mnt)?;
+    let _m = crate::host::Mount::new(&[&format!("{}p{part}", dev.0)], &mnt)?;
+    let sd = rkos_slots::StateDir::new(&mnt);
+    let mut env = sd.read_env()?;
+    edit(&mut env)?;
+    fs::write(sd.grubenv(), env.serialize()?)?;
+    Ok(())
+}
+
 /// An installed node's disk and the bundles for it, in a temporary directory.
 pub struct Prepared {
     pub tmp: tempfile::TempDir,
@@ -217,6 +237,12 @@ pub struct Prepared {
 /// `rkos install` as slot A, version [`V1`], to a raw disk with host name `hostname` and
 /// `rkos`'s password `password`; and a bundle of the same image as version `v2`.
 pub fn prepare(hostname: &str, password: &str, v2: &str) -> Result<Prepared> {
+    prepare_with(hostname, password, v2, "")
+}
+
+/// [`prepare`], with `more` (keys of the config's `rkos:` map, indented by two spaces) in the
+/// installed config.
+pub fn prepare_with(hostname: &str, password: &str, v2: &str, more: &str) -> Result<Prepared> {
     ensure_root("loop devices")?;
     let rkos = rkos_bin()?;
     let iso = iso()?;
@@ -241,7 +267,7 @@ pub fn prepare(hostname: &str, password: &str, v2: &str) -> Result<Prepared> {
     let config = dir.join("node.yaml");
     fs::write(
         &config,
-        format!("hostname: {hostname}\nrkos:\n  password: {password}\n"),
+        format!("hostname: {hostname}\nrkos:\n  password: {password}\n{more}"),
     )?;
     let disk = dir.join("disk.img");
     {

@@ -45,8 +45,8 @@ pub enum Boot {
     /// QEMU's Raspberry Pi 3 board (`-M raspi3b`: its four Cortex-A53, 1 GiB, the SD card,
     /// no PCI): `uboot` started as the kernel with the board's device tree `dtb`, as the Pi's
     /// firmware would start it (QEMU cannot run that firmware), the image as the SD card. The
-    /// console read is the PL011 (`ttyAMA0`); the mini UART, where U-Boot and GRUB write, goes
-    /// to `target/boot-logs/<name>-uart1.log`.
+    /// console read is the mini UART (the GPIO pins' UART on a Pi: `ttyS1`); the PL011 goes
+    /// to `target/boot-logs/<name>-uart0.log`.
     Raspi3b {
         uboot: PathBuf,
         dtb: PathBuf,
@@ -160,6 +160,8 @@ pub struct Extras {
     /// Raw disks on the AHCI controller (amd64): `sda`, `sdb`... in the guest, which sort
     /// before the virtio `vda`.
     pub ide_disks: Vec<PathBuf>,
+    /// Raw disks on a USB 3 (xHCI) controller, as USB sticks and SSDs are attached.
+    pub usb_disks: Vec<PathBuf>,
     pub mac: Option<String>,
     pub forwards: Vec<Forward>,
 }
@@ -262,7 +264,7 @@ pub struct Vm {
     accel: Accel,
     /// Something was typed on the console: a boot can no longer be retried from scratch.
     typed: bool,
-    /// Already retried under TCG once.
+    /// Already started again once (under TCG after KVM failed, or after QEMU crashed).
     retried: bool,
     child: Child,
     shared: Arc<Shared>,
@@ -340,22 +342,43 @@ impl Vm {
         })
     }
 
+    /// QEMU itself crashed (an assertion of its own, seen under TCG: `iotlb_to_section`)
+    /// before the guest's kernel ran its init: nothing of the guest's can have changed, so
+    /// the boot may start again once (nothing typed yet, not retried before).
+    fn emulator_crash(&self, c: &Console) -> Option<String> {
+        if self.typed || self.retried || !c.ended {
+            return None;
+        }
+        let kernel_ran = c.text.contains("Run /") || c.text.contains("rkos-init");
+        let line = c.qemu_errors.lines().find(|l| l.contains("Assertion"))?;
+        (!kernel_ran).then(|| format!("QEMU crashed: \"{}\"", line.trim()))
+    }
+
     /// Starts this VM again from scratch under TCG, keeping the KVM try's console log
     /// beside the new one, and tells the test output and the rest of the process.
     fn retry_under_tcg(&mut self, reason: &str) -> Result<()> {
+        rkos_vm::accel::demote(&format!("a boot failed under KVM ({reason})"));
+        self.start_again(
+            Accel::Tcg,
+            &format!("the boot failed under KVM ({reason}); retrying once under TCG"),
+            "kvm.log",
+        )
+    }
+
+    /// Starts this VM again from scratch under `accel`, keeping the failed try's console log
+    /// beside the new one (extension `old_ext`), and says `why` on the test output.
+    fn start_again(&mut self, accel: Accel, why: &str, old_ext: &str) -> Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let kvm_log = self.log_path.with_extension("kvm.log");
-        let _ = std::fs::rename(&self.log_path, &kvm_log);
+        let old_log = self.log_path.with_extension(old_ext);
+        let _ = std::fs::rename(&self.log_path, &old_log);
         rkos_vm::accel::say(&format!(
-            "{}: the boot failed under KVM ({reason}); retrying once under TCG (console of the \
-             KVM try: {})",
+            "{}: {why} (console of the failed try: {})",
             self.name,
-            kvm_log.display()
+            old_log.display()
         ));
-        rkos_vm::accel::demote(&format!("a boot failed under KVM ({reason})"));
-        let (child, shared, log_path) = spawn(&self.cfg, &self.nic, Accel::Tcg)?;
-        self.accel = Accel::Tcg;
+        let (child, shared, log_path) = spawn(&self.cfg, &self.nic, accel)?;
+        self.accel = accel;
         self.retried = true;
         self.child = child;
         self.shared = shared;
@@ -384,6 +407,17 @@ impl Vm {
                 drop(g);
                 self.retry_under_tcg(&reason)?;
                 // the retry starts the boot over: so does the wait
+                deadline = Instant::now() + timeout;
+                continue;
+            }
+            if let Some(reason) = self.emulator_crash(&g) {
+                drop(g);
+                let accel = self.accel;
+                self.start_again(
+                    accel,
+                    &format!("{reason} before the kernel ran; starting the boot once more"),
+                    "crashed.log",
+                )?;
                 deadline = Instant::now() + timeout;
                 continue;
             }
@@ -620,14 +654,16 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
             "-M raspi3b has no virtio: its one disk is the SD card"
         );
         cmd.args(["-accel", accel.as_str(), "-machine", "raspi3b", "-m", "1G"]);
-        cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
-        // U-Boot writes to the mini UART; Linux's driver for it finds no clock on QEMU's
-        // board, so the kernel and the login are on the PL011 (above).
+        // The console read is the mini UART (the second serial port), as on a Pi's GPIO
+        // pins: U-Boot, GRUB and, with the Pi image's consoles, the kernel and the login.
+        // The PL011 (the Bluetooth chip's UART on a Pi) goes to a file.
         std::fs::create_dir_all(log_dir())?;
-        cmd.arg("-serial").arg(format!(
+        cmd.args(["-display", "none", "-monitor", "none", "-serial"]);
+        cmd.arg(format!(
             "file:{}",
-            log_dir().join(format!("{}-uart1.log", cfg.name)).display()
+            log_dir().join(format!("{}-uart0.log", cfg.name)).display()
         ));
+        cmd.args(["-serial", "stdio"]);
     } else {
         let cpu = match accel {
             Accel::Tcg => arch.tcg_cpu(),
@@ -719,8 +755,8 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
         } else {
             "raw"
         };
-        if i == 0 && !cfg.extras.ide_disks.is_empty() {
-            // SeaBIOS would try the AHCI disks first and stop at one that cannot boot
+        if i == 0 && !(cfg.extras.ide_disks.is_empty() && cfg.extras.usb_disks.is_empty()) {
+            // SeaBIOS would try the AHCI (or USB) disks first and stop at one that cannot boot
             cmd.arg("-drive").arg(format!(
                 "file={},format={format},if=none,id=disk0",
                 d.display()
@@ -745,6 +781,15 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
     for d in &cfg.extras.ide_disks {
         cmd.arg("-drive")
             .arg(format!("file={},format=raw,if=ide", d.display()));
+    }
+    if !cfg.extras.usb_disks.is_empty() {
+        cmd.args(["-device", "qemu-xhci,id=xhci"]);
+    }
+    for (i, d) in cfg.extras.usb_disks.iter().enumerate() {
+        cmd.arg("-drive")
+            .arg(format!("file={},format=raw,if=none,id=usb{i}", d.display()));
+        cmd.arg("-device")
+            .arg(format!("usb-storage,bus=xhci.0,drive=usb{i}"));
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())

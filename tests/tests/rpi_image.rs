@@ -144,10 +144,12 @@ fn rpi_image_has_the_pi_boot_chain_and_keeps_it_after_the_first_grow() -> Result
             "slot A is not arm64: {manifest}"
         );
         let env = fs::read_to_string(mnt.join("grub/grubenv"))?;
+        // The screen and the GPIO UART (last: /dev/console), replacing GRUB's platform list,
+        // whose ttyS0 would take the kernel's one 8250 console away from ttyS1.
         ensure!(
             env.lines()
-                .any(|l| l.starts_with("rkos_cmdline=") && l.contains("console=ttyS1,115200")),
-            "the kernel gets no console on the Pi's GPIO UART (ttyS1):\n{env}"
+                .any(|l| l == "rkos_consoles=console=tty0 console=ttyS1,115200"),
+            "the kernel gets no console on the Pi's GPIO UART (ttyS1) alone:\n{env}"
         );
         drop(m);
         let grown = rkos_install::grow::grow_data(Path::new(&dev.0), Path::new(&part(data)))?;

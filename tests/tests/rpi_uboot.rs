@@ -25,8 +25,8 @@ use rkos_contract::label;
 use rkos_tests::host::{iso_arm64, mtools_image, rkos_bin, rpi_image, sh};
 use rkos_tests::httpd::Httpd;
 use rkos_tests::node::{
-    bundle_for, extract_image, init_report, initrd_with_version, link, login_within, marked_good,
-    p, signing_key, status, version_bundle_for, V1,
+    bundle_for, edit_grubenv, extract_image, init_report, initrd_with_version, link, login_within,
+    marked_good, p, signing_key, status, version_bundle_for, V1,
 };
 use rkos_tests::qemu::{Arch, Boot, Vm, VmConfig};
 use rkos_tests::seed::make_seed;
@@ -91,6 +91,17 @@ fn rpi_image_boots_through_uboot_upgrades_and_rolls_back() -> Result<()> {
     let config = dir.join("config.yaml");
     fs::write(&config, format!("hostname: {HOSTNAME}\n"))?;
     sh("mcopy", &["-i", &fat, p(&config), "::/rkos/config.yaml"])?;
+    // The Pi's consoles are the screen and its mini UART (ttyS1); the virt board has neither
+    // the UART nor its driver's device, only a PL011: the stand-in board's console.
+    edit_grubenv(&disk, dir, |env| {
+        ensure!(
+            env.get("rkos_consoles") == Some("console=tty0 console=ttyS1,115200"),
+            "the Pi image's consoles: {:?}",
+            env.get("rkos_consoles")
+        );
+        env.set("rkos_consoles", "console=tty0 console=ttyAMA0,115200n8")?;
+        Ok(())
+    })?;
     let seed = make_seed(
         dir,
         &format!("#cloud-config\nchpasswd:\n  list: |\n    rkos:{PASSWORD}\n  expire: false\n"),
@@ -122,8 +133,8 @@ fn rpi_image_boots_through_uboot_upgrades_and_rolls_back() -> Result<()> {
     init_report(&mut vm, V1, "A")?;
     let cmdline = vm.run_ok("cat /proc/cmdline", CMD)?;
     ensure!(
-        cmdline.contains("console=ttyAMA0"),
-        "GRUB gave no arm64 console: {cmdline}"
+        cmdline.contains("console=ttyAMA0") && !cmdline.contains("ttyS"),
+        "GRUB did not give the environment block's consoles: {cmdline}"
     );
     ensure!(
         vm.run_ok("hostname", CMD)?.trim() == HOSTNAME,

@@ -12,7 +12,7 @@ use crate::identity;
 use crate::kmod::{self, Loader};
 use crate::log;
 use crate::modules::ModuleIndex;
-use crate::plan::SYSROOT;
+use crate::plan::{self, SYSROOT};
 use crate::system;
 
 /// A task of the config stage: it applies one part of the config, adding what went wrong to
@@ -27,6 +27,7 @@ const TASKS: &[(&str, Task)] = &[
     ("network-names", network_names),
     ("modules", modules),
     ("sysctls", sysctls),
+    ("data-disks", data_disks),
     ("persistent-paths", persistent_paths),
 ];
 
@@ -121,14 +122,54 @@ fn sysctls(b: &mut Boot, early: &EarlyConfig) {
         .extend(problems.into_iter().map(|p| format!("error: {p}")));
 }
 
+/// The paths of the config's data disks, which systemd mounts (from `rkos config apply`'s
+/// units) instead of rkos-init's binds from the data volume.
+fn data_disk_paths(early: &EarlyConfig) -> Vec<String> {
+    early
+        .config
+        .rkos
+        .data_disks
+        .iter()
+        .map(|d| d.path.clone())
+        .collect()
+}
+
+/// An installed node's built-in persistent binds at a data disk's path are taken back, so
+/// the path is free for the disk's mount; with the disk missing, k3s (which requires it)
+/// does not start on the data volume's state either.
+fn data_disks(b: &mut Boot, early: &EarlyConfig) {
+    if b.mode != BootMode::Disk {
+        return;
+    }
+    for path in plan::binds_replaced_by_data_disks(&data_disk_paths(early)) {
+        let at = Path::new(SYSROOT).join(path.strip_prefix("/").unwrap_or(&path));
+        if let Err(e) = nix::mount::umount(&at) {
+            b.config_problems.push(format!(
+                "error: data disk {}: the data volume's bind there stays ({e}); the disk \
+                 cannot be mounted",
+                path.display()
+            ));
+        }
+    }
+}
+
 /// An installed node's extra persistent paths: seeded from the image and bound like the
-/// built-in ones. A failed seed or bind skips the rest of that path only.
+/// built-in ones, except at a data disk's path. A failed seed or bind skips the rest of that
+/// path only.
 fn persistent_paths(b: &mut Boot, early: &EarlyConfig) {
-    let extra = &early.config.rkos.persistent_paths;
+    let disks = data_disk_paths(early);
+    let extra: Vec<String> = early
+        .config
+        .rkos
+        .persistent_paths
+        .iter()
+        .filter(|p| !disks.contains(p))
+        .cloned()
+        .collect();
     if b.mode != BootMode::Disk || extra.is_empty() {
         return;
     }
-    let (groups, problems) = early::persistent_groups(extra);
+    let (groups, problems) = early::persistent_groups(&extra);
     b.config_problems.extend(problems);
     let mut exec = system::Executor::new(&mut b.loader);
     for (path, steps) in &groups {

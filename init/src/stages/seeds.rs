@@ -26,13 +26,34 @@ const SEEDS: [(&str, &str, SeedCopy); 2] = [
 
 /// Whether this boot reads seed volumes: the live ISO and the installer always do; an
 /// installed node only when its own config says `data_sources: [cdrom]` (the disk image's
-/// does), so a stick labelled `cidata` that someone plugs in cannot reconfigure it. `config`
-/// loads the node's config without any seed (called only for an installed node).
-pub fn reads_seeds(mode: BootMode, config: impl FnOnce() -> rkos_config::Config) -> bool {
+/// does), so a stick labelled `cidata` that someone plugs in cannot reconfigure it.
+/// `opted_in` answers that from the node's config without any seed (asked only for an
+/// installed node).
+pub fn reads_seeds(mode: BootMode, opted_in: impl FnOnce() -> bool) -> bool {
     match mode {
-        BootMode::Disk => rkos_config::datasource::reads_seed_volumes(&config()),
+        BootMode::Disk => opted_in(),
         BootMode::Live | BootMode::Install | BootMode::Netboot | BootMode::Rescue => true,
     }
+}
+
+/// Whether the installed node's config under `root` opts in to its seed volumes. Its raw
+/// sources are read first (the image defaults from the initramfs's copy, as the second
+/// thread reads them): when none says `cdrom` the answer is no without a full load, whose
+/// cold code costs a fifth of a second under emulation on every boot of most nodes.
+fn opted_in(root: &Path, cmdline: &str) -> bool {
+    use rkos_config::{datasource, source};
+    let mut sources = source::image_defaults(Path::new("/")).0;
+    sources.extend(source::collect_report_after_defaults(root, cmdline).0);
+    datasource::mentions_seed_volumes(&sources)
+        && datasource::reads_seed_volumes(
+            &early::load_config(
+                rkos_config::ImageDefaults::parse(Path::new("/")),
+                root,
+                cmdline,
+                None,
+            )
+            .config,
+        )
 }
 
 /// The console line for a seed volume an installed node leaves alone.
@@ -81,14 +102,7 @@ pub(super) fn copy_seeds(b: &mut Boot, root: &Path) {
     if found.is_empty() && boot_partition.is_none() {
         return;
     }
-    let cmdline = b.cmdline.clone();
-    let allowed = reads_seeds(b.mode, || {
-        rkos_config::NodeConfig::at(root)
-            .cmdline(cmdline)
-            .names_as_booted()
-            .load()
-            .config
-    });
+    let allowed = reads_seeds(b.mode, || opted_in(root, &b.cmdline));
     for (seed, label, what, copy) in found {
         let seed = &seed;
         if !allowed {
@@ -109,17 +123,24 @@ pub(super) fn copy_seeds(b: &mut Boot, root: &Path) {
     }
 }
 
-/// Whether a block device appeared that `devs` does not hold.
+/// Whether a block device appeared that `devs` does not hold and that could be a seed: not
+/// a loop device (rkos-init's own, for the image: on an installed node one always appears
+/// after the wait, and a rescan that probes every device costs a fifth of a second under
+/// emulation) nor a RAM disk.
 fn new_block_devices(devs: &[BlockDevice]) -> bool {
     fs::read_dir("/sys/class/block")
         .map(|rd| {
             rd.flatten().any(|e| {
-                !devs
-                    .iter()
-                    .any(|d| *d.name == *e.file_name().to_string_lossy())
+                let name = e.file_name().to_string_lossy().into_owned();
+                may_be_seed(&name) && !devs.iter().any(|d| *d.name == *name)
             })
         })
         .unwrap_or(false)
+}
+
+/// Whether a block device of this name can be a seed volume someone attached.
+fn may_be_seed(name: &str) -> bool {
+    !["loop", "ram", "zram"].iter().any(|p| name.starts_with(p))
 }
 
 /// Mounts a seed volume read-only, copies its files with `copy`, unmounts it.
@@ -145,7 +166,11 @@ fn copy_seed(
     let _ = nix::mount::umount(mnt);
     let _ = fs::remove_dir(mnt);
     let copied = copied.map_err(|e| e.to_string())?;
-    tracing::info!("{what} {}: {}", seed.path.display(), copied.join(", "));
+    if copied.is_empty() {
+        tracing::debug!("{what} {}: nothing to read", seed.path.display());
+    } else {
+        tracing::info!("{what} {}: {}", seed.path.display(), copied.join(", "));
+    }
     Ok(())
 }
 
@@ -153,23 +178,49 @@ fn copy_seed(
 mod tests {
     use super::*;
 
-    fn config(yaml: &str) -> rkos_config::Config {
-        let loaded = rkos_config::load(&[rkos_config::Source::given_file("c.yaml", yaml)]);
-        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-        loaded.config
+    /// A node's root with `yaml` as its persistent config.
+    fn root_with(yaml: &str) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let file = rkos_contract::paths::under(t.path(), rkos_contract::paths::PERSISTENT_CONFIG);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(file, yaml).unwrap();
+        t
     }
 
     #[test]
     fn an_installed_node_reads_seed_volumes_only_when_its_config_says_so() {
-        let yes = "rkos:\n  data_sources: [cdrom]\n";
-        let no = "rkos:\n  data_sources: [\"https://example.com/c.yaml\"]\n";
-        assert!(reads_seeds(BootMode::Disk, || config(yes)));
-        assert!(!reads_seeds(BootMode::Disk, || config(no)));
-        assert!(!reads_seeds(BootMode::Disk, || config("")));
+        let yes = root_with("rkos:\n  data_sources: [cdrom]\n");
+        let no = root_with("rkos:\n  data_sources: [\"https://example.com/c.yaml\"]\n");
+        // Says the word, not as a data source: a full load says no.
+        let only_said = root_with("hostname: cdrom-lab\n");
+        assert!(reads_seeds(BootMode::Disk, || opted_in(yes.path(), "")));
+        assert!(!reads_seeds(BootMode::Disk, || opted_in(no.path(), "")));
+        assert!(!reads_seeds(BootMode::Disk, || opted_in(
+            only_said.path(),
+            ""
+        )));
+        assert!(!reads_seeds(BootMode::Disk, || opted_in(
+            root_with("").path(),
+            ""
+        )));
+        assert!(reads_seeds(BootMode::Disk, || opted_in(
+            root_with("").path(),
+            "rkos.data_sources=cdrom"
+        )));
         for m in [BootMode::Live, BootMode::Install] {
             assert!(reads_seeds(m, || unreachable!(
                 "the live medium does not ask"
             )));
+        }
+    }
+
+    #[test]
+    fn loop_devices_and_ram_disks_are_never_seeds() {
+        for n in ["loop0", "loop12", "ram0", "zram0"] {
+            assert!(!may_be_seed(n), "{n}");
+        }
+        for n in ["sr0", "vdb", "sda1", "mmcblk0p1", "nvme0n1"] {
+            assert!(may_be_seed(n), "{n}");
         }
     }
 

@@ -3,7 +3,8 @@
 # the login prompt: the version, the user to log in as, how agents join this node (its
 # addresses as the kernel has them now, from `rkos token --hint`), and the config problems
 # rkos-init and `rkos config apply` found (/run/rkos/config-errors): a node whose config is
-# broken still boots, and this is how its operator learns why.
+# broken still boots, and this is how its operator learns why. Likewise the data disks that
+# are missing (/run/rkos/data-disks, from `rkos data-disks --report`).
 #   issue.sh          write it (rkos-issue.service: at boot, and again after os-config)
 #   issue.sh --watch  write it again whenever an address comes or goes
 #                     (rkos-issue-watch.service)
@@ -14,7 +15,10 @@ set -eu
 write() {
     mkdir -p /run/rkos
     out=/run/rkos/issue
-    tmp=$out.tmp
+    # Its own temporary file: the watcher and a one-off run (rkos-data-disks.service) may
+    # write at once.
+    tmp=$(mktemp /run/rkos/issue.XXXXXX)
+    chmod 0644 "$tmp"
     {
         version=$(cat /etc/rkos/version 2>/dev/null || echo unknown)
         # agetty expands \n (host name) and \l (line); everything else is kept literal
@@ -23,6 +27,10 @@ write() {
         hint=$(/usr/bin/rkos token --hint 2>/dev/null || true)
         if [ -n "$hint" ]; then
             printf '\n%s\n' "$hint" | sed -e 's/\\/\\\\/g'
+        fi
+        if [ -s /run/rkos/data-disks ]; then
+            printf '\n*** rkos: data disks (rkos.data_disks) ***\n'
+            sed -e 's/\\/\\\\/g' -e 's/^/  /' /run/rkos/data-disks
         fi
         if [ -s /run/rkos/config-errors ]; then
             printf '\n*** rkos: config errors (the node runs with the config that was valid) ***\n'

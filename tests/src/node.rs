@@ -3,7 +3,7 @@
 //! image, and the console steps that boot, log in and check what came up.
 
 use crate::host::{ensure_root, iso, rkos_bin, sh, workspace};
-use crate::qemu::{Arch, Boot, Vm, VmConfig};
+use crate::qemu::{Arch, Boot, Extras, Vm, VmConfig};
 use anyhow::{ensure, Context, Result};
 use regex::Regex;
 use rkos_contract::report::InitReport;
@@ -306,13 +306,18 @@ pub fn prepare_with(hostname: &str, password: &str, v2: &str, more: &str) -> Res
 /// Boots the installed node on `disk` (raw, or a qcow2 overlay named `*.qcow2`) from its
 /// own GRUB.
 pub fn start(disk: &Path, name: &str) -> Result<Vm> {
+    start_with(disk, name, Extras::default())
+}
+
+/// [`start`], with more devices attached (`extras`).
+pub fn start_with(disk: &Path, name: &str, extras: Extras) -> Result<Vm> {
     Vm::start(&VmConfig {
         name: name.into(),
         arch: Arch::Amd64,
         boot: Boot::Disk { uefi_vars: None },
         disks: vec![disk.to_path_buf()],
         memory_mb: 1536,
-        extras: Default::default(),
+        extras,
     })
 }
 

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use rkos_tests::host::sh;
-use rkos_tests::node::{login, p, prepare_with, BOOT, CMD};
-use rkos_tests::qemu::{Arch, Boot, Extras, Vm, VmConfig};
+use rkos_tests::node::{login, p, prepare_with, start_with, BOOT, CMD};
+use rkos_tests::qemu::{Extras, Vm};
 
 const PASSWORD: &str = "usb-state-pw";
 const LABEL: &str = "K3S_STATE";
@@ -40,17 +40,11 @@ fn usb_disk(dir: &Path) -> Result<PathBuf> {
 }
 
 fn start(disk: &Path, name: &str, usb: Option<&Path>) -> Result<Vm> {
-    Vm::start(&VmConfig {
-        name: name.into(),
-        arch: Arch::Amd64,
-        boot: Boot::Disk { uefi_vars: None },
-        disks: vec![disk.to_path_buf()],
-        memory_mb: 1536,
-        extras: Extras {
-            usb_disks: usb.map(Path::to_path_buf).into_iter().collect(),
-            ..Extras::default()
-        },
-    })
+    let extras = Extras {
+        usb_disks: usb.map(Path::to_path_buf).into_iter().collect(),
+        ..Extras::default()
+    };
+    start_with(disk, name, extras)
 }
 
 /// `systemctl is-active k3s`: `active` once the stand-in runs.

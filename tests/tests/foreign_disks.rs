@@ -13,8 +13,8 @@
 use anyhow::{ensure, Context, Result};
 use rkos_contract::{label, partition};
 use rkos_tests::host::sh;
-use rkos_tests::node::{init_json, login, p, prepare, BOOT, CMD};
-use rkos_tests::qemu::{Arch, Boot, Extras, Vm, VmConfig};
+use rkos_tests::node::{init_json, login, p, prepare, start_with, BOOT, CMD};
+use rkos_tests::qemu::Extras;
 use rkos_tests::seed::make_seed_iso;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -50,18 +50,12 @@ fn an_installed_node_keeps_to_its_own_disk_and_ignores_a_seed_it_did_not_ask_for
             ("meta-data", "instance-id: stick-1\n"),
         ],
     )?;
-    let mut vm = Vm::start(&VmConfig {
-        name: "foreign-disks".into(),
-        arch: Arch::Amd64,
-        boot: Boot::Disk { uefi_vars: None },
-        disks: vec![node.disk.clone()],
-        memory_mb: 1536,
-        extras: Extras {
-            cdroms: vec![seed],
-            ide_disks: vec![state, data],
-            ..Extras::default()
-        },
-    })?;
+    let extras = Extras {
+        cdroms: vec![seed],
+        ide_disks: vec![state, data],
+        ..Extras::default()
+    };
+    let mut vm = start_with(&node.disk, "foreign-disks", extras)?;
     // Said on the console before systemd starts, where an operator at the node looks (the
     // seed's line comes last).
     vm.expect(

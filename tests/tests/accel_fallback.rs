@@ -115,6 +115,31 @@ fn a_boot_where_qemu_aborts_under_kvm_is_retried_under_tcg() {
 }
 
 #[test]
+fn a_boot_qemu_crashed_in_before_the_kernel_ran_init_is_started_once_more() {
+    fake_qemu();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "accel-tcg-crash";
+    let mut vm = Vm::start_under(&vm(dir.path(), name, "tcg-crash-once"), Accel::Tcg).unwrap();
+    vm.expect("login:", Duration::from_secs(30)).unwrap();
+    assert_eq!(vm.accel(), Accel::Tcg);
+    let crashed = std::fs::read_to_string(log_dir().join(format!("{name}.crashed.log"))).unwrap();
+    assert!(crashed.contains("Linux version"), "{crashed}");
+}
+
+#[test]
+fn a_crash_after_the_kernel_ran_init_is_the_tests_business() {
+    fake_qemu();
+    let dir = tempfile::tempdir().unwrap();
+    let mut vm = Vm::start_under(
+        &vm(dir.path(), "accel-tcg-crash-late", "tcg-crash-late"),
+        Accel::Tcg,
+    )
+    .unwrap();
+    let err = vm.expect("login:", Duration::from_secs(10)).unwrap_err();
+    assert!(err.to_string().contains("QEMU exited"), "{err}");
+}
+
+#[test]
 fn a_boot_that_works_under_kvm_stays_there() {
     fake_qemu();
     let dir = tempfile::tempdir().unwrap();

@@ -424,7 +424,6 @@ pub fn systemd_escape_path(path: &str) -> String {
 fn mounts(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
     let dir = "/etc/systemd/system";
     let mut units = Vec::new();
-    let mut disks = Vec::new();
     for d in &cfg.rkos.data_disks {
         let Some(what) = d.device() else { continue };
         let unit = format!("{}.mount", systemd_escape_path(&d.path));
@@ -453,11 +452,11 @@ fn mounts(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
                 "# Written by rkos from config.yaml (data_disks).\n[Unit]\nJobRunningTimeoutSec={DATA_DISK_WAIT_SECONDS}s\n"
             ),
         ));
-        disks.push(unit.clone());
         units.push(unit);
     }
-    if !disks.is_empty() {
-        let disks = disks.join(" ");
+    // So far the units are the data disks' (the persistent paths' come below).
+    if !units.is_empty() {
+        let disks = units.join(" ");
         let head = "# Written by rkos from config.yaml (data_disks).\n[Unit]\n";
         // k3s never starts without its disks: on the boot disk's empty state a server
         // would start a new cluster, an agent register again.

@@ -1,7 +1,7 @@
 //! The config's `data_disks` on the running node: each attached and mounted at its path, or
-//! what is wrong and what to do. `rkos data-disks` prints it; rkos-data-disks.service (the
-//! rendered mounts' `OnFailure=`) puts it on the console and at the login prompt, so the
-//! owner of a Pi whose USB disk is unplugged learns why k3s did not start.
+//! what is wrong and what to do. `rkos data-disks` prints it; rkos-data-disks.service
+//! (ordered after the rendered mounts) puts it on the console and at the login prompt, so
+//! the owner of a Pi whose USB disk is unplugged learns why k3s did not start.
 
 use std::path::Path;
 
@@ -37,8 +37,9 @@ pub fn state(root: &Path, disk: &DataDisk, mounts: &[Mount]) -> State {
         Ok(rel) => format!("/{}", rel.display()),
         Err(_) => real.display().to_string(),
     };
-    // The path carries a bind from RKOS_DATA too (k3s state is a built-in persistent path),
-    // so "mounted" means: the mount on top at the path is this device's.
+    // Another mount can sit at the path (the data volume's bind at a built-in persistent
+    // path, should rkos-init have failed to take it back), so "mounted" means: the mount on
+    // top at the path is this device's.
     let top = mounts::containing(mounts, &disk.path)
         .filter(|m| m.mount_point == disk.path && m.source == device);
     match top {

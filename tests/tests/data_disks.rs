@@ -67,15 +67,11 @@ fn k3s_state_lives_on_a_usb_disk_and_a_missing_disk_is_said_and_waited_for_not_h
     // --- 1. the USB disk attached ------------------------------------------------------------
     let mut vm = start(&node.disk, "data-disks-attached", Some(&usb))?;
     login(&mut vm, PASSWORD)?;
-    let mut k3s = String::new();
-    for _ in 0..60 {
-        k3s = k3s_state(&mut vm)?;
-        if k3s == "active" {
-            break;
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    ensure!(k3s == "active", "k3s with its disk attached: {k3s}");
+    vm.run_ok(
+        "timeout 120 sh -c 'until systemctl is-active -q k3s; do sleep 2; done'",
+        CMD + Duration::from_secs(120),
+    )
+    .context("k3s did not start with its disk attached")?;
     let src = vm.run_ok("findmnt -n -o SOURCE /var/lib/rancher | tail -n 1", CMD)?;
     ensure!(
         src.trim().starts_with("/dev/sd"),

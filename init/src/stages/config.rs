@@ -157,13 +157,15 @@ fn data_disks(b: &mut Boot, early: &EarlyConfig) {
 /// built-in ones, except at a data disk's path. A failed seed or bind skips the rest of that
 /// path only.
 fn persistent_paths(b: &mut Boot, early: &EarlyConfig) {
-    let disks = data_disk_paths(early);
+    // Compared normalised, as render compares them (by mount unit name).
+    let normal = |p: &String| plan::normalize_persistent(p).ok();
+    let disks: Vec<_> = data_disk_paths(early).iter().filter_map(normal).collect();
     let extra: Vec<String> = early
         .config
         .rkos
         .persistent_paths
         .iter()
-        .filter(|p| !disks.contains(p))
+        .filter(|p| normal(p).is_none_or(|n| !disks.contains(&n)))
         .cloned()
         .collect();
     if b.mode != BootMode::Disk || extra.is_empty() {

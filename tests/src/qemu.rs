@@ -256,6 +256,14 @@ struct Console {
     qemu_errors: String,
 }
 
+impl Console {
+    /// Whether the guest's kernel started its init (rkos-init, or any init): from then on a
+    /// boot has changed what it booted from, and a stop is the test's business.
+    fn kernel_ran(&self) -> bool {
+        self.text.contains("Run /") || self.text.contains("rkos-init")
+    }
+}
+
 /// A running VM.
 pub struct Vm {
     name: String,
@@ -326,8 +334,7 @@ impl Vm {
             return Some(format!("QEMU reported \"{}\"", line.trim()));
         }
         // once the kernel has started its init, a stop is the test's business, not KVM's
-        let kernel_ran = c.text.contains("Run /") || c.text.contains("rkos-init");
-        if kernel_ran {
+        if c.kernel_ran() {
             return None;
         }
         if c.ended {
@@ -349,9 +356,8 @@ impl Vm {
         if self.typed || self.retried || !c.ended {
             return None;
         }
-        let kernel_ran = c.text.contains("Run /") || c.text.contains("rkos-init");
         let line = c.qemu_errors.lines().find(|l| l.contains("Assertion"))?;
-        (!kernel_ran).then(|| format!("QEMU crashed: \"{}\"", line.trim()))
+        (!c.kernel_ran()).then(|| format!("QEMU crashed: \"{}\"", line.trim()))
     }
 
     /// Starts this VM again from scratch under TCG, keeping the KVM try's console log
@@ -658,8 +664,7 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
         // pins: U-Boot, GRUB and, with the Pi image's consoles, the kernel and the login.
         // The PL011 (the Bluetooth chip's UART on a Pi) goes to a file.
         std::fs::create_dir_all(log_dir())?;
-        cmd.args(["-display", "none", "-monitor", "none", "-serial"]);
-        cmd.arg(format!(
+        cmd.arg("-serial").arg(format!(
             "file:{}",
             log_dir().join(format!("{}-uart0.log", cfg.name)).display()
         ));
@@ -678,8 +683,9 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
             "-m",
             &cfg.memory_mb.to_string(),
         ]);
-        cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+        cmd.args(["-serial", "stdio"]);
     }
+    cmd.args(["-display", "none", "-monitor", "none"]);
     // A hardware watchdog, as on real servers: systemd arms it (RuntimeWatchdogSec in the
     // image), so a node that hangs after rkos-init is reset (QEMU's default action) and GRUB
     // counts the try.

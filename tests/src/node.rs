@@ -407,17 +407,23 @@ pub fn init_report(vm: &mut Vm, version: &str, slot: &str) -> Result<()> {
     Ok(())
 }
 
-/// Waits up to `wait` for `rkos-mark-good.service` to finish on a node that booted `version`
-/// from `slot` on trial, then checks `rkos status`: the slot passed and is now the default.
-pub fn marked_good(vm: &mut Vm, version: &str, slot: &str, wait: Duration) -> Result<()> {
+/// Waits up to `wait` (polled in the guest every 2 s) for `unit` to be active.
+pub fn wait_active(vm: &mut Vm, unit: &str, wait: Duration) -> Result<()> {
     vm.run_ok(
         &format!(
-            "timeout {} sh -c 'until systemctl is-active -q rkos-mark-good.service; do sleep 2; done'",
+            "timeout {} sh -c 'until systemctl is-active -q {unit}; do sleep 2; done'",
             wait.as_secs()
         ),
         wait + Duration::from_secs(30),
     )
-    .context("rkos-mark-good.service never finished")?;
+    .map(|_| ())
+}
+
+/// Waits up to `wait` for `rkos-mark-good.service` to finish on a node that booted `version`
+/// from `slot` on trial, then checks `rkos status`: the slot passed and is now the default.
+pub fn marked_good(vm: &mut Vm, version: &str, slot: &str, wait: Duration) -> Result<()> {
+    wait_active(vm, "rkos-mark-good.service", wait)
+        .context("rkos-mark-good.service never finished")?;
     status(
         vm,
         &[

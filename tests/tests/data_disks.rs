@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use rkos_tests::host::sh;
-use rkos_tests::node::{login, p, prepare_with, start_with, BOOT, CMD};
+use rkos_tests::node::{login, p, prepare_with, start_with, wait_active, BOOT, CMD};
 use rkos_tests::qemu::{Extras, Vm};
 
 const PASSWORD: &str = "usb-state-pw";
@@ -67,11 +67,8 @@ fn k3s_state_lives_on_a_usb_disk_and_a_missing_disk_is_said_and_waited_for_not_h
     // --- 1. the USB disk attached ------------------------------------------------------------
     let mut vm = start(&node.disk, "data-disks-attached", Some(&usb))?;
     login(&mut vm, PASSWORD)?;
-    vm.run_ok(
-        "timeout 120 sh -c 'until systemctl is-active -q k3s; do sleep 2; done'",
-        CMD + Duration::from_secs(120),
-    )
-    .context("k3s did not start with its disk attached")?;
+    wait_active(&mut vm, "k3s", Duration::from_secs(120))
+        .context("k3s did not start with its disk attached")?;
     let src = vm.run_ok("findmnt -n -o SOURCE /var/lib/rancher | tail -n 1", CMD)?;
     ensure!(
         src.trim().starts_with("/dev/sd"),

@@ -32,8 +32,8 @@ use rkos_agent::nodeops::{self, HostNodeOps, NodeOps};
 use rkos_contract::paths;
 use rkos_slots::health::{HealthFacts, Seen};
 use rkos_slots::{BootState, Slot, StateDir, UpgradeReport};
-use support::apiserver_standin::{StandIn, LEASES, NODES, NUS};
-use support::node_agent::{phase, run_agent, script, seed, wait_for};
+use support::apiserver_standin::{StandIn, NUS};
+use support::node_agent::{phase, released, run_agent, script, seed, wait_for};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -691,18 +691,6 @@ fn the_worst_case_trial_uses_the_commands_figures() {
 // ---------------------------------------------------------------------------------------------
 // The agent, against the API server stand-in, driving the real command.
 
-/// After a terminal phase: the node becomes schedulable again and holds no lease. The agent
-/// reports the phase and releases in separate writes, so the release is waited for (60 s at most, as
-/// [`wait_for`]) rather than expected in the same instant: on a loaded machine the test can
-/// read the phase between the two writes.
-async fn released(api: &StandIn) {
-    wait_for(api, |api| {
-        api.all(LEASES).is_empty()
-            && api.get(NODES, "", "n1").unwrap()["spec"]["unschedulable"] != true
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_upgrades_a_node_from_a_bundle_over_http() {
     let node = Node::new("1");
@@ -712,6 +700,7 @@ async fn agent_upgrades_a_node_from_a_bundle_over_http() {
     let api = StandIn::start().await;
     seed(&api, "2", &url);
     let a = run_agent(&api, node.ops.clone(), |api| phase(api) == "Succeeded").await;
+    released(&api).await;
     a.abort();
     let nu = api.get(NUS, "", "n1").unwrap();
     assert_eq!(nu["status"]["currentVersion"], "2");
@@ -721,7 +710,6 @@ async fn agent_upgrades_a_node_from_a_bundle_over_http() {
     assert_eq!(node.reboots.load(Ordering::Relaxed), 1);
     let st = node.state.boot_state().unwrap();
     assert_eq!((st.default, st.trial), (Slot::B, None), "marked good");
-    released(&api).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -732,6 +720,7 @@ async fn agent_reports_a_bundle_its_node_does_not_trust() {
     seed(&api, "2", &evil.display().to_string());
     let env = node.grubenv();
     let a = run_agent(&api, node.ops.clone(), |api| phase(api) == "Failed").await;
+    released(&api).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     a.abort();
     let nu = api.get(NUS, "", "n1").unwrap();
@@ -746,7 +735,6 @@ async fn agent_reports_a_bundle_its_node_does_not_trust() {
     assert_eq!(nu["status"]["currentVersion"], "1");
     assert_eq!(node.grubenv(), env);
     assert_eq!(node.reboots.load(Ordering::Relaxed), 0);
-    released(&api).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -773,13 +761,13 @@ async fn agent_reports_a_rollback_and_a_retry_rearms_the_staged_slot() {
     node.broken.lock().unwrap().clear();
     api.delete(NUS, "", "n1");
     wait_for(&api, |api| phase(api) == "Succeeded").await;
+    released(&api).await;
     a.abort();
     let nu = api.get(NUS, "", "n1").unwrap();
     assert_eq!(nu["status"]["currentVersion"], "2");
     assert_eq!(node.reboots.load(Ordering::Relaxed), 2);
     let st = node.state.boot_state().unwrap();
     assert_eq!((st.default, st.trial), (Slot::B, None));
-    released(&api).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -791,18 +779,19 @@ async fn agent_with_the_running_version_does_nothing_and_a_stale_bundle_fails_on
     seed(&api, "1", &b1.display().to_string());
     let env = node.grubenv();
     let a = run_agent(&api, node.ops.clone(), |api| phase(api) == "Succeeded").await;
+    released(&api).await;
     a.abort();
     let nu = api.get(NUS, "", "n1").unwrap();
     assert_eq!(nu["status"]["attempts"], 0);
     assert_eq!(node.grubenv(), env);
     assert_eq!(node.reboots.load(Ordering::Relaxed), 0);
-    released(&api).await;
 
     // The plan says 2 but its bundle still holds 1 (the version running): the agent fails
     // the node once with `rkos upgrade`'s refusal instead of staging in a loop.
     let api = StandIn::start().await;
     seed(&api, "2", &b1.display().to_string());
     let a = run_agent(&api, node.ops.clone(), |api| phase(api) == "Failed").await;
+    released(&api).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     a.abort();
     let nu = api.get(NUS, "", "n1").unwrap();
@@ -813,5 +802,4 @@ async fn agent_with_the_running_version_does_nothing_and_a_stale_bundle_fails_on
     assert!(err.contains("boot configuration are unchanged"), "{err}");
     assert_eq!(node.grubenv(), env);
     assert_eq!(node.reboots.load(Ordering::Relaxed), 0);
-    released(&api).await;
 }

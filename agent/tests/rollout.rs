@@ -372,13 +372,19 @@ async fn max_failures_stops_the_rollout() {
         },
     )
     .await;
+    // The rolled-back node reports its phase and releases in separate writes.
+    c.wait_for(
+        "the rolled-back node released",
+        Duration::from_secs(10),
+        |c| c.api.all(LEASES).is_empty() && !c.cordoned(&rolled.0),
+    )
+    .await;
     for (n, ops) in &c.nodes {
         assert!(!c.cordoned(n));
         if *n != rolled.0 {
             ops.with(|f| assert_eq!(f.stages, 0, "{n} started after the limit"));
         }
     }
-    assert!(c.api.all(LEASES).is_empty());
     let p = c.api.get(PLANS, "", "p").unwrap();
     assert_eq!(p["status"]["failed"], 1);
     assert_eq!(p["status"]["conditions"][0]["reason"], "MaxFailuresReached");

@@ -12,7 +12,7 @@ use rkos_agent::reconcile::Agent;
 
 use serde_json::json;
 
-use super::apiserver_standin::{StandIn, NODES, NUS, PLANS};
+use super::apiserver_standin::{StandIn, LEASES, NODES, NUS, PLANS};
 
 /// Writes an executable script.
 pub fn script(path: &Path, text: &str) {
@@ -47,6 +47,18 @@ pub async fn wait_for(api: &StandIn, until: impl Fn(&StandIn) -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// After a terminal phase: waits until the node is schedulable again and holds no lease.
+/// The agent reports the phase and releases in separate writes, so a test that has seen the
+/// phase must wait for the release before it stops the agent: stopped between the two
+/// writes (a loaded machine), the agent would never release.
+pub async fn released(api: &StandIn) {
+    wait_for(api, |api| {
+        api.all(LEASES).is_empty()
+            && api.get(NODES, "", "n1").unwrap()["spec"]["unschedulable"] != true
+    })
+    .await;
 }
 
 /// The phase n1's NodeUpgrade reports.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use rkos_config::render::{systemd_escape_path, DATA_DISK_WAIT_SECONDS};
+use rkos_config::render::systemd_escape_path;
 use rkos_config::NodeConfig;
 use rkos_doctor::data_disks::{self, DataDisk};
 
@@ -35,10 +35,11 @@ pub fn run(a: &DataDisksArgs) -> anyhow::Result<()> {
                 device: d.device()?,
                 unit: format!("{}.mount", systemd_escape_path(&d.path)),
                 path: d.path.clone(),
+                wait_seconds: d.device_wait(),
             })
         })
         .collect();
-    let problems = data_disks::problems(&a.root, &disks, DATA_DISK_WAIT_SECONDS);
+    let problems = data_disks::problems(&a.root, &disks);
     if a.report {
         data_disks::write_report(&a.root, &problems)
             .context("writing the data disks' problems for the login prompt")?;

@@ -193,9 +193,23 @@ pub struct DataDisk {
     pub fs_type: Option<String>,
     /// Mount options, default `defaults`.
     pub options: Option<String>,
+    /// How long the boot waits for the disk's device (seconds), default
+    /// [`DataDisk::DEFAULT_WAIT_SECONDS`]: a slow USB disk may need more.
+    pub wait_seconds: Option<u32>,
 }
 
 impl DataDisk {
+    /// The device wait without `wait_seconds`: enough for a USB disk to enumerate, far
+    /// below systemd's default 90 s.
+    pub const DEFAULT_WAIT_SECONDS: u32 = 30;
+    /// The longest `wait_seconds` validation takes (systemd would read 0 as "forever").
+    pub const MAX_WAIT_SECONDS: u32 = 3600;
+
+    /// How long the boot waits for the device before its mount is given up on.
+    pub fn device_wait(&self) -> u32 {
+        self.wait_seconds.unwrap_or(Self::DEFAULT_WAIT_SECONDS)
+    }
+
     /// The device node the disk appears as: by label, else by UUID; `None` without either
     /// (a validation error).
     pub fn device(&self) -> Option<String> {

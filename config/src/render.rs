@@ -28,8 +28,6 @@ pub const AUTHORIZED_KEYS: &str = "/home/rkos/.ssh/authorized_keys";
 /// Run at boot after the data disks' mounts: `rkos data-disks --report`, what is missing on
 /// the console and at the login prompt (overlay/usr/lib/systemd/system).
 pub const DATA_DISKS_REPORT_UNIT: &str = "rkos-data-disks.service";
-/// How long the boot waits for a data disk's device before its mount fails.
-pub const DATA_DISK_WAIT_SECONDS: u32 = 30;
 pub const WPA_CONF: &str = "/etc/wpa_supplicant/wpa_supplicant-wlan0.conf";
 
 /// Everything render needs besides the config. Plain data, so render stays pure and its
@@ -449,7 +447,8 @@ fn mounts(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
             ),
             0o644,
             format!(
-                "# Written by rkos from config.yaml (data_disks).\n[Unit]\nJobRunningTimeoutSec={DATA_DISK_WAIT_SECONDS}s\n"
+                "# Written by rkos from config.yaml (data_disks).\n[Unit]\nJobRunningTimeoutSec={}s\n",
+                d.device_wait()
             ),
         ));
         units.push(unit);

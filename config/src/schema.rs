@@ -134,6 +134,7 @@ pub const DATA_DISK: &[Field] = &[
     f("uuid", Shape::Scalar),
     fa("fs_type", &["fstype", "type", "filesystem"], Shape::Scalar),
     f("options", Shape::Scalar),
+    fa("wait_seconds", &["device_timeout"], Shape::Scalar),
 ];
 
 pub const UPGRADE: &[Field] = &[f("trusted_keys", Shape::List)];

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::diag::Severity;
-use crate::model::{Config, Role};
+use crate::model::{Config, DataDisk, Role};
 use crate::node::PathSeg;
 
 mod network;
@@ -372,6 +372,16 @@ fn check_rkos(c: &mut Checker, cfg: &Config) {
                             c.error(format!("not a file system UUID: `{u}`"))
                         }
                     }),
+                }
+                if let Some(w) = d.wait_seconds {
+                    c.key("wait_seconds", |c| {
+                        if !(1..=DataDisk::MAX_WAIT_SECONDS).contains(&w) {
+                            c.error(format!(
+                                "expected 1 to {} seconds, found {w}",
+                                DataDisk::MAX_WAIT_SECONDS
+                            ))
+                        }
+                    });
                 }
             });
         }

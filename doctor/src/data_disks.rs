@@ -8,12 +8,14 @@ use std::path::Path;
 use crate::mounts::{self, Mount};
 
 /// A data disk as the config names it: where it mounts, the device node it appears as
-/// (`/dev/disk/by-label/...` or `/dev/disk/by-uuid/...`) and its systemd mount unit.
+/// (`/dev/disk/by-label/...` or `/dev/disk/by-uuid/...`), its systemd mount unit and how
+/// long the boot waited for it (seconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataDisk {
     pub path: String,
     pub device: String,
     pub unit: String,
+    pub wait_seconds: u32,
 }
 
 /// What the node shows for one data disk.
@@ -48,18 +50,18 @@ pub fn state(root: &Path, disk: &DataDisk, mounts: &[Mount]) -> State {
     }
 }
 
-/// One line for `disk` in `state`; `None` when it is as it should be. `wait_seconds` is how
-/// long the boot waited for the device.
-pub fn problem(disk: &DataDisk, state: &State, wait_seconds: u32) -> Option<String> {
+/// One line for `disk` in `state`; `None` when it is as it should be.
+pub fn problem(disk: &DataDisk, state: &State) -> Option<String> {
     let k3s = "k3s waits for it (it is not started on the boot disk's state); then run: \
                sudo systemctl start k3s";
     match state {
         State::Mounted { .. } => None,
         State::Missing => Some(format!(
-            "data disk {dev} for {path} is not attached (waited {wait_seconds} s at boot). \
+            "data disk {dev} for {path} is not attached (waited {wait} s at boot). \
              Attach it, or remove it from rkos.data_disks; {k3s}",
             dev = disk.device,
-            path = disk.path
+            path = disk.path,
+            wait = disk.wait_seconds
         )),
         State::NotMounted { device } => Some(format!(
             "data disk {dev} ({device}) is attached but not mounted at {path}: see \
@@ -72,12 +74,12 @@ pub fn problem(disk: &DataDisk, state: &State, wait_seconds: u32) -> Option<Stri
 }
 
 /// Every disk's problem line, with the mounts read from `ROOT/proc/self/mountinfo`.
-pub fn problems(root: &Path, disks: &[DataDisk], wait_seconds: u32) -> Vec<String> {
+pub fn problems(root: &Path, disks: &[DataDisk]) -> Vec<String> {
     let text = std::fs::read_to_string(root.join("proc/self/mountinfo")).unwrap_or_default();
     let mounts = mounts::parse(&text);
     disks
         .iter()
-        .filter_map(|d| problem(d, &state(root, d, &mounts), wait_seconds))
+        .filter_map(|d| problem(d, &state(root, d, &mounts)))
         .collect()
 }
 
@@ -101,6 +103,7 @@ mod tests {
             path: "/var/lib/rancher".into(),
             device: "/dev/disk/by-label/K3S_STATE".into(),
             unit: "var-lib-rancher.mount".into(),
+            wait_seconds: 30,
         }
     }
 
@@ -125,7 +128,7 @@ mod tests {
         let t = tree(false);
         let s = state(t.path(), &disk(), &mounts::parse(BIND_ONLY));
         assert_eq!(s, State::Missing);
-        let line = problem(&disk(), &s, 30).unwrap();
+        let line = problem(&disk(), &s).unwrap();
         for want in [
             "/dev/disk/by-label/K3S_STATE",
             "/var/lib/rancher",
@@ -148,7 +151,7 @@ mod tests {
                 device: "/dev/sda1".into()
             }
         );
-        let line = problem(&disk(), &s, 30).unwrap();
+        let line = problem(&disk(), &s).unwrap();
         assert!(
             line.contains("(/dev/sda1) is attached but not mounted")
                 && line.contains("journalctl -b -u var-lib-rancher.mount"),
@@ -162,7 +165,7 @@ mod tests {
                 device: "/dev/sda1".into()
             }
         );
-        assert_eq!(problem(&disk(), &s, 30), None);
+        assert_eq!(problem(&disk(), &s), None);
     }
 
     #[test]
@@ -174,10 +177,13 @@ mod tests {
             path: "/mnt/backup".into(),
             device: "/dev/disk/by-uuid/0a1b".into(),
             unit: "mnt-backup.mount".into(),
+            wait_seconds: 120,
         };
-        let lines = problems(t.path(), &[disk(), other], 30);
+        let lines = problems(t.path(), &[disk(), other]);
         assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(lines[1].contains("/dev/disk/by-uuid/0a1b for /mnt/backup is not attached"));
+        assert!(lines[1].contains(
+            "/dev/disk/by-uuid/0a1b for /mnt/backup is not attached (waited 120 s at boot)"
+        ));
         let file = t.path().join("run/rkos/data-disks");
         write_report(t.path(), &lines).unwrap();
         assert_eq!(fs::read_to_string(&file).unwrap().lines().count(), 2);

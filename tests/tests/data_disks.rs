@@ -1,6 +1,6 @@
 //! k3s state on a USB disk (issue 12: the recommended Raspberry Pi setup, the same code on
 //! every architecture): an installed node whose config lists a `data_disks` entry by label
-//! for `/var/lib/rancher`.
+//! for `/var/lib/rancher`, with its own device wait (`wait_seconds`, [`WAIT`]).
 //!
 //! 1. With the USB disk attached (QEMU's xHCI controller, `usb-storage`): the disk is mounted
 //!    at /var/lib/rancher over the data volume's bind, and k3s (the stand-in) started after
@@ -24,6 +24,9 @@ use rkos_tests::qemu::{Extras, Vm};
 
 const PASSWORD: &str = "usb-state-pw";
 const LABEL: &str = "K3S_STATE";
+/// The disk's `wait_seconds`: not the default 30, so the test shows the setting reaches
+/// systemd and the message (and the missing-disk boot is shorter).
+const WAIT: u32 = 20;
 
 /// A 256 MiB whole-disk ext4 labelled [`LABEL`] with a marker file.
 fn usb_disk(dir: &Path) -> Result<PathBuf> {
@@ -60,7 +63,9 @@ fn k3s_state_lives_on_a_usb_disk_and_a_missing_disk_is_said_and_waited_for_not_h
         "usb-state",
         PASSWORD,
         "0.2.0",
-        &format!("  data_disks:\n    - path: /var/lib/rancher\n      label: {LABEL}\n"),
+        &format!(
+            "  data_disks:\n    - path: /var/lib/rancher\n      label: {LABEL}\n      wait_seconds: {WAIT}\n"
+        ),
     )?;
     let usb = usb_disk(node.tmp.path())?;
 
@@ -100,7 +105,7 @@ fn k3s_state_lives_on_a_usb_disk_and_a_missing_disk_is_said_and_waited_for_not_h
     let mut vm = start(&node.disk, "data-disks-missing", None)?;
     vm.expect(
         &format!(
-            r"rkos: data disk /dev/disk/by-label/{LABEL} for /var/lib/rancher is not attached \(waited 30 s at boot\)"
+            r"rkos: data disk /dev/disk/by-label/{LABEL} for /var/lib/rancher is not attached \(waited {WAIT} s at boot\)"
         ),
         BOOT,
     )
@@ -130,6 +135,17 @@ fn k3s_state_lives_on_a_usb_disk_and_a_missing_disk_is_said_and_waited_for_not_h
     ensure!(
         issue.contains("data disks") && issue.contains(&format!("by-label/{LABEL}")),
         "the login prompt does not say the disk is missing:\n{issue}"
+    );
+    // systemd took the wait from the rendered drop-in (its own default is 90 s).
+    let timeout = vm.run_ok(
+        &format!(
+            r"systemctl show -p JobRunningTimeoutUSec --value 'dev-disk-by\x2dlabel-{LABEL}.device'"
+        ),
+        CMD,
+    )?;
+    ensure!(
+        timeout.trim() == format!("{WAIT}s"),
+        "the device's wait is {timeout:?}, not the config's {WAIT} s"
     );
     let k3s = k3s_state(&mut vm)?;
     ensure!(k3s != "active", "k3s started without its disk: {k3s}");

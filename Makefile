@@ -257,8 +257,9 @@ test-arm64: host-deps-arm64
 # --- upgrades ----------------------------------------------------------------------------------
 
 # A signed upgrade bundle of the built image next to the ISO (key in work/keys/, made if missing).
+# MIN_VERSION=V gives the release a rollback floor (docs/upgrades.md, "A floor").
 bundle:
-	RKOS_IMAGE_DIR=$(W)/image build/mkbundle.sh bundle $(VERSION) $(ARCH)
+	RKOS_IMAGE_DIR=$(W)/image RKOS_MIN_VERSION=$(MIN_VERSION) build/mkbundle.sh bundle $(VERSION) $(ARCH)
 
 # The upgrade agent's container image as an OCI archive (dist/rkos-agent-image.tar).
 agent-image: binaries

@@ -6,7 +6,9 @@
 #   build/mkbundle.sh bundle VERSION [ARCH] sign work/image/{vmlinuz,initrd,rootfs.squashfs}
 #                                          into dist/rkos-VERSION-ARCH-bundle/ (next to the ISO)
 # Environment: RKOS_BIN (default work/bin/rkos, else the release build), RKOS_KEYS_DIR
-# (default work/keys), RKOS_IMAGE_DIR (default work/image), RKOS_DIST (default dist).
+# (default work/keys), RKOS_IMAGE_DIR (default work/image), RKOS_DIST (default dist),
+# RKOS_MIN_VERSION (the release's rollback floor, `rkos bundle create --min-version`; unset:
+# no floor).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 keys=${RKOS_KEYS_DIR:-$top/work/keys}
@@ -43,15 +45,17 @@ case "${1:-}" in
             [ -f "$image/$f" ] || { echo "mkbundle: $image/$f missing (build the image first)" >&2; exit 1; }
         done
         out="$dist/rkos-$version-$arch-bundle"
+        floor=()
+        [ -n "${RKOS_MIN_VERSION:-}" ] && floor=(--min-version "$RKOS_MIN_VERSION")
         rm -rf "$out.tmp"
-        "$rkos" bundle create --version "$version" --arch "$arch" --key "$keys/rkos.key" \
+        "$rkos" bundle create --version "$version" "${floor[@]}" --arch "$arch" --key "$keys/rkos.key" \
             --out "$out.tmp" "$image/vmlinuz" "$image/initrd" "$image/rootfs.squashfs" >&2
         "$rkos" bundle verify "$out.tmp" --key "$keys/rkos.pub" >&2
         rm -rf "$out" && mv "$out.tmp" "$out"
         echo "$out"
         ;;
     *)
-        sed -n '2,9p' "$0" >&2
+        sed -n '2,11p' "$0" >&2
         exit 2
         ;;
 esac

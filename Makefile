@@ -243,7 +243,8 @@ boot-report-arm64: host-deps-arm64
 # The arm64 stand-in ISO under qemu-system-aarch64 -M virt with AAVMF; the Raspberry Pi
 # image checked on the host (partitions, firmware files, the first grow), booted on QEMU's
 # Pi 3 board (-M raspi3b: U-Boot -> GRUB -> slot A on the SD card), and on -M virt through
-# U-Boot -> GRUB -> slot A, upgraded to slot B, a broken slot rolled back
+# U-Boot -> GRUB -> slot A, upgraded to slot B, a broken slot rolled back; an unattended
+# install from the arm64 ISO booted from its disk under AAVMF
 # (software emulation: most of an hour on two cores, so not part of `make test`).
 ARM64_STANDIN_RPI := dist/rkos-$(VERSION)-arm64-rpi-standin
 test-arm64: host-deps-arm64
@@ -251,7 +252,7 @@ test-arm64: host-deps-arm64
 	$(MAKE) ARCH=arm64 BOARD=rpi K3S_STANDIN=1 disk-image
 	RKOS_ISO_ARM64=$(CURDIR)/$(ARM64_STANDIN_ISO) RKOS_RPI_IMAGE=$(CURDIR)/$(ARM64_STANDIN_RPI).img \
 		RKOS_BIN=$(CURDIR)/work/bin/rkos $(CARGO) test -p rkos-tests --features qemu \
-		--test rpi_image --test rpi_raspi3b --test rpi_uboot --test boot_arm64 -- --test-threads=1 \
+		--test rpi_image --test rpi_raspi3b --test rpi_uboot --test boot_arm64 --test install_arm64 -- --test-threads=1 \
 		--nocapture
 
 # --- upgrades ----------------------------------------------------------------------------------

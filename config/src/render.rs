@@ -439,7 +439,9 @@ fn mounts(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
         r.files
             .push(RenderedFile::new(&format!("{dir}/{unit}"), 0o644, body));
         // What fstab's x-systemd.device-timeout= does: a bounded wait for the device, not
-        // systemd's default 90 s.
+        // systemd's default 90 s. A disk that comes after the boot gave up on it (plugged in
+        // late) starts what waited for it: systemd starts a device's Wants= when the device
+        // appears without a job of its own (as udev's SYSTEMD_WANTS).
         r.files.push(RenderedFile::new(
             &format!(
                 "{dir}/{}.device.d/50-rkos.conf",
@@ -447,7 +449,7 @@ fn mounts(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
             ),
             0o644,
             format!(
-                "# Written by rkos from config.yaml (data_disks).\n[Unit]\nJobRunningTimeoutSec={}s\n",
+                "# Written by rkos from config.yaml (data_disks).\n[Unit]\nJobRunningTimeoutSec={}s\nWants={unit} k3s.service {DATA_DISKS_REPORT_UNIT}\n",
                 d.device_wait()
             ),
         ));

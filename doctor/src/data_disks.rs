@@ -52,20 +52,21 @@ pub fn state(root: &Path, disk: &DataDisk, mounts: &[Mount]) -> State {
 
 /// One line for `disk` in `state`; `None` when it is as it should be.
 pub fn problem(disk: &DataDisk, state: &State) -> Option<String> {
-    let k3s = "k3s waits for it (it is not started on the boot disk's state); then run: \
-               sudo systemctl start k3s";
+    // Either way k3s is not started on the boot disk's state (its unit requires the disk).
     match state {
         State::Mounted { .. } => None,
         State::Missing => Some(format!(
             "data disk {dev} for {path} is not attached (waited {wait} s at boot). \
-             Attach it, or remove it from rkos.data_disks; {k3s}",
+             Plug it in: it is mounted and k3s, which waits for it, starts by itself. \
+             Or remove it from rkos.data_disks",
             dev = disk.device,
             path = disk.path,
             wait = disk.wait_seconds
         )),
         State::NotMounted { device } => Some(format!(
             "data disk {dev} ({device}) is attached but not mounted at {path}: see \
-             `journalctl -b -u {unit}`; {k3s}",
+             `journalctl -b -u {unit}`; k3s waits for it (it is not started on the boot \
+             disk's state); then run: sudo systemctl start k3s",
             dev = disk.device,
             path = disk.path,
             unit = disk.unit
@@ -134,7 +135,7 @@ mod tests {
             "/var/lib/rancher",
             "not attached",
             "waited 30 s",
-            "sudo systemctl start k3s",
+            "k3s, which waits for it, starts by itself",
             "rkos.data_disks",
         ] {
             assert!(line.contains(want), "{want:?} not in {line}");
@@ -154,7 +155,8 @@ mod tests {
         let line = problem(&disk(), &s).unwrap();
         assert!(
             line.contains("(/dev/sda1) is attached but not mounted")
-                && line.contains("journalctl -b -u var-lib-rancher.mount"),
+                && line.contains("journalctl -b -u var-lib-rancher.mount")
+                && line.contains("sudo systemctl start k3s"),
             "{line}"
         );
         let stacked = format!("{BIND_ONLY}31 26 8:1 / /var/lib/rancher rw - ext4 /dev/sda1 rw\n");

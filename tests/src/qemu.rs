@@ -162,6 +162,9 @@ pub struct Extras {
     pub ide_disks: Vec<PathBuf>,
     /// Raw disks on a USB 3 (xHCI) controller, as USB sticks and SSDs are attached.
     pub usb_disks: Vec<PathBuf>,
+    /// Raw disks QEMU holds for the xHCI controller but does not attach at power-on: plugged
+    /// in later with [`Vm::plug_usb`] (their index here).
+    pub usb_hotplug: Vec<PathBuf>,
     pub mac: Option<String>,
     pub forwards: Vec<Forward>,
 }
@@ -631,6 +634,53 @@ impl Vm {
     }
 }
 
+/// Where the human monitor of the VM `name` listens (with [`Extras::usb_hotplug`]).
+fn monitor_path(name: &str) -> PathBuf {
+    log_dir().join(format!("{name}.monitor"))
+}
+
+/// Reads the human monitor until its `(qemu) ` prompt; what came before it.
+fn monitor_reply(s: &mut std::os::unix::net::UnixStream) -> Result<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !out.ends_with(b"(qemu) ") {
+        let n = s.read(&mut buf).context("reading QEMU's monitor")?;
+        ensure!(
+            n > 0,
+            "QEMU's monitor closed: {}",
+            String::from_utf8_lossy(&out)
+        );
+        out.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+impl Vm {
+    /// Plugs the `i`-th of [`Extras::usb_hotplug`] into the xHCI controller, as a person
+    /// plugs a USB disk into a running machine.
+    pub fn plug_usb(&mut self, i: usize) -> Result<()> {
+        ensure!(
+            i < self.cfg.extras.usb_hotplug.len(),
+            "no hot-plug USB disk {i}"
+        );
+        let path = monitor_path(&self.cfg.name);
+        let mut s = std::os::unix::net::UnixStream::connect(&path)
+            .with_context(|| format!("connecting to QEMU's monitor {}", path.display()))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        monitor_reply(&mut s)?;
+        s.write_all(
+            format!("device_add usb-storage,bus=xhci.0,drive=hot{i},id=hotdev{i}\n").as_bytes(),
+        )?;
+        let reply = monitor_reply(&mut s)?;
+        // The monitor echoes the command; anything it says besides is an error.
+        ensure!(
+            !reply.to_ascii_lowercase().contains("error"),
+            "device_add of the USB disk: {reply}"
+        );
+        Ok(())
+    }
+}
+
 impl Drop for Vm {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -685,7 +735,16 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
         ]);
         cmd.args(["-serial", "stdio"]);
     }
-    cmd.args(["-display", "none", "-monitor", "none"]);
+    cmd.args(["-display", "none", "-monitor"]);
+    if cfg.extras.usb_hotplug.is_empty() {
+        cmd.arg("none");
+    } else {
+        // The human monitor on a socket, for device_add ([`Vm::plug_usb`]).
+        let mon = monitor_path(&cfg.name);
+        std::fs::create_dir_all(log_dir())?;
+        let _ = std::fs::remove_file(&mon);
+        cmd.arg(format!("unix:{},server=on,wait=off", mon.display()));
+    }
     // A hardware watchdog, as on real servers: systemd arms it (RuntimeWatchdogSec in the
     // image), so a node that hangs after rkos-init is reset (QEMU's default action) and GRUB
     // counts the try.
@@ -788,8 +847,12 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
         cmd.arg("-drive")
             .arg(format!("file={},format=raw,if=ide", d.display()));
     }
-    if !cfg.extras.usb_disks.is_empty() {
+    if !(cfg.extras.usb_disks.is_empty() && cfg.extras.usb_hotplug.is_empty()) {
         cmd.args(["-device", "qemu-xhci,id=xhci"]);
+    }
+    for (i, d) in cfg.extras.usb_hotplug.iter().enumerate() {
+        cmd.arg("-drive")
+            .arg(format!("file={},format=raw,if=none,id=hot{i}", d.display()));
     }
     for (i, d) in cfg.extras.usb_disks.iter().enumerate() {
         cmd.arg("-drive")

@@ -9,6 +9,9 @@
 //!    console says which disk is missing and what to do once the bounded wait is over, the
 //!    login prompt says it too, and k3s did not start (nothing was written to the boot disk's
 //!    /var/lib/rancher).
+//! 3. The disk plugged into that running node (QEMU's monitor, `device_add`): it is mounted,
+//!    k3s starts on its state, and the login prompt's message is gone, with nobody typing a
+//!    command.
 //!
 //! Needs what `upgrade_node` needs (root, QEMU, RKOS_ISO trusting work/keys/rkos.pub) and
 //! mkfs.ext4. Built with the `qemu` feature.
@@ -42,11 +45,14 @@ fn usb_disk(dir: &Path) -> Result<PathBuf> {
     Ok(img)
 }
 
-fn start(disk: &Path, name: &str, usb: Option<&Path>) -> Result<Vm> {
-    let extras = Extras {
-        usb_disks: usb.map(Path::to_path_buf).into_iter().collect(),
-        ..Extras::default()
-    };
+/// The node with the USB disk `usb` attached at power-on, or held for plugging in later.
+fn start(disk: &Path, name: &str, usb: &Path, attached: bool) -> Result<Vm> {
+    let mut extras = Extras::default();
+    if attached {
+        extras.usb_disks.push(usb.to_path_buf());
+    } else {
+        extras.usb_hotplug.push(usb.to_path_buf());
+    }
     start_with(disk, name, extras)
 }
 
@@ -70,7 +76,7 @@ fn k3s_state_lives_on_a_usb_disk_and_a_missing_disk_is_said_and_waited_for_not_h
     let usb = usb_disk(node.tmp.path())?;
 
     // --- 1. the USB disk attached ------------------------------------------------------------
-    let mut vm = start(&node.disk, "data-disks-attached", Some(&usb))?;
+    let mut vm = start(&node.disk, "data-disks-attached", &usb, true)?;
     login(&mut vm, PASSWORD)?;
     wait_active(&mut vm, "k3s", Duration::from_secs(120))
         .context("k3s did not start with its disk attached")?;
@@ -102,7 +108,7 @@ fn k3s_state_lives_on_a_usb_disk_and_a_missing_disk_is_said_and_waited_for_not_h
 
     // --- 2. the USB disk missing -------------------------------------------------------------
     let t0 = Instant::now();
-    let mut vm = start(&node.disk, "data-disks-missing", None)?;
+    let mut vm = start(&node.disk, "data-disks-missing", &usb, false)?;
     vm.expect(
         &format!(
             r"rkos: data disk /dev/disk/by-label/{LABEL} for /var/lib/rancher is not attached \(waited {WAIT} s at boot\)"
@@ -112,7 +118,7 @@ fn k3s_state_lives_on_a_usb_disk_and_a_missing_disk_is_said_and_waited_for_not_h
     .context("the console did not say the data disk is missing")?;
     let message_after = t0.elapsed();
     vm.expect(
-        r"rkos.data_disks; .*then run: sudo systemctl start k3s",
+        r"Plug it in: it is mounted and k3s, which waits for it, starts by itself",
         CMD,
     )
     .context("the message does not say what to do")?;
@@ -167,7 +173,38 @@ fn k3s_state_lives_on_a_usb_disk_and_a_missing_disk_is_said_and_waited_for_not_h
         code != 0 && out.contains("run sudo rkos data-disks"),
         "rkos data-disks as the rkos user: {code} {out}"
     );
+
+    // --- 3. the USB disk plugged in late -----------------------------------------------------
+    let plugged = Instant::now();
+    vm.plug_usb(0)?;
+    wait_active(&mut vm, "k3s", Duration::from_secs(120))
+        .context("k3s did not start once its disk was plugged in")?;
+    eprintln!(
+        "disk plugged in to k3s active: {:.0} s",
+        plugged.elapsed().as_secs_f64()
+    );
+    vm.run_ok(
+        "findmnt -n -o SOURCE /var/lib/rancher | tail -n 1 | grep -q '^/dev/sd'",
+        CMD,
+    )
+    .context("the late disk is not mounted at /var/lib/rancher")?;
+    vm.run_ok("test -f /var/lib/rancher/on-the-usb-disk", CMD)?;
+    // The report ran again after the mount: nothing is said missing any more.
+    let mut gone = false;
+    for _ in 0..30 {
+        if vm.run("test -e /run/rkos/data-disks", CMD)?.0 != 0 {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    ensure!(gone, "the login prompt still says the disk is missing");
+    let (code, out) = vm.run("sudo rkos data-disks", CMD)?;
+    ensure!(
+        code == 0 && out.contains("1 data disk(s), all mounted"),
+        "rkos data-disks after the disk came: {code} {out}"
+    );
     vm.send("sudo systemctl poweroff\n")?;
-    vm.clean_shutdown("the node without its USB disk", "reboot: Power down", CMD)?;
+    vm.clean_shutdown("the node with its late USB disk", "reboot: Power down", CMD)?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use rkos_config::render::systemd_escape_path;
+use rkos_config::render::mount_unit;
 use rkos_config::NodeConfig;
 use rkos_doctor::data_disks::{self, DataDisk};
 
@@ -33,7 +33,7 @@ pub fn run(a: &DataDisksArgs) -> anyhow::Result<()> {
         .filter_map(|d| {
             Some(DataDisk {
                 device: d.device()?,
-                unit: format!("{}.mount", systemd_escape_path(&d.path)),
+                unit: mount_unit(&d.path),
                 path: d.path.clone(),
                 wait_seconds: d.device_wait(),
             })

@@ -160,21 +160,19 @@ fn map_at<'a>(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::load::{load, parse_source, Source, SourceKind};
 
     #[test]
     fn only_sources_that_say_cdrom_may_opt_in_to_the_seed_volumes() {
-        use crate::{Source, SourceKind};
         let src = |t: &str| Source::new(SourceKind::Persistent, "c.yaml", t);
         let yes = src("rkos:\n  data_sources: [cdrom]\n");
         let no = src("rkos:\n  data_sources: [\"https://example.com/c.yaml\"]\n");
         assert!(mentions_seed_volumes(&[no.clone(), yes.clone()]));
         assert!(!mentions_seed_volumes(std::slice::from_ref(&no)));
         assert!(!mentions_seed_volumes(&[]));
-        assert!(reads_seed_volumes(&crate::load(&[yes]).config));
+        assert!(reads_seed_volumes(&load(&[yes]).config));
     }
-
-    use super::*;
-    use crate::load::{load, parse_source, Source, SourceKind};
 
     const BODY: &[u8] = b"hostname: pinned\n";
     // sha256 of BODY.

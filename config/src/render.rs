@@ -395,6 +395,12 @@ fn write_files(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
     }
 }
 
+/// The systemd mount unit for `path` (`/var/lib/rancher` -> `var-lib-rancher.mount`): the
+/// name render writes the unit under and `rkos data-disks` points to.
+pub fn mount_unit(path: &str) -> String {
+    format!("{}.mount", systemd_escape_path(path))
+}
+
 /// systemd's path escaping for unit names (`/var/lib/x-y` -> `var-lib-x\x2dy`). Written by
 /// hand: it is a few lines, and the alternative is shelling out to systemd-escape.
 pub fn systemd_escape_path(path: &str) -> String {
@@ -424,7 +430,7 @@ fn mounts(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
     let mut units = Vec::new();
     for d in &cfg.rkos.data_disks {
         let Some(what) = d.device() else { continue };
-        let unit = format!("{}.mount", systemd_escape_path(&d.path));
+        let unit = mount_unit(&d.path);
         // `nofail`: the boot does not wait for the disk (a missing USB disk must not keep the
         // node from booting); k3s, which does need it, waits through its drop-in below.
         let mut opts = d.options.clone().unwrap_or_else(|| "defaults".into());
@@ -479,7 +485,7 @@ fn mounts(cfg: &Config, ctx: &RenderContext, r: &mut Rendered) {
     // Persistent paths live on RKOS_DATA, which only an installed node has.
     if ctx.mode == BootMode::Disk {
         for p in &cfg.rkos.persistent_paths {
-            let unit = format!("{}.mount", systemd_escape_path(p));
+            let unit = mount_unit(p);
             if units.contains(&unit) {
                 continue;
             }

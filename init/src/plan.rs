@@ -435,6 +435,9 @@ pub fn persistent_groups(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use rkos_contract::FsType;
+
     #[test]
     fn data_disks_take_the_place_of_the_built_in_binds_at_their_paths_only() {
         let paths = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -453,9 +456,6 @@ mod tests {
         );
         assert!(binds_replaced_by_data_disks(&[]).is_empty());
     }
-
-    use super::*;
-    use rkos_contract::FsType;
 
     #[test]
     fn the_image_carries_every_mount_point_on_the_overlay_root() {

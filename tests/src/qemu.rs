@@ -634,6 +634,17 @@ impl Vm {
     }
 }
 
+/// A USB disk on the xHCI controller, backed by the drive `drive` (a `-device` argument, or
+/// `device_add`'s).
+fn usb_storage(drive: &str) -> String {
+    format!("usb-storage,bus=xhci.0,drive={drive}")
+}
+
+/// The drive id of the `i`-th of [`Extras::usb_hotplug`].
+fn hotplug_drive(i: usize) -> String {
+    format!("hot{i}")
+}
+
 /// Where the human monitor of the VM `name` listens (with [`Extras::usb_hotplug`]).
 fn monitor_path(name: &str) -> PathBuf {
     log_dir().join(format!("{name}.monitor"))
@@ -668,9 +679,8 @@ impl Vm {
             .with_context(|| format!("connecting to QEMU's monitor {}", path.display()))?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         monitor_reply(&mut s)?;
-        s.write_all(
-            format!("device_add usb-storage,bus=xhci.0,drive=hot{i},id=hotdev{i}\n").as_bytes(),
-        )?;
+        let device = usb_storage(&hotplug_drive(i));
+        s.write_all(format!("device_add {device},id=hotdev{i}\n").as_bytes())?;
         let reply = monitor_reply(&mut s)?;
         // The monitor echoes the command; anything it says besides is an error.
         ensure!(
@@ -851,14 +861,16 @@ fn spawn(cfg: &VmConfig, nic: &Nic, accel: Accel) -> Result<(Child, Arc<Shared>,
         cmd.args(["-device", "qemu-xhci,id=xhci"]);
     }
     for (i, d) in cfg.extras.usb_hotplug.iter().enumerate() {
-        cmd.arg("-drive")
-            .arg(format!("file={},format=raw,if=none,id=hot{i}", d.display()));
+        cmd.arg("-drive").arg(format!(
+            "file={},format=raw,if=none,id={}",
+            d.display(),
+            hotplug_drive(i)
+        ));
     }
     for (i, d) in cfg.extras.usb_disks.iter().enumerate() {
         cmd.arg("-drive")
             .arg(format!("file={},format=raw,if=none,id=usb{i}", d.display()));
-        cmd.arg("-device")
-            .arg(format!("usb-storage,bus=xhci.0,drive=usb{i}"));
+        cmd.arg("-device").arg(usb_storage(&format!("usb{i}")));
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -218,6 +218,47 @@ pub fn edit_grubenv(
     Ok(())
 }
 
+/// The unattended install from the kernel command line, as an operator starts it from the
+/// ISO `iso` of `arch`: its kernel and initramfs (extracted into `work`) with the installer's
+/// words for `/dev/vda` (the blank `disk`), the config at `config_url` and a power-off, and
+/// the ISO attached as the medium the image is copied from. Returns once the installer says
+/// it installed (within `limit`): the VM (powering off) and the kernel and initramfs it
+/// started.
+pub fn install_unattended(
+    name: &str,
+    arch: Arch,
+    iso: &Path,
+    disk: &Path,
+    config_url: &str,
+    work: &Path,
+    limit: Duration,
+) -> Result<(Vm, PathBuf, PathBuf)> {
+    let (kernel, initrd) = crate::qemu::extract_kernel(iso, work)?;
+    let consoles = match arch {
+        Arch::Amd64 => "console=tty0 console=ttyS0,115200n8",
+        Arch::Arm64 => "console=ttyAMA0,115200",
+    };
+    let mut vm = Vm::start(&VmConfig {
+        name: name.into(),
+        arch,
+        boot: Boot::Kernel {
+            kernel: kernel.clone(),
+            initrd: initrd.clone(),
+            cmdline: format!(
+                "rkos.mode=install rkos.install.device=/dev/vda rkos.install.config_url={config_url} \
+                 rkos.install.power_off {consoles}"
+            ),
+            medium: Some(iso.to_path_buf()),
+        },
+        disks: vec![disk.to_path_buf()],
+        memory_mb: 2048,
+        extras: Extras::default(),
+    })?;
+    vm.expect(&regex::escape("rkos-install: installed rkos"), limit)
+        .with_context(|| format!("the unattended install on {arch} did not finish"))?;
+    Ok((vm, kernel, initrd))
+}
+
 /// An installed node's disk and the bundles for it, in a temporary directory.
 pub struct Prepared {
     pub tmp: tempfile::TempDir,

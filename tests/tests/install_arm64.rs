@@ -1,7 +1,7 @@
 //! An arm64 UEFI machine installed from the arm64 ISO (issue 12: "the same OS on arm64 UEFI
-//! machines"), under `qemu-system-aarch64 -M virt` (software emulation): the ISO's kernel and
-//! initramfs started with the unattended install's command line (the words an operator adds
-//! to the ISO's "install" entry; the ISO attached as the medium the image is copied from),
+//! machines"), under `qemu-system-aarch64 -M virt` (software emulation): the unattended
+//! install from the kernel command line as install_iso runs it on amd64
+//! (`node::install_unattended`: the words an operator adds to the ISO's "install" entry),
 //! the config fetched over HTTP, installed to the blank virtio disk, powered off; then the
 //! disk alone under AAVMF: firmware -> GRUB arm64-efi on the installed ESP -> slot A ->
 //! the config in force, a password login, `uname -m` aarch64.
@@ -12,8 +12,8 @@
 use anyhow::{ensure, Context, Result};
 use rkos_tests::host::{ensure_rkos_partitions, iso_arm64, sh};
 use rkos_tests::httpd::Httpd;
-use rkos_tests::node::{login_within, status, CMD};
-use rkos_tests::qemu::{extract_kernel, uefi_vars, Arch, Boot, Vm, VmConfig};
+use rkos_tests::node::{install_unattended, login_within, status, CMD};
+use rkos_tests::qemu::{uefi_vars, Arch, Boot, Vm, VmConfig};
 use std::time::{Duration, Instant};
 
 /// An emulated arm64 boot on a loaded 2-core host: several times the amd64 figure.
@@ -35,30 +35,16 @@ fn arm64_unattended_install_from_the_iso_boots_from_disk_under_uefi() -> Result<
         format!("hostname: {HOSTNAME}\nrkos:\n  password: {PASSWORD}\n"),
     )?;
     let httpd = Httpd::serve(&www)?;
-    let iso = iso_arm64()?;
-    let (kernel, initrd) = extract_kernel(&iso, dir.path())?;
-
     // --- the install -------------------------------------------------------------------------
-    let mut vm = Vm::start(&VmConfig {
-        name: "arm64-install".into(),
-        arch: Arch::Arm64,
-        boot: Boot::Kernel {
-            kernel,
-            initrd,
-            cmdline: format!(
-                "rkos.mode=install rkos.install.device=/dev/vda \
-                 rkos.install.config_url=http://10.0.2.2:{}/node.yaml rkos.install.power_off \
-                 console=ttyAMA0,115200",
-                httpd.port()
-            ),
-            medium: Some(iso.clone()),
-        },
-        disks: vec![disk.clone()],
-        memory_mb: 2048,
-        extras: Default::default(),
-    })?;
-    vm.expect("rkos-install: installed rkos", INSTALL)
-        .context("the arm64 unattended install did not finish")?;
+    let (mut vm, _, _) = install_unattended(
+        "arm64-install",
+        Arch::Arm64,
+        &iso_arm64()?,
+        &disk,
+        &format!("http://10.0.2.2:{}/node.yaml", httpd.port()),
+        dir.path(),
+        INSTALL,
+    )?;
     vm.expect(r"reboot: Power down", BOOT)
         .context("the installer did not power off")?;
     drop(vm);

@@ -13,10 +13,9 @@
 use anyhow::{ensure, Context, Result};
 use rkos_slots::{Manifest, Slot, StateDir};
 use rkos_tests::host::{ensure_rkos_partitions, iso, sh};
-use rkos_tests::node::password_login;
-use rkos_tests::qemu::{extract_kernel, Arch, Boot, Vm, VmConfig};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use rkos_tests::httpd::Httpd;
+use rkos_tests::node::{install_unattended, password_login};
+use rkos_tests::qemu::{Arch, Boot, Vm, VmConfig};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -225,32 +224,6 @@ fn wizard_install_reboot_and_persistence() -> Result<()> {
 
 /// Serves one file over HTTP on all interfaces (QEMU's user network reaches the host as
 /// 10.0.2.2).
-fn serve_file(body: String) -> Result<u16> {
-    let l = TcpListener::bind("0.0.0.0:0")?;
-    let port = l.local_addr()?.port();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            let mut r = BufReader::new(match s.try_clone() {
-                Ok(c) => c,
-                Err(_) => continue,
-            });
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) <= 2 {
-                    break;
-                }
-            }
-            let mut s = s;
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    Ok(port)
-}
-
 fn sha256(file: &Path) -> Result<String> {
     let out = sh("sha256sum", &[&file.to_string_lossy()])?;
     Ok(out
@@ -331,25 +304,19 @@ fn unattended_install_from_the_kernel_command_line_powers_off() -> Result<()> {
     let config = format!(
         "hostname: unattended-node\nssh_authorized_keys:\n  - {KEY}\nrkos:\n  password: {PASSWORD}\n  token: {TOKEN}\n"
     );
-    let port = serve_file(config.clone())?;
-    let (kernel, initrd) = extract_kernel(&iso()?, dir.path())?;
-    let mut vm = Vm::start(&VmConfig {
-        name: "install-unattended".into(),
-        arch: Arch::Amd64,
-        boot: Boot::Kernel {
-            kernel: kernel.clone(),
-            initrd: initrd.clone(),
-            cmdline: format!(
-                "rkos.mode=install rkos.install.device=/dev/vda rkos.install.config_url=http://10.0.2.2:{port}/node.yaml \
-                 rkos.install.power_off console=tty0 console=ttyS0,115200n8"
-            ),
-            medium: Some(iso()?),
-        },
-        disks: vec![disk.clone()],
-        memory_mb: 2048,
-        extras: Default::default(),
-    })?;
-    exp(&mut vm, "rkos-install: installed rkos", INSTALL).context("no install")?;
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www)?;
+    std::fs::write(www.join("node.yaml"), &config)?;
+    let httpd = Httpd::serve(&www)?;
+    let (mut vm, kernel, initrd) = install_unattended(
+        "install-unattended",
+        Arch::Amd64,
+        &iso()?,
+        &disk,
+        &format!("http://10.0.2.2:{}/node.yaml", httpd.port()),
+        dir.path(),
+        INSTALL,
+    )?;
     vm.expect(r"reboot: Power down", BOOT)
         .context("did not power off")?;
     drop(vm);

@@ -448,16 +448,22 @@ pub fn init_report(vm: &mut Vm, version: &str, slot: &str) -> Result<()> {
     Ok(())
 }
 
-/// Waits up to `wait` (polled in the guest every 2 s) for `unit` to be active.
-pub fn wait_active(vm: &mut Vm, unit: &str, wait: Duration) -> Result<()> {
+/// Waits up to `wait` (polled in the guest every 2 s) until the shell command `condition`
+/// (no single quotes) succeeds.
+pub fn wait_until(vm: &mut Vm, condition: &str, wait: Duration) -> Result<()> {
     vm.run_ok(
         &format!(
-            "timeout {} sh -c 'until systemctl is-active -q {unit}; do sleep 2; done'",
+            "timeout {} sh -c 'until {condition}; do sleep 2; done'",
             wait.as_secs()
         ),
         wait + Duration::from_secs(30),
     )
     .map(|_| ())
+}
+
+/// Waits up to `wait` (polled in the guest every 2 s) for `unit` to be active.
+pub fn wait_active(vm: &mut Vm, unit: &str, wait: Duration) -> Result<()> {
+    wait_until(vm, &format!("systemctl is-active -q {unit}"), wait)
 }
 
 /// Waits up to `wait` for `rkos-mark-good.service` to finish on a node that booted `version`

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use rkos_tests::host::sh;
-use rkos_tests::node::{login, p, prepare_with, start_with, wait_active, BOOT, CMD};
+use rkos_tests::node::{login, p, prepare_with, start_with, wait_active, wait_until, BOOT, CMD};
 use rkos_tests::qemu::{Extras, Vm};
 
 const PASSWORD: &str = "usb-state-pw";
@@ -190,15 +190,12 @@ fn k3s_state_lives_on_a_usb_disk_and_a_missing_disk_is_said_and_waited_for_not_h
     .context("the late disk is not mounted at /var/lib/rancher")?;
     vm.run_ok("test -f /var/lib/rancher/on-the-usb-disk", CMD)?;
     // The report ran again after the mount: nothing is said missing any more.
-    let mut gone = false;
-    for _ in 0..30 {
-        if vm.run("test -e /run/rkos/data-disks", CMD)?.0 != 0 {
-            gone = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    ensure!(gone, "the login prompt still says the disk is missing");
+    wait_until(
+        &mut vm,
+        "test ! -e /run/rkos/data-disks",
+        Duration::from_secs(30),
+    )
+    .context("the login prompt still says the disk is missing")?;
     let (code, out) = vm.run("sudo rkos data-disks", CMD)?;
     ensure!(
         code == 0 && out.contains("1 data disk(s), all mounted"),

@@ -220,19 +220,24 @@ pub fn edit_grubenv(
 
 /// The unattended install from the kernel command line, as an operator starts it from the
 /// ISO `iso` of `arch`: its kernel and initramfs (extracted into `work`) with the installer's
-/// words for `/dev/vda` (the blank `disk`), the config at `config_url` and a power-off, and
-/// the ISO attached as the medium the image is copied from. Returns once the installer says
-/// it installed (within `limit`): the VM (powering off) and the kernel and initramfs it
-/// started.
+/// words for `/dev/vda` (the blank `disk`), a config URL serving `config` (from the host's
+/// loopback, QEMU's 10.0.2.2) and a power-off, and the ISO attached as the medium the image
+/// is copied from. Returns once the installer says it installed (within `limit`) and the
+/// config was fetched: the VM (powering off) and the kernel and initramfs it started.
 pub fn install_unattended(
     name: &str,
     arch: Arch,
     iso: &Path,
     disk: &Path,
-    config_url: &str,
+    config: &str,
     work: &Path,
     limit: Duration,
 ) -> Result<(Vm, PathBuf, PathBuf)> {
+    let www = work.join("www");
+    fs::create_dir_all(&www)?;
+    fs::write(www.join("node.yaml"), config)?;
+    let httpd = crate::httpd::Httpd::serve(&www)?;
+    let config_url = format!("http://10.0.2.2:{}/node.yaml", httpd.port());
     let (kernel, initrd) = crate::qemu::extract_kernel(iso, work)?;
     let consoles = match arch {
         Arch::Amd64 => "console=tty0 console=ttyS0,115200n8",
@@ -256,6 +261,11 @@ pub fn install_unattended(
     })?;
     vm.expect(&regex::escape("rkos-install: installed rkos"), limit)
         .with_context(|| format!("the unattended install on {arch} did not finish"))?;
+    ensure!(
+        httpd.requests().iter().any(|r| r.contains("node.yaml")),
+        "the installer never fetched the config: {:?}",
+        httpd.requests()
+    );
     Ok((vm, kernel, initrd))
 }
 

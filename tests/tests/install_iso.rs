@@ -13,7 +13,6 @@
 use anyhow::{ensure, Context, Result};
 use rkos_slots::{Manifest, Slot, StateDir};
 use rkos_tests::host::{ensure_rkos_partitions, iso, sh};
-use rkos_tests::httpd::Httpd;
 use rkos_tests::node::{install_unattended, password_login};
 use rkos_tests::qemu::{Arch, Boot, Vm, VmConfig};
 use std::os::unix::fs::PermissionsExt;
@@ -304,16 +303,12 @@ fn unattended_install_from_the_kernel_command_line_powers_off() -> Result<()> {
     let config = format!(
         "hostname: unattended-node\nssh_authorized_keys:\n  - {KEY}\nrkos:\n  password: {PASSWORD}\n  token: {TOKEN}\n"
     );
-    let www = dir.path().join("www");
-    std::fs::create_dir_all(&www)?;
-    std::fs::write(www.join("node.yaml"), &config)?;
-    let httpd = Httpd::serve(&www)?;
     let (mut vm, kernel, initrd) = install_unattended(
         "install-unattended",
         Arch::Amd64,
         &iso()?,
         &disk,
-        &format!("http://10.0.2.2:{}/node.yaml", httpd.port()),
+        &config,
         dir.path(),
         INSTALL,
     )?;
